@@ -1,0 +1,1 @@
+"""Zero-shot benchmark scoring of teachers and students with the published protocol."""

@@ -1,0 +1,1 @@
+"""Stage 1: teachers and label generation (writes label columns into a dataset directory)."""

@@ -1,0 +1,93 @@
+"""Atomic publishing: a reader sees either nothing or the complete file, never a partial one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file and directory under `path` (for directory-shaped shards)."""
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(Path(root))
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A unique hidden name next to `path`; temporary names start with '.' and end in '.tmp'."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)
+
+
+def is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+@contextlib.contextmanager
+def publishing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to fill; on success fsync it and rename it onto `path`.
+
+    Works for files and directories. On error the temporary is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        if tmp.is_dir():
+            fsync_tree(tmp)
+            if path.exists():
+                shutil.rmtree(path)
+        else:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with publishing(Path(path)) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically replace `path` with the JSON of `obj` (sorted keys, stable bytes)."""
+    write_bytes(Path(path), (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); restore it or re-create it") from e

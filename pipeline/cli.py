@@ -1,0 +1,123 @@
+"""`pipeline`: prepare a dataset directory, inspect and verify it, run the demo and benchmarks.
+
+Thin commands: each parses its flags and calls one library function.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pipeline.cliutil import user_errors
+
+app = typer.Typer(
+    help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
+    "show which label columns exist, verify every byte, run the demo and benchmarks.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+bench_app = typer.Typer(help="Benchmarks whose results go in BENCHMARKS.md.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+@user_errors
+def prepare(
+    images: list[str] = typer.Option(
+        ...,
+        "--images",
+        help="A folder of images (recursive), a WebDataset or SA-1B tar, or a glob. Repeatable.",
+    ),
+    out: Path = typer.Option(..., "--out", help="The dataset directory to write."),
+    shard_size: int = typer.Option(1000, help="Images per shard."),
+    regions: int = typer.Option(2, help="K: square regions planned per image."),
+    seed: int = typer.Option(0, help="Seed of the crop plan (the plan is a pure function of it)."),
+    min_overlap: float = typer.Option(
+        0.25, help="Minimum overlap of neighbouring tiles, as a fraction of the tile side."
+    ),
+    workers: int = typer.Option(0, help="Decoding processes; 0 = min(4, CPU count)."),
+) -> None:
+    """Turn images into image shards, a crop plan and dataset.json under --out."""
+    from pipeline.prepare import PrepareSettings
+    from pipeline.prepare import prepare as run_prepare
+
+    settings = PrepareSettings(
+        shard_size=shard_size,
+        regions=regions,
+        seed=seed,
+        min_overlap=min_overlap,
+        workers=workers or None,
+    )
+    result = run_prepare(images, out, settings)
+    typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def status(
+    dataset: Path = typer.Argument(..., help="A prepared dataset directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Columns x shards: done / failed / missing, samples, bytes and bytes per label pixel."""
+    from pipeline.status import dataset_status, format_status
+
+    result = dataset_status(dataset)
+    typer.echo(json.dumps(result, indent=1) if as_json else format_status(result))
+
+
+@app.command()
+@user_errors
+def verify(
+    dataset: Path = typer.Argument(..., help="A prepared dataset directory."),
+    column: list[str] = typer.Option(
+        None, "--column", help="Only this label column (repeatable); default: all columns."
+    ),
+) -> None:
+    """Re-read every shard, check checksums, keys and plan hash, decode every map.
+
+    Exits 0 only if everything is intact; otherwise names each bad shard and why.
+    """
+    from pipeline.verify import verify_dataset
+
+    report = verify_dataset(dataset, column or None)
+    for problem in report.problems:
+        typer.echo(f"BAD {problem}", err=True)
+    typer.echo(report.summary())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Where the demo writes everything."),
+    device: str = typer.Option("cpu", help="Torch device for the model steps."),
+) -> None:
+    """Run the method end to end on bundled sample photos, offline."""
+    from pipeline.demo import run_demo
+
+    run_demo(out, device=device)
+
+
+@bench_app.command("codecs")
+@user_errors
+def bench_codecs(
+    repeats: int = typer.Option(5, help="Timed repeats; medians are reported."),
+) -> None:
+    """Bytes per pixel, error and encode/decode speed of every label codec on depth maps."""
+    from pipeline.bench.codecs import main
+
+    main(repeats=repeats)
+
+
+@bench_app.command("prepare")
+@user_errors
+def bench_prepare(
+    images: int = typer.Option(24, help="Photo-sized JPEGs to generate."),
+    repeats: int = typer.Option(3, help="Timed repeats; medians are reported."),
+) -> None:
+    """`prepare` images/s per core against a bare JPEG decode of the same files."""
+    from pipeline.bench.prepare import main
+
+    main(images=images, repeats=repeats)

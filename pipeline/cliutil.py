@@ -1,0 +1,31 @@
+"""Shared by every command line: user errors end in one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that carry a message meant for the user (a bad file, a bad flag, a refused action).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
+
+
+def user_errors(fn: F) -> F:
+    """Print `error: <message>` and exit 2 on a user error; set PIPELINE_DEBUG=1 for tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]

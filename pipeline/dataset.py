@@ -1,0 +1,62 @@
+"""Reading a prepared dataset directory: `dataset.json` and its shard list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import read_json
+from pipeline.layout import SCHEMA_VERSION, DatasetLayout
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    index: int
+    name: str
+    count: int
+    image_sha256: str
+    plan_sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The parsed `dataset.json` of one dataset directory."""
+
+    layout: DatasetLayout
+    raw: dict[str, Any]
+    shards: list[ShardInfo]
+
+    @property
+    def plan_hash(self) -> str:
+        return self.raw["plan_hash"]
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.raw["num_samples"])
+
+    @property
+    def rejected(self) -> list[dict[str, str]]:
+        return list(self.raw.get("rejected", []))
+
+
+def load_dataset(root: Path | str) -> DatasetInfo:
+    """Load `root/dataset.json`; a missing or foreign file gets a message that says what to run."""
+    layout = DatasetLayout(Path(root))
+    path = layout.dataset_json
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {layout.root} is not a prepared dataset; "
+            f"run `pipeline prepare --images PATH --out {layout.root}` first"
+        )
+    raw = read_json(path)
+    if raw.get("schema") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema {raw.get('schema')!r} is not {SCHEMA_VERSION}; "
+            "prepare the dataset again with this version of the pipeline"
+        )
+    shards = [
+        ShardInfo(i, s["name"], int(s["count"]), s["image_sha256"], s["plan_sha256"])
+        for i, s in enumerate(raw["shards"])
+    ]
+    return DatasetInfo(layout, raw, shards)
