@@ -1,0 +1,135 @@
+"""Settings as dataclasses, loaded as `defaults <- YAML file <- --set a.b=c`, shared by every CLI.
+
+Unknown keys are errors that name the key and list the valid ones; values are checked against the
+field types, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one value against a field type (dataclass, Optional, list, scalars)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict or tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if (
+        isinstance(tp, type)
+        and not isinstance(value, tp)
+        or (tp is int and isinstance(value, bool))
+    ):
+        raise ValueError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    types_ = _field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ValueError(
+            f"unknown setting(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid: {', '.join(prefix + k for k in sorted(types_))}"
+        )
+    default = cls()
+    kwargs = {}
+    for name, tp in types_.items():
+        key = f"{where}.{name}" if where else name
+        if name not in values:
+            kwargs[name] = getattr(default, name)
+        elif dataclasses.is_dataclass(tp) and isinstance(values[name], dict):
+            nested = dataclasses.asdict(getattr(default, name)) | values[name]
+            kwargs[name] = _build(tp, nested, key)
+        else:
+            kwargs[name] = _coerce(values[name], tp, key)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {dotted}: {part!r} is not a group of settings")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=c` -> ("a.b", c parsed as YAML, so 3 -> int, 1e-4 -> float, [1, 2] -> list)."""
+    if "=" not in text:
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.lambda_lg=0.5")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):  # YAML 1.1 reads 1e-4 as text
+        value = float(value)
+    return key.strip(), value
+
+
+def load_config(cls: type[T], path: Path | str | None = None, overrides: list[str] = ()) -> T:
+    """Build settings `cls` from its defaults, then a YAML file, then `--set` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e})") from e
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings at the top level")
+        values = loaded
+    for text in overrides:
+        _set_path(values, *parse_override(text))
+    config = _build(cls, values)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML-able dict of a settings dataclass (for run directories)."""
+    return dataclasses.asdict(config)
