@@ -107,8 +107,10 @@ class TarWriter:
         info.mtime = 0
         info.mode = 0o644
         info.uname = info.gname = ""
+        header = len(info.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        offset = self._tf.offset + header
         self._tf.addfile(info, io.BytesIO(data))
-        return Member(name, info.offset_data, info.size)
+        return Member(name, offset, info.size)
 
     def close(self) -> None:
         self._tf.close()

@@ -80,7 +80,7 @@ def _check_column(
 ) -> None:
     manifest_path = info.layout.manifest(column)
     manifest = read_json(manifest_path)
-    if manifest.get("plan_hash") != info.plan_hash:
+    if manifest.get("plan_sha256") != info.plan_hash:
         report.problems.append(f"{manifest_path}: labels were made for another crop plan")
         bar.update(len(info.shards))
         return

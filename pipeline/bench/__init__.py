@@ -1,0 +1,1 @@
+"""Micro-benchmarks runnable as modules, e.g. `python -m pipeline.bench.codecs`."""

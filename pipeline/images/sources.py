@@ -1,0 +1,262 @@
+"""Image inputs: folders, WebDataset / SA-1B tars, single files and glob patterns → keyed items.
+
+Listing is cheap: it reads directory entries and tar headers, never pixels. Every item has
+
+- a key: stable (same input → same key on any machine) and a valid WebDataset key, made from the
+  path relative to the input root (folder, or the fixed leading part of a glob) with the extension
+  removed, or from the tar member's key; path separators become `__` and every other character
+  outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first; keys longer than
+  `MAX_KEY_LEN` are shortened with a hash suffix so tar member names stay valid);
+- an origin for people: the input as the user wrote it joined with the relative part
+  (`photos/a/b.jpg`, `data/sa_000000.tar:sa_1.jpg`), so it never depends on the working directory;
+- a way to load its bytes (`Item.load`), picklable for worker processes.
+
+Hidden files and folders (names starting with '.') are skipped; symlinked sub-folders are not
+followed. In a tar, the image member of a key is the first of jpg, jpeg, png, webp, tif, tiff
+(case-insensitive); other members (SA-1B mask `.json`, captions...) are ignored.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import tarfile
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline import tario
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff")  # preference order within a key
+MAX_KEY_LEN = 80
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One input image: where it is and how to read it (`offset` < 0: the whole file)."""
+
+    key: str
+    origin: str
+    path: str
+    offset: int = -1
+    size: int = -1
+
+    def load(self) -> bytes:
+        """The image file's bytes (a tar member is read in place, never extracted)."""
+        if self.offset < 0:
+            return Path(self.path).read_bytes()
+        member = tario.Member(self.origin, self.offset, self.size)
+        with open(self.path, "rb") as f:
+            return tario.read_member(f, member, Path(self.path))
+
+
+def make_key(relative: str) -> str:
+    """A WebDataset key from a relative path without extension (see the module docstring)."""
+    text = unicodedata.normalize("NFC", relative).strip("/")
+    key = "__".join(_BAD_KEY_CHARS.sub("_", part) for part in text.split("/"))
+    if not key:
+        raise ValueError(f"cannot make a key from the empty name {relative!r}")
+    if len(key) > MAX_KEY_LEN:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        key = f"{key[: MAX_KEY_LEN - 17]}-{digest}"
+    return key
+
+
+def _join(given: str, relative: str) -> str:
+    return str(PurePosixPath(given.replace(os.sep, "/")) / relative)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_tar_name(name: str) -> bool:
+    return name.lower().endswith(".tar")
+
+
+def _walk_files(root: Path, relative: str = "") -> Iterator[tuple[str, os.DirEntry]]:
+    """`(posix path relative to root, entry)` of the non-hidden regular files under root, sorted."""
+    with os.scandir(root / relative if relative else root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        rel = f"{relative}/{entry.name}" if relative else entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_files(root, rel)
+        elif entry.is_file():
+            yield rel, entry
+
+
+def file_item(path: str, origin: str, relative: str) -> Item:
+    """An item for one image file; `relative` (with extension) makes the key."""
+    stem = relative.rsplit(".", 1)[0]
+    return Item(make_key(stem), origin, os.path.abspath(path), -1, os.stat(path).st_size)
+
+
+def folder_items(folder: str, root: str | None = None) -> list[Item]:
+    """Images under `folder`, recursively; keys relative to `root` (default: the folder)."""
+    base = Path(folder)
+    prefix = os.path.relpath(folder, root).replace(os.sep, "/") if root is not None else "."
+    out = []
+    for rel, entry in _walk_files(base):
+        if is_image_name(entry.name):
+            key_rel = rel if prefix == "." else f"{prefix}/{rel}"
+            out.append(file_item(entry.path, _join(folder, rel), key_rel))
+    return out
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """WebDataset's split: key = directory + basename up to its first dot; ext = the rest."""
+    while name.startswith("./"):
+        name = name[2:]
+    head, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{head}/{stem}" if head else stem), ext
+
+
+def scan_input_tar(path: Path) -> list[tario.Member]:
+    """The regular-file members of an input tar, headers validated like `tario.scan`.
+
+    Unlike our own shards, tars made with `tar cf` hold directory entries (and maybe links):
+    those are skipped, as WebDataset does.
+    """
+    file_size = path.stat().st_size
+    members = []
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for info in tf:
+                tario.check_member_name(path, info.name)
+                if not info.isreg():
+                    continue
+                if info.size > tario.MAX_MEMBER_BYTES or info.offset_data + info.size > file_size:
+                    bad = f"member {info.name!r} is truncated or oversized"
+                    raise tario.ShardError(f"{path}: {bad}; re-download or re-create the tar")
+                members.append(tario.Member(info.name, info.offset_data, info.size))
+    except tarfile.TarError as e:
+        msg = f"{path}: not a readable uncompressed tar ({e}); re-download or re-create it"
+        raise tario.ShardError(msg) from e
+    return members
+
+
+def tar_items(tar: str) -> list[Item]:
+    """One item per key that has an image member; validated headers, nothing extracted."""
+    groups: dict[str, dict[str, tario.Member]] = {}
+    for member in scan_input_tar(Path(tar)):
+        stem, ext = _split_member(member.name)
+        exts = groups.setdefault(stem, {})
+        if ext.lower() in exts:
+            raise tario.ShardError(f"{tar}: member {member.name!r} appears twice; fix the tar")
+        exts[ext.lower()] = member
+    out = []
+    path = os.path.abspath(tar)  # one string shared by all items: SA-1B lists millions
+    for stem, exts in groups.items():
+        ext = next((e for e in TAR_IMAGE_EXTS if e in exts), None)
+        if ext is not None and stem:
+            m = exts[ext]
+            out.append(Item(make_key(stem), f"{tar}:{m.name}", path, m.offset, m.size))
+    return out
+
+
+def glob_root(pattern: str) -> str:
+    """The leading directories of a glob pattern that contain no wildcard ('' for none)."""
+    parts = pattern.replace(os.sep, "/").split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if _GLOB_MAGIC.search(part):
+            break
+        fixed.append(part)
+    return "/".join(fixed) if fixed != [""] else "/"
+
+
+def glob_items(pattern: str) -> list[Item]:
+    """Images, tars and folders matched by a glob (`**` recurses); keys relative to its root."""
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if not matches:
+        raise ValueError(f"--images {pattern}: the pattern matches nothing; check it (quote it)")
+    root = glob_root(pattern) or "."
+    out: list[Item] = []
+    for match in matches:
+        if os.path.isdir(match):
+            out.extend(folder_items(match, root=root))
+        elif is_tar_name(match):
+            out.extend(tar_items(match))
+        elif is_image_name(match) and os.path.isfile(match):
+            rel = os.path.relpath(match, root).replace(os.sep, "/")
+            out.append(file_item(match, match.replace(os.sep, "/"), rel))
+    return out
+
+
+def input_items(spec: str) -> list[Item]:
+    """All items of one `--images` argument; raises if it is missing or holds no images."""
+    if _GLOB_MAGIC.search(spec) and not os.path.exists(spec):
+        items = glob_items(spec)
+    elif os.path.isdir(spec):
+        items = folder_items(spec)
+    elif os.path.isfile(spec) and is_tar_name(spec):
+        items = tar_items(spec)
+    elif os.path.isfile(spec) and is_image_name(spec):
+        items = [file_item(spec, spec.replace(os.sep, "/"), os.path.basename(spec))]
+    elif os.path.isfile(spec):
+        raise ValueError(
+            f"--images {spec}: not a folder, an uncompressed .tar or an image "
+            f"({', '.join(IMAGE_SUFFIXES)}); decompress .tar.gz files first"
+        )
+    else:
+        raise ValueError(f"--images {spec}: no such file or folder")
+    if not items:
+        hint = "check the path"
+        if os.path.isdir(spec) and any(Path(spec).glob("*.tar")):
+            hint = f"it holds .tar files: pass them with a glob, e.g. --images '{spec}/*.tar'"
+        raise ValueError(
+            f"--images {spec}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files "
+            f"and tar members); {hint}"
+        )
+    return items
+
+
+def check_unique(items: Iterable[Item]) -> None:
+    """Raise naming both origins of every duplicate key (up to 10) and how to fix it."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for item in items:
+        first = seen.get(item.key)
+        if first is None:
+            seen[item.key] = item.origin
+        else:
+            what = (
+                f"{first} is listed twice" if first == item.origin else f"{first} and {item.origin}"
+            )
+            clashes.append(f"  key {item.key!r}: {what}")
+    if clashes:
+        more = f"\n  ... and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+        raise ValueError(
+            f"{len(clashes)} duplicate image key(s):\n" + "\n".join(clashes[:10]) + more + "\n"
+            "Keys come from the path relative to each --images folder without its extension "
+            "(or from the tar member name), so they must be unique across all inputs: rename one "
+            "of the files, or pass their common parent folder as a single --images so the keys "
+            "include the sub-folder; an input given twice must be given once."
+        )
+
+
+def list_items(inputs: list[str]) -> list[Item]:
+    """Every item of every input, duplicates checked, sorted by key."""
+    if not inputs:
+        raise ValueError("no inputs: give at least one --images PATH")
+    items = [item for spec in inputs for item in input_items(spec)]
+    check_unique(items)
+    return sorted(items, key=lambda item: item.key)
+
+
+def listing_sha256(items: Iterable[Item]) -> str:
+    """A fingerprint of what the inputs list (key, origin, byte size), in order."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(f"{item.key}\t{item.origin}\t{item.size}\n".encode())
+    return h.hexdigest()

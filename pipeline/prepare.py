@@ -1,0 +1,308 @@
+"""`pipeline prepare`: image inputs → a dataset directory (image shards, crop plan, dataset.json).
+
+Steps: list every input image (cheap, no decoding) and check keys are unique; decode in a process
+pool, in sorted key order; cut the accepted images into shards of `shard_size`; write image shard
+i then plan shard i (each atomically); write `dataset.json` last. Bad images are recorded in
+`dataset.json` under `rejected`, never fatal.
+
+Re-running into the same `--out` is allowed only with the same inputs and settings: it rewrites
+identical bytes (if the input files are unchanged), removes shards numbered past the new end, and
+never touches `labels/`. If label columns exist and the inputs now list different images (files
+added, removed, renamed or resized in bytes) it refuses, since the labels would no longer match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+import pipeline
+from pipeline import tario
+from pipeline.atomic import is_temporary, read_json, write_bytes, write_json
+from pipeline.images.decode import (
+    PIL_MAX_IMAGE_PIXELS,
+    Accepted,
+    DecodeParams,
+    Rejected,
+    prepare_image,
+)
+from pipeline.images.shards import ImageShardWriter
+from pipeline.images.sources import Item, list_items, listing_sha256
+from pipeline.layout import SCHEMA_VERSION, DatasetLayout, shard_name
+from pipeline.plan import PlanParams, plan_hash, plan_image, plan_shard_bytes
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """Options of `pipeline prepare`; all but `workers` are recorded in dataset.json."""
+
+    shard_size: int = 1000
+    """Images per shard (`--shard-size`); the last shard may hold fewer."""
+    regions: int = 2
+    """Square regions planned per image, K (`--regions`)."""
+    seed: int = 0
+    """Crop-plan seed (`--seed`)."""
+    min_overlap: float = 0.25
+    """Minimum overlap of neighbouring tiles, fraction of the tile side (`--min-overlap`)."""
+    min_side: int = 64
+    """Reject images whose short side is below this many pixels (`--min-side`)."""
+    max_pixels: int = PIL_MAX_IMAGE_PIXELS
+    """Reject images with more pixels, as possible decompression bombs (`--max-pixels`)."""
+    workers: int | None = None
+    """Decoding processes (`--workers`); None: min(4, usable CPUs). 1 decodes in-process."""
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"--shard-size must be ≥ 1, got {self.shard_size}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers must be ≥ 1, got {self.workers}")
+        self.plan_params()  # validates --regions, --seed, --min-overlap
+        self.decode_params()  # validates --min-side, --max-pixels
+
+    def plan_params(self) -> PlanParams:
+        return PlanParams(seed=self.seed, regions=self.regions, min_overlap=self.min_overlap)
+
+    def decode_params(self) -> DecodeParams:
+        return DecodeParams(min_side=self.min_side, max_pixels=self.max_pixels)
+
+    def num_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return min(4, len(usable) if usable else os.cpu_count() or 1)
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings that determine the output, as stored in dataset.json."""
+        return {
+            "shard_size": self.shard_size,
+            "decode": {"min_side": self.min_side, "max_pixels": self.max_pixels},
+            "plan_params": self.plan_params().to_json(),
+        }
+
+
+@dataclass
+class PrepareResult:
+    """What `prepare` did."""
+
+    out: Path
+    num_listed: int
+    num_samples: int
+    num_shards: int
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    plan_hash: str = ""
+    seconds: float = 0.0
+
+    @property
+    def num_rejected(self) -> int:
+        return len(self.rejected)
+
+    def summary(self) -> str:
+        shards = "shard" if self.num_shards == 1 else "shards"
+        text = f"prepared {self.num_samples} images into {self.num_shards} {shards} at {self.out}; "
+        if not self.rejected:
+            return text + "none rejected"
+        where = DatasetLayout(self.out).dataset_json
+        return text + f"{self.num_rejected} rejected (see {where}, key 'rejected')"
+
+
+def process_item(item: Item, params: DecodeParams) -> Accepted | Rejected:
+    """Load and decode one item (runs in a worker process); never raises for bad input."""
+    try:
+        data = item.load()
+    except (OSError, tario.ShardError) as e:
+        return Rejected(item.origin, f"cannot read the file ({e})")
+    return prepare_image(data, item.origin, params)
+
+
+@contextmanager
+def decoding(
+    items: list[Item], params: DecodeParams, workers: int
+) -> Iterator[Iterator[Accepted | Rejected]]:
+    """Results of `process_item` in item order, from `workers` processes (1: in this process)."""
+    work: Callable[[Item], Accepted | Rejected] = partial(process_item, params=params)
+    if workers <= 1 or len(items) <= 1:
+        yield map(work, items)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (tqdm, user code)
+    with ctx.Pool(min(workers, len(items))) as pool:
+        yield pool.imap(work, items, chunksize=4)
+
+
+def accepted_only(
+    items: Iterable[Item], results: Iterable[Accepted | Rejected], rejected: list[Rejected]
+) -> Iterator[tuple[Item, Accepted]]:
+    """Pair items with their results, diverting rejections into `rejected`."""
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, Rejected):
+            rejected.append(result)
+        else:
+            yield item, result
+
+
+def write_shard(
+    layout: DatasetLayout, index: int, samples: Iterable[tuple[Item, Accepted]], params: PlanParams
+) -> dict[str, Any]:
+    """Write image shard `index`, then its plan shard; return its dataset.json entry."""
+    plans: dict[str, Any] = {}
+    with ImageShardWriter(layout.image_shard(index)) as writer:
+        for item, acc in samples:
+            writer.add(item.key, acc.ext, acc.data, item.origin, acc.height, acc.width)
+            plans[item.key] = plan_image(item.key, acc.height, acc.width, params)
+    plan_bytes = plan_shard_bytes(plans)
+    write_bytes(layout.plan_shard(index), plan_bytes)
+    return {
+        "name": shard_name(index),
+        "count": writer.count,
+        "image_sha256": writer.sha256,
+        "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
+    }
+
+
+def write_shards(
+    layout: DatasetLayout, samples: Iterator[tuple[Item, Accepted]], settings: PrepareSettings
+) -> list[dict[str, Any]]:
+    """Cut the accepted stream into shards of `shard_size` and write each as it fills."""
+    params = settings.plan_params()
+    shards: list[dict[str, Any]] = []
+    while True:
+        chunk = itertools.islice(samples, settings.shard_size)
+        first = next(chunk, None)
+        if first is None:
+            return shards
+        shards.append(write_shard(layout, len(shards), itertools.chain([first], chunk), params))
+
+
+def _is_shard_file(path: Path, suffix: str) -> bool:
+    return path.suffix == suffix and path.stem.isdigit() and len(path.stem) == 6
+
+
+def _leftovers_only(layout: DatasetLayout) -> bool:
+    """Whether a directory without dataset.json holds only what an interrupted prepare leaves."""
+    for path in layout.root.iterdir():
+        if path.name not in ("images", "plan") or not path.is_dir():
+            return False
+    for folder, suffix in ((layout.images_dir, ".tar"), (layout.plan_dir, ".json")):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if not (_is_shard_file(path, suffix) or is_temporary(path)):
+                    return False
+    return True
+
+
+def check_out(layout: DatasetLayout, inputs: list[str], settings: PrepareSettings) -> dict | None:
+    """Refuse an `--out` that holds something else; return its dataset.json if it is a re-run."""
+    root = layout.root
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--out {root}: exists and is not a directory; choose a new directory")
+    if layout.dataset_json.exists():
+        old = read_json(layout.dataset_json)
+        mine = {"inputs": list(inputs), **settings.recorded()}
+        theirs = {k: old.get(k) for k in mine} if isinstance(old, dict) else {}
+        changed = [k for k in mine if theirs.get(k) != mine[k]]
+        if changed:
+            raise ValueError(
+                f"--out {root}: holds a dataset prepared from different inputs or settings "
+                f"({', '.join(changed)} differ); prepare into a new directory"
+            )
+        return old
+    if root.is_dir() and not _leftovers_only(layout):
+        raise ValueError(
+            f"--out {root}: is not empty and holds no dataset.json; prepare into a new or empty "
+            "directory"
+        )
+    return None
+
+
+def check_labels_still_match(layout: DatasetLayout, old: dict | None, listing: str) -> None:
+    """With label columns present, the images must be the ones they were made for."""
+    if old is None or not layout.columns() or old.get("listing_sha256") == listing:
+        return
+    raise ValueError(
+        f"--out {layout.root}: the inputs now list different images than when this dataset was "
+        f"prepared (files added, removed or changed), and it has label columns "
+        f"({', '.join(layout.columns())}) made for the old images; prepare into a new directory"
+    )
+
+
+def remove_stale_shards(layout: DatasetLayout, num_shards: int) -> None:
+    """Delete shard files numbered past the new end (left by an earlier, larger run)."""
+    for folder, suffix in ((layout.images_dir, ".tar"), (layout.plan_dir, ".json")):
+        for path in sorted(folder.glob(f"*{suffix}")):
+            if _is_shard_file(path, suffix) and int(path.stem) >= num_shards:
+                path.unlink()
+
+
+def dataset_record(
+    inputs: list[str],
+    settings: PrepareSettings,
+    shards: list[dict[str, Any]],
+    rejected: list[Rejected],
+    items: list[Item],
+) -> dict[str, Any]:
+    params = settings.plan_params()
+    return {
+        "schema": SCHEMA_VERSION,
+        "code_version": pipeline.__version__,
+        "inputs": list(inputs),
+        **settings.recorded(),
+        "plan_hash": plan_hash([s["plan_sha256"] for s in shards], params),
+        "listing_sha256": listing_sha256(items),
+        "num_listed": len(items),
+        "num_samples": sum(s["count"] for s in shards),
+        "num_rejected": len(rejected),
+        "shards": shards,
+        "rejected": sorted(
+            ({"origin": r.origin, "reason": r.reason} for r in rejected),
+            key=lambda r: (r["origin"], r["reason"]),
+        ),
+    }
+
+
+def _no_images_error(rejected: list[Rejected]) -> ValueError:
+    reasons = "\n".join(
+        f"  {r.origin}: {r.reason}" for r in sorted(rejected, key=lambda r: r.origin)[:5]
+    )
+    return ValueError(f"no usable images: all {len(rejected)} were rejected, e.g.\n{reasons}")
+
+
+def prepare(
+    inputs: list[str], out: Path, settings: PrepareSettings | None = None, progress: bool = True
+) -> PrepareResult:
+    """Build (or identically rebuild) the dataset directory `out` from image inputs."""
+    settings = settings or PrepareSettings()
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    start = time.perf_counter()
+    layout = DatasetLayout(Path(out))
+    old = check_out(layout, inputs, settings)
+    items = list_items(list(inputs))
+    check_labels_still_match(layout, old, listing_sha256(items))
+    rejected: list[Rejected] = []
+    with decoding(items, settings.decode_params(), settings.num_workers()) as results:
+        bar = tqdm(results, total=len(items), unit="img", desc="prepare", disable=not progress)
+        with bar:
+            shards = write_shards(layout, accepted_only(items, bar, rejected), settings)
+    if not shards:
+        raise _no_images_error(rejected)
+    record = dataset_record(inputs, settings, shards, rejected, items)
+    write_json(layout.dataset_json, record)
+    remove_stale_shards(layout, len(shards))
+    return PrepareResult(
+        out=layout.root,
+        num_listed=len(items),
+        num_samples=record["num_samples"],
+        num_shards=len(shards),
+        rejected=record["rejected"],
+        plan_hash=record["plan_hash"],
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,238 @@
+"""`prepare`: photos and bad files in; shards, plan and dataset.json out; identical re-runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from pipeline import __version__
+from pipeline.images.shards import read_image_shard, shard_keys
+from pipeline.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.plan import PlanParams, load_plan_shard, plan_hash, plan_image
+from pipeline.prepare import PrepareSettings, prepare
+from pipeline.samples import SAMPLES, write_sample_images
+
+FAST = PrepareSettings(shard_size=3, workers=1)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("samples")
+    return {p.name: p.read_bytes() for p in write_sample_images(folder)}
+
+
+@pytest.fixture
+def photos(tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]) -> str:
+    """A folder of the bundled photos plus three bad files; the cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    for name, data in sample_files.items():
+        (tmp_path / "photos" / name).write_bytes(data)
+    (tmp_path / "photos/bad").mkdir()
+    (tmp_path / "photos/bad/empty.jpg").write_bytes(b"")
+    (tmp_path / "photos/bad/notes.jpg").write_text("not an image")
+    Image.new("RGB", (40, 30)).save(tmp_path / "photos/bad/tiny.png")
+    return "photos"
+
+
+def test_prepare_writes_shards_plan_and_dataset_json(photos: str, tmp_path: Path) -> None:
+    result = prepare([photos], Path("ds"), FAST, progress=False)
+    n = len(SAMPLES)
+    assert (result.num_listed, result.num_samples, result.num_rejected) == (n + 3, n, 3)
+    assert result.num_shards == -(-n // 3)
+    assert result.summary() == (
+        f"prepared {n} images into {result.num_shards} shards at ds; 3 rejected "
+        "(see ds/dataset.json, key 'rejected')"
+    )
+    record = json.loads((tmp_path / "ds/dataset.json").read_text())
+    assert record["schema"] == SCHEMA_VERSION and record["code_version"] == __version__
+    assert record["inputs"] == ["photos"] and record["shard_size"] == 3
+    assert record["num_samples"] == n and record["plan_params"] == PlanParams().to_json()
+    assert [r["origin"] for r in record["rejected"]] == [
+        "photos/bad/empty.jpg",
+        "photos/bad/notes.jpg",
+        "photos/bad/tiny.png",
+    ]
+    assert "empty" in record["rejected"][0]["reason"]
+    assert "too small" in record["rejected"][2]["reason"]
+    names = [s["name"] for s in record["shards"]]
+    assert names == [f"{i:06d}" for i in range(result.num_shards)]
+    assert [s["count"] for s in record["shards"]] == [3] * (n // 3) + ([n % 3] if n % 3 else [])
+    shas = [s["plan_sha256"] for s in record["shards"]]
+    assert record["plan_hash"] == result.plan_hash == plan_hash(shas, PlanParams())
+
+
+def test_shards_and_plan_agree(photos: str, tmp_path: Path) -> None:
+    prepare([photos], Path("ds"), FAST, progress=False)
+    layout = DatasetLayout(tmp_path / "ds")
+    record = json.loads(layout.dataset_json.read_text())
+    keys = []
+    for index in range(len(record["shards"])):
+        plans = load_plan_shard(layout.plan_shard(index))
+        assert list(plans) == shard_keys(layout.image_shard(index))
+        for key, rgb, meta in read_image_shard(layout.image_shard(index)):
+            assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            assert plans[key]["size"] == meta["size"] == list(rgb.shape[:2])
+            assert plans[key] == plan_image(key, *meta["size"], PlanParams())
+            assert meta["origin"].startswith("photos/")
+            keys.append(key)
+    assert keys == sorted(SAMPLES)
+
+
+def test_webdataset_reads_the_dataset(photos: str, tmp_path: Path) -> None:
+    prepare([photos], Path("ds"), FAST, progress=False)
+    urls = sorted(str(p) for p in (tmp_path / "ds/images").glob("*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("rgb8"))
+    assert sorted(s["__key__"] for s in samples) == sorted(SAMPLES)
+    for s in samples:
+        image = s["jpg"] if "jpg" in s else s["png"]
+        assert image.dtype == np.uint8 and list(image.shape) == [*s["json"]["size"], 3]
+
+
+def test_rerun_is_byte_identical_with_any_worker_count(photos: str, tmp_path: Path) -> None:
+    prepare([photos], Path("ds"), FAST, progress=False)
+    first = snapshot(tmp_path / "ds")
+    prepare([photos], Path("ds"), FAST, progress=False)
+    assert snapshot(tmp_path / "ds") == first
+    prepare([photos], Path("other"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    assert snapshot(tmp_path / "other") == first
+
+
+def test_shard_size_is_configurable(photos: str) -> None:
+    one = prepare([photos], Path("a"), PrepareSettings(shard_size=100, workers=1), progress=False)
+    assert one.num_shards == 1 and "into 1 shard at" in one.summary()
+    each = prepare([photos], Path("b"), PrepareSettings(shard_size=1, workers=1), progress=False)
+    assert each.num_shards == len(SAMPLES)
+
+
+def test_refuses_a_dataset_from_other_inputs_or_settings(photos: str, tmp_path: Path) -> None:
+    prepare([photos], Path("ds"), FAST, progress=False)
+    with pytest.raises(ValueError, match="shard_size differ.*new directory"):
+        prepare([photos], Path("ds"), PrepareSettings(shard_size=4, workers=1), progress=False)
+    with pytest.raises(ValueError, match="plan_params differ"):
+        prepare([photos], Path("ds"), PrepareSettings(shard_size=3, seed=1), progress=False)
+    with pytest.raises(ValueError, match="inputs differ"):
+        prepare([photos, photos], Path("ds"), FAST, progress=False)
+
+
+def test_refuses_a_non_empty_directory(photos: str, tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy/notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        prepare([photos], Path("busy"), FAST, progress=False)
+
+
+def test_labels_are_never_touched_and_guard_changed_inputs(photos: str, tmp_path: Path) -> None:
+    prepare([photos], Path("ds"), FAST, progress=False)
+    manifest = tmp_path / "ds/labels/dav2/manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"teacher": "dav2"}')
+    prepare([photos], Path("ds"), FAST, progress=False)
+    assert manifest.read_text() == '{"teacher": "dav2"}'
+    Image.fromarray(np.full((100, 100, 3), 7, np.uint8)).save(tmp_path / "photos/new.png")
+    with pytest.raises(ValueError, match="label columns \\(dav2\\)"):
+        prepare([photos], Path("ds"), FAST, progress=False)
+
+
+def test_rerun_with_fewer_images_removes_stale_shards(photos: str, tmp_path: Path) -> None:
+    before = prepare([photos], Path("ds"), FAST, progress=False)
+    for name in ("retina.jpg", "rocket.jpg", "coffee.jpg"):
+        (tmp_path / "photos" / name).unlink()
+    after = prepare([photos], Path("ds"), FAST, progress=False)
+    assert after.num_shards == before.num_shards - 1
+    tars = sorted(p.name for p in (tmp_path / "ds/images").iterdir())
+    plans = sorted(p.name for p in (tmp_path / "ds/plan").iterdir())
+    assert tars == [f"{i:06d}.tar" for i in range(after.num_shards)]
+    assert plans == [f"{i:06d}.json" for i in range(after.num_shards)]
+
+
+def test_tar_inputs(tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]) -> None:
+    monkeypatch.chdir(tmp_path)
+    photo = sample_files["astronaut.jpg"]
+    with tarfile.open(tmp_path / "sa_000000.tar", "w") as tf:
+        for name, data in [("sa_1.jpg", photo), ("sa_1.json", b"{}"), ("sa_2.jpg", b"junk")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    result = prepare(["sa_000000.tar"], Path("ds"), FAST, progress=False)
+    assert result.num_samples == 1
+    assert result.rejected[0]["origin"] == "sa_000000.tar:sa_2.jpg"
+    [(key, _rgb, meta)] = read_image_shard(tmp_path / "ds/images/000000.tar")
+    assert (key, meta["origin"]) == ("sa_1", "sa_000000.tar:sa_1.jpg")
+
+
+def test_all_rejected_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="(?s)no usable images.*in/a.jpg"):
+        prepare(["in"], Path("ds"), FAST, progress=False)
+    assert not (tmp_path / "ds/dataset.json").exists()
+
+
+def test_duplicate_keys_fail_before_any_work(
+    tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "astronaut.jpg").write_bytes(sample_files["astronaut.jpg"])
+    with pytest.raises(ValueError, match="a/astronaut.jpg and b/astronaut.jpg"):
+        prepare(["a", "b"], Path("ds"), FAST, progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"shard_size": 0}, "--shard-size must be ≥ 1"),
+        ({"workers": 0}, "--workers"),
+        ({"regions": 0}, "--regions"),
+        ({"min_overlap": 1.5}, "--min-overlap"),
+        ({"min_side": 0}, "--min-side"),
+    ],
+)
+def test_settings_validation_names_the_flag(kwargs: dict, flag: str) -> None:
+    with pytest.raises(ValueError, match=flag):
+        PrepareSettings(**kwargs)
+
+
+def test_progress_bar(photos: str, capsys) -> None:
+    prepare([photos], Path("ds"), FAST, progress=True)
+    assert "img/s" in capsys.readouterr().err
+
+
+def test_sample_images_are_deterministic(tmp_path: Path) -> None:
+    first = write_sample_images(tmp_path / "a")
+    second = write_sample_images(tmp_path / "b")
+    assert [p.name for p in first] == [p.name for p in second]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
+    assert {"astronaut.jpg", "camera.png", "motorcycle_left.png"} <= {p.name for p in first}
+    assert Image.open(tmp_path / "a/camera.png").mode == "L"
+
+
+@pytest.mark.slow
+def test_many_images_with_a_pool(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        h, w = rng.integers(64, 900, size=2)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(f"{i:03d}.jpg")
+    settings = PrepareSettings(shard_size=50, workers=2)
+    result = prepare(["*.jpg"], Path("ds"), settings, progress=False)
+    assert (result.num_samples, result.num_shards) == (120, 3)
+    one = prepare(["*.jpg"], Path("ds1"), PrepareSettings(shard_size=50, workers=1), progress=False)
+    assert snapshot(tmp_path / "ds") == snapshot(tmp_path / "ds1") and one.num_samples == 120
