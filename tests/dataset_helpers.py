@@ -1,0 +1,65 @@
+"""Build small prepared datasets with label columns, without running any teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.dataset import load_dataset
+from pipeline.labels.manifest import create_or_check, record_shard
+from pipeline.labels.store import BACKENDS, open_writer
+from pipeline.plan import load_plan_shard, views
+from pipeline.prepare import PrepareSettings, prepare
+
+
+def prepare_small(photos: Path, out: Path, shard_size: int = 2) -> Path:
+    prepare([str(photos)], out, PrepareSettings(shard_size=shard_size, workers=1), progress=False)
+    return out
+
+
+def fake_map(h: int, w: int, seed: int) -> np.ndarray:
+    """A depth-like disparity map: a tilted plane plus a bump, strictly positive."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return (
+        1.0
+        + x / w
+        + 0.5 * y / h
+        + np.exp(-((x - w / 2) ** 2 + (y - h / 2) ** 2) / (h * w / 8)) * seed
+    )
+
+
+def write_fake_column(dataset: Path, column: str, backend: str = "wds", shards=None) -> None:
+    """Write label column `column` for the given shard indices (default: all) with fake maps."""
+    info = load_dataset(dataset)
+    column_dir = info.layout.column_dir(column)
+    create_or_check(
+        column_dir,
+        {
+            "teacher": column,
+            "adapter": "fake",
+            "weights": {"source": "none", "sha256": "0" * 64},
+            "output_kind": "disparity",
+            "invariance": "affine",
+            "input_rule": {},
+            "precision": "fp32",
+            "codec": {"name": "pcodec-f16", "params": {"level": 8}},
+            "backend": backend,
+            "plan_sha256": info.plan_hash,
+        },
+    )
+    for shard in info.shards:
+        if shards is not None and shard.index not in shards:
+            continue
+        plan = load_plan_shard(info.layout.plan_shard(shard.index))
+        path = info.layout.label_shard(column, shard.index, BACKENDS.get(backend).suffix)
+        with open_writer(
+            path, backend=backend, keys=list(plan), plan_sha256=shard.plan_sha256
+        ) as writer:
+            for i, (key, entry) in enumerate(plan.items()):
+                maps = {"full": fake_map(140, 182, i)}
+                maps.update({name: fake_map(56, 56, i + 1) for name, _ in views(entry)})
+                writer.write(key, maps)
+        entry = writer.summary.manifest_entry()
+        entry["weights_sha256"] = "0" * 64
+        record_shard(column_dir, shard.name, entry)

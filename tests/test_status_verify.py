@@ -1,0 +1,90 @@
+"""`pipeline status` and `pipeline verify` on a dataset with label columns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dataset_helpers import prepare_small, write_fake_column
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.status import dataset_status, format_status
+from pipeline.verify import verify_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def dataset(photo_folder, tmp_path):
+    return prepare_small(photo_folder, tmp_path / "ds", shard_size=2)  # 5 images -> 3 shards
+
+
+def _flip_byte(path, offset=None):
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    data[i] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_status_counts_done_and_missing_shards(dataset):
+    write_fake_column(dataset, "alpha", shards={0, 2})
+    write_fake_column(dataset, "beta", backend="zarr")
+    status = dataset_status(dataset)
+    alpha, beta = status["columns"]["alpha"], status["columns"]["beta"]
+    assert (alpha["done"], alpha["missing"], alpha["samples"]) == (2, 1, 3)
+    assert (beta["done"], beta["missing"], beta["samples"]) == (3, 0, 5)
+    assert 0 < alpha["bytes_per_pixel"] < 1.0
+    assert status["shards"] == 3 and status["samples"] == 5
+    text = format_status(status)
+    assert "alpha: missing shards 000001" in text and "beta" in text
+    out = runner.invoke(app, ["status", str(dataset), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["columns"]["alpha"]["shards"]["000001"]["status"] == "missing"
+
+
+def test_verify_passes_on_an_intact_dataset(dataset):
+    write_fake_column(dataset, "alpha")
+    write_fake_column(dataset, "beta", backend="zarr")
+    report = verify_dataset(dataset, progress=False)
+    assert report.ok, report.problems
+    assert report.checked == 9 and report.maps > 0
+    assert runner.invoke(app, ["verify", str(dataset)]).exit_code == 0
+
+
+@pytest.mark.parametrize("backend", ["wds", "zarr"])
+def test_verify_catches_a_single_flipped_byte_in_a_label_shard(dataset, backend):
+    write_fake_column(dataset, "alpha", backend=backend)
+    shard = dataset / "labels" / "alpha" / ("000001.tar" if backend == "wds" else "000001.zarr")
+    target = shard if backend == "wds" else sorted(p for p in shard.rglob("*") if p.is_file())[-1]
+    _flip_byte(target)
+    report = verify_dataset(dataset, progress=False)
+    assert not report.ok
+    assert len(report.problems) == 1 and "000001" in report.problems[0]
+    result = runner.invoke(app, ["verify", str(dataset)])
+    assert result.exit_code == 1 and "000001" in result.output
+
+
+def test_verify_catches_image_and_plan_corruption_and_missing_shards(dataset):
+    write_fake_column(dataset, "alpha")
+    _flip_byte(dataset / "images" / "000000.tar", offset=700)
+    (dataset / "plan" / "000002.json").write_text("{}")
+    (dataset / "labels" / "alpha" / "000001.tar").unlink()
+    problems = verify_dataset(dataset, progress=False).problems
+    text = "\n".join(problems)
+    assert "images/000000.tar" in text and "checksum" in text
+    assert "000002.json" in text
+    assert "000001.tar" in text and "missing" in text
+
+
+def test_verify_of_one_column_and_an_unknown_column(dataset):
+    write_fake_column(dataset, "alpha")
+    assert verify_dataset(dataset, ["alpha"], progress=False).ok
+    report = verify_dataset(dataset, ["nope"], progress=False)
+    assert not report.ok and "no such column" in report.problems[0]
+
+
+def test_status_of_a_folder_that_is_not_a_dataset(tmp_path):
+    result = runner.invoke(app, ["status", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "pipeline prepare" in result.output
