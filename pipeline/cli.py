@@ -108,7 +108,7 @@ def bench_codecs(
     """Bytes per pixel, error and encode/decode speed of every label codec on depth maps."""
     from pipeline.bench.codecs import main
 
-    main(repeats=repeats)
+    main(["--repeats", str(repeats)])
 
 
 @bench_app.command("prepare")
@@ -120,4 +120,4 @@ def bench_prepare(
     """`prepare` images/s per core against a bare JPEG decode of the same files."""
     from pipeline.bench.prepare import main
 
-    main(images=images, repeats=repeats)
+    main(["--images", str(images), "--repeats", str(repeats)])
