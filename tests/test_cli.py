@@ -84,3 +84,12 @@ def test_prepare_bad_flag_is_a_clear_error(photo_folder, tmp_path):
     )
     assert result.exit_code == 2
     assert "--shard-size" in result.output and "Traceback" not in result.output
+
+
+def test_benchmarks_run_from_the_cli():
+    codecs = runner.invoke(pipeline_app, ["bench", "codecs", "--repeats", "1"])
+    assert codecs.exit_code == 0, codecs.output
+    assert "pcodec-f16" in codecs.output and "B/px" in codecs.output
+    prep = runner.invoke(pipeline_app, ["bench", "prepare", "--images", "2", "--repeats", "1"])
+    assert prep.exit_code == 0, prep.output
+    assert "prepare / decode" in prep.output
