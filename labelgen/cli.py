@@ -1,14 +1,112 @@
-"""`labelgen`: run teachers over a prepared dataset and write their label columns."""
+"""`labelgen`: run teachers over a prepared dataset and write their label columns.
+
+Thin commands: parse flags, call one library function.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import typer
+
+from pipeline.cliutil import user_errors
 
 app = typer.Typer(
     help="Label generation (stage 1): run each teacher once over the full images, the planned "
     "regions and their tiles, and write one compressed label column per teacher.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+TEACHER_HELP = (
+    "NAME=ADAPTER:SOURCE[,key=value...]: NAME is the label column, ADAPTER one of "
+    "depth-anything-v2, dpt, genpercept, marigold, hf; SOURCE a local directory or hub id. "
+    "Repeatable. Example: dav2-l=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf"
 )
 
 
-@app.callback()
-def main() -> None:
-    """Label generation commands (run, estimate, tiny-checkpoint) arrive with the teacher registry."""
+def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
+    from labelgen.teachers import load_teacher_specs_yaml, parse_teacher_spec
+
+    specs = [parse_teacher_spec(t) for t in teacher or []]
+    if teachers_file is not None:
+        specs += load_teacher_specs_yaml(teachers_file)
+    return specs
+
+
+@app.command()
+@user_errors
+def run(
+    dataset: Path = typer.Option(..., help="A prepared dataset directory."),
+    teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
+    teachers_file: Path = typer.Option(
+        None, help="YAML list of teachers (name, adapter, source, options)."
+    ),
+    format: str = typer.Option("wds", "--format", help="Label backend: wds or zarr."),
+    codec: str = typer.Option(
+        "pcodec-f16", help="Label codec: pcodec-f16, blosc-zstd-f16, pcodec-f32."
+    ),
+    batch_size: int = typer.Option(16, help="Views per forward pass (halved on out-of-memory)."),
+    precision: str = typer.Option("bf16", help="bf16, fp16 or fp32 (CPU always runs fp32)."),
+    device: str = typer.Option("auto", help="Torch device; auto = cuda:LOCAL_RANK or cpu."),
+    workers: int = typer.Option(4, help="DataLoader workers decoding images and building views."),
+    claim: bool = typer.Option(
+        False,
+        "--claim",
+        help="Claim shards with expiring lock files instead of a static split by rank.",
+    ),
+    claim_ttl: float = typer.Option(
+        900.0, help="Seconds before an unrefreshed claim is taken over."
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a column whose teacher weights, codec or backend changed.",
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Label every (teacher, shard) item not yet done; safe to kill and re-run.
+
+    Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim.
+    """
+    from labelgen.run import RunSettings
+    from labelgen.run import run as run_labels
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = RunSettings(
+        format=format,
+        codec=codec,
+        batch_size=batch_size,
+        precision=precision,
+        device=device,
+        workers=workers,
+        claim=claim,
+        claim_ttl=claim_ttl,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    reports = run_labels(dataset, _specs(teacher, teachers_file), settings)
+    for report in reports:
+        typer.echo(report.summary())
+    if any(r.shards_failed for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command("tiny-checkpoint")
+@user_errors
+def tiny_checkpoint(
+    adapter: str = typer.Argument(..., help="depth-anything-v2, dpt, genpercept, marigold or hf."),
+    out_dir: Path = typer.Argument(..., help="Directory to write the checkpoint to."),
+    seed: int = typer.Option(0, help="Seed of the random initialisation (same seed, same bytes)."),
+) -> None:
+    """Write a tiny randomly initialised checkpoint of the adapter's real architecture.
+
+    It loads through the normal adapter (`from_pretrained(OUT_DIR)`), for tests, the demo and
+    benchmarks. It predicts no real depth.
+    """
+    from labelgen.teachers import tiny_spec, write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(adapter, out_dir, seed=seed)
+    typer.echo(f"wrote a tiny {adapter} checkpoint to {path}")
+    typer.echo(f"use it as: --teacher {tiny_spec('tiny-' + adapter, adapter, path)}")

@@ -1,0 +1,116 @@
+"""Batch the views of consecutive images through a teacher and hand back whole images, in order.
+
+Views of equal size (all planned 560x560 views, and full views of equal shape) share batches
+across images. An image is complete when all its views are predicted; completed images leave in
+the order they came in. A batch that raises is retried view by view so that only the image that
+fails is recorded as failed; a batch that runs out of device memory is retried in halves.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # uint8 [B,3,h,w] -> float32 [B,1,h,w] (CPU)
+
+
+@dataclass
+class Done:
+    """One image with every view predicted (`maps`), or the error that stopped it."""
+
+    key: str
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class _Pending:
+    remaining: set[str]
+    done: Done
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+class OrderedBatcher:
+    """Feed images with `add`, collect finished ones from its return values and `flush()`."""
+
+    def __init__(self, predict: Predict, batch_size: int, max_pending: int | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be ≥ 1, got {batch_size}")
+        self.predict = predict
+        self.batch_size = batch_size
+        self.max_pending = max_pending or 4 * batch_size
+        self.oom_retries = 0
+        self.views_done = 0
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._queues: dict[tuple[int, int], list[tuple[str, str, torch.Tensor]]] = {}
+
+    def add(
+        self, key: str, views: dict[str, torch.Tensor] | None, error: str | None = None
+    ) -> list[Done]:
+        """Queue one image's views (`{name: uint8 [3,h,w]}`), or record that it failed."""
+        if key in self._pending:
+            raise ValueError(f"key {key!r} was added twice")
+        self._pending[key] = _Pending(set(views or ()), Done(key, error=error))
+        for name, view in (views or {}).items():
+            queue = self._queues.setdefault(tuple(view.shape[-2:]), [])
+            queue.append((key, name, view))
+            if len(queue) >= self.batch_size:
+                self._run(self._queues.pop(tuple(view.shape[-2:])))
+        if len(self._pending) > self.max_pending:
+            return self.flush()
+        return self._pop_finished()
+
+    def flush(self) -> list[Done]:
+        """Run every partial batch and return all images that are now complete."""
+        while self._queues:
+            self._run(self._queues.pop(next(iter(self._queues))))
+        return self._pop_finished()
+
+    def _pop_finished(self) -> list[Done]:
+        out = []
+        while self._pending:
+            first = next(iter(self._pending.values()))
+            if first.remaining:
+                break
+            out.append(self._pending.popitem(last=False)[1].done)
+        return out
+
+    def _run(self, items: list[tuple[str, str, torch.Tensor]]) -> None:
+        items = [it for it in items if self._pending[it[0]].done.error is None]
+        if not items:
+            return
+        try:
+            out = self.predict(torch.stack([view for _, _, view in items]))
+        except Exception as e:  # noqa: BLE001 - one bad image must not stop a shard
+            self._recover(items, e)
+            return
+        for (key, name, _), pred in zip(items, out, strict=True):
+            pending = self._pending[key]
+            pending.done.maps[name] = pred[0].numpy()
+            pending.remaining.discard(name)
+            self.views_done += 1
+
+    def _recover(self, items: list[tuple[str, str, torch.Tensor]], e: Exception) -> None:
+        if is_out_of_memory(e) and len(items) > 1:
+            self.oom_retries += 1
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(items) // 2
+            self._run(items[:half])
+            self._run(items[half:])
+        elif len(items) > 1:
+            for item in items:
+                self._run([item])
+        else:
+            key, name, _ = items[0]
+            pending = self._pending[key]
+            pending.done.error = f"inference failed on view {name}: {type(e).__name__}: {e}"
+            pending.done.maps.clear()
+            pending.remaining.clear()

@@ -1,0 +1,328 @@
+"""`labelgen run`: every (teacher, shard) work item not yet done, as a resumable batch job.
+
+Work items are idempotent: a label shard is published atomically and then recorded in its
+column's manifest; a finished item is skipped, an interrupted one is redone from scratch. Items
+are split statically across ranks (torchrun / SLURM) or claimed dynamically with expiring lock
+files (`--claim`). Adding a teacher writes only its own column.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+import pipeline
+from labelgen.shard_job import ShardJob, label_shard
+from labelgen.teachers import TeacherSpec, load_teacher, weights_identity
+from pipeline.claims import try_claim, worker_id
+from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
+from pipeline.distributed import WorkerInfo, my_share, worker_info
+from pipeline.labels.codecs import get_codec
+from pipeline.labels.manifest import (
+    ColumnManifest,
+    create_or_check,
+    manifest_lock,
+    manifest_path,
+    record_shard,
+    shard_entry,
+)
+from pipeline.labels.store import BACKENDS
+from pipeline.plan import load_plan_shard
+
+log = logging.getLogger("labelgen")
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+@dataclass
+class RunSettings:
+    """Settings of `labelgen run` (each field is a flag of the same name)."""
+
+    format: str = "wds"
+    """Label backend: 'wds' (tar per shard + offset index) or 'zarr' (Zarr v3 group per shard)."""
+    codec: str = "pcodec-f16"
+    """Label codec (see `pipeline.labels.codecs`)."""
+    batch_size: int = 16
+    """Views per teacher forward pass; halved automatically on out-of-memory."""
+    precision: str = "bf16"
+    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked)."""
+    device: str = "auto"
+    """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
+    workers: int = 4
+    """DataLoader worker processes decoding images and building views."""
+    claim: bool = False
+    """Claim shards dynamically with expiring lock files instead of a static rank split."""
+    claim_ttl: float = 900.0
+    """Seconds after which a claim that is no longer refreshed counts as abandoned."""
+    overwrite: bool = False
+    """Replace a column whose teacher weights, codec or backend changed (redo its shards)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def validate(self) -> None:
+        BACKENDS.get(self.format)
+        get_codec(self.codec)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.batch_size < 1 or self.workers < 0 or self.claim_ttl <= 0:
+            raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
+
+
+@dataclass
+class ColumnReport:
+    column: str
+    shards_done: list[str] = field(default_factory=list)
+    shards_skipped: int = 0
+    shards_failed: list[str] = field(default_factory=list)
+    images: int = 0
+    views: int = 0
+    failures: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        failed = "".join(f"\n  FAILED shard {f}" for f in self.shards_failed)
+        if not self.shards_done and not self.shards_failed:
+            return f"{self.column}: nothing to do ({self.shards_skipped} shards already done)"
+        rate = self.views / self.seconds if self.seconds else 0.0
+        flags = ", ".join(f"{k}: {v}" for k, v in sorted(self.flags.items())) or "none"
+        return (
+            f"{self.column}: labelled {len(self.shards_done)} shards ({self.images} images, "
+            f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
+            f"flagged maps: {flags}"
+        ) + failed
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        import os
+
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _provenance(spec: TeacherSpec, teacher: Any, info: DatasetInfo, s: RunSettings) -> dict:
+    prov = teacher.provenance()
+    return {
+        "column": spec.name,
+        "teacher": spec.name,
+        "adapter": spec.adapter,
+        "weights": {"source": spec.source, "sha256": prov["weights_sha256"]},
+        "output_kind": prov["output_kind"],
+        "invariance": prov["invariance"],
+        "input_rule": prov["input_rule"],
+        "precision": prov["precision"],
+        "codec": get_codec(s.codec).describe(),
+        "backend": s.format,
+        "plan_sha256": info.plan_hash,
+        "code_version": pipeline.__version__,
+        "extra": {"options": dict(spec.options)},
+    }
+
+
+def _done_shards(column_dir: Path, weights_sha256: str) -> set[str]:
+    """Shards recorded done for these weights (entries of replaced weights do not count)."""
+    manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
+    if manifest is None:
+        return set()
+    return {
+        name
+        for name, entry in manifest.shards.items()
+        if entry["status"] == "done" and entry.get("weights_sha256") == weights_sha256
+    }
+
+
+def _open_column(column_dir: Path, provenance: dict, overwrite: bool) -> None:
+    """Create or check the manifest header; with `overwrite`, replace a differing header."""
+    try:
+        create_or_check(column_dir, provenance)
+        return
+    except ValueError:
+        if not overwrite:
+            raise
+    with manifest_lock(column_dir):
+        path = manifest_path(column_dir)
+        old = ColumnManifest.load(path)
+        new = ColumnManifest.from_dict({**provenance, "shards": {}}, str(path))
+        if old.identity() != new.identity():
+            new.shards = {
+                n: e
+                for n, e in old.shards.items()
+                if e.get("weights_sha256") == provenance["weights"]["sha256"]
+            }
+            new.save(path)
+            log.warning("%s: replaced the column header (--overwrite); old shards are redone", path)
+
+
+def _clear_stale_temporaries(column_dir: Path, shard: str) -> None:
+    """A killed run leaves hidden temporaries of the shard it was writing; drop them."""
+    import shutil
+
+    for tmp in column_dir.glob(f".{shard}.*.tmp"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _predictor(teacher: Any, device: torch.device):
+    """uint8 `[B,3,h,w]` on the host -> float32 `[B,1,h,w]` on the host."""
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        x = batch.to(device, non_blocking=True).float().div_(255.0)
+        return teacher.predict(x).float().cpu()
+
+    return predict
+
+
+@dataclass
+class _Context:
+    info: DatasetInfo
+    settings: RunSettings
+    worker: WorkerInfo
+    device: torch.device
+    owner: str
+
+
+def _label_item(
+    ctx: _Context,
+    spec: TeacherSpec,
+    teacher: Any,
+    shard: ShardInfo,
+    bar: tqdm,
+    report: ColumnReport,
+) -> None:
+    layout, s = ctx.info.layout, ctx.settings
+    column_dir = layout.column_dir(spec.name)
+    out = layout.label_shard(spec.name, shard.index, BACKENDS.get(s.format).suffix)
+    _clear_stale_temporaries(column_dir, shard.name)
+    job = ShardJob(
+        image_shard=layout.image_shard(shard.index),
+        plan=load_plan_shard(layout.plan_shard(shard.index)),
+        plan_sha256=shard.plan_sha256,
+        out=out,
+        backend=s.format,
+        codec=s.codec,
+        tile=int(ctx.info.raw["plan_params"]["tile"]),
+        meta={"column": spec.name, "shard": shard.name},
+    )
+
+    def on_image(n_views: int) -> None:
+        report.images += 1
+        report.views += n_views
+        bar.update()
+        bar.set_postfix_str(f"{report.views / max(bar.format_dict['elapsed'], 1e-9):.1f} views/s")
+
+    summary, batcher = label_shard(
+        job,
+        _predictor(teacher, ctx.device),
+        teacher.full_view_size,
+        {"kind": teacher.output_kind},
+        s.batch_size,
+        s.workers,
+        on_image,
+    )
+    entry = summary.manifest_entry()
+    entry["weights_sha256"] = teacher.weights_sha256
+    record_shard(column_dir, shard.name, entry)
+    report.shards_done.append(shard.name)
+    report.failures += len(summary.failures)
+    for flag, n in summary.flags.items():
+        report.flags[flag] = report.flags.get(flag, 0) + n
+    if batcher.oom_retries:
+        log.warning(
+            "%s shard %s: %d batches split after out-of-memory",
+            spec.name,
+            shard.name,
+            batcher.oom_retries,
+        )
+
+
+def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
+    s, info = ctx.settings, ctx.info
+    column_dir = info.layout.column_dir(spec.name)
+    weights = weights_identity(spec)
+    candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
+    done = _done_shards(column_dir, weights)
+    todo = [shard for shard in candidates if shard.name not in done]
+    report = ColumnReport(spec.name, shards_skipped=len(candidates) - len(todo))
+    existing = ColumnManifest.load_or_none(manifest_path(column_dir))
+    if existing and existing.weights.get("sha256") != weights and not s.overwrite:
+        raise ValueError(
+            f"label column {spec.name!r} was made with other weights "
+            f"({existing.weights.get('source')}, sha256 {existing.weights.get('sha256', '')[:12]}) "
+            f"than {spec.source} (sha256 {weights[:12]}); use a new teacher name, or --overwrite"
+        )
+    if not todo:
+        return report
+    teacher = load_teacher(spec, device=str(ctx.device), precision=_precision(s, ctx.device))
+    _open_column(column_dir, _provenance(spec, teacher, info, s), s.overwrite)
+    started = time.perf_counter()
+    total = sum(shard.count for shard in todo)
+    with tqdm(
+        total=total,
+        desc=f"{spec.name} [{ctx.worker}]",
+        unit="img",
+        disable=not s.progress,
+        dynamic_ncols=True,
+    ) as bar:
+        for shard in todo:
+            claim = (
+                try_claim(column_dir / ".claims", shard.name, ctx.owner, s.claim_ttl)
+                if s.claim
+                else None
+            )
+            if s.claim and (claim is None or shard.name in _done_shards(column_dir, weights)):
+                if claim is not None:
+                    claim.release()
+                bar.update(shard.count)
+                continue
+            try:
+                _label_item(ctx, spec, teacher, shard, bar, report)
+            except Exception as e:  # noqa: BLE001 - recorded in the manifest, the job goes on
+                log.exception("%s shard %s failed", spec.name, shard.name)
+                error = f"{type(e).__name__}: {e}"
+                record_shard(column_dir, shard.name, shard_entry("failed", error=error))
+                report.shards_failed.append(f"{shard.name}: {error}")
+            finally:
+                if claim is not None:
+                    claim.release()
+    report.seconds = time.perf_counter() - started
+    log.info("%s %s: labelled shards %s", ctx.worker, spec.name, report.shards_done)
+    return report
+
+
+def _precision(s: RunSettings, device: torch.device) -> str:
+    if device.type == "cpu" and s.precision != "fp32":
+        log.info("CPU device: running the teacher in fp32 instead of %s", s.precision)
+        return "fp32"
+    return s.precision
+
+
+def run(
+    dataset: Path | str,
+    specs: list[TeacherSpec],
+    settings: RunSettings,
+    env: dict[str, str] | None = None,
+) -> list[ColumnReport]:
+    """Label every (teacher, shard) item of this worker's share that is not done yet."""
+    settings.validate()
+    if not specs:
+        raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"teacher names must be unique, got {names}")
+    worker = worker_info(env)
+    ctx = _Context(
+        load_dataset(dataset), settings, worker, resolve_device(settings.device), worker_id()
+    )
+    return [_run_teacher(ctx, spec) for spec in specs]

@@ -1,0 +1,150 @@
+"""Label one image shard with one teacher: decode and build views in DataLoader workers, batch
+the teacher on its device, and write the label shard from a writer thread, in key order.
+
+The label shard is published atomically when every key is written, so a job killed at any moment
+leaves no visible shard and the next run redoes the item from scratch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from labelgen.batching import Done, OrderedBatcher
+from labelgen.views import FullSize, build_views
+from pipeline import tario
+from pipeline.images.decode import decode_rgb
+from pipeline.labels.store import ShardSummary, open_writer
+
+IMAGE_EXTS = ("jpg", "png")
+
+
+class ShardViews(Dataset):
+    """Image `i` of one image shard as `(key, {view: uint8 [3,h,w]} | None, error | None)`.
+
+    Opens the tar lazily in each DataLoader worker; reads members by offset, never extracts.
+    """
+
+    def __init__(self, image_shard: Path, plan: dict[str, Any], tile: int, full_size: FullSize):
+        self.path, self.plan, self.tile, self.full_size = Path(image_shard), plan, tile, full_size
+        members = tario.group_by_key(tario.scan(self.path), self.path)
+        if list(members) != list(plan):
+            raise ValueError(f"{self.path}: keys differ from the plan shard; re-run prepare")
+        self.keys = list(plan)
+        self.members = [self._image_member(key, members[key]) for key in self.keys]
+
+    def _image_member(self, key: str, exts: dict[str, tario.Member]) -> tario.Member:
+        for ext in IMAGE_EXTS:
+            if ext in exts:
+                return exts[ext]
+        raise tario.ShardError(f"{self.path}: key {key!r} has no image member ({IMAGE_EXTS})")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> tuple[str, dict[str, torch.Tensor] | None, str | None]:
+        key = self.keys[i]
+        try:
+            with open(self.path, "rb") as f:
+                rgb = decode_rgb(tario.read_member(f, self.members[i], self.path))
+            return key, build_views(rgb, self.plan[key], self.tile, self.full_size), None
+        except Exception as e:  # noqa: BLE001 - recorded per image, the shard goes on
+            return key, None, f"view building failed: {type(e).__name__}: {e}"
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+class OrderedWriter:
+    """Writes finished images from a background thread so the device never waits for encoding."""
+
+    def __init__(self, writer: Any, record_extra: dict[str, Any], depth: int = 64) -> None:
+        self.writer, self.record_extra = writer, record_extra
+        self._queue: queue.Queue[Done | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="label-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (done := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(done.key, done.maps, self.record_extra, error=done.error)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+                    self._error = e
+
+    def put(self, done: Done) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(done)
+
+    def join(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass
+class ShardJob:
+    """Everything needed to label one shard."""
+
+    image_shard: Path
+    plan: dict[str, Any]
+    plan_sha256: str
+    out: Path
+    backend: str
+    codec: str
+    tile: int
+    meta: dict[str, Any]
+
+
+def label_shard(
+    job: ShardJob,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    full_size: FullSize,
+    record_extra: dict[str, Any],
+    batch_size: int,
+    workers: int,
+    on_image: Callable[[int], None] = lambda n_views: None,
+) -> tuple[ShardSummary, OrderedBatcher]:
+    """Label every key of the shard; returns the published shard's summary and batch stats."""
+    dataset = ShardViews(job.image_shard, job.plan, job.tile, full_size)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_identity,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    batcher = OrderedBatcher(predict, batch_size)
+    keys = list(job.plan)
+    with open_writer(
+        job.out,
+        backend=job.backend,
+        codec=job.codec,
+        keys=keys,
+        plan_sha256=job.plan_sha256,
+        extra_meta=job.meta,
+    ) as writer:
+        out = OrderedWriter(writer, record_extra)
+        try:
+            for key, views, error in loader:
+                for done in batcher.add(key, views, error):
+                    out.put(done)
+                    on_image(len(done.maps))
+            for done in batcher.flush():
+                out.put(done)
+                on_image(len(done.maps))
+        finally:
+            out.join()
+    return writer.summary, batcher

@@ -1,0 +1,198 @@
+"""The one Teacher interface, the teacher registry and the resize helpers every adapter shares.
+
+A teacher takes `[B,3,H,W]` float RGB in [0,1] on any device and returns `[B,1,H,W]` float32 on
+the same device at the input resolution. Each adapter owns its resize and normalization: it
+declares the size the model runs at (`_model_input_size`), implements `_forward` on that size, and
+the base class resizes the raw output back (bilinear, then a clamp at 0 for outputs that are
+non-negative by nature).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.registry import Registry
+
+if TYPE_CHECKING:
+    from labelgen.teachers.spec import TeacherSpec
+
+OUTPUT_KINDS = ("disparity", "depth", "metric_depth")
+INVARIANCES = ("affine", "metric")
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# name -> Teacher subclass; `load_teacher` calls `cls.from_spec(spec, device, precision)`.
+TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+
+def invariance_of(output_kind: str) -> str:
+    """`metric` for metric depth, `affine` for relative disparity/depth."""
+    return "metric" if output_kind == "metric_depth" else "affine"
+
+
+def check_precision(precision: str) -> torch.dtype:
+    """The torch dtype of `bf16|fp16|fp32`; anything else is a ValueError naming the flag."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} is not one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+class Teacher(ABC):
+    """A depth teacher. Subclasses set `adapter`, `options_help` and implement `from_spec`,
+    `_forward` and `full_view_size`; `predict` is the same for all of them."""
+
+    adapter: ClassVar[str] = ""
+    # option key -> one-line help; unknown keys in a spec are errors that list these.
+    options_help: ClassVar[dict[str, str]] = {}
+    # Outputs below this are clamped after the resize back (None: no clamp).
+    clamp_min: ClassVar[float | None] = 0.0
+
+    def __init__(
+        self,
+        spec: TeacherSpec,
+        device: torch.device | str,
+        precision: str,
+        *,
+        output_kind: str,
+        input_rule: dict[str, Any],
+        weights_sha256: str,
+        use_no_grad: bool = False,
+    ) -> None:
+        if output_kind not in OUTPUT_KINDS:
+            raise ValueError(
+                f"teacher {spec.name!r}: output kind {output_kind!r} is not one of {OUTPUT_KINDS}"
+            )
+        self.name = spec.name
+        self.source = spec.source
+        self.options = dict(spec.options)
+        self.output_kind = output_kind
+        self.invariance = invariance_of(output_kind)
+        self.input_rule = input_rule
+        self.weights_sha256 = weights_sha256
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = check_precision(precision)
+        # BEiT-based models break under inference_mode (shared cached index): use no_grad.
+        self.use_no_grad = use_no_grad
+
+    @classmethod
+    def weights_identity(cls, spec: TeacherSpec) -> str:
+        """Content hash of the weights `spec` names, computed without loading the model."""
+        from labelgen.teachers.source import weights_sha256
+
+        return weights_sha256(spec.source, spec.options.get("revision"))
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
+        """Load the weights named by `spec.source` (local directory or hub id)."""
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x`: `[B,3,H,W]` float32 in [0,1] on `self.device`. Returns the raw prediction
+        `[B,1,h,w]` (any float dtype, any size); `predict` resizes it back to `(H, W)`."""
+
+    @abstractmethod
+    def full_view_size(self, h: int, w: int) -> tuple[int, int]:
+        """`(h', w')`: the size at which a whole `h`×`w` image is labelled (the teacher's own
+        input rule); the caller resizes the image to it and the label is stored at it."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """`images`: `[B,3,H,W]` float RGB in [0,1], any device.
+        Returns `[B,1,H,W]` float32 on the same device as `images`."""
+        check_images(images)
+        b, _, h, w = images.shape
+        if b == 0:
+            return images.new_zeros((0, 1, h, w), dtype=torch.float32)
+        with self._grad_context():
+            x = images.to(self.device, torch.float32)
+            out = resize(self._forward(x).float(), (h, w))
+            if self.clamp_min is not None:
+                out = out.clamp_min(self.clamp_min)
+        # outside inference mode: a normal tensor that callers may modify in place
+        return out.to(images.device, copy=True)
+
+    def _grad_context(self) -> contextlib.AbstractContextManager:
+        return torch.no_grad() if self.use_no_grad else torch.inference_mode()
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-able identity of this teacher for label-column manifests."""
+        return {
+            "name": self.name,
+            "adapter": self.adapter,
+            "source": self.source,
+            "weights_sha256": self.weights_sha256,
+            "output_kind": self.output_kind,
+            "invariance": self.invariance,
+            "input_rule": self.input_rule,
+            "precision": self.precision,
+            "options": dict(sorted(self.options.items())),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, "
+            f"output_kind={self.output_kind!r}, device={str(self.device)!r}, "
+            f"precision={self.precision!r})"
+        )
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Raise unless `images` is a floating `[B,3,H,W]` tensor."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
+        raise ValueError(f"teacher input must be a [B,3,H,W] RGB tensor in [0,1], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"teacher input must be float RGB in [0,1], got {images.dtype}; divide uint8 by 255"
+        )
+
+
+def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of `[B,C,H,W]` to `size` (antialiased when shrinking); no-op if equal."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def ceil_to_multiple(v: int, m: int) -> int:
+    """Smallest multiple of `m` that is ≥ `v` (and ≥ `m`)."""
+    return max(m, math.ceil(v / m) * m)
+
+
+def snap_to_multiple(v: float, m: int) -> int:
+    """Nearest multiple of `m` to `v` (at least `m`)."""
+    return max(m, int(round(v / m)) * m)
+
+
+def short_side_size(h: int, w: int, short: int, multiple: int) -> tuple[int, int]:
+    """Keep aspect, short side = `short`, both sides multiples of `multiple`."""
+    scale = short / min(h, w)
+    return snap_to_multiple(h * scale, multiple), snap_to_multiple(w * scale, multiple)
+
+
+def long_side_size(h: int, w: int, long: int, multiple: int) -> tuple[int, int]:
+    """Keep aspect, long side = `long`, both sides multiples of `multiple`."""
+    scale = long / max(h, w)
+    return snap_to_multiple(h * scale, multiple), snap_to_multiple(w * scale, multiple)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """`(x - mean) / std` per channel for `[B,3,H,W]`."""
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s

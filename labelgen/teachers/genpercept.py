@@ -1,0 +1,197 @@
+"""`genpercept`: one deterministic diffusion step with a UNet fine-tuned for depth or disparity.
+
+Checkpoint directory (local or hub id)::
+
+    unet/                               UNet2DConditionModel (4 input channels: the image latent)
+    vae/                                AutoencoderKL (Stable Diffusion 2.1's); or option vae=SOURCE
+    empty_prompt_embedding.safetensors  key "empty_prompt_embedding", [1,T,D] (the one the UNet was
+                                        trained with; or text_encoder/ + tokenizer/ to compute it)
+    genpercept.json                     {"kind": "depth" | "disparity"} (or option kind=)
+
+Recipe (as published): image in [-1,1] -> VAE latent mode × scaling factor -> UNet at timestep 1
+with the empty-prompt embedding -> prediction = -output (v-prediction with β ≡ 1) -> / scaling
+factor -> VAE decode -> mean over channels -> clip [-1,1] -> [0,1]. Input sides are rounded up to
+a multiple of the VAE factor (8); the full view has long side `processing_res` (768).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labelgen.teachers.base import PRECISIONS, TEACHERS, Teacher, ceil_to_multiple, long_side_size
+from labelgen.teachers.base import resize as resize_bilinear
+from labelgen.teachers.source import (
+    combine_digests,
+    diffusers_load_kwargs,
+    fetch_file,
+    is_local,
+    load_from_source,
+    resolved_dir,
+    weight_digests,
+)
+from labelgen.teachers.spec import TeacherSpec, option_choice, option_int
+
+EMBEDDING_FILE = "empty_prompt_embedding.safetensors"
+EMBEDDING_KEY = "empty_prompt_embedding"
+CONFIG_FILE = "genpercept.json"
+KINDS = ("depth", "disparity")
+TIMESTEP = 1
+
+
+def read_meta(spec: TeacherSpec) -> dict[str, Any]:
+    """`genpercept.json` of the checkpoint ({} when absent)."""
+    path = fetch_file(spec, CONFIG_FILE)
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err
+
+
+def resolve_kind(spec: TeacherSpec, meta: dict[str, Any]) -> str:
+    """`depth` or `disparity`, from option `kind=` or `genpercept.json`."""
+    kind = option_choice(spec, "kind", KINDS) or meta.get("kind")
+    if kind not in KINDS:
+        raise ValueError(
+            f"teacher {spec.name!r}: say what the GenPercept UNet predicts, with option "
+            f'kind=depth|disparity or a {CONFIG_FILE} holding {{"kind": "disparity"}} in '
+            f"{spec.source} (found {kind!r})"
+        )
+    return kind
+
+
+def vae_spec(spec: TeacherSpec) -> TeacherSpec:
+    """The source the VAE is read from: option `vae=` or the checkpoint itself."""
+    return TeacherSpec(spec.name, spec.adapter, spec.options.get("vae", spec.source))
+
+
+def load_vae(spec: TeacherSpec, **kwargs) -> Any:
+    """`AutoencoderKL` from `SOURCE/vae` (or `vae=` pointing at a VAE or a pipeline)."""
+    from diffusers import AutoencoderKL
+
+    src = vae_spec(spec)
+    top_level = is_local(src.source) and (Path(src.source).expanduser() / "config.json").is_file()
+    if not top_level:
+        kwargs["subfolder"] = "vae"
+    return load_from_source(src, AutoencoderKL.from_pretrained, **kwargs)
+
+
+def load_embedding(spec: TeacherSpec) -> torch.Tensor:
+    """The stored empty-prompt embedding `[1,T,D]`, or one computed with the checkpoint's own
+    CLIP text encoder (empty prompt, not padded, as Marigold/GenPercept code does)."""
+    path = fetch_file(spec, EMBEDDING_FILE)
+    if path is not None:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        if EMBEDDING_KEY not in tensors:
+            raise ValueError(f"teacher {spec.name!r}: {path} has no tensor {EMBEDDING_KEY!r}")
+        return tensors[EMBEDDING_KEY]
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tok = load_from_source(spec, CLIPTokenizer.from_pretrained, subfolder="tokenizer")
+        enc = load_from_source(spec, CLIPTextModel.from_pretrained, subfolder="text_encoder")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"teacher {spec.name!r}: {spec.source} has neither {EMBEDDING_FILE} (tensor "
+            f"{EMBEDDING_KEY!r}, [1,T,D]) nor text_encoder/ + tokenizer/ to compute it"
+        ) from err
+    ids = tok("", padding="do_not_pad", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return enc(ids)[0].clone()
+
+
+@TEACHERS.register("genpercept")
+class GenPerceptTeacher(Teacher):
+    """GenPercept depth/disparity UNet + Stable Diffusion VAE, one step, deterministic."""
+
+    adapter = "genpercept"
+    options_help = {
+        "kind": f"depth|disparity: what the UNet predicts (default: {CONFIG_FILE})",
+        "vae": "VAE source, a directory or hub id (default: SOURCE/vae)",
+        "processing_res": "long side of the full view (default 768)",
+    }
+
+    def __init__(self, spec, device, precision, *, unet, vae, embedding, full_long, **kw):
+        super().__init__(spec, device, precision, **kw)
+        self.unet, self.vae, self.embedding = unet, vae, embedding
+        self.multiple = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.full_long = full_long
+
+    @classmethod
+    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
+        from diffusers import UNet2DConditionModel
+
+        meta = read_meta(spec)
+        kind = resolve_kind(spec, meta)
+        full_long = option_int(spec, "processing_res", meta.get("processing_res", 768), minimum=8)
+        dtype = PRECISIONS[precision]
+        kwargs = diffusers_load_kwargs(dtype)
+        unet = load_from_source(
+            spec, UNet2DConditionModel.from_pretrained, subfolder="unet", **kwargs
+        )
+        vae = load_vae(spec, **kwargs)
+        embedding = load_embedding(spec).to(device=device, dtype=dtype)
+        return cls(
+            spec,
+            device,
+            precision,
+            unet=unet.to(device).eval(),
+            vae=vae.to(device).eval(),
+            embedding=embedding,
+            full_long=full_long,
+            output_kind=kind,
+            input_rule=input_rule(vae, full_long),
+            weights_sha256=cls.weights_identity(spec),
+        )
+
+    @classmethod
+    def weights_identity(cls, spec: TeacherSpec) -> str:
+        return genpercept_sha256(spec)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B,3,H,W]` in [0,1] -> `[B,1,H',W']` in [0,1], H', W' multiples of the VAE factor."""
+        size = [ceil_to_multiple(s, self.multiple) for s in x.shape[-2:]]
+        x = resize_bilinear(x, size)
+        x = (x * 2 - 1).to(self.dtype)
+        scale = self.vae.config.scaling_factor
+        latent = self.vae.encode(x).latent_dist.mode() * scale
+        timestep = torch.full((x.shape[0],), TIMESTEP, device=x.device, dtype=torch.long)
+        cond = self.embedding.expand(x.shape[0], -1, -1)
+        v = self.unet(latent, timestep, encoder_hidden_states=cond).sample
+        decoded = self.vae.decode(-v / scale).sample  # v-prediction with β ≡ 1: x0 = -v
+        pred = decoded.float().mean(dim=1, keepdim=True).clamp(-1.0, 1.0)
+        return (pred + 1.0) / 2.0
+
+    def full_view_size(self, h: int, w: int) -> tuple[int, int]:
+        """Long side `processing_res`, keep aspect, multiples of the VAE factor (8)."""
+        return long_side_size(h, w, self.full_long, self.multiple)
+
+
+def input_rule(vae: Any, full_long: int) -> dict[str, Any]:
+    """JSON-able input rule for provenance."""
+    multiple = 2 ** (len(vae.config.block_out_channels) - 1)
+    return {
+        "resize": f"multiple_of_{multiple}",
+        "multiple": multiple,
+        "full_view": {"long_side": full_long, "multiple": multiple},
+        "range": "[-1,1]",
+        "interpolation": "bilinear",
+        "steps": 1,
+        "timestep": TIMESTEP,
+    }
+
+
+def genpercept_sha256(spec: TeacherSpec) -> str:
+    """Hash of the checkpoint's weight files, plus those of a separate `vae=` source."""
+    revision = spec.options.get("revision")
+    digests = weight_digests(resolved_dir(spec.source, revision))
+    if "vae" in spec.options:
+        digests += weight_digests(resolved_dir(spec.options["vae"]), prefix="vae-source/")
+    return combine_digests(digests)

@@ -1,0 +1,222 @@
+"""Transformers depth models: the generic `hf` adapter (any `AutoModelForDepthEstimation`) and
+the shared machinery the `depth-anything-v2` and `dpt` adapters build on.
+
+The image processor is read as data (`preprocessor_config.json`: mean/std, size, multiple) and
+applied to tensors on the device, so batches never leave the GPU for preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from labelgen.teachers.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OUTPUT_KINDS,
+    PRECISIONS,
+    TEACHERS,
+    Teacher,
+    ceil_to_multiple,
+    normalize,
+    resize,
+    short_side_size,
+)
+from labelgen.teachers.source import fetch_file, load_from_source
+from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """How an image tensor becomes `pixel_values` for a transformers depth model."""
+
+    mean: tuple[float, ...] | None
+    """Per-channel mean for normalization of [0,1] RGB (None: no normalization)."""
+    std: tuple[float, ...] | None
+    """Per-channel std (None: no normalization)."""
+    multiple: int
+    """Input sides are rounded up to a multiple of this (ignored when `fixed`)."""
+    full_short: int
+    """Short side of the full view (keep aspect, multiple of `multiple`)."""
+    fixed: tuple[int, int] | None = None
+    """Every input is resized to exactly this `(h, w)` (models with a fixed input size)."""
+    square_only: bool = False
+    """The model only accepts square inputs: non-square ones are squashed to the short side."""
+
+    def model_input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The `(h, w)` the model runs at for an `h`×`w` input."""
+        if self.fixed:
+            return self.fixed
+        if self.square_only and h != w:
+            side = ceil_to_multiple(min(h, w), self.multiple)
+            return side, side
+        return ceil_to_multiple(h, self.multiple), ceil_to_multiple(w, self.multiple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description for provenance."""
+        if self.fixed:
+            how = f"fixed_{self.fixed[0]}x{self.fixed[1]}"
+        else:
+            how = f"multiple_of_{self.multiple}" + ("_square" if self.square_only else "")
+        return {
+            "resize": how,
+            "multiple": self.multiple,
+            "full_view": {"short_side": self.full_short, "multiple": self.multiple},
+            "range": "[0,1]",
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
+            "interpolation": "bilinear",
+        }
+
+
+def read_processor_config(spec: TeacherSpec) -> dict[str, Any]:
+    """The checkpoint's `preprocessor_config.json` as a dict ({} when it has none)."""
+    path = fetch_file(spec, "preprocessor_config.json")
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err
+
+
+def processor_size(proc: dict[str, Any]) -> tuple[int, int] | None:
+    """`(h, w)` of the processor's `size` when it is an int or `{height, width}`."""
+    size = proc.get("size")
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, dict) and "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    return None
+
+
+def processor_short_side(proc: dict[str, Any], default: int) -> int:
+    """The short side the processor resizes to (`default` when it names none)."""
+    size = processor_size(proc)
+    if size:
+        return min(size)
+    size = proc.get("size")
+    shortest = size.get("shortest_edge") if isinstance(size, dict) else None
+    return int(shortest) if shortest else default
+
+
+def processor_mean_std(
+    proc: dict[str, Any], default: tuple[tuple[float, ...], tuple[float, ...]] | None
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Mean/std from the processor; `default` when it names none; None when it disables them."""
+    if proc.get("do_normalize") is False:
+        return None, None
+    if "image_mean" in proc and "image_std" in proc:
+        return tuple(proc["image_mean"]), tuple(proc["image_std"])
+    return default if default else (None, None)
+
+
+def uses_beit(config: Any) -> bool:
+    """True for BEiT-based models (MiDaS v3.1 BEiT, ZoeDepth): they need `no_grad`."""
+    backbone = getattr(config, "backbone_config", None)
+    return "beit" in (getattr(config, "model_type", ""), getattr(backbone, "model_type", ""))
+
+
+class TransformersTeacher(Teacher):
+    """A transformers model whose forward returns `predicted_depth` `[B,h,w]`."""
+
+    def __init__(self, spec: TeacherSpec, device, precision, *, model, rule: InputRule, **kw):
+        super().__init__(spec, device, precision, input_rule=rule.to_dict(), **kw)
+        self.model = model
+        self.rule = rule
+
+    @classmethod
+    def model_class(cls) -> Any:
+        """The transformers class whose `from_pretrained` reads the checkpoint."""
+        raise NotImplementedError
+
+    @classmethod
+    def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
+        """The output kind (fixed per adapter, or declared by the user)."""
+        raise NotImplementedError
+
+    @classmethod
+    def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
+        """The input rule from the model config, the processor config and the options."""
+        raise NotImplementedError
+
+    @classmethod
+    def load_kwargs(cls, spec: TeacherSpec) -> dict[str, Any]:
+        """Extra `from_pretrained` keyword arguments."""
+        return {}
+
+    @classmethod
+    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
+        cls.output_kind_of(spec, None)  # options errors before the (slow) load
+        model = load_from_source(spec, cls.model_class().from_pretrained, **cls.load_kwargs(spec))
+        model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
+        rule = cls.input_rule_of(spec, model.config, read_processor_config(spec))
+        return cls(
+            spec,
+            device,
+            precision,
+            model=model,
+            rule=rule,
+            output_kind=cls.output_kind_of(spec, model.config),
+            weights_sha256=cls.weights_identity(spec),
+            use_no_grad=uses_beit(model.config),
+        )
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B,3,H,W]` in [0,1] -> raw `[B,1,h,w]` at the model's input size."""
+        x = resize(x, self.rule.model_input_size(*x.shape[-2:]))
+        if self.rule.mean is not None:
+            x = normalize(x, self.rule.mean, self.rule.std)
+        out = self.model(pixel_values=x.to(self.dtype)).predicted_depth
+        return out.unsqueeze(1) if out.ndim == 3 else out
+
+    def full_view_size(self, h: int, w: int) -> tuple[int, int]:
+        """Short side `rule.full_short`, keep aspect, sides multiples of `rule.multiple`."""
+        return short_side_size(h, w, self.rule.full_short, self.rule.multiple)
+
+
+@TEACHERS.register("hf")
+class HFTeacher(TransformersTeacher):
+    """Any `AutoModelForDepthEstimation` checkpoint; the user declares what it outputs."""
+
+    adapter = "hf"
+    options_help = {
+        "kind": "REQUIRED: what the model outputs, disparity|depth|metric_depth",
+        "trust_remote_code": "true to run modelling code shipped with the checkpoint",
+        "multiple": "round input sides up to this multiple (default: the image processor's)",
+        "full_size": "short side of the full view (default: the image processor's size)",
+    }
+
+    @classmethod
+    def model_class(cls) -> Any:
+        from transformers import AutoModelForDepthEstimation
+
+        return AutoModelForDepthEstimation
+
+    @classmethod
+    def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
+        kind = option_choice(spec, "kind", OUTPUT_KINDS)
+        if kind is None:
+            raise ValueError(
+                f"teacher {spec.name!r}: adapter 'hf' needs kind=disparity|depth|metric_depth "
+                f"(what the model outputs), e.g. {spec.name}=hf:{spec.source},kind=metric_depth"
+            )
+        return kind
+
+    @classmethod
+    def load_kwargs(cls, spec: TeacherSpec) -> dict[str, Any]:
+        return {"trust_remote_code": option_bool(spec, "trust_remote_code", False)}
+
+    @classmethod
+    def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
+        mean, std = processor_mean_std(proc, (IMAGENET_MEAN, IMAGENET_STD))
+        size = processor_size(proc)
+        user_multiple = option_int(spec, "multiple", None, minimum=1)
+        multiple = proc.get("ensure_multiple_of") or proc.get("size_divisor") or 1
+        multiple = user_multiple or (multiple if multiple > 1 else 32)
+        fixed = size if size and not proc.get("keep_aspect_ratio") and not user_multiple else None
+        full = option_int(spec, "full_size", processor_short_side(proc, 518), minimum=1)
+        return InputRule(mean, std, 1 if fixed else multiple, full, fixed=fixed)

@@ -1,0 +1,49 @@
+"""Build the planned views of one image: the full view and every region (`sc`) and tile (`t`).
+
+Views are uint8 `[3, h, w]` tensors (cheap to send from DataLoader workers); the teacher adapter
+converts them to its own input range. Region views and degenerate tiles are resized to the plan's
+tile side with PIL's antialiased bilinear filter; regular tiles are native-resolution crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.plan import views as planned_views
+
+FullSize = Callable[[int, int], tuple[int, int]]
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _crop_resized(img: Image.Image, box: list[int], side: int) -> Image.Image:
+    crop = img.crop(tuple(box))
+    if crop.size != (side, side):
+        crop = crop.resize((side, side), Image.BILINEAR)
+    return crop
+
+
+def build_views(
+    rgb: np.ndarray, plan_entry: Mapping[str, Any], tile: int, full_size: FullSize
+) -> dict[str, torch.Tensor]:
+    """`{view name: uint8 [3, h, w]}`: `full` at `full_size(H, W)`, then the planned views.
+
+    `rgb` is the stored image `[H, W, 3]` uint8; its size must equal the plan's `size`.
+    """
+    h, w = rgb.shape[:2]
+    if [h, w] != list(plan_entry["size"]):
+        raise ValueError(f"image is {h}x{w} but the plan says {plan_entry['size']}")
+    img = Image.fromarray(rgb)
+    fh, fw = full_size(h, w)
+    full = img if (fh, fw) == (h, w) else img.resize((fw, fh), Image.BILINEAR)
+    out = {"full": _to_tensor(full)}
+    for name, box in planned_views(plan_entry):
+        out[name] = _to_tensor(_crop_resized(img, box, tile))
+    return out
