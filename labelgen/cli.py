@@ -51,6 +51,7 @@ def run(
     precision: str = typer.Option("bf16", help="bf16, fp16 or fp32 (CPU always runs fp32)."),
     device: str = typer.Option("auto", help="Torch device; auto = cuda:LOCAL_RANK or cpu."),
     workers: int = typer.Option(4, help="DataLoader workers decoding images and building views."),
+    encode_threads: int = typer.Option(4, help="Threads compressing labels in the background."),
     claim: bool = typer.Option(
         False,
         "--claim",
@@ -81,6 +82,7 @@ def run(
         precision=precision,
         device=device,
         workers=workers,
+        encode_threads=encode_threads,
         claim=claim,
         claim_ttl=claim_ttl,
         overwrite=overwrite,

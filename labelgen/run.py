@@ -55,6 +55,8 @@ class RunSettings:
     """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
     workers: int = 4
     """DataLoader worker processes decoding images and building views."""
+    encode_threads: int = 4
+    """Threads compressing finished labels while the device runs the next batches."""
     claim: bool = False
     """Claim shards dynamically with expiring lock files instead of a static rank split."""
     claim_ttl: float = 900.0
@@ -71,6 +73,8 @@ class RunSettings:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 1 or self.workers < 0 or self.claim_ttl <= 0:
             raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
+        if self.encode_threads < 1:
+            raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")
 
 
 @dataclass
@@ -229,6 +233,7 @@ def _label_item(
         {"kind": teacher.output_kind},
         s.batch_size,
         s.workers,
+        s.encode_threads,
         on_image,
     )
     entry = summary.manifest_entry()

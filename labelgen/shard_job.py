@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,31 +65,37 @@ def _identity(item: Any) -> Any:
 
 
 class OrderedWriter:
-    """Writes finished images from a background thread so the device never waits for encoding."""
+    """Encodes finished images in a thread pool and writes them in key order from a background
+    thread, so the device never waits for compression or disk."""
 
-    def __init__(self, writer: Any, record_extra: dict[str, Any], depth: int = 64) -> None:
+    def __init__(self, writer: Any, record_extra: dict[str, Any], threads: int = 4) -> None:
         self.writer, self.record_extra = writer, record_extra
-        self._queue: queue.Queue[Done | None] = queue.Queue(maxsize=depth)
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="label-encode")
+        self._queue: queue.Queue[Future | None] = queue.Queue(maxsize=4 * max(1, threads))
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="label-writer", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while (done := self._queue.get()) is not None:
+        while (future := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self.writer.write(done.key, done.maps, self.record_extra, error=done.error)
+                    self.writer.write_prepared(future.result())
                 except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
                     self._error = e
 
     def put(self, done: Done) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(done)
+        prepare = self.writer.prepare
+        self._queue.put(
+            self._pool.submit(prepare, done.key, done.maps, self.record_extra, done.error)
+        )
 
     def join(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._pool.shutdown()
         if self._error is not None:
             raise self._error
 
@@ -114,6 +121,7 @@ def label_shard(
     record_extra: dict[str, Any],
     batch_size: int,
     workers: int,
+    encode_threads: int = 4,
     on_image: Callable[[int], None] = lambda n_views: None,
 ) -> tuple[ShardSummary, OrderedBatcher]:
     """Label every key of the shard; returns the published shard's summary and batch stats."""
@@ -136,7 +144,7 @@ def label_shard(
         plan_sha256=job.plan_sha256,
         extra_meta=job.meta,
     ) as writer:
-        out = OrderedWriter(writer, record_extra)
+        out = OrderedWriter(writer, record_extra, encode_threads)
         try:
             for key, views, error in loader:
                 for done in batcher.add(key, views, error):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ BACKENDS: Registry[type] = Registry("label backend")
 
 class PlanMismatchError(ValueError):
     """The shard's labels were made for a different crop plan than the caller's dataset."""
+
+
+@dataclass(frozen=True)
+class PreparedKey:
+    """One key ready to write: its record and each map's encoded payload."""
+
+    key: str
+    record: dict
+    payloads: dict[str, Any]
+    pixels: int
 
 
 class ShardWriter:
@@ -106,15 +117,18 @@ class ShardWriter:
             "extra": extra_meta,
         }
 
-    def write(
+    def prepare(
         self,
         key: str,
         maps: dict[str, np.ndarray] | None = None,
         record_extra: dict | None = None,
         error: str | None = None,
-    ) -> dict:
-        """Write the next key's maps (name -> (H, W) float array) and its record; returns it."""
-        self._check_next(key)
+    ) -> PreparedKey:
+        """Validate, compute the record and encode one key's maps, without writing anything.
+
+        Thread-safe and independent of key order: a caller may prepare keys in a thread pool
+        (encoding is the expensive part) and hand the results to `write_prepared` in order.
+        """
         maps = dict(maps or {})
         if not maps and error is None:
             raise ValueError(f"{self.path}: key {key!r} has no maps and no error; pass error=...")
@@ -131,16 +145,34 @@ class ShardWriter:
                 f"{self.path}: key {key!r}: record_extra is not plain JSON ({e})"
             ) from e
         self._check_maps(key, arrays)
+        payloads = {n: self._encode_map(a) for n, a in arrays.items()}
+        return PreparedKey(key, record, payloads, sum(a.size for a in arrays.values()))
+
+    def write_prepared(self, prepared: PreparedKey) -> dict:
+        """Write a prepared key; keys must arrive in shard order. Returns its record."""
+        key = prepared.key
+        self._check_next(key)
         try:
-            for n, a in arrays.items():
-                self._put_map(key, n, a)
-            self._put_record(key, record)
+            for n, payload in prepared.payloads.items():
+                self._put_map(key, n, payload)
+            self._put_record(key, prepared.record)
         except BaseException as e:  # a half-written key cannot be undone: give up the shard
             self._abort(e)
             raise
-        self._account(key, record, arrays)
+        self._account(key, prepared.record, prepared.pixels)
         self._next += 1
-        return record
+        return prepared.record
+
+    def write(
+        self,
+        key: str,
+        maps: dict[str, np.ndarray] | None = None,
+        record_extra: dict | None = None,
+        error: str | None = None,
+    ) -> dict:
+        """Write the next key's maps (name -> (H, W) float array) and its record; returns it."""
+        self._check_next(key)
+        return self.write_prepared(self.prepare(key, maps, record_extra, error))
 
     def _check_next(self, key: str) -> None:
         if self._state != "open":
@@ -154,9 +186,9 @@ class ShardWriter:
                 f"(position {self._next}), got {key!r}"
             )
 
-    def _account(self, key: str, record: dict, arrays: dict[str, np.ndarray]) -> None:
+    def _account(self, key: str, record: dict, pixels: int) -> None:
         self.summary.count += 1
-        self.summary.pixels += sum(a.size for a in arrays.values())
+        self.summary.pixels += pixels
         if record["error"] is not None:
             self.summary.failures.append({"key": key, "error": record["error"]})
         self._flags.update(record["flags"])
@@ -217,7 +249,11 @@ class ShardWriter:
     def _check_maps(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Reject maps the backend cannot store, before anything of the key is written."""
 
-    def _put_map(self, key: str, name: str, arr: np.ndarray) -> None:
+    def _encode_map(self, arr: np.ndarray) -> Any:
+        """Turn a validated float32 map into what `_put_map` stores (thread-safe, pure)."""
+        raise NotImplementedError
+
+    def _put_map(self, key: str, name: str, payload: Any) -> None:
         raise NotImplementedError
 
     def _put_record(self, key: str, record: dict) -> None:

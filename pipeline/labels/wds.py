@@ -116,8 +116,11 @@ class WdsShardWriter(ShardWriter):
             if len(member.encode()) > MAX_NAME:
                 raise ValueError(f"{self.path}: member name {member!r} is over {MAX_NAME} bytes")
 
-    def _put_map(self, key: str, name: str, arr: np.ndarray) -> None:
-        self._add(f"{key}.{name}.{self.codec.ext}", encode_payload(self.codec, arr))
+    def _encode_map(self, arr: np.ndarray) -> bytes:
+        return encode_payload(self.codec, arr)
+
+    def _put_map(self, key: str, name: str, payload: bytes) -> None:
+        self._add(f"{key}.{name}.{self.codec.ext}", payload)
 
     def _put_record(self, key: str, record: dict) -> None:
         self._add(f"{key}.json", _dumps(record))

@@ -101,8 +101,10 @@ class ZarrShardWriter(ShardWriter):
                     "maps of a shard in one array (use the wds backend for mixed shapes)"
                 )
 
-    def _put_map(self, key: str, name: str, arr: np.ndarray) -> None:
-        storage = self.codec.to_storage(arr)
+    def _encode_map(self, arr: np.ndarray) -> np.ndarray:
+        return self.codec.to_storage(arr)  # zarr compresses in its own codec pipeline
+
+    def _put_map(self, key: str, name: str, storage: np.ndarray) -> None:
         kind = map_kind(name)
         if kind == "full":
             path = f"full/{key}"
