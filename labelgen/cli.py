@@ -95,6 +95,44 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def estimate(
+    dataset: Path = typer.Option(..., help="A prepared dataset directory."),
+    teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
+    teachers_file: Path = typer.Option(None, help="YAML list of teachers."),
+    sample: int = typer.Option(8, help="Images of the first shard to label for the estimate."),
+    format: str = typer.Option("wds", "--format", help="Label backend: wds or zarr."),
+    codec: str = typer.Option("pcodec-f16", help="Label codec."),
+    batch_size: int = typer.Option(16, help="Views per forward pass."),
+    precision: str = typer.Option("bf16", help="bf16, fp16 or fp32 (CPU always runs fp32)."),
+    device: str = typer.Option("auto", help="Torch device; auto = cuda or cpu."),
+    workers: int = typer.Option(2, help="DataLoader workers."),
+) -> None:
+    """Label a small sample, then print views and bytes per image per teacher and the projected
+    disk and device-hours for the whole dataset on this device. Writes nothing to the dataset."""
+    from labelgen.estimate import estimate_teacher, format_estimates
+    from labelgen.run import RunSettings, resolve_device
+
+    if sample < 1:
+        raise ValueError(f"--sample must be ≥ 1, got {sample}")
+    settings = RunSettings(
+        format=format,
+        codec=codec,
+        batch_size=batch_size,
+        precision=precision,
+        device=device,
+        workers=workers,
+        progress=False,
+    )
+    settings.validate()
+    specs = _specs(teacher, teachers_file)
+    if not specs:
+        raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
+    estimates = [estimate_teacher(dataset, spec, settings, sample) for spec in specs]
+    typer.echo(format_estimates(estimates, str(resolve_device(device))))
+
+
 @app.command("tiny-checkpoint")
 @user_errors
 def tiny_checkpoint(

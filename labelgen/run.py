@@ -176,7 +176,7 @@ def _clear_stale_temporaries(column_dir: Path, shard: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _predictor(teacher: Any, device: torch.device):
+def host_predictor(teacher: Any, device: torch.device):
     """uint8 `[B,3,h,w]` on the host -> float32 `[B,1,h,w]` on the host."""
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
@@ -228,7 +228,7 @@ def _label_item(
 
     summary, batcher = label_shard(
         job,
-        _predictor(teacher, ctx.device),
+        host_predictor(teacher, ctx.device),
         teacher.full_view_size,
         {"kind": teacher.output_kind},
         s.batch_size,
@@ -269,7 +269,9 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
         )
     if not todo:
         return report
-    teacher = load_teacher(spec, device=str(ctx.device), precision=_precision(s, ctx.device))
+    teacher = load_teacher(
+        spec, device=str(ctx.device), precision=inference_precision(s, ctx.device)
+    )
     _open_column(column_dir, _provenance(spec, teacher, info, s), s.overwrite)
     started = time.perf_counter()
     total = sum(shard.count for shard in todo)
@@ -306,7 +308,7 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     return report
 
 
-def _precision(s: RunSettings, device: torch.device) -> str:
+def inference_precision(s: RunSettings, device: torch.device) -> str:
     if device.type == "cpu" and s.precision != "fp32":
         log.info("CPU device: running the teacher in fp32 instead of %s", s.precision)
         return "fp32"

@@ -36,8 +36,12 @@ class ShardViews(Dataset):
     def __init__(self, image_shard: Path, plan: dict[str, Any], tile: int, full_size: FullSize):
         self.path, self.plan, self.tile, self.full_size = Path(image_shard), plan, tile, full_size
         members = tario.group_by_key(tario.scan(self.path), self.path)
-        if list(members) != list(plan):
-            raise ValueError(f"{self.path}: keys differ from the plan shard; re-run prepare")
+        missing = [key for key in plan if key not in members]
+        if missing:
+            raise ValueError(
+                f"{self.path}: {len(missing)} planned keys are not in the image shard "
+                f"(first: {missing[0]!r}); the dataset is inconsistent, re-run `pipeline prepare`"
+            )
         self.keys = list(plan)
         self.members = [self._image_member(key, members[key]) for key in self.keys]
 
