@@ -1,0 +1,302 @@
+"""Benchmarks of label generation (results go in BENCHMARKS.md).
+
+    python -m labelgen.bench cpu     # tiny teacher on CPU: share of wall time in the forward
+    python -m labelgen.bench gpu     # full-size random DAv2-L and GenPercept at 560 in bf16
+
+`gpu` builds, checks and times everything in one run: random full-size checkpoints saved and
+reloaded through the adapters, a prepared synthetic dataset of SA-1B-sized images, the bare
+batched forward, `labelgen run`, their ratio and the ratio to the FLOP floor. `--smoke` runs the
+same script with tiny models and few images, so it can be checked on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from labelgen.run import RunSettings, resolve_device, run
+from labelgen.shard_job import ShardViews
+from labelgen.teachers import load_teacher, parse_teacher_spec, write_tiny_checkpoint
+from pipeline.dataset import load_dataset
+from pipeline.labels.store import open_writer
+from pipeline.plan import load_plan_shard
+from pipeline.prepare import PrepareSettings, prepare
+
+# FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
+FLOPS_PER_VIEW = {"dav2-large": 1.56e12, "genpercept": 5.36e12}
+PEAK_FLOPS = {"H100": 990e12, "H200": 990e12}
+
+
+def synthetic_photos(folder: Path, n: int, size: tuple[int, int]) -> None:
+    """`n` smooth RGB JPEGs of `size` (H, W): cheap stand-ins for SA-1B photos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i in range(n):
+        rgb = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin((x + 40 * i) / 97 + y / 131)], -1)
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=90)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def all_views(dataset: Path, tile: int, full_size) -> list[dict[str, torch.Tensor]]:
+    info = load_dataset(dataset)
+    out = []
+    for shard in info.shards:
+        plan = load_plan_shard(info.layout.plan_shard(shard.index))
+        views = ShardViews(info.layout.image_shard(shard.index), plan, tile, full_size)
+        out += [views[i][1] for i in range(len(views))]
+    return out
+
+
+def bare_forward(
+    teacher: Any, views: list[dict[str, torch.Tensor]], batch: int, device: torch.device
+) -> tuple[float, int]:
+    """Seconds and view count of the teacher alone over the same views, batched like labelgen
+    (equal shapes together), inputs already on the device."""
+    groups: dict[tuple[int, int], list[torch.Tensor]] = {}
+    for image in views:
+        for v in image.values():
+            groups.setdefault(tuple(v.shape[-2:]), []).append(v)
+    batches = [
+        torch.stack(vs[i : i + batch]).to(device).float().div_(255)
+        for vs in groups.values()
+        for i in range(0, len(vs), batch)
+    ]
+    teacher.predict(batches[0])  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for x in batches:
+        teacher.predict(x)
+    _sync(device)
+    return time.perf_counter() - start, sum(len(b) for b in batches)
+
+
+def smooth_map(h: int, w: int) -> np.ndarray:
+    """A depth-like map (what teachers output compresses like this, not like noise)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return 1 + x / w + 0.5 * y / h + 0.1 * np.sin(x / 23) * np.cos(y / 31)
+
+
+def stage_costs(dataset: Path, teacher: Any, tile: int) -> dict[str, float]:
+    """CPU seconds of decode + view building, and of encoding + writing, for the dataset."""
+    info = load_dataset(dataset)
+    shard = info.shards[0]
+    plan = load_plan_shard(info.layout.plan_shard(0))
+    start = time.perf_counter()
+    views = ShardViews(info.layout.image_shard(0), plan, tile, teacher.full_view_size)
+    items = [views[i] for i in range(len(views))]
+    decode = time.perf_counter() - start
+    maps = {key: {n: smooth_map(*v.shape[-2:]) for n, v in vs.items()} for key, vs, _ in items}
+    out = Path(tempfile.mkdtemp()) / "x.tar"
+    with open_writer(out, keys=list(plan), plan_sha256=shard.plan_sha256) as w:
+        start = time.perf_counter()
+        prepared = [w.prepare(key, m) for key, m in maps.items()]
+        encode = time.perf_counter() - start
+        start = time.perf_counter()
+        for p in prepared:
+            w.write_prepared(p)
+        write = time.perf_counter() - start
+    shutil.rmtree(out.parent)
+    return {
+        "decode_and_views_s": decode,
+        "encode_s": encode,
+        "write_s": write,
+        "images": len(items),
+    }
+
+
+def labelgen_seconds(dataset: Path, spec: str, settings: RunSettings) -> tuple[float, int]:
+    """Wall seconds of `labelgen run`'s labelling loop (model loading excluded) and views."""
+    (report,) = run(dataset, [parse_teacher_spec(spec)], settings)
+    if report.shards_failed:
+        raise RuntimeError(f"labelgen failed: {report.shards_failed}")
+    return report.seconds, report.views
+
+
+def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
+    """Tiny Depth Anything teacher on CPU: forward share of labelgen wall time, stage costs."""
+    torch.set_num_threads(2)
+    synthetic_photos(workdir / "photos", images, (900, 1200))
+    dataset = workdir / "ds"
+    prepare(
+        [str(workdir / "photos")],
+        dataset,
+        PrepareSettings(shard_size=images, workers=1),
+        progress=False,
+    )
+    ckpt = write_tiny_checkpoint("depth-anything-v2", workdir / "tiny-da")
+    teacher = load_teacher(f"da=depth-anything-v2:{ckpt}")
+    views = all_views(dataset, 560, teacher.full_view_size)
+    forward = [bare_forward(teacher, views, 8, torch.device("cpu"))[0] for _ in range(repeats)]
+    runs = []
+    for i in range(repeats):
+        settings = RunSettings(
+            batch_size=8, workers=1, encode_threads=1, device="cpu", progress=False
+        )
+        seconds, n_views = labelgen_seconds(dataset, f"r{i}=depth-anything-v2:{ckpt}", settings)
+        runs.append(seconds)
+    result = {
+        "images": images,
+        "views": n_views,
+        "forward_s": statistics.median(forward),
+        "labelgen_s": statistics.median(runs),
+        **stage_costs(dataset, teacher, 560),
+    }
+    result["forward_share"] = result["forward_s"] / result["labelgen_s"]
+    return result
+
+
+def full_depth_anything_large(out_dir: Path) -> Path:
+    """A randomly initialised Depth Anything V2 Large (335 M parameters), saved like the hub's."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    from labelgen.teachers.base import IMAGENET_MEAN, IMAGENET_STD
+    from labelgen.teachers.tiny import _save_processor
+
+    backbone = Dinov2Config(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=518,
+        out_indices=[5, 12, 18, 24],
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=1024,
+        neck_hidden_sizes=[256, 512, 1024, 1024],
+        fusion_hidden_size=256,
+        head_hidden_size=32,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(out_dir)
+    _save_processor(out_dir, 518, 14, True, IMAGENET_MEAN, IMAGENET_STD)
+    return out_dir
+
+
+def full_genpercept(out_dir: Path) -> Path:
+    """A randomly initialised GenPercept: Stable Diffusion 2.1's UNet (4 input channels) and VAE."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from labelgen.teachers.genpercept import CONFIG_FILE, EMBEDDING_FILE, EMBEDDING_KEY
+
+    UNet2DConditionModel(
+        sample_size=96,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    ).save_pretrained(out_dir / "unet")
+    AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=768,
+    ).save_pretrained(out_dir / "vae")
+    save_file({EMBEDDING_KEY: torch.randn(1, 2, 1024)}, str(out_dir / EMBEDDING_FILE))
+    (out_dir / CONFIG_FILE).write_text(json.dumps({"kind": "disparity"}) + "\n")
+    return out_dir
+
+
+def bench_gpu(workdir: Path, images: int, batch: int, smoke: bool) -> list[dict[str, Any]]:
+    """Per teacher: bare batched forward views/s, labelgen views/s, ratio, FLOP-floor ratio."""
+    device = resolve_device("auto")
+    size = (480, 720) if smoke else (1500, 2250)
+    synthetic_photos(workdir / "photos", images, size)
+    dataset = workdir / "ds"
+    prepare(
+        [str(workdir / "photos")],
+        dataset,
+        PrepareSettings(shard_size=max(1, images // 4)),
+        progress=False,
+    )
+    teachers = {
+        "dav2-large": ("depth-anything-v2", full_depth_anything_large),
+        "genpercept": ("genpercept", full_genpercept),
+    }
+    precision = "fp32" if device.type == "cpu" else "bf16"
+    rows = []
+    for name, (adapter, build) in teachers.items():
+        ckpt = workdir / name
+        if smoke:
+            write_tiny_checkpoint(adapter, ckpt)
+        else:
+            build(ckpt)
+        spec = f"{name}={adapter}:{ckpt}"
+        teacher = load_teacher(spec, device=str(device), precision=precision)
+        views = all_views(dataset, 560, teacher.full_view_size)
+        check = teacher.predict(views[0]["r0.sc"][None].to(device).float() / 255)
+        if check.shape != (1, 1, 560, 560) or not torch.isfinite(check).all():
+            raise RuntimeError(f"{name}: unexpected output {tuple(check.shape)}")
+        bare_s, bare_views = bare_forward(teacher, views, batch, device)
+        del teacher
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+        settings = RunSettings(
+            batch_size=batch, workers=8 if not smoke else 1, precision=precision, progress=False
+        )
+        run_s, run_views = labelgen_seconds(dataset, spec, settings)
+        bare_rate, run_rate = bare_views / bare_s, run_views / run_s
+        floor = PEAK_FLOPS["H100"] / FLOPS_PER_VIEW[name]
+        rows.append(
+            {
+                "teacher": name,
+                "device": str(torch.cuda.get_device_name(device))
+                if device.type == "cuda"
+                else "cpu",
+                "images": images,
+                "views": run_views,
+                "batch": batch,
+                "bare_views_per_s": bare_rate,
+                "labelgen_views_per_s": run_rate,
+                "labelgen_over_bare": run_rate / bare_rate,
+                "floor_views_per_s": floor,
+                "bare_over_floor": bare_rate / floor,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["cpu", "gpu"])
+    parser.add_argument("--images", type=int, default=None, help="images to label")
+    parser.add_argument("--batch", type=int, default=32, help="views per forward (gpu)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (cpu); median")
+    parser.add_argument("--smoke", action="store_true", help="gpu mode with tiny models")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="labelgen-bench-") as tmp:
+        if args.mode == "cpu":
+            result: Any = bench_cpu(Path(tmp), args.images or 6, args.repeats)
+        else:
+            result = bench_gpu(
+                Path(tmp), args.images or (4 if args.smoke else 64), args.batch, args.smoke
+            )
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
