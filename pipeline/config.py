@@ -130,6 +130,15 @@ def load_config(cls: type[T], path: Path | str | None = None, overrides: list[st
     return config
 
 
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Settings `cls` from a plain dict (e.g. a run's saved config), checked like a YAML file."""
+    config = _build(cls, values)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain, YAML-able dict of a settings dataclass (for run directories)."""
     return dataclasses.asdict(config)

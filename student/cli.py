@@ -1,14 +1,81 @@
-"""`student`: train, export and run the distilled student."""
+"""`student`: train, export and run the distilled student. Thin commands over library functions."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import typer
+
+from pipeline.cliutil import user_errors
 
 app = typer.Typer(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
     "label shards. Never loads a teacher.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 
 
-@app.callback()
-def main() -> None:
-    """Student commands (train, export, predict) arrive with the training loop."""
+@app.command()
+@user_errors
+def train(
+    out: Path = typer.Option(..., "--out", help="Run directory (config, metrics, checkpoints)."),
+    dataset: Path = typer.Option(None, help="A dataset directory with the teachers' columns."),
+    teacher: list[str] = typer.Option(
+        None, "--teacher", help="Label column to learn from (repeatable)."
+    ),
+    init: str = typer.Option(None, help="Depth Anything HF directory or hub id to start from."),
+    steps: int = typer.Option(None, help="Optimizer steps (default 20000)."),
+    batch_size: int = typer.Option(None, help="Samples per rank per micro-batch (default 4)."),
+    config: Path = typer.Option(None, help="YAML settings file (see configs/)."),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Override a setting: --set loss.lambda_lg=0.5"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out with its own config."
+    ),
+) -> None:
+    """Train a student; launch with `torchrun --nproc-per-node N --no-python student train ...`."""
+    from pipeline.config import load_config
+    from student.config import TrainSettings
+    from student.train import prepare_job, run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = None
+    if not resume:
+        overrides = list(set_ or [])
+        overrides += [f"steps={steps}"] if steps is not None else []
+        overrides += [f"batch_size={batch_size}"] if batch_size is not None else []
+        settings = load_config(TrainSettings, config, overrides)
+    job = prepare_job(out, dataset, list(teacher or []), init, settings, resume)
+    run_dir = run_training(job, resume=resume)
+    typer.echo(f"run directory: {run_dir}\nnext: student export {run_dir} --out HF_DIR")
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory of `student train`."),
+    out: Path = typer.Option(..., "--out", help="Hugging Face directory to write."),
+    step: int = typer.Option(None, help="Checkpoint step (default: the newest)."),
+) -> None:
+    """Write a directory that transformers.pipeline('depth-estimation', model=DIR) loads."""
+    from student.export import export_run
+
+    typer.echo(f"exported {export_run(run_dir, out, step)} to {out}")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Path = typer.Argument(..., help="An exported HF directory or a run directory."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
+    device: str = typer.Option("cpu", help="Torch device."),
+) -> None:
+    """Predict disparity for each image: `.npy` (float32, input size) and a colour `.png`."""
+    from student.export import predict_files
+
+    for path in predict_files(model, images, out, device):
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,63 @@
+"""Checkpoints of a training run: model, optimizer, scheduler, RNG states, step and data position.
+
+Written atomically (temporary name, fsync, rename) as `RUN/checkpoints/step_NNNNNNN.pt`; the newest
+complete one is what `--resume` loads.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.atomic import publishing
+
+NAME = re.compile(r"^step_(\d{7,})\.pt$")
+
+
+def rng_states() -> dict[str, Any]:
+    states = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
+    """Write `state` (+ RNG states) for `step`; returns the path."""
+    path = Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
+    with publishing(path) as tmp:
+        torch.save({**state, "step": step, "rng": rng_states()}, tmp)
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    folder = Path(run_dir) / "checkpoints"
+    found = (
+        sorted(p for p in folder.glob("step_*.pt") if NAME.match(p.name)) if folder.is_dir() else []
+    )
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - a broken file gets a message naming it
+        raise ValueError(
+            f"{path}: unreadable checkpoint ({e}); delete it to resume from the previous one"
+        ) from e

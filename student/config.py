@@ -1,0 +1,119 @@
+"""Settings of `student train`: defaults <- `--config FILE` <- `--set key=value`.
+
+The paper's setting is the default; `configs/` holds the ablations as files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from student.data.augment import AugmentSettings
+
+NORMS = ("global", "hybrid", "local", "none", "auto")
+
+
+@dataclass
+class DataSettings:
+    """What the student reads."""
+
+    mode: str = "cross_context"
+    """'cross_context' (regions + tiles) or 'baseline' (whole image, `full` labels, no crops)."""
+    teacher_weights: list[float] = field(default_factory=list)
+    """Probability weights of the teachers (same order as --teacher); empty = uniform."""
+    per_sample_teacher: bool = False
+    """Draw the teacher per sample instead of one teacher per iteration."""
+    size: int = 560
+    """Student input side in pixels (multiple of 14)."""
+    shuffle_buffer: int = 64
+    """Samples held in the shuffle buffer of each loader worker."""
+    workers: int = 2
+    """DataLoader worker processes per rank."""
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    """Flip (image and labels together) and photometric jitter/blur (student input only)."""
+
+
+@dataclass
+class LossSettings:
+    """L = L_sc + lambda_lg * L_lg + lambda_feat * L_feat + lambda_grad * L_grad."""
+
+    shared_context: bool = True
+    """Use the shared-context term L_sc (teacher and student saw the same region)."""
+    local_global: bool = True
+    """Use the local-global term L_lg (teacher tiles vs the student's region prediction)."""
+    lambda_lg: float = 0.5
+    """Weight of L_lg (paper: 0.5)."""
+    lambda_feat: float = 1.0
+    """Weight of the feature-alignment term (paper: 1.0); 0 disables it."""
+    lambda_grad: float = 2.0
+    """Weight of the gradient-matching term (paper: 2.0); 0 disables it."""
+    norm_sc: str = "auto"
+    """Normalization of L_sc: global, hybrid, local, none; auto = hybrid with several teachers,
+    none with one."""
+    norm_lg: str = "hybrid"
+    """Normalization of L_lg."""
+    norm_grad: str = "global"
+    """Normalization inside the gradient-matching term."""
+    feat_margin: float = 0.85
+    """Tokens whose cosine similarity to the frozen encoder exceeds this contribute nothing."""
+
+
+@dataclass
+class OptimSettings:
+    """AdamW with warm-up then polynomial decay."""
+
+    lr: float = 5e-5
+    """Decoder learning rate (paper: 5e-5)."""
+    encoder_lr_ratio: float = 0.1
+    """Encoder learning rate = lr * this (10x lower by default)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_steps: int = 500
+    """Linear warm-up steps (capped at a tenth of the run)."""
+    poly_power: float = 0.9
+    """Exponent of the polynomial decay after warm-up."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping; 0 disables it."""
+    accumulate: int = 1
+    """Gradient-accumulation micro-batches per optimizer step."""
+
+
+@dataclass
+class TrainSettings:
+    """Everything `student train` needs besides the dataset, teachers, init and run directory."""
+
+    steps: int = 20000
+    """Optimizer steps (paper ablations: 20k at batch 4)."""
+    batch_size: int = 4
+    """Samples per rank per micro-batch."""
+    seed: int = 0
+    """Seed of model-independent randomness (data order, regions, flips, augmentation)."""
+    precision: str = "bf16"
+    """Autocast precision on GPU: bf16, fp16 or fp32 (CPU always runs fp32)."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (the last step is always saved)."""
+    log_every: int = 10
+    """Steps between metric records in metrics.jsonl."""
+    max_bad_steps: int = 20
+    """Consecutive non-finite losses tolerated (each skipped) before the run stops."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars (needs the tensorboard package)."""
+    data: DataSettings = field(default_factory=DataSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be ≥ 1 (--steps, --batch-size)")
+        if self.data.mode not in ("cross_context", "baseline"):
+            raise ValueError(f"data.mode must be cross_context or baseline, got {self.data.mode!r}")
+        if self.data.size % 14:
+            raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
+        for name in ("norm_sc", "norm_lg", "norm_grad"):
+            if getattr(self.loss, name) not in NORMS:
+                raise ValueError(f"loss.{name} must be one of {NORMS}")
+        if self.precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be bf16, fp16 or fp32, got {self.precision!r}")
+        if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
+        if self.data.mode == "baseline" and self.loss.local_global:
+            raise ValueError("the baseline has no tiles: set loss.local_global=false with it")

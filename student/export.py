@@ -1,0 +1,99 @@
+"""`student export` and `student predict`: a run's checkpoint as a Hugging Face directory, and
+disparity maps for image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from student.checkpoint import latest_checkpoint, load_checkpoint
+from student.model import Student, load_student, save_hf
+from student.rundir import RunDir
+
+# Anchor colours of a perceptual dark-to-bright map (near disparity = bright).
+_ANCHORS = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    dtype=np.float32,
+)
+
+
+def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, str]:
+    """The student of a run at `step` (default: newest checkpoint) and its init source."""
+    run = RunDir(Path(run_dir))
+    config = run.read_config()
+    if step is None:
+        path = latest_checkpoint(run.root)
+    else:
+        path = run.root / "checkpoints" / f"step_{step:07d}.pt"
+    if path is None or not path.exists():
+        raise FileNotFoundError(f"{run.root}: no checkpoint {'' if step is None else step} yet")
+    student = load_student(config["init"], frozen_encoder=False)
+    student.model.load_state_dict(load_checkpoint(path)["model"])
+    return student.eval(), config["init"]
+
+
+def export_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    student, init = load_run_student(run_dir, step)
+    return save_hf(student, out, processor_source=init)
+
+
+def load_any(model: Path) -> Student:
+    """A run directory (has config.yaml) or a Hugging Face directory / hub id."""
+    if (Path(model) / "config.yaml").is_file():
+        return load_run_student(model)[0]
+    return load_student(model, frozen_encoder=False).eval()
+
+
+def colorize(disparity: np.ndarray) -> np.ndarray:
+    """uint8 RGB image of a disparity map, robustly scaled to its 2nd..98th percentiles."""
+    finite = np.isfinite(disparity)
+    lo, hi = np.percentile(disparity[finite], [2, 98]) if finite.any() else (0.0, 1.0)
+    t = np.clip((np.nan_to_num(disparity, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    pos = t * (len(_ANCHORS) - 1)
+    i = np.minimum(pos.astype(int), len(_ANCHORS) - 2)
+    frac = (pos - i)[..., None]
+    return (_ANCHORS[i] * (1 - frac) + _ANCHORS[i + 1] * frac).astype(np.uint8)
+
+
+@torch.inference_mode()
+def predict_image(student: Student, rgb: np.ndarray, device: str, short: int = 518) -> np.ndarray:
+    """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]` (short side 518 inside)."""
+    h, w = rgb.shape[:2]
+    scale = short / min(h, w)
+    size = (max(14, round(h * scale / 14) * 14), max(14, round(w * scale / 14) * 14))
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    pred = student(x)["pred"].float()
+    return (
+        F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+    )
+
+
+def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu") -> list[Path]:
+    student = load_any(model).to(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        try:
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read the image ({e})") from e
+        disparity = predict_image(student, rgb, device)
+        np.save(out / f"{Path(path).stem}.npy", disparity.astype(np.float32))
+        Image.fromarray(colorize(disparity)).save(out / f"{Path(path).stem}.png")
+        written += [out / f"{Path(path).stem}.npy", out / f"{Path(path).stem}.png"]
+    return written

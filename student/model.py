@@ -1,0 +1,112 @@
+"""The student: a Depth Anything V2 (DPT head on a DINOv2 encoder) from a Hugging Face directory.
+
+`Student.forward` takes RGB in [0, 1] and returns the disparity prediction plus the encoder's
+last selected layer's patch tokens and those of a frozen copy of the *initial* encoder (for the
+feature-alignment loss; the student never sees a teacher).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _load_hf(source: str | Path) -> nn.Module:
+    from transformers import DepthAnythingForDepthEstimation
+
+    try:
+        return DepthAnythingForDepthEstimation.from_pretrained(str(source))
+    except OSError as e:
+        raise FileNotFoundError(
+            f"cannot load a Depth Anything student from {source!r} ({e}); pass a Hugging Face "
+            "directory or hub id (e.g. depth-anything/Depth-Anything-V2-Small-hf), or make a "
+            "tiny one with `labelgen tiny-checkpoint depth-anything-v2 DIR`"
+        ) from e
+
+
+class Student(nn.Module):
+    """`forward(images [B,3,H,W] in [0,1])` -> {"pred": [B,1,H,W] disparity, "tokens": [B,N,C],
+    "frozen_tokens": [B,N,C] (no grad)}; H and W must be multiples of 14."""
+
+    def __init__(self, model: nn.Module, frozen_encoder: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.frozen = (
+            copy.deepcopy(model.backbone).requires_grad_(False).eval() if frozen_encoder else None
+        )
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._tokens: dict[str, torch.Tensor] = {}
+        model.backbone.register_forward_hook(self._keep_tokens)
+
+    def _keep_tokens(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._tokens["student"] = output.feature_maps[-1][:, 1:]
+
+    def train(self, mode: bool = True) -> Student:
+        super().train(mode)
+        if self.frozen is not None:
+            self.frozen.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = images.shape[-2:]
+        if h % 14 or w % 14:
+            raise ValueError(f"student input must be a multiple of 14 px, got {h}x{w}")
+        x = (images - self.mean) / self.std
+        pred = self.model(pixel_values=x).predicted_depth.unsqueeze(1)
+        out = {"pred": pred, "tokens": self._tokens.pop("student")}
+        if self.frozen is not None:
+            with torch.no_grad():
+                out["frozen_tokens"] = self.frozen(x).feature_maps[-1][:, 1:]
+        return out
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.backbone_config.hidden_size)
+
+    def param_groups(self, lr_decoder: float, encoder_ratio: float = 0.1) -> list[dict]:
+        """AdamW groups: encoder (backbone) at `lr_decoder * encoder_ratio`, the rest at
+        `lr_decoder`. The frozen copy is not trained."""
+        encoder = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in encoder}
+        decoder = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
+        return [
+            {"params": encoder, "lr": lr_decoder * encoder_ratio, "name": "encoder"},
+            {"params": decoder, "lr": lr_decoder, "name": "decoder"},
+        ]
+
+
+def load_student(source: str | Path, frozen_encoder: bool = True) -> Student:
+    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`."""
+    return Student(_load_hf(source), frozen_encoder=frozen_encoder)
+
+
+def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None = None) -> Path:
+    """Write a directory that `AutoModelForDepthEstimation.from_pretrained` and
+    `transformers.pipeline("depth-estimation", model=DIR)` load."""
+    from transformers import AutoImageProcessor, DPTImageProcessor
+
+    out_dir = Path(out_dir)
+    student.model.save_pretrained(out_dir)
+    try:
+        if processor_source is None:
+            raise ValueError("no processor source")
+        processor = AutoImageProcessor.from_pretrained(str(processor_source))
+    except (OSError, ValueError, TypeError):
+        processor = DPTImageProcessor(
+            size={"height": 518, "width": 518},
+            keep_aspect_ratio=True,
+            ensure_multiple_of=14,
+            image_mean=list(IMAGENET_MEAN),
+            image_std=list(IMAGENET_STD),
+            do_pad=False,
+        )
+    processor.save_pretrained(out_dir)
+    return out_dir

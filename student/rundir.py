@@ -1,0 +1,89 @@
+"""A training run directory: resolved config, environment, metrics and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import pipeline
+from pipeline.atomic import write_bytes
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(world_size: int) -> dict[str, Any]:
+    import numpy
+    import torch
+    import transformers
+
+    return {
+        "code_version": pipeline.__version__,
+        "git_sha": git_sha(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+        "world_size": world_size,
+        "host": platform.node(),
+    }
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def write_config(self, run: dict[str, Any]) -> None:
+        write_bytes(self.config, yaml.safe_dump(run, sort_keys=False).encode())
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.config.is_file():
+            raise FileNotFoundError(
+                f"{self.config} not found: {self.root} is not a run directory of `student train`"
+            )
+        return yaml.safe_load(self.config.read_text())
+
+    def write_env(self, world_size: int) -> None:
+        write_bytes(self.root / "env.json", json.dumps(environment(world_size), indent=1).encode())
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """On resume, drop records of steps after the checkpoint (they will be redone)."""
+        if not self.metrics.exists():
+            return
+        keep = [
+            line
+            for line in self.metrics.read_text().splitlines()
+            if line and json.loads(line)["step"] <= after_step
+        ]
+        write_bytes(self.metrics, ("\n".join(keep) + "\n" if keep else "").encode())

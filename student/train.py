@@ -1,0 +1,364 @@
+"""`student train`: cross-context, multi-teacher distillation from cached label shards.
+
+One process per device (torchrun; gloo on CPU, NCCL on GPU). The run directory explains itself:
+`config.yaml` (resolved settings), `env.json` (versions, git sha, world size), `metrics.jsonl`
+(every loss term, learning rate, data and step time, teacher drawn) and `checkpoints/`.
+`--resume` continues from the newest checkpoint with the run's own config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from pipeline.distributed import worker_info
+from student.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states
+from student.config import TrainSettings
+from student.data import DistillStream, make_loader
+from student.losses import (
+    FeatureAlignment,
+    gradient_matching,
+    local_global_loss,
+    normalized_l1,
+    total_loss,
+)
+from student.model import Student, load_student
+from student.rundir import RunDir
+
+log = logging.getLogger("student")
+
+
+class NonFiniteLoss(RuntimeError):
+    """Too many consecutive non-finite losses: the message names the step and the keys."""
+
+
+@dataclass
+class Job:
+    """What one `student train` invocation trains."""
+
+    dataset: Path
+    teachers: list[str]
+    init: str
+    run_dir: Path
+    settings: TrainSettings
+
+
+def setup_device() -> tuple[torch.device, int, int]:
+    """Join the process group when launched with torchrun; returns (device, rank, world)."""
+    info = worker_info()
+    cuda = torch.cuda.is_available()
+    if info.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        import os
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return device, info.rank, info.world_size
+
+
+def lr_factor(step: int, total: int, warmup: int, power: float) -> float:
+    """Linear warm-up (capped at a tenth of the run) then polynomial decay to 0 at `total`."""
+    warm = max(1, min(warmup, total // 10))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, 1 - (step - warm) / max(1, total - warm)) ** power
+
+
+def resolved_norm(norm: str, n_teachers: int) -> str:
+    """`auto`: hybrid with several teachers (their scales differ), none with one."""
+    if norm != "auto":
+        return norm
+    return "hybrid" if n_teachers > 1 else "none"
+
+
+def compute_losses(
+    out: dict[str, torch.Tensor],
+    batch: dict[str, Any],
+    s: TrainSettings,
+    n_teachers: int,
+    align: FeatureAlignment | None,
+) -> dict[str, torch.Tensor]:
+    """The named loss terms of one batch and their weighted total `loss`."""
+    pred = out["pred"].float()
+    target, valid = batch["sc"], batch["valid"]
+    terms: dict[str, torch.Tensor] = {}
+    if s.loss.shared_context:
+        terms["sc"] = normalized_l1(pred, target, valid, resolved_norm(s.loss.norm_sc, n_teachers))
+    if s.loss.local_global and int(batch["tile_count"].sum()) > 0:
+        size = float(pred.shape[-1])
+        region = torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
+        terms["lg"] = local_global_loss(
+            pred,
+            batch["tiles"],
+            batch["tile_boxes"],
+            region,
+            batch["tile_count"],
+            norm=s.loss.norm_lg,
+        )
+    if align is not None and s.loss.lambda_feat > 0:
+        terms["feat"] = align(out["tokens"].float(), out["frozen_tokens"].float())
+    if s.loss.lambda_grad > 0:
+        terms["grad"] = gradient_matching(pred, target, valid, norm=s.loss.norm_grad)
+    return total_loss(
+        terms, {"lg": s.loss.lambda_lg, "feat": s.loss.lambda_feat, "grad": s.loss.lambda_grad}
+    )
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class Trainer:
+    """Owns the model, optimizer, schedule and data stream of one rank."""
+
+    def __init__(self, job: Job, device: torch.device, rank: int, world: int) -> None:
+        s = job.settings
+        self.job, self.s, self.device, self.rank, self.world = job, s, device, rank, world
+        torch.manual_seed(s.seed)  # identical model init on every rank
+        self.student: Student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0).to(
+            device
+        )
+        self.align = FeatureAlignment(
+            self.student.hidden_size, self.student.hidden_size, margin=s.loss.feat_margin
+        ).to(device)
+        params = self.student.param_groups(s.optim.lr, s.optim.encoder_lr_ratio)
+        self.optimizer = torch.optim.AdamW(params, weight_decay=s.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(step, s.steps, s.optim.warmup_steps, s.optim.poly_power),
+        )
+        self.model = (
+            DistributedDataParallel(
+                self.student, device_ids=[device] if device.type == "cuda" else None
+            )
+            if world > 1
+            else self.student
+        )
+        self.stream = DistillStream(
+            job.dataset,
+            job.teachers,
+            batch_size=s.batch_size,
+            mode=s.data.mode,
+            teacher_weights=s.data.teacher_weights or None,
+            per_sample_teacher=s.data.per_sample_teacher,
+            seed=s.seed,
+            shuffle_buffer=s.data.shuffle_buffer,
+            size=s.data.size,
+            augment=s.data.augment,
+            rank=rank,
+            world=world,
+        )
+        self.loader = make_loader(self.stream, workers=s.data.workers)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=device.type == "cuda" and s.precision == "fp16"
+        )
+        self.step = 0
+        self.bad_in_a_row = 0
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.student.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data": self.stream.state_dict(),
+            "epoch": self.stream.state_dict()["epoch"],
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.student.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.stream.load_state_dict(ckpt["data"])
+        set_rng_states(ckpt["rng"])
+        self.step = int(ckpt["step"])
+
+    # -- one optimizer step ----------------------------------------------------------------------
+    def micro_step(self, batch: dict[str, Any], scale: float) -> dict[str, torch.Tensor] | None:
+        batch = _to(batch, self.device)
+        with _autocast(self.device, self.s.precision):
+            out = self.model(batch["image_aug"])
+        terms = compute_losses(out, batch, self.s, len(self.job.teachers), self.align)
+        if not self.all_finite(terms["loss"]):
+            return None  # skipped on every rank alike, so DDP's collectives stay matched
+        self.scaler.scale(terms["loss"] * scale).backward()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return bool(bad.item() == 0)
+
+    def optimizer_step(self) -> float:
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.student.parameters(), self.s.optim.grad_clip or float("inf")
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def batches(self):
+        """Micro-batches forever, epoch after epoch, from the stream's resume position."""
+        epoch = self.stream.state_dict()["epoch"]
+        while True:
+            self.stream.set_epoch(epoch)
+            yield from self.loader
+            epoch += 1
+
+    def fit(self, run: RunDir) -> None:
+        s, acc = self.s, self.s.optim.accumulate
+        data = self.batches()
+        bar = tqdm(
+            total=s.steps,
+            initial=self.step,
+            desc="train",
+            disable=self.rank != 0,
+            dynamic_ncols=True,
+        )
+        while self.step < s.steps:
+            started = time.perf_counter()
+            self.model.train()
+            records, keys, waited = [], [], 0.0
+            for _ in range(acc):
+                t0 = time.perf_counter()
+                batch = next(data)
+                waited += time.perf_counter() - t0
+                keys += batch["key"]
+                terms = self.micro_step(batch, 1.0 / acc)
+                if terms is not None:
+                    records.append((terms, batch["teacher"][0]))
+            if len(records) < acc:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skip_bad_step(keys, run)
+                continue
+            self.bad_in_a_row = 0
+            grad_norm = self.optimizer_step()
+            self.step += 1
+            self.after_step(records, grad_norm, waited, time.perf_counter() - started, run)
+            bar.update()
+        bar.close()
+
+    def skip_bad_step(self, keys: list[str], run: RunDir) -> None:
+        self.bad_in_a_row += 1
+        log.warning("step %d: non-finite loss, step skipped (keys %s)", self.step, keys)
+        if self.rank == 0:
+            run.log_metrics({"step": self.step, "skipped": "non-finite loss", "keys": keys})
+        if self.bad_in_a_row >= self.s.max_bad_steps:
+            raise NonFiniteLoss(
+                f"{self.bad_in_a_row} non-finite losses in a row at step {self.step} "
+                f"(last batch keys: {keys}); check those labels with `pipeline verify` and the "
+                "learning rate, or resume from an earlier checkpoint"
+            )
+
+    def after_step(
+        self, records, grad_norm: float, data_s: float, step_s: float, run: RunDir
+    ) -> None:
+        s = self.s
+        if self.rank == 0 and (self.step % s.log_every == 0 or self.step == s.steps):
+            terms = {k: sum(float(r[0][k]) for r in records) / len(records) for k in records[0][0]}
+            lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+            run.log_metrics(
+                {
+                    "step": self.step,
+                    **terms,
+                    "lr": lrs,
+                    "grad_norm": grad_norm,
+                    "data_time": data_s,
+                    "step_time": step_s,
+                    "teacher": [r[1] for r in records],
+                }
+            )
+        if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+            if self.rank == 0:
+                save_checkpoint(run.root, self.step, self.state())
+            if self.world > 1:
+                dist.barrier()
+
+
+def run_training(job: Job, resume: bool = False) -> Path:
+    """Train (or resume) the run in `job.run_dir`; returns the run directory."""
+    device, rank, world = setup_device()
+    run = RunDir(Path(job.run_dir))
+    job.settings.validate()
+    trainer = Trainer(job, device, rank, world)
+    ckpt_path = latest_checkpoint(run.root) if resume else None
+    if ckpt_path is not None:
+        trainer.restore(load_checkpoint(ckpt_path))
+        log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
+    if rank == 0:
+        run.root.mkdir(parents=True, exist_ok=True)
+        if ckpt_path is not None:
+            run.truncate_metrics(trainer.step)
+        run.write_env(world)
+    trainer.fit(run)
+    if world > 1:
+        dist.barrier()
+    return run.root
+
+
+def prepare_job(
+    run_dir: Path,
+    dataset: Path | None,
+    teachers: list[str],
+    init: str | None,
+    settings: TrainSettings | None,
+    resume: bool,
+) -> Job:
+    """A new run writes its resolved config; `resume` reads the run's own config instead."""
+    from pipeline.config import from_dict, to_dict
+
+    run = RunDir(Path(run_dir))
+    if resume:
+        saved = run.read_config()
+        return Job(
+            Path(saved["dataset"]),
+            list(saved["teachers"]),
+            saved["init"],
+            run.root,
+            from_dict(TrainSettings, saved["settings"]),
+        )
+    if run.config.exists():
+        raise FileExistsError(
+            f"{run.root} already holds a run; pass --resume to continue it or choose a new --out"
+        )
+    if dataset is None or not teachers or init is None or settings is None:
+        raise ValueError("a new run needs --dataset, at least one --teacher and --init")
+    settings.validate()
+    if worker_info().is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.write_config(
+            {
+                "dataset": str(dataset),
+                "teachers": teachers,
+                "init": str(init),
+                "settings": to_dict(settings),
+            }
+        )
+    return Job(Path(dataset), teachers, str(init), run.root, settings)
