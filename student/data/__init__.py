@@ -1,0 +1,57 @@
+"""Streaming training data: image, plan and label shards in lockstep → augmented batches.
+
+    from student.data import DistillStream, make_loader
+
+    stream = DistillStream(DATASET, ["dav2-l", "dpt"], batch_size=4, seed=0)
+    loader = make_loader(stream, workers=4)
+    for epoch in range(start_epoch, epochs):
+        stream.set_epoch(epoch)
+        for batch in loader:          # exactly len(stream) batches on every rank
+            ...
+            checkpoint["data"] = stream.state_dict()
+
+A batch (`collate`, B samples, S = `size`, Tmax = the largest tile count in the batch):
+
+| key | shape | dtype | meaning |
+|---|---|---|---|
+| `image` | [B, 3, S, S] | float32 | region (or whole image) resized to S, flipped; in [0, 1] |
+| `image_aug` | [B, 3, S, S] | float32 | `image` after photometric jitter/blur: the student input |
+| `sc` | [B, 1, S, S] | float32 | the teacher's label of the view (disparity); NaN = invalid |
+| `valid` | [B, 1, S, S] | bool | finite pixels of `sc` |
+| `tiles` | [B, Tmax, S, S] | float32 | the region's tile labels; zero beyond `tile_count` |
+| `tile_boxes` | [B, Tmax, 4] | float32 | tile boxes (x0, y0, x1, y1) in the S×S frame of `sc` |
+| `tile_count` | [B] | int64 | real tiles per sample (0 in baseline mode) |
+| `region` | [B] | int64 | region k of the plan (-1 in baseline mode) |
+| `flip` | [B] | bool | horizontally flipped |
+| `teacher_index` | [B] | int64 | index into the stream's `teachers` |
+| `key`, `teacher` | list[str] | | image keys and teacher (column) names |
+| `epoch`, `step` | int | | position: rank-local batch `step` of `epoch` |
+
+By default all samples of a batch share one teacher (one teacher per iteration).
+"""
+
+from student.data.augment import AugmentSettings, photometric
+from student.data.columns import check_columns, label_conversion, to_disparity
+from student.data.loader import DistillLoader, bench_decode, bench_loader, make_loader
+from student.data.samples import baseline_sample, collate, cross_context_sample, map_tile_boxes
+from student.data.schedule import teacher_for_step
+from student.data.stream import DistillStream, steps_per_epoch
+
+__all__ = [
+    "AugmentSettings",
+    "DistillLoader",
+    "DistillStream",
+    "baseline_sample",
+    "bench_decode",
+    "bench_loader",
+    "check_columns",
+    "collate",
+    "cross_context_sample",
+    "label_conversion",
+    "make_loader",
+    "map_tile_boxes",
+    "photometric",
+    "steps_per_epoch",
+    "teacher_for_step",
+    "to_disparity",
+]

@@ -1,0 +1,169 @@
+"""The DataLoader around a `DistillStream`, and throughput helpers for `student.data.bench`.
+
+`make_loader` builds a `DistillLoader`: a `torch.utils.data.DataLoader` with `batch_size=None`
+(the stream yields whole batches), which tells the stream each batch it hands out so that
+`stream.state_dict()` is the training loop's real position (workers prefetch ahead of it).
+
+Worker processes. Every worker opens its own shard files lazily, inside its iterator, so no open
+file, zarr array or event loop crosses a fork. zarr ≥ 3.1 also resets its event loop after a fork
+and the zarr label reader reopens arrays in a new process, so the platform default (`fork` on
+Linux; fast to start) is safe; pass `multiprocessing_context="forkserver"` (or "spawn") when the
+main process holds state that must not be forked (e.g. zarr arrays opened by the caller in
+threads). Persistent workers are off by default: they keep the epoch they started with, so
+`stream.set_epoch` would not reach them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+from pipeline import tario
+from pipeline.dataset import DatasetInfo
+from pipeline.images.decode import decode_rgb
+from pipeline.images.shards import IMAGE_EXTS
+from student.data.columns import as_dataset
+from student.data.stream import DistillStream
+
+log = logging.getLogger(__name__)
+
+
+class DistillLoader(DataLoader):
+    """A DataLoader over a `DistillStream` that reports handed-out batches to the stream."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        stream = self.dataset
+        stream.begin_iteration()  # type: ignore[attr-defined]
+        for batch in super().__iter__():
+            stream.note_batch(batch)  # type: ignore[attr-defined]
+            yield batch
+
+
+def seed_worker(worker_id: int) -> None:
+    """`worker_init_fn`: seed `random`, NumPy's global and torch's RNG of a worker from the
+    stream's (seed, epoch, rank, worker). The stream itself only uses its own seeded generators;
+    this covers any other code that draws from the global ones."""
+    info = get_worker_info()
+    stream = info.dataset if info is not None else None
+    ids = [getattr(stream, "seed", 0), getattr(stream, "epoch", 0), getattr(stream, "rank", 0)]
+    state = np.random.SeedSequence([*ids, worker_id]).generate_state(2)
+    random.seed(int(state[0]))
+    np.random.seed(int(state[0]))
+    torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def make_loader(
+    stream: DistillStream,
+    batch_size: int | None = None,
+    workers: int = 2,
+    *,
+    pin_memory: bool | None = None,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = 2,
+    multiprocessing_context: str | None = None,
+    timeout: float = 0,
+) -> DistillLoader:
+    """A loader yielding the stream's batches in step order (see the module docstring).
+
+    `batch_size`, when given, must equal `stream.batch_size` (the stream makes the batches).
+    `pin_memory` defaults to whether CUDA is available.
+    """
+    if batch_size is not None and batch_size != stream.batch_size:
+        raise ValueError(
+            f"batch_size {batch_size} differs from the stream's {stream.batch_size}; the stream "
+            "builds the batches: create it with DistillStream(..., batch_size=...)"
+        )
+    if workers < 0:
+        raise ValueError(f"workers must be ≥ 0, got {workers}")
+    if persistent_workers and workers > 0:
+        log.warning(
+            "persistent workers keep the epoch and resume position they started with: "
+            "stream.set_epoch/load_state_dict will not reach them"
+        )
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra.update(
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            multiprocessing_context=multiprocessing_context,
+            worker_init_fn=seed_worker,
+        )
+    return DistillLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        timeout=timeout,
+        **extra,
+    )
+
+
+def bench_loader(
+    dataset: DatasetInfo | Path | str,
+    teachers: Sequence[str],
+    workers: int,
+    batches: int,
+    *,
+    batch_size: int = 4,
+    size: int = 560,
+    mode: str = "cross_context",
+) -> float:
+    """Samples per second of the full loader (decode + crops + labels + augmentation + collate)
+    over `batches` batches after a first warm-up batch (worker start-up excluded). With
+    `workers=0` everything runs in this process on one torch thread."""
+    stream = DistillStream(
+        dataset, teachers, batch_size=batch_size, size=size, mode=mode, rank=0, world=1
+    )
+    batches = min(batches, len(stream) - 1)
+    if batches < 1:
+        raise ValueError(f"the dataset gives {len(stream)} batches; need at least 2 to time")
+    threads = torch.get_num_threads()
+    if workers == 0:
+        torch.set_num_threads(1)  # measure one core, as a worker (DataLoader workers use 1)
+    try:
+        it = iter(make_loader(stream, workers=workers, pin_memory=False))
+        next(it)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        elapsed = time.perf_counter() - start
+        del it
+    finally:
+        torch.set_num_threads(threads)
+    return batches * batch_size / elapsed
+
+
+def image_bytes(dataset: DatasetInfo | Path | str, count: int) -> list[bytes]:
+    """The stored bytes of the first `count` images of the dataset, in shard order."""
+    info = as_dataset(dataset)
+    out: list[bytes] = []
+    for shard in info.shards:
+        path = info.layout.image_shard(shard.index)
+        groups = tario.group_by_key(tario.scan(path), path)
+        with open(path, "rb") as f:
+            for exts in groups.values():
+                member = next(exts[e] for e in IMAGE_EXTS if e in exts)
+                out.append(tario.read_member(f, member, path))
+                if len(out) == count:
+                    return out
+    return out
+
+
+def bench_decode(dataset: DatasetInfo | Path | str, samples: int) -> float:
+    """Images per second of the bare decode (`decode_rgb`) of the same images, in this process
+    (one core), bytes read beforehand: the ceiling of one loader worker."""
+    data = image_bytes(dataset, samples)
+    if not data:
+        raise ValueError("the dataset has no images")
+    start = time.perf_counter()
+    for blob in data:
+        decode_rgb(blob)
+    return len(data) / (time.perf_counter() - start)

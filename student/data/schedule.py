@@ -1,0 +1,159 @@
+"""Pure functions deciding what every rank, DataLoader worker and step of an epoch gets.
+
+Everything here is a function of integers (seed, epoch, rank, step, ...), so any process can
+recompute any part of an epoch without talking to the others.
+
+Epoch layout. The usable samples of an epoch (keys whose labels did not fail) are put in one
+global order: shards shuffled by `(seed, epoch)`, and inside each shard its usable keys permuted
+by `(seed, epoch, shard)` (shards have a random-access index, so this costs nothing). With
+`steps = floor(usable / (world × batch))` every rank takes a contiguous range of `steps × batch`
+samples of that order (rank r: `[r·steps·batch, (r+1)·steps·batch)`); the tail of fewer than
+`world × batch` samples is dropped for this epoch (a different tail each epoch). Every rank thus
+runs exactly `steps` batches and sees disjoint samples, whatever the shard sizes.
+
+Within a rank, DataLoader worker w of W makes rank-local batches `b ≡ w (mod W)`, i.e. its j-th
+batch is step `j·W + w`; that is the order in which `torch.utils.data.DataLoader` (in-order mode)
+collects batches from its workers, so the loader yields steps 0, 1, 2, ... Worker w gets the
+next `quota(w) × batch` samples of the rank's range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+TAG_SHARDS, TAG_KEYS, TAG_BUFFER, TAG_SAMPLE, TAG_TEACHER = range(5)
+
+
+def rng_for(seed: int, tag: int, *ids: int) -> np.random.Generator:
+    """An independent generator for one purpose (`tag`) and one set of non-negative ids."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(tag), *map(int, ids)]))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of samples of one shard: positions `[start, stop)` of its permuted usable keys."""
+
+    shard: int
+    """Index of the shard in the dataset's shard list."""
+    start: int
+    """First position (inclusive) in the shard's permuted usable keys."""
+    stop: int
+    """Last position (exclusive)."""
+
+
+def shard_order(num_shards: int, seed: int, epoch: int) -> list[int]:
+    """The epoch's shard order (a permutation of `range(num_shards)`)."""
+    return [int(i) for i in rng_for(seed, TAG_SHARDS, epoch).permutation(num_shards)]
+
+
+def key_permutation(count: int, seed: int, epoch: int, shard: int) -> list[int]:
+    """The order of the usable keys of one shard in this epoch's global sample order."""
+    return [int(i) for i in rng_for(seed, TAG_KEYS, epoch, shard).permutation(count)]
+
+
+def steps_for(usable: int, world: int, batch_size: int) -> int:
+    """Batches per rank per epoch: `floor(usable / (world × batch_size))`."""
+    if world < 1 or batch_size < 1:
+        raise ValueError(f"world ({world}) and batch size ({batch_size}) must be ≥ 1")
+    return usable // (world * batch_size)
+
+
+def worker_quota(steps: int, workers: int, worker: int) -> int:
+    """How many of a rank's `steps` batches DataLoader worker `worker` of `workers` makes."""
+    return steps // workers + (1 if worker < steps % workers else 0)
+
+
+def worker_range(
+    steps: int, batch_size: int, rank: int, workers: int, worker: int
+) -> tuple[int, int]:
+    """`[start, stop)` in the epoch's global sample order for one worker of one rank."""
+    start = rank * steps * batch_size
+    start += batch_size * sum(worker_quota(steps, workers, w) for w in range(worker))
+    return start, start + batch_size * worker_quota(steps, workers, worker)
+
+
+def pieces_for(order: Sequence[int], counts: Sequence[int], start: int, stop: int) -> list[Piece]:
+    """The pieces covering `[start, stop)` of the concatenation of shards `order`.
+
+    `counts[i]` is the number of usable samples of shard i.
+    """
+    pieces: list[Piece] = []
+    offset = 0
+    for shard in order:
+        lo, hi = max(start, offset), min(stop, offset + counts[shard])
+        if lo < hi:
+            pieces.append(Piece(shard, lo - offset, hi - offset))
+        offset += counts[shard]
+        if offset >= stop:
+            break
+    return pieces
+
+
+def step_of(j: int, workers: int, worker: int) -> int:
+    """The rank-local step of a worker's j-th batch."""
+    return j * workers + worker
+
+
+def batches_to_skip(skip: int, workers: int, worker: int) -> int:
+    """How many of its first batches a worker drops to resume after `skip` rank batches."""
+    return max(0, -(-(skip - worker) // workers))
+
+
+def normalized_weights(teachers: Sequence[str], weights: object | None) -> list[float]:
+    """Teacher weights as probabilities; `weights` a sequence, a `{teacher: w}` dict or None."""
+    if weights is None:
+        raw = [1.0] * len(teachers)
+    elif isinstance(weights, dict):
+        unknown = sorted(set(weights) - set(teachers))
+        if unknown:
+            raise ValueError(f"teacher_weights names {unknown}, which are not among {teachers}")
+        raw = [float(weights.get(t, 0.0)) for t in teachers]
+    else:
+        raw = [float(w) for w in weights]  # type: ignore[union-attr]
+        if len(raw) != len(teachers):
+            raise ValueError(f"{len(raw)} teacher weights for {len(teachers)} teachers")
+    if any(not np.isfinite(w) or w < 0 for w in raw) or sum(raw) <= 0:
+        raise ValueError(f"teacher weights must be finite, ≥ 0 and not all 0; got {raw}")
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def pick(probabilities: Sequence[float], u: float) -> int:
+    """The index whose cumulative probability interval holds `u` in [0, 1)."""
+    acc = 0.0
+    for i, p in enumerate(probabilities):
+        acc += p
+        if u < acc:
+            return i
+    return max(i for i, p in enumerate(probabilities) if p > 0)
+
+
+def teacher_for_step(probabilities: Sequence[float], seed: int, epoch: int, step: int) -> int:
+    """The teacher of rank-local step `step`: the same on every rank and every worker."""
+    return pick(probabilities, float(rng_for(seed, TAG_TEACHER, epoch, step).random()))
+
+
+def sample_rng(seed: int, epoch: int, rank: int, step: int, slot: int) -> np.random.Generator:
+    """The generator of one sample (region, flip, augmentation, per-sample teacher)."""
+    return rng_for(seed, TAG_SAMPLE, epoch, rank, step, slot)
+
+
+def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:
+    """A shuffle buffer of `size` items: fill, then emit a random slot and refill it; drain the
+    rest in random order at the end. `size` ≤ 1 keeps the order."""
+    buffer: list[T] = []
+    for item in items:
+        if len(buffer) < max(size, 1):
+            buffer.append(item)
+            continue
+        i = int(rng.integers(len(buffer)))
+        out, buffer[i] = buffer[i], item
+        yield out
+    for i in rng.permutation(len(buffer)):
+        yield buffer[int(i)]

@@ -1,0 +1,373 @@
+"""`DistillStream`: the training stream of pre-collated batches over images, plans and labels.
+
+Reads image shard i, plan shard i and the teacher columns' label shard i in lockstep (keys
+checked equal, `shards.py`), and yields *batches* (dicts, see `student.data`), so that a whole
+batch can carry one teacher. What each rank, worker and step gets is decided by the pure
+functions of `schedule.py`:
+
+- Epoch order: shards shuffled by (seed, epoch), the usable keys of each shard permuted by
+  (seed, epoch, shard). Usable = not listed as failed in any chosen column's manifest; keys whose
+  label record has an error are skipped and counted (logged once per shard; `skipped` holds the
+  counts known from the manifests before training starts).
+- Node split: rank r takes a contiguous `steps × batch` run of that order, with
+  `steps = floor(usable / (world × batch))`, so every rank runs exactly `steps` batches on
+  disjoint samples whatever the shard sizes (a rank may open a shard another rank also reads).
+- Worker split: DataLoader worker w of W makes the rank's steps `w, w + W, ...` from the next
+  slice of the rank's run: the order in which the DataLoader hands batches out, so the loader
+  yields steps 0, 1, 2, ... in order. Each worker opens its own files lazily.
+- Within a worker a shuffle buffer of `shuffle_buffer` sample references (shard, key: no pixels,
+  so a large buffer is cheap) is seeded by (seed, epoch, rank, worker).
+- Teachers: by default one teacher per step, drawn with `teacher_weights` from (seed, epoch,
+  step) — the same on every rank and worker, so one optimizer iteration uses one teacher
+  everywhere. With `per_sample_teacher=True` each sample draws its own.
+- Per sample, from a generator seeded by (seed, epoch, rank, step, slot): the teacher (per-sample
+  mode), the region k, the flip and the photometric augmentation. A (seed, epoch) with the same
+  world size, batch size and worker count reproduces the stream exactly.
+- Resume: `state_dict()` is (epoch, batches consumed); after `load_state_dict` the epoch is
+  regenerated and its first batches are skipped by walking sample references only (no image or
+  label is decoded for a skipped batch).
+
+If label records report errors the manifests did not list, a worker can run short of samples; it
+then starts another pass over its slice (resampling, with a warning) to make its quota.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pipeline.dataset import DatasetInfo
+from pipeline.distributed import worker_info
+from pipeline.labels.manifest import ColumnManifest
+from student.data import schedule as sch
+from student.data.augment import AugmentSettings
+from student.data.columns import (
+    as_dataset,
+    check_columns,
+    column_suffix,
+    failed_keys,
+    label_conversion,
+    skip_counts,
+    usable_counts,
+)
+from student.data.samples import (
+    baseline_sample,
+    collate,
+    cross_context_sample,
+    region_views,
+)
+from student.data.shards import ColumnSpec, OpenShard, ShardPool, describe_errors
+
+log = logging.getLogger(__name__)
+MODES = ("cross_context", "baseline")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """A sample not yet decoded: which shard and key."""
+
+    shard: int
+    key: str
+
+
+def current_worker() -> tuple[int, int]:
+    """`(worker id, number of workers)` of the DataLoader worker running this, else (0, 1)."""
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def steps_per_epoch(
+    dataset: DatasetInfo | Path | str, teachers: Sequence[str], *, world: int, batch_size: int
+) -> int:
+    """Batches every rank runs per epoch: floor(usable samples / (world × batch_size))."""
+    info = as_dataset(dataset)
+    counts = usable_counts(info, check_columns(info, list(teachers)))
+    return sch.steps_for(sum(counts), world, batch_size)
+
+
+class DistillStream(IterableDataset):
+    """Iterable of pre-collated batches for one rank; see the module docstring.
+
+    `max_tiles`: use at most this many tiles of a region per sample, a random subset drawn per
+    sample (None: all; an unbiased estimate of the local-global term that bounds label decoding
+    and batch memory on large images). `reduced_decode`: let JPEG decoding shrink an image by
+    2/4/8 when the crop is shrunk at least that much anyway (`shards.decode_reduced`; False:
+    always decode at full size, as `decode_rgb`).
+
+    Use with `student.data.make_loader` (a DataLoader with `batch_size=None`). Call
+    `set_epoch(e)` before each epoch (persistent workers would not see it).
+    """
+
+    def __init__(
+        self,
+        dataset_dir: DatasetInfo | Path | str,
+        teachers: Sequence[str],
+        *,
+        batch_size: int = 4,
+        mode: str = "cross_context",
+        teacher_weights: Sequence[float] | Mapping[str, float] | None = None,
+        per_sample_teacher: bool = False,
+        seed: int = 0,
+        shuffle_buffer: int = 64,
+        size: int = 560,
+        augment: AugmentSettings | None = None,
+        rank: int | None = None,
+        world: int | None = None,
+        epoch: int = 0,
+        max_tiles: int | None = None,
+        reduced_decode: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_args(mode, batch_size, seed, shuffle_buffer, size, epoch)
+        if max_tiles is not None and max_tiles < 1:
+            raise ValueError(f"max_tiles must be ≥ 1 or None (all tiles), got {max_tiles}")
+        self.max_tiles, self.reduced_decode = max_tiles, reduced_decode
+        self.info = as_dataset(dataset_dir)
+        self.teachers = list(teachers)
+        manifests = check_columns(self.info, self.teachers)
+        self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
+        self.probabilities = sch.normalized_weights(self.teachers, teacher_weights)
+        self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}
+        self.usable = usable_counts(self.info, manifests)
+        self.skipped = skip_counts(failed_keys(manifests))
+        self.mode, self.batch_size, self.seed = mode, batch_size, seed
+        self.per_sample_teacher, self.shuffle_buffer = per_sample_teacher, shuffle_buffer
+        self.size = size
+        self.augment = augment if augment is not None else AugmentSettings()
+        self.rank, self.world = _rank_world(rank, world)
+        self.steps = sch.steps_for(sum(self.usable), self.world, batch_size)
+        if self.steps == 0:
+            raise ValueError(
+                f"{self.info.layout.root}: {sum(self.usable)} usable samples are fewer than "
+                f"world size × batch size = {self.world} × {batch_size}; use a smaller batch"
+            )
+        self.epoch, self._skip, self._consumed = epoch, 0, 0
+        self.stats: Counter[str] = Counter()
+
+    def _spec(self, name: str, manifest: ColumnManifest) -> ColumnSpec:
+        suffix = column_suffix(manifest, self.info.layout.manifest(name))
+        return ColumnSpec(name, suffix, label_conversion(manifest))
+
+    # -- epochs and resume ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        return self.steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to stream; a pending resume position is kept only for its epoch."""
+        if epoch != self.epoch:
+            self.epoch, self._skip, self._consumed = int(epoch), 0, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """The position: the next batch is batch `batches` of epoch `epoch` (plus the settings
+        the order depends on, checked on load)."""
+        epoch, done = self.epoch, self._consumed
+        if done >= self.steps:
+            epoch, done = epoch + 1, 0
+        return {
+            "epoch": epoch,
+            "batches": done,
+            "seed": self.seed,
+            "world": self.world,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Resume at `state`: the next iteration regenerates its epoch and skips its batches."""
+        for name in ("seed", "world", "batch_size"):
+            if name in state and state[name] != getattr(self, name):
+                log.warning(
+                    "resuming with %s=%s where the checkpoint had %s: the rest of epoch %s "
+                    "follows a different order (%s batches are still skipped)",
+                    name, getattr(self, name), state[name], state["epoch"], state["batches"],
+                )  # fmt: skip
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if epoch < 0 or batches < 0:
+            raise ValueError(f"invalid resume position {dict(state)}")
+        if batches >= self.steps:  # a finished epoch (or fewer steps now): start the next one
+            epoch, batches = epoch + 1, 0
+        self.epoch, self._skip, self._consumed = epoch, batches, batches
+
+    def note_batch(self, batch: Mapping[str, Any]) -> None:
+        """Record that `batch` was handed to the training loop (the loader calls this)."""
+        if batch["epoch"] == self.epoch:
+            self._consumed = int(batch["step"]) + 1
+            if self._consumed >= self.steps:
+                self._skip = 0  # the resume position is used up
+
+    def begin_iteration(self) -> None:
+        """An iteration starts at the resume position (0 unless `load_state_dict` set one)."""
+        self._consumed = self._skip
+
+    # -- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = current_worker()
+        if get_worker_info() is None:
+            self.begin_iteration()
+        pool = ShardPool(self.info, self.columns)
+        refs = self._refs(pool, worker, workers)
+        skip = sch.batches_to_skip(self._skip, workers, worker)
+        try:
+            for j in range(sch.worker_quota(self.steps, workers, worker)):
+                step = sch.step_of(j, workers, worker)
+                chunk = [next(refs) for _ in range(self.batch_size)]
+                batch = None if j < skip else self._batch(pool, chunk, step)
+                for ref in chunk:
+                    pool.drop(ref.shard)
+                if batch is not None:
+                    if get_worker_info() is None:
+                        self.note_batch(batch)
+                    yield batch
+        finally:
+            refs.close()
+            pool.close_all()
+
+    def _refs(self, pool: ShardPool, worker: int, workers: int) -> Iterator[SampleRef]:
+        """The worker's sample references, shuffled; further passes only if it runs short."""
+        start, stop = sch.worker_range(self.steps, self.batch_size, self.rank, workers, worker)
+        if start == stop:
+            return
+        order = sch.shard_order(len(self.info.shards), self.seed, self.epoch)
+        pieces = sch.pieces_for(order, self.usable, start, stop)
+        for cycle in itertools.count():
+            if cycle:
+                log.warning(
+                    "rank %d worker %d: label errors not listed in the manifests left it short "
+                    "of samples; resampling its slice (pass %d)", self.rank, worker, cycle + 1,
+                )  # fmt: skip
+            rng = sch.rng_for(self.seed, sch.TAG_BUFFER, self.epoch, self.rank, worker, cycle)
+            count = 0
+            for ref in sch.shuffled(self._walk(pool, pieces), self.shuffle_buffer, rng):
+                count += 1
+                yield ref
+            if count == 0:
+                raise RuntimeError(
+                    f"rank {self.rank} worker {worker}: no usable sample in its slice of "
+                    f"{self.info.layout.root} (every label record has an error)"
+                )
+
+    def _walk(self, pool: ShardPool, pieces: list[sch.Piece]) -> Iterator[SampleRef]:
+        """References in the epoch order; each holds its shard open until dropped."""
+        for piece in pieces:
+            shard = pool.hold(piece.shard)
+            try:
+                usable = self._usable_keys(shard)
+                perm = sch.key_permutation(len(usable), self.seed, self.epoch, piece.shard)
+                errors: dict[str, dict[str, str]] = {}
+                for i in perm[piece.start : piece.stop]:
+                    errs = shard.errors(usable[i])
+                    if errs:
+                        errors[usable[i]] = errs
+                        continue
+                    pool.hold(piece.shard)
+                    yield SampleRef(piece.shard, usable[i])
+                self._report_unexpected(shard, errors)
+            finally:
+                pool.drop(piece.shard)
+
+    def _usable_keys(self, shard: OpenShard) -> list[str]:
+        failed = self._failed.get(shard.name, set())
+        if failed:
+            self.stats["skipped_label_errors"] += len(failed)
+            log.info(
+                "shard %s: skipping %d keys whose labels failed (manifests): %s",
+                shard.name, len(failed), ", ".join(sorted(failed)[:5]),
+            )  # fmt: skip
+        usable = [k for k in shard.keys if k not in failed]
+        if len(usable) != self.usable[shard.index]:
+            raise RuntimeError(
+                f"shard {shard.name}: the manifests list failed keys that are not in the shard "
+                f"({sorted(failed - set(shard.keys))[:5]}); the label columns are inconsistent"
+            )
+        return usable
+
+    def _report_unexpected(self, shard: OpenShard, errors: dict[str, dict[str, str]]) -> None:
+        if errors:
+            self.stats["skipped_unlisted_errors"] += len(errors)
+            log.warning(
+                "shard %s: skipping %d keys whose label records have an error the manifest does "
+                "not list: %s", shard.name, len(errors), describe_errors(errors),
+            )  # fmt: skip
+
+    # -- samples -------------------------------------------------------------------------------
+    def _batch(self, pool: ShardPool, chunk: list[SampleRef], step: int) -> dict[str, Any]:
+        fixed = sch.teacher_for_step(self.probabilities, self.seed, self.epoch, step)
+        samples, indices = [], []
+        for slot, ref in enumerate(chunk):
+            rng = sch.sample_rng(self.seed, self.epoch, self.rank, step, slot)
+            u = float(rng.random())  # always drawn, so both teacher modes share the sequence
+            t = sch.pick(self.probabilities, u) if self.per_sample_teacher else fixed
+            samples.append(self._sample(pool.get(ref.shard), ref.key, self.teachers[t], rng))
+            indices.append(t)
+        batch = collate(samples)
+        batch["teacher_index"] = torch.tensor(indices, dtype=torch.int64)
+        batch["epoch"], batch["step"] = self.epoch, step
+        return batch
+
+    def _sample(self, shard: OpenShard, key: str, teacher: str, rng: Any) -> dict[str, Any]:
+        """Draws (in this order): region (cross-context), flip, tile subset, augmentation."""
+        entry = shard.plans[key]
+        height, width = entry["size"]
+        read = functools.partial(shard.read, teacher, key)
+        common = {"size": self.size, "augment": self.augment, "key": key, "teacher": teacher}
+        if self.mode == "baseline":
+            flip = bool(rng.random() < self.augment.flip_p)
+            rgb, d = shard.image(key, self._request(width, height, width, height))
+            return baseline_sample(
+                rgb, read, flip=flip, rng=rng, reduction=d, image_size=(height, width), **common
+            )
+        region = int(rng.integers(len(entry["regions"])))
+        flip = bool(rng.random() < self.augment.flip_p)
+        box, tiles = region_views(entry, region)
+        chosen = None
+        if self.max_tiles is not None and len(tiles) > self.max_tiles:
+            chosen = sorted(int(j) for j in rng.choice(len(tiles), self.max_tiles, replace=False))
+        side = box[2] - box[0]
+        rgb, d = shard.image(key, self._request(width, height, side, side))
+        return cross_context_sample(
+            rgb, entry, read, region=region, flip=flip, rng=rng, reduction=d,
+            tile_indices=chosen, **common,
+        )  # fmt: skip
+
+    def _request(self, width: int, height: int, crop_w: int, crop_h: int) -> tuple[int, int] | None:
+        """The smallest decode size (W, H) that keeps a `crop_w × crop_h` crop ≥ S×S pixels."""
+        if not self.reduced_decode:
+            return None
+        return -(-width * self.size // crop_w), -(-height * self.size // crop_h)
+
+
+def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
+    env = worker_info()
+    rank = env.rank if rank is None else int(rank)
+    world = env.world_size if world is None else int(world)
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in [0, world size {world})")
+    return rank, world
+
+
+def _check_args(
+    mode: str, batch_size: int, seed: int, shuffle_buffer: int, size: int, epoch: int
+) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if seed < 0 or epoch < 0:
+        raise ValueError(f"seed and epoch must be ≥ 0, got seed={seed}, epoch={epoch}")
+    if shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer must be ≥ 0, got {shuffle_buffer}")
+    if size < 14:
+        raise ValueError(f"size must be ≥ 14 pixels, got {size}")

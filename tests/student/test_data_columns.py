@@ -1,0 +1,102 @@
+"""`student.data.columns`: refusing unusable label columns before training starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_helpers import copy_dataset, edit_manifest, make_dataset, write_column
+
+from pipeline.dataset import load_dataset
+from student.data.columns import check_columns, label_conversion, to_disparity
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("columns")
+    ds = make_dataset(root)
+    write_column(ds, "a", backend="wds")
+    write_column(ds, "b", backend="zarr")
+    return ds
+
+
+@pytest.fixture
+def ds(base: Path, tmp_path: Path) -> Path:
+    return copy_dataset(base, tmp_path / "ds")
+
+
+def test_complete_columns_pass(base: Path) -> None:
+    manifests = check_columns(base, ["a", "b"])
+    assert list(manifests) == ["a", "b"]
+    assert manifests["b"].backend == "zarr"
+    assert check_columns(load_dataset(base), ["b"])["b"].column == "b"
+
+
+def test_missing_column_names_it_and_the_fix(base: Path) -> None:
+    with pytest.raises(ValueError, match=r"'nope' not found.*manifest\.json.*labelgen run") as e:
+        check_columns(base, ["a", "nope"])
+    assert "['a', 'b']" in str(e.value)  # the columns that do exist
+
+
+def test_no_or_duplicate_teachers(base: Path) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        check_columns(base, [])
+    with pytest.raises(ValueError, match="more than once"):
+        check_columns(base, ["a", "a"])
+
+
+def test_plan_mismatch(ds: Path) -> None:
+    edit_manifest(ds, "b", lambda m: m.update(plan_sha256="f" * 64))
+    with pytest.raises(ValueError, match="'b'.*another crop plan.*relabel or use the matching"):
+        check_columns(ds, ["a", "b"])
+
+
+def test_unfinished_shards_are_listed(ds: Path) -> None:
+    write_column(ds, "half", shards=[1])
+    with pytest.raises(ValueError, match=r"'half'.*2 of 3 shards: 000000, 000002.*labelgen run"):
+        check_columns(ds, ["half"])
+
+
+def test_failed_or_deleted_shard_is_unfinished(ds: Path) -> None:
+    info = load_dataset(ds)
+    (info.layout.label_shard("a", 2, ".tar")).unlink()
+    edit_manifest(ds, "b", lambda m: m["shards"]["000001"].update(status="failed"))
+    with pytest.raises(ValueError, match="'a'.*1 of 3 shards: 000002"):
+        check_columns(ds, ["a"])
+    with pytest.raises(ValueError, match="'b'.*1 of 3 shards: 000001"):
+        check_columns(ds, ["b"])
+
+
+def test_affine_depth_refused_metric_depth_inverted(ds: Path) -> None:
+    write_column(ds, "affd", kind="depth", invariance="affine", shards=[0, 1, 2])
+    write_column(ds, "metric", kind="metric_depth", invariance="metric")
+    with pytest.raises(ValueError, match="'affd' holds affine-invariant depth.*disparity space"):
+        check_columns(ds, ["a", "affd"])
+    manifests = check_columns(ds, ["a", "metric"])  # mixing metric depth with disparity is fine
+    assert label_conversion(manifests["a"]) == "identity"
+    assert label_conversion(manifests["metric"]) == "inverse"
+
+
+def test_to_disparity() -> None:
+    depth = np.array([[2.0, 0.0, -1.0, np.inf, np.nan]], np.float32)
+    out = to_disparity(depth, "inverse")
+    assert out.dtype == np.float32
+    assert out[0, 0] == pytest.approx(0.5)
+    assert out[0, 3] == 0.0  # infinitely far (sky) is zero disparity
+    assert np.isnan(out[0, [1, 2, 4]]).all()
+    same = to_disparity(np.array([[1.0, np.inf]], np.float32), "identity")
+    assert same[0, 0] == 1.0 and np.isnan(same[0, 1])
+
+
+def test_student_data_never_imports_labelgen() -> None:
+    """'Never load a teacher at train time': the training data code does not import labelgen."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, student.data, student.data.bench\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'labelgen')\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

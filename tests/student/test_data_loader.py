@@ -1,0 +1,93 @@
+"""`student.data.loader`: the stream under a multi-process DataLoader, resume, benchmark."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from data_helpers import all_keys, make_dataset, write_column
+
+from student.data.loader import bench_decode, bench_loader, make_loader
+from student.data.stream import DistillStream
+
+S = 56
+
+
+@pytest.fixture(autouse=True)
+def _no_launcher_env(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory) -> Path:
+    ds = make_dataset(tmp_path_factory.mktemp("loader"))
+    write_column(ds, "a", backend="wds")
+    write_column(ds, "b", backend="zarr")
+    return ds
+
+
+def stream(ds: Path, **kw) -> DistillStream:
+    return DistillStream(ds, ["a", "b"], size=S, rank=0, world=1, **kw)
+
+
+def test_two_workers_give_every_sample_once_in_step_order(ds: Path) -> None:
+    loader = make_loader(stream(ds, batch_size=1), workers=2)
+    assert len(loader) == 5
+    batches = list(loader)
+    assert [b["step"] for b in batches] == list(range(5))
+    assert sorted(k for b in batches for k in b["key"]) == sorted(all_keys(ds))
+    # the same epoch again (no persistent workers): the same stream
+    again = list(loader)
+    assert [b["key"] for b in again] == [b["key"] for b in batches]
+    for a, b in zip(again, batches, strict=True):
+        assert torch.equal(a["image_aug"], b["image_aug"])
+
+
+def test_loader_resume_reproduces_the_tail(ds: Path) -> None:
+    s = stream(ds, batch_size=1, seed=4)
+    s.set_epoch(2)
+    loader = make_loader(s, workers=2)
+    full = list(loader)
+    it = iter(loader)
+    head = [next(it), next(it)]  # workers have prefetched more than this
+    state = s.state_dict()
+    del it
+    assert state["epoch"] == 2 and state["batches"] == 2
+    assert [b["key"] for b in head] == [b["key"] for b in full[:2]]
+    resumed = stream(ds, batch_size=1, seed=4)
+    resumed.load_state_dict(state)
+    tail = list(make_loader(resumed, workers=2))
+    assert [b["key"] for b in tail] == [b["key"] for b in full[2:]]
+    assert [b["step"] for b in tail] == [2, 3, 4]
+    for a, b in zip(tail, full[2:], strict=True):
+        assert torch.equal(a["sc"], b["sc"]) and torch.equal(a["image_aug"], b["image_aug"])
+    assert resumed.state_dict()["epoch"] == 3
+
+
+def test_stream_pickles_before_iteration(ds: Path) -> None:
+    """spawn/forkserver workers receive a pickled stream: it must hold no open file."""
+    s = stream(ds, batch_size=2)
+    clone = pickle.loads(pickle.dumps(s))
+    assert [b["key"] for b in clone] == [b["key"] for b in s]
+
+
+@pytest.mark.slow
+def test_forkserver_workers(ds: Path) -> None:
+    loader = make_loader(stream(ds, batch_size=2), workers=2, multiprocessing_context="forkserver")
+    assert [b["step"] for b in loader] == [0, 1]
+
+
+def test_make_loader_checks(ds: Path) -> None:
+    s = stream(ds, batch_size=2)
+    with pytest.raises(ValueError, match="differs from the stream"):
+        make_loader(s, batch_size=4)
+    loader = make_loader(s, batch_size=2, workers=0)
+    assert loader.batch_size is None and not loader.pin_memory
+
+
+def test_bench_helpers(ds: Path) -> None:
+    assert bench_decode(ds, 5) > 0
+    assert bench_loader(ds, ["a"], workers=0, batches=1, batch_size=2, size=S) > 0
