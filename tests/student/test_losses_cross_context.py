@@ -1,0 +1,183 @@
+"""Shared-context, local-global and total losses; tile box helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from student.losses import (
+    collate_tiles,
+    flip_boxes,
+    local_global_loss,
+    normalized_l1,
+    shared_context_loss,
+    total_loss,
+)
+
+PRED = 64  # the student's prediction side for a region (560 in training)
+TILE = 112  # native tile side in image pixels (560 in training)
+LABEL = 96  # the teacher's label side for a tile
+
+
+def depth(x: torch.Tensor, y: torch.Tensor, phase: float = 0.0) -> torch.Tensor:
+    """A smooth disparity field over original image pixel coordinates."""
+    return 1.0 + 0.004 * x + 0.002 * y + 0.3 * torch.sin(x / 40 + phase) * torch.cos(y / 30)
+
+
+def sample_box(box, rows: int, cols: int, phase: float = 0.0) -> torch.Tensor:
+    """The field at the pixel centers of a `rows × cols` grid covering `box`."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    xs = x0 + (torch.arange(cols, dtype=torch.float64) + 0.5) * (x1 - x0) / cols
+    ys = y0 + (torch.arange(rows, dtype=torch.float64) + 0.5) * (y1 - y0) / rows
+    return depth(xs[None, :], ys[:, None], phase)
+
+
+def region_and_tiles(x0: int, y0: int, side: int, steps: list[int], phase: float = 0.0):
+    region = [x0, y0, x0 + side, y0 + side]
+    boxes = [[x0 + dx, y0 + dy, x0 + dx + TILE, y0 + dy + TILE] for dy in steps for dx in steps]
+    pred = sample_box(region, PRED, PRED, phase)
+    labels = torch.stack([sample_box(b, LABEL, LABEL, phase) for b in boxes])
+    return pred, labels, torch.tensor(boxes, dtype=torch.float64), torch.tensor(region)
+
+
+def batch_of_two():
+    """Sample 0: 4 tiles of a 200-pixel region; sample 1: 2 tiles of a 160-pixel region."""
+    p0, l0, b0, r0 = region_and_tiles(30, 10, 200, [0, 88])
+    p1, l1, b1, r1 = region_and_tiles(5, 40, 160, [0, 48], phase=1.0)
+    l1, b1 = l1[:2], b1[:2]
+    return torch.stack([p0, p1]), [l0, l1], [b0, b1], torch.stack([r0, r1])
+
+
+@pytest.mark.parametrize("norm", ["global", "hybrid", "local", "none"])
+def test_consistent_tiles_give_near_zero_and_wrong_mapping_does_not(norm):
+    pred, labels, boxes, regions = batch_of_two()
+    good = local_global_loss(pred, labels, boxes, regions, norm=norm)
+    shifted = [b + torch.tensor([25.0, 15.0, 25.0, 15.0], dtype=torch.float64) for b in boxes]
+    wrong = local_global_loss(pred, labels, shifted, regions, norm=norm)
+    scale = 1.0 if norm != "none" else 0.1  # raw disparity units for `none`
+    assert good.item() < 0.05 * scale  # resampling differences only (bilinear vs area)
+    assert wrong.item() > 20 * good.item() and wrong.item() > 0.1 * scale
+
+
+def test_exact_box_mapping_beats_one_pixel_shifts():
+    pred, labels, boxes, regions = batch_of_two()
+    good = local_global_loss(pred, labels, boxes, regions, norm="global")
+    for shift in ([1.0, 0, 1.0, 0], [-1.0, 0, -1.0, 0], [0, 1.0, 0, 1.0], [0, -1.0, 0, -1.0]):
+        moved = [b + torch.tensor(shift, dtype=torch.float64) for b in boxes]
+        assert local_global_loss(pred, labels, moved, regions, norm="global") > 1.5 * good
+
+
+def test_list_padded_and_counted_interfaces_agree():
+    pred, labels, boxes, regions = batch_of_two()
+    from_lists = local_global_loss(pred, labels, boxes, regions)
+    tiles, padded_boxes, count = collate_tiles(labels, boxes)
+    assert tiles.shape == (2, 4, LABEL, LABEL) and count.tolist() == [4, 2]
+    assert torch.isnan(tiles[1, 2:]).all()
+    from_padded = local_global_loss(pred, tiles, padded_boxes, regions)
+    from_counted = local_global_loss(pred, tiles, padded_boxes, regions, tile_count=count)
+    assert torch.allclose(from_lists, from_padded) and torch.allclose(from_lists, from_counted)
+    # per-sample mean, then batch mean: sample 1's two tiles weigh as much as sample 0's four
+    per_sample = [
+        local_global_loss(pred[i : i + 1], [labels[i]], [boxes[i]], regions[i : i + 1])
+        for i in range(2)
+    ]
+    assert torch.allclose(from_lists, (per_sample[0] + per_sample[1]) / 2)
+
+
+def test_four_d_prediction_and_gradients():
+    pred, labels, boxes, regions = batch_of_two()
+    pred = pred[:, None].clone().float().requires_grad_()
+    loss = local_global_loss(pred, [lab.float() for lab in labels], boxes, regions)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_each_tile_normalized_on_its_own():
+    """Scaling one tile's label by any a > 0 and shifting it leaves the loss unchanged."""
+    pred, labels, boxes, regions = batch_of_two()
+    base = local_global_loss(pred, labels, boxes, regions, norm="hybrid")
+    changed = [labels[0].clone(), labels[1]]
+    changed[0][1] = 3.0 * changed[0][1] - 2.0
+    moved = local_global_loss(pred, changed, boxes, regions, norm="hybrid")
+    assert torch.allclose(base, moved, rtol=1e-4)
+
+
+def test_flip_consistency():
+    pred, labels, boxes, regions = batch_of_two()
+    width = torch.tensor([260.0, 240.0])  # original image widths of the two samples
+    base = local_global_loss(pred, labels, boxes, regions)
+    flipped = local_global_loss(
+        pred.flip(-1),
+        [lab.flip(-1) for lab in labels],
+        [flip_boxes(b, w) for b, w in zip(boxes, width, strict=True)],
+        flip_boxes(regions, width),
+    )
+    assert torch.allclose(base, flipped, rtol=1e-5, atol=1e-8)
+
+
+def test_flip_boxes_round_trip():
+    boxes = torch.tensor([[[10, 5, 50, 40], [0, 0, 100, 20]], [[3, 4, 7, 9], [1, 1, 2, 2]]])
+    widths = torch.tensor([100, 30])
+    once = flip_boxes(boxes, widths)
+    assert once[0, 0].tolist() == [50, 5, 90, 40]
+    assert once[1, 0].tolist() == [23, 4, 27, 9]
+    assert torch.equal(flip_boxes(once, widths), boxes)
+    assert flip_boxes([10, 5, 50, 40], 100).tolist() == [50, 5, 90, 40]
+    with pytest.raises(ValueError, match="boxes"):
+        flip_boxes([1, 2, 3], 10)
+
+
+def test_no_tiles_gives_zero_with_gradient():
+    pred = torch.rand(2, PRED, PRED, requires_grad=True)
+    empty = [torch.zeros(0, LABEL, LABEL), torch.zeros(0, LABEL, LABEL)]
+    boxes = [torch.zeros(0, 4), torch.zeros(0, 4)]
+    loss = local_global_loss(pred, empty, boxes, [[0, 0, 100, 100]] * 2)
+    loss.backward()
+    assert loss.item() == 0.0 and (pred.grad == 0).all()
+
+
+def test_local_global_validation():
+    pred, labels, boxes, regions = batch_of_two()
+    with pytest.raises(ValueError, match="region_box"):
+        local_global_loss(pred, labels, boxes, regions[:1])
+    with pytest.raises(ValueError, match="tiles"):
+        local_global_loss(pred, labels[:1], boxes, regions)
+    bad = [b.clone() for b in boxes]
+    bad[0][0, 2] = bad[0][0, 0]
+    with pytest.raises(ValueError, match="tile_boxes"):
+        local_global_loss(pred, labels, bad, regions)
+
+
+def test_shared_context_is_normalized_l1():
+    pred, labels, _, _ = batch_of_two()
+    label = pred**2
+    for norm in ("hybrid", "none"):
+        expected = normalized_l1(pred, label, None, norm)
+        assert torch.equal(shared_context_loss(pred, label, norm=norm), expected)
+
+
+def test_total_loss_weights():
+    values = [("sc", 1.0), ("lg", 2.0), ("feat", 3.0), ("grad", 4.0)]
+    terms = {name: torch.tensor(v) for name, v in values}
+    out = total_loss(terms)
+    assert math.isclose(out["loss"].item(), 1.0 + 0.5 * 2.0 + 1.0 * 3.0 + 2.0 * 4.0)
+    assert set(out) == {"sc", "lg", "feat", "grad", "loss"}
+    assert math.isclose(total_loss(terms, (1.0, 0.0, 0.0))["loss"].item(), 3.0)
+    assert math.isclose(total_loss(terms, {"grad": 0.0})["loss"].item(), 5.0)
+    assert math.isclose(total_loss({"sc": terms["sc"]})["loss"].item(), 1.0)
+    with pytest.raises(ValueError, match="terms"):
+        total_loss({"bogus": torch.tensor(1.0)})
+    with pytest.raises(ValueError, match="weights"):
+        total_loss(terms, (1.0, 2.0))
+    with pytest.raises(ValueError, match="weights"):
+        total_loss(terms, {"sc": 2.0})
+
+
+def test_half_precision_labels_and_bf16_prediction():
+    pred, labels, boxes, regions = batch_of_two()
+    base = local_global_loss(pred.float(), [lab.float() for lab in labels], boxes, regions)
+    low = local_global_loss(pred.to(torch.bfloat16), [lab.half() for lab in labels], boxes, regions)
+    assert low.dtype == torch.float32
+    assert torch.allclose(low, base, rtol=0.2, atol=0.01)  # bf16 prediction: ~3 digits
