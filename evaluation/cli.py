@@ -12,3 +12,7 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Evaluation commands (run, predict, score, report) arrive with the protocol library."""
+
+
+if __name__ == "__main__":
+    app()

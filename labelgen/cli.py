@@ -150,3 +150,7 @@ def tiny_checkpoint(
     path = write_tiny_checkpoint(adapter, out_dir, seed=seed)
     typer.echo(f"wrote a tiny {adapter} checkpoint to {path}")
     typer.echo(f"use it as: --teacher {tiny_spec('tiny-' + adapter, adapter, path)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -121,3 +121,7 @@ def bench_prepare(
     from pipeline.bench.prepare import main
 
     main(["--images", str(images), "--repeats", str(repeats)])
+
+
+if __name__ == "__main__":
+    app()

@@ -79,3 +79,7 @@ def predict(
 
     for path in predict_files(model, images, out, device):
         typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app()

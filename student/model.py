@@ -31,6 +31,21 @@ def _load_hf(source: str | Path) -> nn.Module:
         ) from e
 
 
+# Parameters the Depth Anything forward never uses (the masked-image-modelling token, and the
+# first fusion layer's residual branch, which has no coarser input to fuse). Left trainable they
+# get no gradient, which DistributedDataParallel rejects.
+UNUSED_PARAMETERS = (
+    "backbone.embeddings.mask_token",
+    "neck.fusion_stage.layers.0.residual_layer1.",
+)
+
+
+def _freeze_unused(model: nn.Module) -> None:
+    for name, param in model.named_parameters():
+        if name.startswith(UNUSED_PARAMETERS):
+            param.requires_grad_(False)
+
+
 class Student(nn.Module):
     """`forward(images [B,3,H,W] in [0,1])` -> {"pred": [B,1,H,W] disparity, "tokens": [B,N,C],
     "frozen_tokens": [B,N,C] (no grad)}; H and W must be multiples of 14."""
@@ -38,6 +53,7 @@ class Student(nn.Module):
     def __init__(self, model: nn.Module, frozen_encoder: bool = True) -> None:
         super().__init__()
         self.model = model
+        _freeze_unused(model)
         self.frozen = (
             copy.deepcopy(model.backbone).requires_grad_(False).eval() if frozen_encoder else None
         )

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipeline.config import from_dict, to_dict
 from pipeline.distributed import worker_info
 from student.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states
 from student.config import TrainSettings
@@ -307,20 +308,44 @@ def run_training(job: Job, resume: bool = False) -> Path:
     device, rank, world = setup_device()
     run = RunDir(Path(job.run_dir))
     job.settings.validate()
+    if not resume:
+        _start_run(run, job, world)
     trainer = Trainer(job, device, rank, world)
     ckpt_path = latest_checkpoint(run.root) if resume else None
     if ckpt_path is not None:
         trainer.restore(load_checkpoint(ckpt_path))
         log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
     if rank == 0:
-        run.root.mkdir(parents=True, exist_ok=True)
-        if ckpt_path is not None:
+        if resume:
             run.truncate_metrics(trainer.step)
         run.write_env(world)
     trainer.fit(run)
     if world > 1:
         dist.barrier()
     return run.root
+
+
+def _start_run(run: RunDir, job: Job, world: int) -> None:
+    """Refuse an existing run (every rank checks before any writes), then write the config."""
+    exists = run.config.exists()
+    if world > 1:
+        dist.barrier()
+    if exists:
+        raise FileExistsError(
+            f"{run.root} already holds a run; pass --resume to continue it or choose a new --out"
+        )
+    if worker_info().is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.write_config(
+            {
+                "dataset": str(job.dataset),
+                "teachers": job.teachers,
+                "init": str(job.init),
+                "settings": to_dict(job.settings),
+            }
+        )
+    if world > 1:
+        dist.barrier()
 
 
 def prepare_job(
@@ -331,9 +356,7 @@ def prepare_job(
     settings: TrainSettings | None,
     resume: bool,
 ) -> Job:
-    """A new run writes its resolved config; `resume` reads the run's own config instead."""
-    from pipeline.config import from_dict, to_dict
-
+    """The job of a new run from the flags, or, with `resume`, from the run's own config."""
     run = RunDir(Path(run_dir))
     if resume:
         saved = run.read_config()
@@ -344,21 +367,6 @@ def prepare_job(
             run.root,
             from_dict(TrainSettings, saved["settings"]),
         )
-    if run.config.exists():
-        raise FileExistsError(
-            f"{run.root} already holds a run; pass --resume to continue it or choose a new --out"
-        )
     if dataset is None or not teachers or init is None or settings is None:
         raise ValueError("a new run needs --dataset, at least one --teacher and --init")
-    settings.validate()
-    if worker_info().is_main:
-        run.root.mkdir(parents=True, exist_ok=True)
-        run.write_config(
-            {
-                "dataset": str(dataset),
-                "teachers": teachers,
-                "init": str(init),
-                "settings": to_dict(settings),
-            }
-        )
     return Job(Path(dataset), teachers, str(init), run.root, settings)

@@ -5,12 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pipeline.dataset import load_dataset
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import BACKENDS, open_writer
 from pipeline.plan import load_plan_shard, views
 from pipeline.prepare import PrepareSettings, prepare
+
+
+def scene_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth synthetic RGB photo (gradients + a disc) of the given size, uint8 [H, W, 3]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 37 + y / 53)], axis=-1)
+    cy, cx, r = (
+        rng.uniform(0.3, 0.7) * height,
+        rng.uniform(0.3, 0.7) * width,
+        min(height, width) / 4,
+    )
+    base[(y - cy) ** 2 + (x - cx) ** 2 < r**2] *= 0.4
+    return (np.clip(base, 0, 1) * 255).astype(np.uint8)
+
+
+def write_photos(folder: Path) -> Path:
+    """Five JPEG photos whose sizes exercise the crop plan: tiled regions and degenerate ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [(700, 900), (480, 640), (1200, 800), (650, 650), (300, 420)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(scene_image(h, w, i)).save(folder / f"img{i}.jpg", quality=90)
+    return folder
 
 
 def prepare_small(photos: Path, out: Path, shard_size: int = 2) -> Path:
