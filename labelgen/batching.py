@@ -83,7 +83,10 @@ class OrderedBatcher:
         return out
 
     def _run(self, items: list[tuple[str, str, torch.Tensor]]) -> None:
-        items = [it for it in items if self._pending[it[0]].done.error is None]
+        # Views of an image that already failed are dropped (the image may have left _pending).
+        items = [
+            it for it in items if it[0] in self._pending and self._pending[it[0]].done.error is None
+        ]
         if not items:
             return
         try:
@@ -100,6 +103,7 @@ class OrderedBatcher:
     def _recover(self, items: list[tuple[str, str, torch.Tensor]], e: Exception) -> None:
         if is_out_of_memory(e) and len(items) > 1:
             self.oom_retries += 1
+            self.batch_size = max(1, len(items) // 2)  # later batches start at the smaller size
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = len(items) // 2

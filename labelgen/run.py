@@ -8,6 +8,7 @@ files (`--claim`). Adding a teacher writes only its own column.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class ColumnReport:
     shards_done: list[str] = field(default_factory=list)
     shards_skipped: int = 0
     shards_failed: list[str] = field(default_factory=list)
+    shards_held: list[str] = field(default_factory=list)  # claimed by another live worker
     images: int = 0
     views: int = 0
     failures: int = 0
@@ -91,7 +93,9 @@ class ColumnReport:
 
     def summary(self) -> str:
         failed = "".join(f"\n  FAILED shard {f}" for f in self.shards_failed)
-        if not self.shards_done and not self.shards_failed:
+        if self.shards_held:
+            failed += f"\n  shards held by other workers (--claim): {', '.join(self.shards_held)}"
+        if not self.shards_done and not self.shards_failed and not self.shards_held:
             return f"{self.column}: nothing to do ({self.shards_skipped} shards already done)"
         rate = self.views / self.seconds if self.seconds else 0.0
         flags = ", ".join(f"{k}: {v}" for k, v in sorted(self.flags.items())) or "none"
@@ -131,38 +135,57 @@ def _provenance(spec: TeacherSpec, teacher: Any, info: DatasetInfo, s: RunSettin
     }
 
 
-def _done_shards(column_dir: Path, weights_sha256: str) -> set[str]:
-    """Shards recorded done for these weights (entries of replaced weights do not count)."""
+def _done_shards(column_dir: Path, requested: dict[str, Any], overwrite: bool) -> set[str]:
+    """Shards already done for the requested identity (weights, plan, codec, backend).
+
+    A column made with another identity is refused, or with `overwrite` counts nothing as done.
+    """
     manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
     if manifest is None:
         return set()
-    return {
-        name
-        for name, entry in manifest.shards.items()
-        if entry["status"] == "done" and entry.get("weights_sha256") == weights_sha256
-    }
+    old = manifest.identity()
+    diff = [k for k, v in requested.items() if old[k] != v]
+    if diff and not overwrite:
+        details = "; ".join(
+            f"{_CHANGED[k]} ({_short(old[k])} there, {_short(requested[k])} now)" for k in diff
+        )
+        raise ValueError(
+            f"label column {manifest.column!r} ({manifest_path(column_dir)}) was made with "
+            f"{details}; use a new teacher name, or --overwrite to relabel the column"
+        )
+    if diff:
+        return set()
+    return {name for name, entry in manifest.shards.items() if entry["status"] == "done"}
+
+
+_CHANGED = {
+    "weights.sha256": "other weights",
+    "plan_sha256": "another crop plan",
+    "codec": "another codec",
+    "backend": "another backend",
+}
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text[:12] if isinstance(value, str) and len(text) == 64 else text
 
 
 def _open_column(column_dir: Path, provenance: dict, overwrite: bool) -> None:
-    """Create or check the manifest header; with `overwrite`, replace a differing header."""
+    """Create or check the manifest header; with `overwrite`, replace a differing header and
+    drop its shard entries (every shard is then relabelled)."""
     try:
         create_or_check(column_dir, provenance)
         return
     except ValueError:
         if not overwrite:
             raise
-    with manifest_lock(column_dir):
+    with manifest_lock(column_dir):  # re-checked under the lock: another rank may have done it
         path = manifest_path(column_dir)
-        old = ColumnManifest.load(path)
         new = ColumnManifest.from_dict({**provenance, "shards": {}}, str(path))
-        if old.identity() != new.identity():
-            new.shards = {
-                n: e
-                for n, e in old.shards.items()
-                if e.get("weights_sha256") == provenance["weights"]["sha256"]
-            }
+        if ColumnManifest.load(path).identity() != new.identity():
             new.save(path)
-            log.warning("%s: replaced the column header (--overwrite); old shards are redone", path)
+            log.warning("%s: replaced the column header (--overwrite); all shards are redone", path)
 
 
 def _clear_stale_temporaries(column_dir: Path, shard: str) -> None:
@@ -252,21 +275,24 @@ def _label_item(
         )
 
 
+def _requested_identity(spec: TeacherSpec, info: DatasetInfo, s: RunSettings) -> dict[str, Any]:
+    """The column identity fields known without loading the model."""
+    return {
+        "weights.sha256": weights_identity(spec),
+        "plan_sha256": info.plan_hash,
+        "codec": get_codec(s.codec).describe(),
+        "backend": s.format,
+    }
+
+
 def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     s, info = ctx.settings, ctx.info
     column_dir = info.layout.column_dir(spec.name)
-    weights = weights_identity(spec)
+    requested = _requested_identity(spec, info, s)
     candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
-    done = _done_shards(column_dir, weights)
+    done = _done_shards(column_dir, requested, s.overwrite)
     todo = [shard for shard in candidates if shard.name not in done]
     report = ColumnReport(spec.name, shards_skipped=len(candidates) - len(todo))
-    existing = ColumnManifest.load_or_none(manifest_path(column_dir))
-    if existing and existing.weights.get("sha256") != weights and not s.overwrite:
-        raise ValueError(
-            f"label column {spec.name!r} was made with other weights "
-            f"({existing.weights.get('source')}, sha256 {existing.weights.get('sha256', '')[:12]}) "
-            f"than {spec.source} (sha256 {weights[:12]}); use a new teacher name, or --overwrite"
-        )
     if not todo:
         return report
     teacher = load_teacher(
@@ -288,8 +314,12 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
                 if s.claim
                 else None
             )
-            if s.claim and (claim is None or shard.name in _done_shards(column_dir, weights)):
-                if claim is not None:
+            if s.claim and (
+                claim is None or shard.name in _done_shards(column_dir, requested, False)
+            ):
+                if claim is None:
+                    report.shards_held.append(shard.name)
+                else:
                     claim.release()
                 bar.update(shard.count)
                 continue
