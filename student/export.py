@@ -89,7 +89,7 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
     written = []
     for path in images:
         try:
-            rgb = np.asarray(Image.open(path).convert("RGB"))
+            rgb = np.array(Image.open(path).convert("RGB"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: cannot read the image ({e})") from e
         disparity = predict_image(student, rgb, device)

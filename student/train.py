@@ -117,6 +117,16 @@ def compute_losses(
     )
 
 
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ValueError(
+            "tensorboard=true needs the tensorboard package: pip install tensorboard"
+        ) from e
+    return SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {
         k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -177,6 +187,7 @@ class Trainer:
         )
         self.step = 0
         self.bad_in_a_row = 0
+        self.board = _tensorboard(job.run_dir) if s.tensorboard and rank == 0 else None
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -158,3 +158,74 @@ def test_two_process_torchrun_gloo(setup, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert [m["step"] for m in _metrics(run)] == [1, 2, 3]
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(setup, tmp_path, monkeypatch):
+    import student.train as train_module
+
+    real = train_module.compute_losses
+    calls = {"n": 0}
+
+    def flaky(out, batch, *args):
+        calls["n"] += 1
+        terms = real(out, batch, *args)
+        if calls["n"] == 2 or calls["n"] >= 4:  # one bad step, later only bad steps
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_module, "compute_losses", flaky)
+    dataset, init = setup
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--out",
+            str(run),
+            "--dataset",
+            str(dataset),
+            "--teacher",
+            "alpha",
+            "--init",
+            str(init),
+            "--steps",
+            "10",
+            "--batch-size",
+            "1",
+            "--set",
+            "max_bad_steps=3",
+            *FAST,
+        ],
+    )
+    assert result.exit_code != 0
+    assert "3 non-finite losses in a row at step 2" in str(result.exception)
+    assert "keys" in str(result.exception)
+    records = _metrics(run)
+    assert [r["step"] for r in records if "skipped" not in r] == [1, 2]
+    assert sum("skipped" in r for r in records) == 4
+
+
+def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoModelForDepthEstimation, pipeline
+
+    dataset, init = setup
+    run = tmp_path / "run"
+    _train(run, dataset, init, "--steps", "2", "--batch-size", "1")
+    hf = tmp_path / "hf"
+    result = runner.invoke(app, ["export", str(run), "--out", str(hf)])
+    assert result.exit_code == 0, result.output
+    assert AutoModelForDepthEstimation.from_pretrained(hf) is not None
+    photo = sorted((dataset.parent / "photos").glob("*.jpg"))[1]
+    depth = pipeline("depth-estimation", model=str(hf))(Image.open(photo))
+    assert depth["predicted_depth"].ndim >= 2
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", str(hf), str(photo), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    disparity = np.load(out / f"{photo.stem}.npy")
+    assert disparity.shape == Image.open(photo).size[::-1] and np.isfinite(disparity).all()
+    assert Image.open(out / f"{photo.stem}.png").size == Image.open(photo).size
+    from_run = runner.invoke(app, ["predict", str(run), str(photo), "--out", str(tmp_path / "p2")])
+    assert from_run.exit_code == 0, from_run.output
+    assert np.allclose(np.load(tmp_path / "p2" / f"{photo.stem}.npy"), disparity, atol=1e-4)
