@@ -15,13 +15,3 @@ def sha256_file(path: Path | str) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def sha256_tree(path: Path | str) -> str:
-    """Hex sha256 over the sorted relative paths and bytes of every file under a directory."""
-    root = Path(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        h.update(sha256_file(f).encode())
-    return h.hexdigest()

@@ -16,7 +16,6 @@ a multiple of the VAE factor (8); the full view has long side `processing_res` (
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from labelgen.teachers.source import (
     fetch_file,
     is_local,
     load_from_source,
+    read_json_file,
     resolved_dir,
     weight_digests,
 )
@@ -44,13 +44,7 @@ TIMESTEP = 1
 
 def read_meta(spec: TeacherSpec) -> dict[str, Any]:
     """`genpercept.json` of the checkpoint ({} when absent)."""
-    path = fetch_file(spec, CONFIG_FILE)
-    if path is None:
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err
+    return read_json_file(spec, CONFIG_FILE)
 
 
 def resolve_kind(spec: TeacherSpec, meta: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ applied to tensors on the device, so batches never leave the GPU for preprocessi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from labelgen.teachers.base import (
     resize,
     short_side_size,
 )
-from labelgen.teachers.source import fetch_file, load_from_source
+from labelgen.teachers.source import load_from_source, read_json_file
 from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
 
 
@@ -74,13 +73,7 @@ class InputRule:
 
 def read_processor_config(spec: TeacherSpec) -> dict[str, Any]:
     """The checkpoint's `preprocessor_config.json` as a dict ({} when it has none)."""
-    path = fetch_file(spec, "preprocessor_config.json")
-    if path is None:
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err
+    return read_json_file(spec, "preprocessor_config.json")
 
 
 def processor_size(proc: dict[str, Any]) -> tuple[int, int] | None:

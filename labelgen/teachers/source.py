@@ -8,6 +8,7 @@ weights were read from (the source itself, or the hub cache snapshot) and hashes
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -125,3 +126,14 @@ def combine_digests(digests: list[tuple[str, str]]) -> str:
 def weights_sha256(source: str, revision: str | None = None) -> str:
     """Content hash of the weight files of a checkpoint (local directory or cached hub id)."""
     return combine_digests(weight_digests(resolved_dir(source, revision)))
+
+
+def read_json_file(spec: TeacherSpec, filename: str) -> dict[str, Any]:
+    """A JSON file of the checkpoint as a dict ({} when the checkpoint has none)."""
+    path = fetch_file(spec, filename)
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err

@@ -148,11 +148,3 @@ def shard_keys(path: Path) -> list[str]:
     """The keys of an image shard in order (reads headers only)."""
     path = Path(path)
     return list(tario.group_by_key(tario.scan(path), path))
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
