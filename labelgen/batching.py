@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +24,14 @@ class Done:
     """One image with every view predicted (`maps`), or the error that stopped it."""
 
     key: str
-    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
     error: str | None = None
+    ready: list[Any] = field(default_factory=list)  # CUDA events to wait for before reading maps
+
+    def wait(self) -> None:
+        """Block until the asynchronous device-to-host copies of this image's maps are done."""
+        for event in self.ready:
+            event.synchronize()
 
 
 @dataclass
@@ -94,9 +101,14 @@ class OrderedBatcher:
         except Exception as e:  # noqa: BLE001 - one bad image must not stop a shard
             self._recover(items, e)
             return
+        ready = getattr(out, "ready", None)  # set by predictors that copy back asynchronously
         for (key, name, _), pred in zip(items, out, strict=True):
             pending = self._pending[key]
-            pending.done.maps[name] = pred[0].numpy()
+            pending.done.maps[name] = pred[0]  # host tensor; may still be in flight (`ready`)
+            if ready is not None and (
+                not pending.done.ready or pending.done.ready[-1] is not ready
+            ):
+                pending.done.ready.append(ready)
             pending.remaining.discard(name)
             self.views_done += 1
 

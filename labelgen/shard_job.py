@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -91,10 +92,12 @@ class OrderedWriter:
     def put(self, done: Done) -> None:
         if self._error is not None:
             raise self._error
-        prepare = self.writer.prepare
-        self._queue.put(
-            self._pool.submit(prepare, done.key, done.maps, self.record_extra, done.error)
-        )
+        self._queue.put(self._pool.submit(self._prepare, done))
+
+    def _prepare(self, done: Done) -> Any:
+        done.wait()
+        maps = {name: np.asarray(m) for name, m in done.maps.items()}
+        return self.writer.prepare(done.key, maps, self.record_extra, done.error)
 
     def join(self) -> None:
         self._queue.put(None)
