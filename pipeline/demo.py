@@ -1,12 +1,17 @@
-"""`pipeline demo`: the method end to end on bundled photos, offline.
+"""`pipeline demo`: the method end to end on bundled photos, offline, with tiny random models.
 
-Today it covers the dataset directory: bundled photos (scikit-image ships them) are prepared into
-image shards and a crop plan, and the demo prints the plan of one image and the dataset status.
-Label generation, training and evaluation join as those stages land.
+The demo runs the same commands a user runs (printed as it goes), each in its own process, so
+`pipeline` never imports a stage: prepare the photos scikit-image ships, write tiny checkpoints
+of two teacher families, label with both, add a third teacher (only its column is computed),
+train a tiny student with the cross-context losses, export it, and show the dataset status.
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import typer
@@ -16,35 +21,113 @@ from pipeline.prepare import PrepareSettings, prepare
 from pipeline.samples import write_sample_images
 from pipeline.status import dataset_status, format_status
 
+TEACHERS = {"dav2": "depth-anything-v2", "genpercept": "genpercept", "dpt": "dpt"}
+REAL = (
+    "--teacher dav2=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf "
+    "--teacher genpercept=genpercept:/models/genpercept-disparity"
+)
+
+
+def _run(step: str, args: list[str]) -> None:
+    """Run `python -m <stage>.cli ...` (what the console script does), echoing it first."""
+    stage, *rest = args
+    typer.echo(f"\n[{step}] $ {stage} {shlex.join(rest)}")
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", f"{stage}.cli", *rest], text=True, capture_output=True
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    for line in lines[-4:]:
+        typer.echo(f"    {line}")
+    if done.returncode != 0:
+        typer.echo(done.stderr[-3000:], err=True)
+        raise RuntimeError(f"demo step {step!r} failed (exit {done.returncode})")
+    typer.echo(f"    ({time.perf_counter() - started:.0f} s)")
+
 
 def _describe_plan(dataset: Path) -> str:
-    plan = load_plan_shard(dataset / "plan" / "000000.json")
-    key, entry = next(iter(plan.items()))
+    plans = {}
+    for path in sorted((dataset / "plan").glob("*.json")):
+        plans.update(load_plan_shard(path))
+    key, entry = max(plans.items(), key=lambda kv: kv[1]["size"][0] * kv[1]["size"][1])
     h, w = entry["size"]
-    lines = [f"crop plan of {key!r} ({w}x{h} px):"]
+    lines = [f"    crop plan of {key!r} ({w}x{h} px):"]
     for k, region in enumerate(entry["regions"]):
-        x0, y0, x1, y1 = region["box"]
+        x0, _, x1, _ = region["box"]
         lines.append(
-            f"  region r{k}: box {region['box']} (side {x1 - x0}), "
+            f"      region r{k}: box {region['box']} (side {x1 - x0}), "
             f"{len(region['tiles'])} tiles of 560x560"
         )
-    names = [name for name, _box in views(entry)]
-    lines.append(f"  views per teacher for this image: full + {len(names)} ({', '.join(names)})")
+    lines.append(f"      views per teacher: full + {len(views(entry))}")
     return "\n".join(lines)
 
 
 def run_demo(out: Path, device: str = "cpu") -> None:
-    """Prepare the bundled photos under `out` and print what was made."""
-    out = Path(out)
-    samples = out / "samples"
-    images = write_sample_images(samples)
-    typer.echo(f"[1/2] wrote {len(images)} bundled photos to {samples}")
-    dataset = out / "dataset"
-    result = prepare([str(samples)], dataset, PrepareSettings(shard_size=4), progress=False)
-    typer.echo(f"[2/2] {result.summary()}")
-    typer.echo("")
-    typer.echo(_describe_plan(dataset))
-    typer.echo("")
-    typer.echo(format_status(dataset_status(dataset)))
-    typer.echo("")
-    typer.echo(f"next: pipeline status {dataset}   |   pipeline verify {dataset}")
+    """Run every step under `out` and print what was made and what to try next."""
+    out = Path(out).resolve()
+    dataset, ckpts, run_dir, hf = (
+        out / "dataset",
+        out / "checkpoints",
+        out / "runs" / "student",
+        out / "student-hf",
+    )
+    images = write_sample_images(out / "samples")
+    typer.echo(f"[1/6] {len(images)} bundled photos (scikit-image) in {out / 'samples'}")
+    result = prepare([str(out / "samples")], dataset, PrepareSettings(shard_size=4), progress=False)
+    typer.echo(f"    {result.summary()}\n{_describe_plan(dataset)}")
+    for name, adapter in TEACHERS.items():
+        if not (ckpts / name).is_dir():
+            _run("2/6", ["labelgen", "tiny-checkpoint", adapter, str(ckpts / name)])
+    spec = {n: f"{n}={a}:{ckpts / n}" for n, a in TEACHERS.items()}
+    common = ["--dataset", str(dataset), "--device", device, "--workers", "0", "--no-progress"]
+    _run(
+        "3/6",
+        ["labelgen", "run", *common, "--teacher", spec["dav2"], "--teacher", spec["genpercept"]],
+    )
+    _run(
+        "4/6", ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]]
+    )
+    if not (run_dir / "config.yaml").exists():
+        _run(
+            "5/6",
+            [
+                "student",
+                "train",
+                "--dataset",
+                str(dataset),
+                "--teacher",
+                "dav2",
+                "--teacher",
+                "genpercept",
+                "--init",
+                str(ckpts / "dav2"),
+                "--out",
+                str(run_dir),
+                "--steps",
+                "24",
+                "--batch-size",
+                "2",
+                "--set",
+                "data.size=280",
+                "--set",
+                "data.workers=0",
+                "--set",
+                "checkpoint_every=24",
+                "--set",
+                "log_every=4",
+                "--set",
+                "optim.lr=5e-4",
+            ],
+        )
+    _run("6/6", ["student", "export", str(run_dir), "--out", str(hf)])
+    typer.echo("\n" + format_status(dataset_status(dataset)))
+    typer.echo(f"""
+Everything is under {out}:
+  dataset    {dataset}   (images/, plan/, labels/<teacher>/)
+  student    {run_dir}   (config.yaml, metrics.jsonl, checkpoints/)
+  exported   {hf}   (transformers.pipeline("depth-estimation", model=...))
+
+The teachers and the student here are tiny RANDOM models: they predict no real depth. The
+commands are the real ones; with real checkpoints the labelling step becomes
+  labelgen run --dataset {dataset} {REAL}
+Next: pipeline verify {dataset}  |  student predict {hf} {images[0]} --out preds/""")
