@@ -1,0 +1,213 @@
+"""Training-step benchmark: real shards through the loader vs the same step on an in-memory
+batch (data stall), and images/s against the FLOP floor (results go in BENCHMARKS.md).
+
+    python -m student.bench_train --size small --size large     # on a GPU
+    python -m student.bench_train --smoke                          # tiny model on a CPU
+
+One run builds everything: randomly initialised full-size Depth Anything V2 students saved and
+reloaded like hub checkpoints, a prepared dataset of SA-1B-sized synthetic photos with two label
+columns of real-size maps written through the label store, then times both loops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.config import load_config
+from pipeline.dataset import load_dataset
+from pipeline.labels.manifest import create_or_check, record_shard
+from pipeline.labels.store import open_writer
+from pipeline.plan import load_plan_shard, views
+from pipeline.prepare import PrepareSettings, prepare
+from student.config import TrainSettings
+from student.train import Job, Trainer
+
+# name -> (hidden, layers, heads, out_indices, neck, fusion); reference/teachers.md
+SIZES = {
+    "small": (384, 12, 6, [3, 6, 9, 12], [48, 96, 192, 384], 64),
+    "large": (1024, 24, 16, [5, 12, 18, 24], [256, 512, 1024, 1024], 256),
+    "tiny": (32, 4, 2, [1, 2, 3, 4], [8, 16, 32, 32], 16),
+}
+TRAIN_FLOPS = {"small": 0.42e12, "large": 4.7e12}  # fwd + bwd per 560² image (teachers.md)
+PEAK = 990e12
+
+
+def write_student(out: Path, size: str) -> Path:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    hidden, layers, heads, indices, neck, fusion = SIZES[size]
+    backbone = Dinov2Config(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        patch_size=14,
+        image_size=518,
+        out_indices=indices,
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=hidden,
+        neck_hidden_sizes=neck,
+        fusion_hidden_size=fusion,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(out)
+    return out
+
+
+def smooth(h: int, w: int, seed: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return 1 + x / w + 0.5 * y / h + 0.2 * np.sin(x / (17 + seed) + y / 29)
+
+
+def write_dataset(root: Path, images: int, shape: tuple[int, int]) -> Path:
+    """Synthetic photos, prepared, with two label columns of real-size smooth maps."""
+    (root / "photos").mkdir(parents=True)
+    h, w = shape
+    for i in range(images):
+        rgb = np.stack([smooth(h, w, i) * 80 % 255] * 3, -1).astype(np.uint8)
+        Image.fromarray(rgb).save(root / "photos" / f"p{i:04d}.jpg", quality=90)
+    dataset = root / "ds"
+    prepare(
+        [str(root / "photos")],
+        dataset,
+        PrepareSettings(shard_size=max(1, images // 4)),
+        progress=False,
+    )
+    info = load_dataset(dataset)
+    for column in ("t1", "t2"):
+        column_dir = info.layout.column_dir(column)
+        create_or_check(
+            column_dir,
+            {
+                "teacher": column,
+                "adapter": "synthetic",
+                "weights": {"source": "-", "sha256": column},
+                "output_kind": "disparity",
+                "invariance": "affine",
+                "input_rule": {},
+                "precision": "fp32",
+                "codec": {"name": "pcodec-f16", "params": {"level": 8}},
+                "backend": "wds",
+                "plan_sha256": info.plan_hash,
+            },
+        )
+        for shard in info.shards:
+            plan = load_plan_shard(info.layout.plan_shard(shard.index))
+            path = info.layout.label_shard(column, shard.index, ".tar")
+            with open_writer(path, keys=list(plan), plan_sha256=shard.plan_sha256) as writer:
+                for j, (key, entry) in enumerate(plan.items()):
+                    maps = {"full": smooth(518, round(518 * w / h), j)}
+                    maps.update(
+                        {n: smooth(560, 560, j + k) for k, (n, _) in enumerate(views(entry))}
+                    )
+                    writer.write(key, maps)
+            record_shard(column_dir, shard.name, writer.summary.manifest_entry())
+    return dataset
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(trainer: Trainer, batches: Any, steps: int) -> list[float]:
+    """Seconds per optimizer step (data fetch included) over `steps` steps after 2 warm-ups."""
+    times = []
+    for i in range(steps + 2):
+        _sync(trainer.device)
+        start = time.perf_counter()
+        terms = trainer.micro_step(next(batches), 1.0)
+        if terms is None:
+            raise RuntimeError("non-finite loss in the benchmark")
+        trainer.optimizer_step()
+        _sync(trainer.device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_size(
+    workdir: Path, dataset: Path, size: str, steps: int, batch: int, workers: int
+) -> dict[str, Any]:
+    init = write_student(workdir / f"student-{size}", size)
+    settings = load_config(
+        TrainSettings,
+        None,
+        [
+            f"steps={steps + 100}",
+            f"batch_size={batch}",
+            f"data.workers={workers}",
+            "data.size=560" if size != "tiny" else "data.size=112",
+        ],
+    )
+    trainer = Trainer(
+        Job(dataset, ["t1", "t2"], str(init), workdir / f"run-{size}", settings),
+        torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+        0,
+        1,
+    )
+    real = time_steps(trainer, trainer.batches(), steps)
+    first = next(trainer.batches())
+    synthetic = time_steps(trainer, iter(lambda: first, None), steps)
+    real_s, synth_s = statistics.median(real), statistics.median(synthetic)
+    row = {
+        "student": size,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "batch": batch,
+        "workers": workers,
+        "steps": steps,
+        "real_step_s": real_s,
+        "synthetic_step_s": synth_s,
+        "data_stall": max(0.0, 1 - synth_s / real_s),
+        "images_per_s": batch / real_s,
+    }
+    if size in TRAIN_FLOPS:
+        row["floor_images_per_s"] = PEAK / TRAIN_FLOPS[size]
+        row["images_over_floor"] = row["images_per_s"] / row["floor_images_per_s"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", action="append", choices=["small", "large"], default=None)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, few small images")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    sizes = ["tiny"] if args.smoke else (args.size or ["small", "large"])
+    shape = (480, 720) if args.smoke else (1500, 2250)
+    images = 4 if args.smoke else args.images
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-train-") as tmp:
+        dataset = write_dataset(Path(tmp), images, shape)
+        rows = [
+            bench_size(
+                Path(tmp),
+                dataset,
+                s,
+                3 if args.smoke else args.steps,
+                2 if args.smoke else args.batch,
+                0 if args.smoke else args.workers,
+            )
+            for s in sizes
+        ]
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

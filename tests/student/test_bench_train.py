@@ -1,0 +1,16 @@
+"""The training-step benchmark runs end to end in its tiny-model smoke mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from student.bench_train import main
+
+
+@pytest.mark.slow
+def test_train_benchmark_smoke(capsys, tmp_path):
+    main(["--smoke", "--workdir", str(tmp_path)])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["student"] == "tiny" and row["real_step_s"] > 0 and 0 <= row["data_stall"] < 1
