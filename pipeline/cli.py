@@ -38,8 +38,15 @@ def prepare(
         0.25, help="Minimum overlap of neighbouring tiles, as a fraction of the tile side."
     ),
     workers: int = typer.Option(0, help="Decoding processes; 0 = min(4, CPU count)."),
+    min_side: int = typer.Option(64, help="Reject images whose short side is below this (px)."),
+    max_pixels: int = typer.Option(
+        89_478_485, help="Reject larger images as possible decompression bombs."
+    ),
 ) -> None:
-    """Turn images into image shards, a crop plan and dataset.json under --out."""
+    """Turn images into image shards, a crop plan and dataset.json under --out.
+
+    Bad images are recorded in dataset.json under 'rejected' with the reason; the run goes on.
+    """
     from pipeline.prepare import PrepareSettings
     from pipeline.prepare import prepare as run_prepare
 
@@ -49,6 +56,8 @@ def prepare(
         seed=seed,
         min_overlap=min_overlap,
         workers=workers or None,
+        min_side=min_side,
+        max_pixels=max_pixels,
     )
     result = run_prepare(images, out, settings)
     typer.echo(result.summary())
