@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +112,6 @@ def resolve_device(name: str) -> torch.device:
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
-        import os
-
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
@@ -190,8 +190,6 @@ def _open_column(column_dir: Path, provenance: dict, overwrite: bool) -> None:
 
 def _clear_stale_temporaries(column_dir: Path, shard: str) -> None:
     """A killed run leaves hidden temporaries of the shard it was writing; drop them."""
-    import shutil
-
     for tmp in column_dir.glob(f".{shard}.*.tmp"):
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
