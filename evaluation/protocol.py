@@ -1,0 +1,185 @@
+"""The zero-shot affine-invariant depth protocol (Marigold's), as data and pure functions.
+
+`score(pred, gt, dataset, pred_space)` scores one sample: the dataset's valid range and crop,
+least-squares scale and shift in the prediction's space (disparity models are fitted in
+disparity, depth models in depth), clipping, then AbsRel, δ1-3 and RMSE in depth. A dataset's
+score is the mean of its per-sample scores. See `reference/eval-protocol.md` for the sources.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.registry import Registry
+
+DISPARITY_FLOOR = 1e-3  # aligned disparity is clipped here before inversion
+DEPTH_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class DatasetRules:
+    """What the protocol does for one benchmark (all lengths in metres)."""
+
+    name: str
+    min_depth: float
+    """Valid ground truth is strictly greater than this."""
+    max_depth: float
+    """Valid ground truth is strictly smaller than this (inf: no upper bound)."""
+    eval_crop: tuple[int, int, int, int] | None = None
+    """(top, bottom, left, right) rows/cols kept for scoring (Eigen crops), or None."""
+    clip: tuple[float, float] | None = None
+    """Clip of the aligned depth; None = (min_depth, max_depth)."""
+    range_from_mask_only: bool = False
+    """DIODE: validity comes from the mask file alone, not from the depth range."""
+
+    def depth_clip(self) -> tuple[float, float]:
+        return self.clip if self.clip is not None else (self.min_depth, self.max_depth)
+
+
+DATASETS: Registry[DatasetRules] = Registry("benchmark dataset")
+for _rules in (
+    DatasetRules("nyu", 1e-3, 10.0, eval_crop=(45, 471, 41, 601)),
+    DatasetRules("kitti", 1e-5, 80.0, eval_crop=(117, 321, 43, 1172)),
+    DatasetRules("eth3d", 1e-5, float("inf")),
+    DatasetRules("scannet", 1e-3, 10.0),
+    DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True),
+    DatasetRules("middlebury", 1e-3, float("inf")),
+):
+    DATASETS.register(_rules.name)(_rules)
+
+
+def scoring_mask(gt: np.ndarray, rules: DatasetRules, extra: np.ndarray | None) -> np.ndarray:
+    """Pixels scored: finite GT in the strict valid range, inside the crop, and `extra`."""
+    mask = np.isfinite(gt)
+    if not rules.range_from_mask_only:
+        mask &= (gt > rules.min_depth) & (gt < rules.max_depth)
+    if extra is not None:
+        mask &= extra.astype(bool)
+    if rules.eval_crop is not None:
+        top, bottom, left, right = rules.eval_crop
+        crop = np.zeros_like(mask)
+        crop[top:bottom, left:right] = True
+        mask &= crop
+    return mask
+
+
+def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Least squares `min_{a,b} sum (a·pred + b − target)²` by the 2×2 normal equations;
+    a singular system gives (1, 0) with a warning, never NaN."""
+    p, t = pred.astype(np.float64), target.astype(np.float64)
+    n, sp, st, spp, spt = p.size, p.sum(), t.sum(), (p * p).sum(), (p * t).sum()
+    det = n * spp - sp * sp
+    if n < 2 or not np.isfinite(det) or abs(det) <= 1e-12 * max(1.0, n * spp):
+        warnings.warn(
+            "degenerate least-squares fit: scale 1, shift 0", RuntimeWarning, stacklevel=2
+        )
+        return 1.0, 0.0
+    return float((n * spt - sp * st) / det), float((spp * st - sp * spt) / det)
+
+
+PRED_SPACES = ("disparity", "depth")
+SCORE_SPACES = ("depth", "disparity")
+
+
+def align(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, rules: DatasetRules, pred_space: str
+) -> tuple[np.ndarray, bool]:
+    """Aligned depth `[H, W]` and whether the fit was degenerate.
+
+    Disparity predictions are fitted to 1/GT on pixels that are valid, GT > 0 and pred > 0;
+    the aligned disparity is clipped at 1e-3 and inverted. Depth predictions are fitted to GT
+    on the valid pixels. Then the depth is clipped to the dataset's range and to ≥ 1e-6.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if pred_space == "depth":
+            a, b = fit_scale_shift(pred[mask], gt[mask])
+            depth = a * pred.astype(np.float64) + b
+        else:
+            fit = mask & (gt > 0) & (pred > 0)
+            a, b = fit_scale_shift(pred[fit], 1.0 / gt[fit])
+            disparity = np.maximum(a * pred.astype(np.float64) + b, DISPARITY_FLOOR)
+            depth = 1.0 / disparity
+    lo, hi = rules.depth_clip()
+    depth = np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
+    return depth, any(issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+def metrics(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """AbsRel, δ1-3 (strict `<`) and RMSE of estimates against references (1-D, > 0)."""
+    ratio = np.maximum(est / ref, ref / est)
+    return {
+        "abs_rel": float(np.mean(np.abs(est - ref) / ref)),
+        "delta1": float(np.mean(ratio < 1.25)),
+        "delta2": float(np.mean(ratio < 1.25**2)),
+        "delta3": float(np.mean(ratio < 1.25**3)),
+        "rmse": float(np.sqrt(np.mean((est - ref) ** 2))),
+    }
+
+
+def score(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    dataset: str,
+    pred_space: str,
+    valid_mask: np.ndarray | None = None,
+    score_space: str = "depth",
+) -> dict[str, Any]:
+    """Score one sample. `pred`, `gt`: `[H, W]`, `gt` metric depth as the loader yields it.
+
+    Returns the metrics (fractions) and `status`: 'ok', 'degenerate_fit' (scored with scale 1,
+    shift 0) or 'empty_mask' (no metrics; counted by `summarize`, never NaN).
+    `score_space='disparity'` scores the aligned disparity against 1/GT instead (the Depth
+    Anything convention; only for disparity predictions).
+    """
+    rules = DATASETS.get(dataset)
+    if pred_space not in PRED_SPACES or score_space not in SCORE_SPACES:
+        raise ValueError(f"pred_space must be one of {PRED_SPACES}, score_space {SCORE_SPACES}")
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
+    if not mask.any():
+        return {"status": "empty_mask", "valid_pixels": 0}
+    depth, degenerate = align(pred, gt, mask, rules, pred_space)
+    if score_space == "disparity":
+        if pred_space != "disparity":
+            raise ValueError("score_space='disparity' needs a disparity prediction")
+        result = metrics(1.0 / depth[mask], 1.0 / gt[mask])
+    else:
+        result = metrics(depth[mask], gt[mask])
+    status = "degenerate_fit" if degenerate else "ok"
+    return {**result, "status": status, "valid_pixels": int(mask.sum())}
+
+
+METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
+
+
+def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Dataset score: the mean of per-sample metrics over scored samples, plus counts."""
+    scored = [s for s in samples if s.get("status") != "empty_mask"]
+    out: dict[str, Any] = {
+        "samples": len(samples),
+        "scored": len(scored),
+        "empty_mask": len(samples) - len(scored),
+        "degenerate_fit": sum(s.get("status") == "degenerate_fit" for s in samples),
+    }
+    for name in METRICS:
+        out[name] = float(np.mean([s[name] for s in scored])) if scored else None
+    return out
+
+
+def protocol_description(dataset: str, pred_space: str, score_space: str = "depth") -> dict:
+    """What a result records about how it was computed."""
+    return {
+        "dataset": asdict(DATASETS.get(dataset)),
+        "pred_space": pred_space,
+        "alignment": f"least squares scale and shift in {pred_space} space",
+        "score_space": score_space,
+        "disparity_floor": DISPARITY_FLOOR,
+        "depth_floor": DEPTH_FLOOR,
+        "per_dataset_score": "mean of per-sample metrics",
+    }
