@@ -70,8 +70,9 @@ def scoring_mask(gt: np.ndarray, rules: DatasetRules, extra: np.ndarray | None) 
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Least squares `min_{a,b} sum (a·pred + b − target)²` by the 2×2 normal equations;
     a singular system gives (1, 0) with a warning, never NaN."""
-    p, t = pred.astype(np.float64), target.astype(np.float64)
-    n, sp, st, spp, spt = p.size, p.sum(), t.sum(), (p * p).sum(), (p * t).sum()
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    t = np.asarray(target, dtype=np.float64).ravel()
+    n, sp, st, spp, spt = p.size, p.sum(), t.sum(), float(p @ p), float(p @ t)  # BLAS dots
     det = n * spp - sp * sp
     if n < 2 or not np.isfinite(det) or abs(det) <= 1e-12 * max(1.0, n * spp):
         warnings.warn(
@@ -86,24 +87,27 @@ SCORE_SPACES = ("depth", "disparity")
 
 
 def align(
-    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, rules: DatasetRules, pred_space: str
+    pred: np.ndarray, gt: np.ndarray, rules: DatasetRules, pred_space: str
 ) -> tuple[np.ndarray, bool]:
-    """Aligned depth `[H, W]` and whether the fit was degenerate.
+    """Aligned depth of the scored pixels (1-D `pred`, `gt`) and whether the fit was degenerate.
 
-    Disparity predictions are fitted to 1/GT on pixels that are valid, GT > 0 and pred > 0;
-    the aligned disparity is clipped at 1e-3 and inverted. Depth predictions are fitted to GT
-    on the valid pixels. Then the depth is clipped to the dataset's range and to ≥ 1e-6.
+    Disparity predictions are fitted to 1/GT on pixels with GT > 0 and pred > 0; the aligned
+    disparity is clipped at 1e-3 and inverted, and pixels left out of the fit are still scored.
+    Depth predictions are fitted to GT. Then the depth is clipped to the dataset's range and to
+    ≥ 1e-6.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if pred_space == "depth":
-            a, b = fit_scale_shift(pred[mask], gt[mask])
+            a, b = fit_scale_shift(pred, gt)
             depth = a * pred.astype(np.float64) + b
         else:
-            fit = mask & (gt > 0) & (pred > 0)
-            a, b = fit_scale_shift(pred[fit], 1.0 / gt[fit])
-            disparity = np.maximum(a * pred.astype(np.float64) + b, DISPARITY_FLOOR)
-            depth = 1.0 / disparity
+            fit = (gt > 0) & (pred > 0)
+            if fit.all():  # the usual case: no copy of 20+ M pixels
+                a, b = fit_scale_shift(pred, 1.0 / gt)
+            else:
+                a, b = fit_scale_shift(pred[fit], 1.0 / gt[fit])
+            depth = 1.0 / np.maximum(a * pred.astype(np.float64) + b, DISPARITY_FLOOR)
     lo, hi = rules.depth_clip()
     depth = np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
     return depth, any(issubclass(w.category, RuntimeWarning) for w in caught)
@@ -144,13 +148,14 @@ def score(
     mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
     if not mask.any():
         return {"status": "empty_mask", "valid_pixels": 0}
-    depth, degenerate = align(pred, gt, mask, rules, pred_space)
+    if score_space == "disparity" and pred_space != "disparity":
+        raise ValueError("score_space='disparity' needs a disparity prediction")
+    target = gt[mask].astype(np.float64)
+    depth, degenerate = align(pred[mask], target, rules, pred_space)
     if score_space == "disparity":
-        if pred_space != "disparity":
-            raise ValueError("score_space='disparity' needs a disparity prediction")
-        result = metrics(1.0 / depth[mask], 1.0 / gt[mask])
+        result = metrics(1.0 / depth, 1.0 / target)
     else:
-        result = metrics(depth[mask], gt[mask])
+        result = metrics(depth, target)
     status = "degenerate_fit" if degenerate else "ok"
     return {**result, "status": status, "valid_pixels": int(mask.sum())}
 
