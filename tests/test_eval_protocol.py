@@ -108,3 +108,11 @@ def test_middlebury_sample_perfect_and_ramp_predictions():
     ramp = np.tile(np.linspace(1.0, 2.0, 741), (500, 1))
     worse = score(ramp, depth, "middlebury", "disparity")
     assert worse["status"] == "ok" and 0.02 < worse["abs_rel"] < 1.0 and worse["delta1"] < 1.0
+
+
+@pytest.mark.slow
+def test_scoring_benchmark_runs(capsys):
+    from evaluation.bench import main
+
+    main(["--repeats", "1"])
+    assert "s per sample" in capsys.readouterr().out
