@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from labelgen.run import RunSettings, resolve_device, run
 from labelgen.shard_job import ShardViews
 from labelgen.teachers import load_teacher, parse_teacher_spec, write_tiny_checkpoint
+from pipeline.bench.synthetic import smooth_map, synthetic_dataset, synthetic_photos
 from pipeline.dataset import load_dataset
 from pipeline.labels.store import open_writer
 from pipeline.plan import load_plan_shard
@@ -35,16 +34,6 @@ from pipeline.prepare import PrepareSettings, prepare
 # FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
 FLOPS_PER_VIEW = {"dav2-large": 1.56e12, "genpercept": 5.36e12}
 PEAK_FLOPS = {"H100": 990e12, "H200": 990e12}
-
-
-def synthetic_photos(folder: Path, n: int, size: tuple[int, int]) -> None:
-    """`n` smooth RGB JPEGs of `size` (H, W): cheap stand-ins for SA-1B photos."""
-    folder.mkdir(parents=True, exist_ok=True)
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    for i in range(n):
-        rgb = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin((x + 40 * i) / 97 + y / 131)], -1)
-        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=90)
 
 
 def _sync(device: torch.device) -> None:
@@ -83,12 +72,6 @@ def bare_forward(
         teacher.predict(x)
     _sync(device)
     return time.perf_counter() - start, sum(len(b) for b in batches)
-
-
-def smooth_map(h: int, w: int) -> np.ndarray:
-    """A depth-like map (what teachers output compresses like this, not like noise)."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return 1 + x / w + 0.5 * y / h + 0.1 * np.sin(x / 23) * np.cos(y / 31)
 
 
 def stage_costs(dataset: Path, teacher: Any, tile: int) -> dict[str, float]:
@@ -225,14 +208,7 @@ def bench_gpu(workdir: Path, images: int, batch: int, smoke: bool) -> list[dict[
     """Per teacher: bare batched forward views/s, labelgen views/s, ratio, FLOP-floor ratio."""
     device = resolve_device("auto")
     size = (480, 720) if smoke else (1500, 2250)
-    synthetic_photos(workdir / "photos", images, size)
-    dataset = workdir / "ds"
-    prepare(
-        [str(workdir / "photos")],
-        dataset,
-        PrepareSettings(shard_size=max(1, images // 4)),
-        progress=False,
-    )
+    dataset = synthetic_dataset(workdir, images, size)
     teachers = {
         "dav2-large": ("depth-anything-v2", full_depth_anything_large),
         "genpercept": ("genpercept", full_genpercept),

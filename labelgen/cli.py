@@ -32,6 +32,8 @@ def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
     specs = [parse_teacher_spec(t) for t in teacher or []]
     if teachers_file is not None:
         specs += load_teacher_specs_yaml(teachers_file)
+    if not specs:
+        raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
     return specs
 
 
@@ -127,8 +129,6 @@ def estimate(
     )
     settings.validate()
     specs = _specs(teacher, teachers_file)
-    if not specs:
-        raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
     estimates = [estimate_teacher(dataset, spec, settings, sample) for spec in specs]
     typer.echo(format_estimates(estimates, str(resolve_device(device))))
 

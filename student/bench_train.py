@@ -19,16 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
+from pipeline.bench.synthetic import smooth_map, synthetic_dataset
 from pipeline.config import load_config
 from pipeline.dataset import load_dataset
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
 from pipeline.plan import load_plan_shard, views
-from pipeline.prepare import PrepareSettings, prepare
 from student.config import TrainSettings
 from student.train import Job, Trainer
 
@@ -67,25 +65,10 @@ def write_student(out: Path, size: str) -> Path:
     return out
 
 
-def smooth(h: int, w: int, seed: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return 1 + x / w + 0.5 * y / h + 0.2 * np.sin(x / (17 + seed) + y / 29)
-
-
 def write_dataset(root: Path, images: int, shape: tuple[int, int]) -> Path:
     """Synthetic photos, prepared, with two label columns of real-size smooth maps."""
-    (root / "photos").mkdir(parents=True)
     h, w = shape
-    for i in range(images):
-        rgb = np.stack([smooth(h, w, i) * 80 % 255] * 3, -1).astype(np.uint8)
-        Image.fromarray(rgb).save(root / "photos" / f"p{i:04d}.jpg", quality=90)
-    dataset = root / "ds"
-    prepare(
-        [str(root / "photos")],
-        dataset,
-        PrepareSettings(shard_size=max(1, images // 4)),
-        progress=False,
-    )
+    dataset = synthetic_dataset(root, images, shape)
     info = load_dataset(dataset)
     for column in ("t1", "t2"):
         column_dir = info.layout.column_dir(column)
@@ -109,9 +92,9 @@ def write_dataset(root: Path, images: int, shape: tuple[int, int]) -> Path:
             path = info.layout.label_shard(column, shard.index, ".tar")
             with open_writer(path, keys=list(plan), plan_sha256=shard.plan_sha256) as writer:
                 for j, (key, entry) in enumerate(plan.items()):
-                    maps = {"full": smooth(518, round(518 * w / h), j)}
+                    maps = {"full": smooth_map(518, round(518 * w / h), j)}
                     maps.update(
-                        {n: smooth(560, 560, j + k) for k, (n, _) in enumerate(views(entry))}
+                        {n: smooth_map(560, 560, j + k) for k, (n, _) in enumerate(views(entry))}
                     )
                     writer.write(key, maps)
             record_shard(column_dir, shard.name, writer.summary.manifest_entry())

@@ -33,6 +33,7 @@ from typing import Any
 
 import pipeline
 from pipeline.atomic import read_json, write_json
+from pipeline.hashing import update_from_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -257,12 +258,6 @@ def record_shard(column_dir: Path, shard_name: str, entry: dict[str, Any]) -> Co
     return manifest
 
 
-def _hash_file(h: Any, path: Path) -> None:
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-
-
 def shard_checksum(path: Path) -> str:
     """sha256 hex of a tar shard; for a directory shard, over sorted (relative path, bytes).
 
@@ -272,11 +267,11 @@ def shard_checksum(path: Path) -> str:
     path = Path(path)
     h = hashlib.sha256()
     if not path.is_dir():
-        _hash_file(h, path)
+        update_from_file(h, path)
         return h.hexdigest()
     for rel, full in _tree_files(path):
         h.update(rel.encode() + b"\0" + full.stat().st_size.to_bytes(8, "little"))
-        _hash_file(h, full)
+        update_from_file(h, full)
     return h.hexdigest()
 
 
