@@ -1,17 +1,204 @@
-"""`evaluation`: score teachers and students on the zero-shot depth benchmarks."""
+"""`evaluation`: score teachers and students on the zero-shot depth benchmarks.
+
+Thin commands over `evaluation.predict`, `evaluation.score`, `evaluation.report` and
+`evaluation.crop_analysis`. `run` is `predict` then `score` into the same directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from pipeline.cliutil import user_errors
+
 app = typer.Typer(
     help="Zero-shot evaluation of teachers and students (NYUv2, KITTI, ETH3D, ScanNet, DIODE, "
-    "Middlebury) with the Marigold protocol.",
+    "Middlebury) with the Marigold protocol: predict, score, report.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+DATASET_HELP = (
+    "NAME[=PATH][,split=LIST][,subset=...] (repeatable). NAME: nyu, kitti, eth3d, scannet, diode "
+    "(PATH: a directory or an uncompressed .tar in Marigold's layout) or middlebury (built in)."
+)
+MODEL_HELP = (
+    "A student run directory, a Hugging Face directory or hub id, or a teacher spec "
+    "ADAPTER:SOURCE[,key=value] as labelgen accepts it."
 )
 
 
-@app.callback()
-def main() -> None:
-    """Evaluation commands (run, predict, score, report) arrive with the protocol library."""
+def _datasets(texts: list[str] | None):
+    from evaluation.datasets import open_dataset
+
+    if not texts:
+        raise ValueError("give at least one --dataset, e.g. --dataset middlebury")
+    return [open_dataset(text) for text in texts]
+
+
+def _predict(model, dataset, out, processing_res, batch_size, device, precision, workers, name):
+    from evaluation.models import load_predictor
+    from evaluation.predict import PredictSettings, predict, resolve_device
+
+    datasets = _datasets(dataset)
+    settings = PredictSettings(processing_res, batch_size, workers, device, precision)
+    predictor = load_predictor(model, resolve_device(device), precision, name)
+    predict(predictor, datasets, out, settings)
+    return datasets
+
+
+def _score(out, datasets, pred_space, score_space, figures, workers, name) -> None:
+    from evaluation.score import ScoreSettings, score_all
+
+    settings = ScoreSettings(pred_space, score_space, figures, workers, name)
+    summary = score_all(out, datasets, settings)
+    typer.echo(f"{'dataset':<11} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
+    for ds_name, entry in summary["datasets"].items():
+        abs_rel, delta1 = entry["abs_rel"], entry["delta1"]
+        typer.echo(
+            f"{ds_name:<11} {entry['samples']:>7} {entry['scored']:>6} "
+            f"{'-' if abs_rel is None else f'{abs_rel:.4f}':>7} "
+            f"{'-' if delta1 is None else f'{delta1:.4f}':>6}"
+        )
+    typer.echo(f"wrote {Path(out) / 'summary.json'} and per_sample.csv")
+
+
+OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
+MODEL_OPT = typer.Option(..., "--model", help=MODEL_HELP)
+DATASET_OPT = typer.Option(None, "--dataset", help=DATASET_HELP)
+RES_OPT = typer.Option(
+    None,
+    "--processing-res",
+    help="Long side of the model input; 0 = native. Default: each dataset's protocol size "
+    "(native; ETH3D 756, DIODE 640).",
+)
+BATCH_OPT = typer.Option(1, "--batch-size", help="Images per forward pass.")
+DEVICE_OPT = typer.Option("auto", "--device", help="Torch device (auto: CUDA if available).")
+PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16.")
+WORKERS_OPT = typer.Option(2, "--workers", help="Processes reading the benchmark files.")
+NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
+PRED_SPACE_OPT = typer.Option(
+    None, "--pred-space", help="disparity or depth (default: what predictions.json says)."
+)
+SCORE_SPACE_OPT = typer.Option(
+    "depth",
+    "--score-space",
+    help="depth (Marigold convention) or disparity (Depth Anything convention).",
+)
+FIGURES_OPT = typer.Option(False, "--figures", help="Write per-sample panels and scatter plots.")
+
+
+@app.command("check-data")
+@user_errors
+def check_data(
+    dataset: str = typer.Argument(..., help=DATASET_HELP),
+    full: bool = typer.Option(False, "--full", help="Decode every sample, not only the first."),
+) -> None:
+    """Validate a benchmark dataset and print its counts."""
+    from evaluation.datasets import check_data as check
+
+    report = check(dataset, full=full)
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: str = MODEL_OPT,
+    dataset: list[str] = DATASET_OPT,
+    out: Path = OUT_OPT,
+    processing_res: int = RES_OPT,
+    batch_size: int = BATCH_OPT,
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
+    workers: int = WORKERS_OPT,
+    name: str = NAME_OPT,
+) -> None:
+    """Write one raw prediction (.npy) per sample; a re-run predicts only what is missing."""
+    _predict(model, dataset, out, processing_res, batch_size, device, precision, workers, name)
+    typer.echo(f"predictions in {out}/predictions; next: evaluation score {out} --dataset ...")
+
+
+@app.command()
+@user_errors
+def score(
+    out: Path = typer.Argument(..., help="Evaluation directory holding predictions/."),
+    dataset: list[str] = DATASET_OPT,
+    pred_space: str = PRED_SPACE_OPT,
+    score_space: str = SCORE_SPACE_OPT,
+    figures: bool = FIGURES_OPT,
+    workers: int = WORKERS_OPT,
+    name: str = NAME_OPT,
+) -> None:
+    """Score prediction files (from `evaluation predict` or elsewhere) with the protocol."""
+    _score(out, _datasets(dataset), pred_space, score_space, figures, workers, name)
+
+
+@app.command()
+@user_errors
+def run(
+    model: str = MODEL_OPT,
+    dataset: list[str] = DATASET_OPT,
+    out: Path = OUT_OPT,
+    processing_res: int = RES_OPT,
+    batch_size: int = BATCH_OPT,
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
+    workers: int = WORKERS_OPT,
+    name: str = NAME_OPT,
+    score_space: str = SCORE_SPACE_OPT,
+    figures: bool = FIGURES_OPT,
+) -> None:
+    """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out."""
+    datasets = _predict(
+        model, dataset, out, processing_res, batch_size, device, precision, workers, name
+    )
+    _score(out, datasets, None, score_space, figures, workers, name)
+
+
+@app.command()
+@user_errors
+def report(
+    dirs: list[Path] = typer.Argument(..., help="Evaluation directories (with summary.json)."),
+    out: Path = typer.Option(Path("report.md"), "--out", help="Markdown file; .csv/.json beside."),
+) -> None:
+    """The paper's Table 4/5 layout: methods × datasets, AbsRel and δ1, best in bold, avg rank."""
+    from evaluation.report import build_table, load_summaries, write_report
+
+    table = build_table(load_summaries(list(dirs)))
+    write_report(table, out)
+    typer.echo(out.read_text())
+    typer.echo(f"wrote {out}, {out.with_suffix('.csv')} and {out.with_suffix('.json')}")
+
+
+@app.command("crop-analysis")
+@user_errors
+def crop_analysis(
+    model: str = MODEL_OPT,
+    dataset: list[str] = DATASET_OPT,
+    out: Path = OUT_OPT,
+    processing_res: int = RES_OPT,
+    device: str = DEVICE_OPT,
+    workers: int = WORKERS_OPT,
+) -> None:
+    """The paper's Figure 2: global vs local least squares on the central (w/2, h/2) crop."""
+    from evaluation.crop_analysis import analyse_crops
+    from evaluation.predict import read_predictions_json
+
+    datasets = _predict(model, dataset, out, processing_res, 1, device, "fp32", workers, None)
+    pred_space = read_predictions_json(out)["pred_space"]
+    result = analyse_crops(out, datasets, pred_space)
+    typer.echo(f"{'dataset':<11} {'global AbsRel':>13} {'local AbsRel':>12} {'local better':>12}")
+    for name, entry in result["datasets"].items():
+        g, loc = entry["global"]["abs_rel"], entry["local"]["abs_rel"]
+        frac = entry["local_better_fraction"]
+        if g is None:
+            typer.echo(f"{name:<11} no sample with a scored central crop")
+            continue
+        typer.echo(f"{name:<11} {g:>13.4f} {loc:>12.4f} {frac:>11.0%}")
+    typer.echo(f"wrote {Path(out) / 'crop_analysis.json'}")
 
 
 if __name__ == "__main__":

@@ -86,31 +86,47 @@ PRED_SPACES = ("disparity", "depth")
 SCORE_SPACES = ("depth", "disparity")
 
 
-def align(
-    pred: np.ndarray, gt: np.ndarray, rules: DatasetRules, pred_space: str
-) -> tuple[np.ndarray, bool]:
-    """Aligned depth of the scored pixels (1-D `pred`, `gt`) and whether the fit was degenerate.
+def fit(pred: np.ndarray, gt: np.ndarray, pred_space: str) -> tuple[float, float, bool]:
+    """Scale, shift and whether the fit was degenerate, for 1-D `pred` and `gt` (> 0, finite).
 
-    Disparity predictions are fitted to 1/GT on pixels with GT > 0 and pred > 0; the aligned
-    disparity is clipped at 1e-3 and inverted, and pixels left out of the fit are still scored.
-    Depth predictions are fitted to GT. Then the depth is clipped to the dataset's range and to
-    ≥ 1e-6.
+    Disparity predictions are fitted to 1/GT on pixels with pred > 0; depth predictions to GT.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if pred_space == "depth":
             a, b = fit_scale_shift(pred, gt)
-            depth = a * pred.astype(np.float64) + b
         else:
-            fit = (gt > 0) & (pred > 0)
-            if fit.all():  # the usual case: no copy of 20+ M pixels
+            use = (gt > 0) & (pred > 0)
+            if use.all():  # the usual case: no copy of 20+ M pixels
                 a, b = fit_scale_shift(pred, 1.0 / gt)
             else:
-                a, b = fit_scale_shift(pred[fit], 1.0 / gt[fit])
-            depth = 1.0 / np.maximum(a * pred.astype(np.float64) + b, DISPARITY_FLOOR)
+                a, b = fit_scale_shift(pred[use], 1.0 / gt[use])
+    return a, b, any(issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+def apply_fit(
+    pred: np.ndarray, a: float, b: float, rules: DatasetRules, pred_space: str
+) -> np.ndarray:
+    """Aligned depth of `pred` (any shape): disparity is clipped at 1e-3 and inverted, then the
+    depth is clipped to the dataset's range and to ≥ 1e-6."""
+    if pred_space == "depth":
+        depth = a * pred.astype(np.float64) + b
+    else:
+        depth = 1.0 / np.maximum(a * pred.astype(np.float64) + b, DISPARITY_FLOOR)
     lo, hi = rules.depth_clip()
-    depth = np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
-    return depth, any(issubclass(w.category, RuntimeWarning) for w in caught)
+    return np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
+
+
+def align(
+    pred: np.ndarray, gt: np.ndarray, rules: DatasetRules, pred_space: str
+) -> tuple[np.ndarray, bool]:
+    """Aligned depth of the scored pixels (1-D `pred`, `gt`) and whether the fit was degenerate.
+
+    Disparity predictions are fitted to 1/GT on pixels with GT > 0 and pred > 0 and pixels left
+    out of the fit are still scored; depth predictions are fitted to GT (see `fit`, `apply_fit`).
+    """
+    a, b, degenerate = fit(pred, gt, pred_space)
+    return apply_fit(pred, a, b, rules, pred_space), degenerate
 
 
 def metrics(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -158,6 +174,24 @@ def score(
         result = metrics(depth, target)
     status = "degenerate_fit" if degenerate else "ok"
     return {**result, "status": status, "valid_pixels": int(mask.sum())}
+
+
+def aligned_depth(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    dataset: str,
+    pred_space: str,
+    valid_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole prediction aligned as `score` aligns it (fit on the scored pixels, applied to
+    every pixel), and the scored mask; for figures. Degenerate fits give scale 1, shift 0."""
+    rules = DATASETS.get(dataset)
+    mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
+    a, b = 1.0, 0.0
+    if mask.any():
+        a, b, _ = fit(pred[mask], gt[mask].astype(np.float64), pred_space)
+    finite = np.where(np.isfinite(pred), pred, 0)
+    return apply_fit(finite, a, b, rules, pred_space), mask
 
 
 METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")

@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-import pipeline
 from pipeline.atomic import write_bytes
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+from pipeline.environment import environment as pipeline_environment
 
 
 def environment(world_size: int) -> dict[str, Any]:
-    import numpy
-    import torch
-    import transformers
-
-    return {
-        "code_version": pipeline.__version__,
-        "git_sha": git_sha(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "cuda": torch.version.cuda,
-        "world_size": world_size,
-        "host": platform.node(),
-    }
+    return {**pipeline_environment(), "world_size": world_size}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,139 @@
+"""What `--model SPEC` names, loaded as one predictor, so teachers and students share one path.
+
+SPEC is one of:
+- a student run directory (`student train --out`): its newest checkpoint is exported to a
+  temporary Hugging Face directory and loaded from there, exactly as the export would be;
+- a Hugging Face directory or hub id (an exported student, Depth Anything, DPT, any
+  `AutoModelForDepthEstimation`);
+- a teacher spec as `labelgen` accepts it: `ADAPTER:SOURCE[,key=value...]` or
+  `NAME=ADAPTER:SOURCE[,...]` (e.g. `genpercept:/ckpt/genpercept,kind=disparity`).
+
+Every predictor is a `labelgen` teacher underneath: `[B,3,H,W]` RGB in [0,1] in, `[B,1,H,W]`
+float32 out at the input size, with its adapter's own resize and normalization.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labelgen.teachers import TEACHERS
+from labelgen.teachers.base import Teacher
+from labelgen.teachers.spec import TeacherSpec, load_teacher, parse_teacher_spec
+
+# model_type of a Hugging Face config -> the adapter that loads it
+HF_ADAPTERS = {"depth_anything": "depth-anything-v2", "dpt": "dpt"}
+
+
+@dataclass
+class Predictor:
+    """A loaded model and what a result must record about it."""
+
+    name: str
+    spec: str
+    kind: str
+    """`teacher`, `student` (a run directory) or `hf` (a Hugging Face directory or hub id)."""
+    teacher: Teacher
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pred_space(self) -> str:
+        """`disparity` or `depth`: the space the least-squares fit runs in."""
+        return "disparity" if self.teacher.output_kind == "disparity" else "depth"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "kind": self.kind,
+            "pred_space": self.pred_space,
+            "teacher": self.teacher.provenance(),
+            **self.extra,
+        }
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B,3,H,W]` float RGB in [0,1] -> `[B,1,H,W]` float32 on the images' device."""
+        return self.teacher.predict(images)
+
+
+def display_name(text: str) -> str:
+    """A label-column-style name from a path or hub id: `runs/dad-small/` -> `dad-small`."""
+    base = Path(text.rstrip("/")).name or text
+    name = re.sub(r"[^a-z0-9_-]+", "-", base.lower()).strip("-_")
+    return name or "model"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+
+
+def teacher_spec_of(text: str) -> TeacherSpec | None:
+    """The teacher spec `text` names (`[NAME=]ADAPTER:SOURCE[,...]`), or None."""
+    head = text.split(",", 1)[0]
+    name, eq, rest = head.partition("=")
+    adapter = (rest if eq else head).partition(":")[0]
+    if ":" not in head or adapter not in TEACHERS:
+        return None
+    if eq:
+        return parse_teacher_spec(text)
+    source = text.partition(":")[2].split(",", 1)[0]
+    return parse_teacher_spec(f"{display_name(source)}={text}")
+
+
+def hf_adapter(source: str) -> str:
+    """The adapter for a Hugging Face directory or hub id, from its config's model_type."""
+    local = Path(source) / "config.json"
+    if local.is_file():
+        config = json.loads(local.read_text())
+    else:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(source).to_dict()
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"--model {source!r} is not a run directory, a Hugging Face directory or hub id "
+                f"that can be loaded ({err}), nor a teacher spec ADAPTER:SOURCE with ADAPTER in "
+                f"{sorted(TEACHERS)}"
+            ) from None
+    return HF_ADAPTERS.get(config.get("model_type", ""), "hf")
+
+
+def load_predictor(
+    spec: str, device: str = "cpu", precision: str = "fp32", name: str | None = None
+) -> Predictor:
+    """Load what `spec` names (see the module docstring) on `device`."""
+    path = Path(spec)
+    teacher_spec = None if path.exists() else teacher_spec_of(spec)
+    if teacher_spec is not None:
+        teacher = load_teacher(teacher_spec, device, precision)
+        return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
+    if is_run_dir(path):
+        return _load_run(path, device, precision, name)
+    tname = name or display_name(spec)
+    teacher = load_teacher(f"{tname}={hf_adapter(spec)}:{spec}", device, precision)
+    return Predictor(tname, spec, "hf", teacher)
+
+
+def _load_run(run_dir: Path, device: str, precision: str, name: str | None) -> Predictor:
+    """Export the run's newest checkpoint to a temporary directory and load it from there."""
+    from student.checkpoint import latest_checkpoint
+    from student.export import export_run
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: run directory without a checkpoint yet")
+    tname = name or display_name(str(run_dir))
+    with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
+        export_run(run_dir, Path(tmp))
+        teacher = load_teacher(f"{tname}=depth-anything-v2:{tmp}", device, precision)
+    teacher.source = str(run_dir)
+    extra = {"checkpoint": str(checkpoint)}
+    return Predictor(tname, str(run_dir), "student", teacher, extra)

@@ -1,0 +1,205 @@
+"""`evaluation predict`: one prediction file per benchmark sample, resumable.
+
+Layout of an evaluation directory (what `predict` writes, `score` reads):
+
+    OUT/predictions.json                   the model, its prediction space, per dataset the
+                                           inference resolution, counts and timing
+    OUT/predictions/<dataset>/<key>.npy    float32 [H, W] raw prediction at the ground truth's size
+
+Each image is resized so its long side is the dataset's inference size (native for NYUv2, KITTI,
+ScanNet; 756 for ETH3D; 640 for DIODE; `--processing-res` overrides), passed to the model (whose
+adapter applies its own input rule), and the output is resized back bilinearly to the ground
+truth's size. Files are published atomically; a re-run predicts only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from evaluation.datasets import BenchmarkDataset
+from evaluation.models import Predictor
+from pipeline.atomic import write_json
+from pipeline.environment import environment
+
+PREDICTIONS_JSON = "predictions.json"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    processing_res: int | None = None
+    """Long side the image is resized to before the model: None = each dataset's protocol size,
+    0 = native resolution everywhere, R = long side R everywhere."""
+    batch_size: int = 1
+    """Images per forward pass (consecutive images of equal size are batched)."""
+    workers: int = 2
+    """DataLoader worker processes that read and decode the benchmark files."""
+    device: str = "auto"
+    """Torch device; `auto` = CUDA when available, else CPU."""
+    precision: str = "fp32"
+    """Model precision: fp32 (the protocol's default), bf16 or fp16."""
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def prediction_path(out: Path, dataset: str, key: str) -> Path:
+    return Path(out) / "predictions" / dataset / f"{key}.npy"
+
+
+def long_side_for(ds: BenchmarkDataset, settings: PredictSettings) -> int | None:
+    """The long side images of `ds` are resized to, or None for native resolution."""
+    if settings.processing_res is None:
+        return ds.inference_long_side
+    return settings.processing_res or None
+
+
+def resized_shape(h: int, w: int, long_side: int | None) -> tuple[int, int]:
+    if long_side is None or max(h, w) == long_side:
+        return h, w
+    scale = long_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def predict_images(
+    predictor: Predictor, rgbs: list[np.ndarray], long_side: int | None, device: str
+) -> list[np.ndarray]:
+    """Raw predictions `[H, W]` float32 for equally sized uint8 RGB images `[H, W, 3]`."""
+    h, w = rgbs[0].shape[:2]
+    x = torch.from_numpy(np.stack(rgbs)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    size = resized_shape(h, w, long_side)
+    if size != (h, w):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    out = predictor.predict(x)
+    if size != (h, w):
+        out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+    return list(out[:, 0].float().cpu().numpy())
+
+
+def save_prediction(path: Path, pred: np.ndarray) -> None:
+    """Atomic `np.save` of a float32 map."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(pred, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+class _Images(torch.utils.data.Dataset):
+    """(key, rgb) of the samples still to predict, read in DataLoader workers."""
+
+    def __init__(self, ds: BenchmarkDataset, keys: list[str]) -> None:
+        self.ds, self.keys = ds, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+        return self.keys[i], self.ds.load_rgb(self.keys[i])
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _batches(loader, batch_size: int):
+    """Consecutive (key, rgb) of equal image size, at most `batch_size` at a time."""
+    batch: list[tuple[str, np.ndarray]] = []
+    for key, rgb in loader:
+        if batch and (len(batch) == batch_size or batch[0][1].shape != rgb.shape):
+            yield batch
+            batch = []
+        batch.append((key, rgb))
+    if batch:
+        yield batch
+
+
+def predict_dataset(
+    predictor: Predictor, ds: BenchmarkDataset, out: Path, settings: PredictSettings
+) -> dict[str, Any]:
+    """Predict every sample of `ds` that has no prediction file yet; returns its record."""
+    device = resolve_device(settings.device)
+    keys = ds.keys()
+    todo = [k for k in keys if not prediction_path(out, ds.name, k).exists()]
+    long_side = long_side_for(ds, settings)
+    loader = torch.utils.data.DataLoader(
+        _Images(ds, todo),
+        batch_size=None,
+        num_workers=settings.workers if len(todo) > 1 else 0,
+        collate_fn=_identity,
+    )
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"predict {ds.name}", unit="img", disable=not todo)
+    for batch in _batches(loader, settings.batch_size):
+        preds = predict_images(predictor, [rgb for _, rgb in batch], long_side, device)
+        for (key, _), pred in zip(batch, preds, strict=True):
+            save_prediction(prediction_path(out, ds.name, key), pred)
+        bar.update(len(batch))
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {
+        "dataset": ds.describe(),
+        "samples": len(keys),
+        "predicted_now": len(todo),
+        "processing_res": long_side or "native",
+        "seconds": round(seconds, 3),
+        "seconds_per_sample": round(seconds / len(todo), 4) if todo else None,
+    }
+
+
+def read_predictions_json(out: Path) -> dict[str, Any] | None:
+    path = Path(out) / PREDICTIONS_JSON
+    if not path.is_file():
+        return None
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); delete it to start over") from err
+
+
+def check_same_model(out: Path, record: dict[str, Any] | None, predictor: Predictor) -> None:
+    """Refuse to mix predictions of two models in one directory."""
+    if record is None:
+        return
+    old = record.get("model", {})
+    new = predictor.describe()
+    same = old.get("teacher", {}).get("weights_sha256") == new["teacher"]["weights_sha256"]
+    if not same or old.get("pred_space") != new["pred_space"]:
+        raise ValueError(
+            f"{out} holds predictions of {old.get('spec')!r} (other weights); "
+            f"use another --out for {new['spec']!r}"
+        )
+
+
+def predict(
+    predictor: Predictor, datasets: list[BenchmarkDataset], out: Path, settings: PredictSettings
+) -> dict[str, Any]:
+    """Predict every dataset into `out`, updating `predictions.json` after each dataset."""
+    out = Path(out)
+    record = read_predictions_json(out)
+    check_same_model(out, record, predictor)
+    record = record or {"schema": SCHEMA, "datasets": {}}
+    record.update(
+        model=predictor.describe(),
+        pred_space=predictor.pred_space,
+        settings=asdict(settings),
+        versions=environment(),
+    )
+    for ds in datasets:
+        record["datasets"][ds.name] = predict_dataset(predictor, ds, out, settings)
+        write_json(out / PREDICTIONS_JSON, record)
+    return record

@@ -1,0 +1,223 @@
+"""`evaluation score`: the protocol over an evaluation directory's prediction files.
+
+Reads `OUT/predictions/<dataset>/<key>.npy` (written by `evaluation predict`, or by any other
+tool: float32 `[H, W]` at the ground truth's size, raw model output), scores every sample with
+`evaluation.protocol.score` and writes
+
+    OUT/per_sample.csv    dataset, key, status, valid pixels and every metric per sample
+    OUT/summary.json      per dataset: mean metrics, counts, the full protocol, timing
+    OUT/figures/          with --figures: prediction | ground truth | error per sample and a
+                          predicted-vs-true scatter per dataset
+
+A sample without a prediction file, or with one of the wrong shape, stops the run with the file
+named: nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from evaluation.datasets import BenchmarkDataset
+from evaluation.predict import (
+    PREDICTIONS_JSON,
+    SCHEMA,
+    _identity,
+    prediction_path,
+    read_predictions_json,
+)
+from evaluation.protocol import (
+    METRICS,
+    PRED_SPACES,
+    aligned_depth,
+    protocol_description,
+    score,
+    summarize,
+)
+from pipeline.atomic import write_bytes, write_json
+from pipeline.environment import environment
+
+SCATTER_POINTS_PER_SAMPLE = 20_000
+CSV_COLUMNS = ("dataset", "key", "status", "valid_pixels", *METRICS)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    pred_space: str | None = None
+    """`disparity` or `depth`; None = what predictions.json records."""
+    score_space: str = "depth"
+    """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
+    figures: bool = False
+    """Write per-sample panels and a scatter per dataset under OUT/figures."""
+    workers: int = 2
+    """Worker processes that read ground truth and predictions and score them."""
+    name: str | None = None
+    """Method name in reports; None = the model's name from predictions.json."""
+
+
+def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A prediction file, checked: exists, 2-D of the ground truth's shape, floating point."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no prediction file")
+    try:
+        pred = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npy array ({err})") from err
+    if pred.ndim == 3 and 1 in (pred.shape[0], pred.shape[-1]):
+        pred = pred.reshape(pred.shape[1:] if pred.shape[0] == 1 else pred.shape[:2])
+    if pred.shape != tuple(shape) or not np.issubdtype(pred.dtype, np.floating):
+        raise ValueError(
+            f"{path}: prediction {pred.dtype} {pred.shape}, expected floating point {tuple(shape)} "
+            "(the ground truth's size; resize bilinearly to it, as the protocol does)"
+        )
+    return pred
+
+
+class _Scored(torch.utils.data.Dataset):
+    """Scores one sample per item inside a DataLoader worker (the reading dominates)."""
+
+    def __init__(self, ds: BenchmarkDataset, out: Path, settings: ScoreSettings, pred_space: str):
+        self.ds, self.out, self.settings, self.pred_space = ds, out, settings, pred_space
+        self.keys = ds.keys()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, Any], Any]:
+        key = self.keys[i]
+        sample = self.ds.load(key)
+        pred = load_prediction(prediction_path(self.out, self.ds.name, key), sample.depth.shape)
+        row = score(
+            pred,
+            sample.depth,
+            self.ds.name,
+            self.pred_space,
+            sample.valid_mask,
+            self.settings.score_space,
+        )
+        row = {"dataset": self.ds.name, "key": key, **row}
+        points = self._figure(key, pred, sample) if self.settings.figures else None
+        return row, points
+
+    def _figure(self, key: str, pred: np.ndarray, sample: Any) -> np.ndarray:
+        """Write the sample's panel; return a deterministic subsample of (pred, gt) pairs."""
+        from evaluation.figures import sample_panel, save_png
+
+        depth, mask = aligned_depth(
+            pred, sample.depth, self.ds.name, self.pred_space, sample.valid_mask
+        )
+        panel = sample_panel(depth, sample.depth, mask)
+        save_png(panel, self.out / "figures" / self.ds.name / f"{key}.png")
+        est, ref = depth[mask], sample.depth[mask]
+        step = max(1, est.size // SCATTER_POINTS_PER_SAMPLE)
+        return np.stack([est[::step], ref[::step]]).astype(np.float32)
+
+
+def score_dataset(
+    ds: BenchmarkDataset, out: Path, settings: ScoreSettings, pred_space: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-sample rows and the dataset's summary entry."""
+    keys = ds.keys()
+    missing = [k for k in keys if not prediction_path(out, ds.name, k).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{out}/predictions/{ds.name}: no prediction for {len(missing)} of {len(ds)} samples "
+            f"(first: {missing[0]}.npy); run `evaluation predict` for it, or write KEY.npy files "
+            "(float32 [H, W] at the ground truth's size)"
+        )
+    items = _Scored(ds, out, settings, pred_space)
+    loader = torch.utils.data.DataLoader(
+        items,
+        batch_size=None,
+        num_workers=settings.workers if len(items) > 1 else 0,
+        collate_fn=_identity,
+    )
+    rows, points = [], []
+    start = time.perf_counter()
+    for row, pts in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
+        rows.append(row)
+        if pts is not None:
+            points.append(pts)
+    seconds = time.perf_counter() - start
+    if points:
+        _scatter(np.concatenate(points, axis=1), ds.name, out)
+    entry = {
+        **summarize(rows),
+        "protocol": protocol_description(ds.name, pred_space, settings.score_space),
+        "dataset": ds.describe(),
+        "score_seconds_per_sample": round(seconds / max(1, len(rows)), 4),
+    }
+    return rows, entry
+
+
+def _scatter(points: np.ndarray, dataset: str, out: Path) -> None:
+    from evaluation.figures import save_png, scatter_plot
+
+    image = scatter_plot(points[0], points[1], f"{dataset}: aligned prediction vs ground truth")
+    save_png(image, out / "figures" / f"{dataset}_scatter.png")
+
+
+def resolve_pred_space(out: Path, record: dict[str, Any] | None, given: str | None) -> str:
+    recorded = (record or {}).get("pred_space")
+    if given is not None and given not in PRED_SPACES:
+        raise ValueError(f"--pred-space {given!r} is not one of {PRED_SPACES}")
+    if given and recorded and given != recorded:
+        raise ValueError(
+            f"{out / PREDICTIONS_JSON} says the predictions are {recorded}, not {given}: "
+            "leave --pred-space out"
+        )
+    if not (given or recorded):
+        raise ValueError(
+            f"{out}: no {PREDICTIONS_JSON}; say what the prediction files hold with "
+            "--pred-space disparity|depth"
+        )
+    return given or recorded
+
+
+def score_all(
+    out: Path, datasets: list[BenchmarkDataset], settings: ScoreSettings
+) -> dict[str, Any]:
+    """Score every dataset; write per_sample.csv and summary.json; return the summary."""
+    out = Path(out)
+    record = read_predictions_json(out)
+    pred_space = resolve_pred_space(out, record, settings.pred_space)
+    model = dict((record or {}).get("model", {}))
+    model.setdefault("spec", None)
+    model["name"] = settings.name or model.get("name") or out.name
+    model["pred_space"] = pred_space
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "model": model,
+        "settings": {"score_space": settings.score_space, "pred_space": pred_space},
+        "versions": environment(),
+        "datasets": {},
+    }
+    predicted = (record or {}).get("datasets", {})
+    for ds in datasets:
+        ds_rows, entry = score_dataset(ds, out, settings, pred_space)
+        info = predicted.get(ds.name, {})
+        entry["processing_res"] = info.get("processing_res")
+        entry["predict_seconds_per_sample"] = info.get("seconds_per_sample")
+        summary["datasets"][ds.name] = entry
+        rows += ds_rows
+    write_bytes(out / "per_sample.csv", rows_csv(rows).encode())
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
+    return buf.getvalue()
