@@ -117,3 +117,8 @@ class TrainSettings:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
         if self.data.mode == "baseline" and self.loss.local_global:
             raise ValueError("the baseline has no tiles: set loss.local_global=false with it")
+        if not (self.loss.shared_context or self.loss.local_global):
+            raise ValueError(
+                "no distillation term: set loss.shared_context=true and/or loss.local_global=true "
+                "(the paper's baseline is configs/baseline.yaml)"
+            )

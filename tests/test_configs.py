@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import load_config
 from student.config import TrainSettings
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 
 
 def test_there_are_configs():
@@ -23,3 +23,30 @@ def test_config_loads(path):
     if path.name == "baseline.yaml":
         assert settings.data.mode == "baseline" and settings.loss.norm_sc == "global"
         assert not settings.loss.local_global
+
+
+def test_ablation_configs_cover_tables_1_and_2():
+    ablations = {p.stem: load_config(TrainSettings, p) for p in CONFIGS if "ablations" in p.parts}
+    for norm in ("global", "hybrid", "local", "none"):
+        shared = ablations[f"table1-shared-{norm}"].loss
+        lg = ablations[f"table1-local-global-{norm}"].loss
+        assert (shared.shared_context, shared.local_global, shared.norm_sc) == (True, False, norm)
+        assert (lg.shared_context, lg.local_global, lg.norm_lg) == (False, True, norm)
+    table2 = {
+        k: (v.loss.shared_context, v.loss.local_global, v.data.mode)
+        for k, v in ablations.items()
+        if k.startswith("table2")
+    }
+    assert table2 == {
+        "table2-base": (True, False, "baseline"),
+        "table2-shared-only": (True, False, "cross_context"),
+        "table2-local-global-only": (False, True, "cross_context"),
+        "table2-both": (True, True, "cross_context"),
+    }
+
+
+def test_a_config_without_any_distillation_term_is_refused(tmp_path):
+    path = tmp_path / "none.yaml"
+    path.write_text("loss:\n  shared_context: false\n  local_global: false\n")
+    with pytest.raises(ValueError, match="no distillation term"):
+        load_config(TrainSettings, path)

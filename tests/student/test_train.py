@@ -82,6 +82,18 @@ def test_run_directory_explains_itself(setup, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
 
 
+@pytest.mark.parametrize("config", ["table1-local-global-none", "table2-base"])
+def test_ablation_configs_train(setup, tmp_path, config):
+    dataset, init = setup
+    path = Path(__file__).parents[2] / "configs" / "ablations" / f"{config}.yaml"
+    metrics = _train(tmp_path / config, dataset, init, "--config", str(path), "--steps", "2")
+    assert len(metrics) == 2 and all(m["loss"] == m["loss"] for m in metrics)  # finite, not NaN
+    if config == "table2-base":
+        assert "sc" in metrics[0] and "lg" not in metrics[0]
+    else:
+        assert "sc" not in metrics[0] and any("lg" in m for m in metrics)
+
+
 def test_resume_reproduces_the_uninterrupted_losses(setup, tmp_path):
     dataset, init = setup
     run = tmp_path / "run"
