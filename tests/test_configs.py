@@ -9,7 +9,8 @@ import pytest
 from pipeline.config import load_config
 from student.config import TrainSettings
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+ROOT = Path(__file__).parents[1] / "configs"
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if "teachers" not in p.relative_to(ROOT).parts)
 
 
 def test_there_are_configs():
@@ -50,3 +51,13 @@ def test_a_config_without_any_distillation_term_is_refused(tmp_path):
     path.write_text("loss:\n  shared_context: false\n  local_global: false\n")
     with pytest.raises(ValueError, match="no distillation term"):
         load_config(TrainSettings, path)
+
+
+def test_teacher_lists_parse():
+    from labelgen.teachers import load_teacher_specs_yaml
+
+    specs = load_teacher_specs_yaml(ROOT / "teachers" / "paper.yaml")
+    assert [(s.name, s.adapter) for s in specs] == [
+        ("dav2-large", "depth-anything-v2"),
+        ("genpercept", "genpercept"),
+    ]
