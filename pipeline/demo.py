@@ -3,7 +3,8 @@
 The demo runs the same commands a user runs (printed as it goes), each in its own process, so
 `pipeline` never imports a stage: prepare the photos scikit-image ships, write tiny checkpoints
 of two teacher families, label with both, add a third teacher (only its column is computed),
-train a tiny student with the cross-context losses, export it, and show the dataset status.
+train a tiny student with the cross-context losses, export it, score the teachers and the student
+on the built-in Middlebury sample with the benchmark protocol, and print the report.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ def _describe_plan(dataset: Path) -> str:
     return "\n".join(lines)
 
 
+def _evaluate(eval_dir: Path, teachers: dict[str, str], student: Path) -> str:
+    """Score the teachers and the student on the built-in Middlebury sample; the report text."""
+    models = {name: spec.split("=", 1)[1] for name, spec in teachers.items()}
+    models["student"] = str(student)
+    for name, model in models.items():
+        _run(
+            "7/8",
+            ["evaluation", "run", "--model", model, "--name", name, "--dataset", "middlebury",
+             "--out", str(eval_dir / name), "--device", "cpu", "--workers", "0"],
+        )  # fmt: skip
+    report = eval_dir / "report.md"
+    dirs = [str(eval_dir / name) for name in models]
+    _run("8/8", ["evaluation", "report", *dirs, "--out", str(report)])
+    return report.read_text()
+
+
 def run_demo(out: Path, device: str = "cpu") -> None:
     """Run every step under `out` and print what was made and what to try next."""
     out = Path(out).resolve()
@@ -72,24 +89,24 @@ def run_demo(out: Path, device: str = "cpu") -> None:
         out / "student-hf",
     )
     images = write_sample_images(out / "samples")
-    typer.echo(f"[1/6] {len(images)} bundled photos (scikit-image) in {out / 'samples'}")
+    typer.echo(f"[1/8] {len(images)} bundled photos (scikit-image) in {out / 'samples'}")
     result = prepare([str(out / "samples")], dataset, PrepareSettings(shard_size=4), progress=False)
     typer.echo(f"    {result.summary()}\n{_describe_plan(dataset)}")
     for name, adapter in TEACHERS.items():
         if not (ckpts / name).is_dir():
-            _run("2/6", ["labelgen", "tiny-checkpoint", adapter, str(ckpts / name)])
+            _run("2/8", ["labelgen", "tiny-checkpoint", adapter, str(ckpts / name)])
     spec = {n: f"{n}={a}:{ckpts / n}" for n, a in TEACHERS.items()}
     common = ["--dataset", str(dataset), "--device", device, "--workers", "0", "--no-progress"]
     _run(
-        "3/6",
+        "3/8",
         ["labelgen", "run", *common, "--teacher", spec["dav2"], "--teacher", spec["genpercept"]],
     )
     _run(
-        "4/6", ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]]
+        "4/8", ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]]
     )
     if not (run_dir / "config.yaml").exists():
         _run(
-            "5/6",
+            "5/8",
             [
                 "student",
                 "train",
@@ -119,13 +136,16 @@ def run_demo(out: Path, device: str = "cpu") -> None:
                 "optim.lr=5e-4",
             ],
         )
-    _run("6/6", ["student", "export", str(run_dir), "--out", str(hf)])
+    _run("6/8", ["student", "export", str(run_dir), "--out", str(hf)])
+    report = _evaluate(out / "eval", {n: spec[n] for n in ("dav2", "genpercept")}, run_dir)
+    typer.echo("\n" + report)
     typer.echo("\n" + format_status(dataset_status(dataset)))
     typer.echo(f"""
 Everything is under {out}:
   dataset    {dataset}   (images/, plan/, labels/<teacher>/)
   student    {run_dir}   (config.yaml, metrics.jsonl, checkpoints/)
   exported   {hf}   (transformers.pipeline("depth-estimation", model=...))
+  evaluation {out / "eval"}   (per-model predictions, per_sample.csv, summary.json; report.md)
 
 The teachers and the student here are tiny RANDOM models: they predict no real depth. The
 commands are the real ones; with real checkpoints the labelling step becomes

@@ -21,6 +21,10 @@ def test_demo_end_to_end(tmp_path):
     for column in ("dav2", "genpercept", "dpt"):
         manifest = json.loads((out / "dataset" / "labels" / column / "manifest.json").read_text())
         assert [e["status"] for e in manifest["shards"].values()] == ["done", "done"]
+    for name in ("dav2", "genpercept", "student"):
+        summary = json.loads((out / "eval" / name / "summary.json").read_text())
+        assert summary["datasets"]["middlebury"]["scored"] == 1
+        assert f"| {name} |" in text  # the report table is printed
     metrics = (out / "runs" / "student" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(metrics[-1])["step"] == 24
     from transformers import pipeline

@@ -1,0 +1,80 @@
+"""The README stays true: its settings reference is generated from the code, its quickstart is
+the two commands, and the launch scripts it names parse.
+
+Regenerate the reference after changing a setting: `UPDATE_README=1 python -m pytest
+tests/test_readme.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from evaluation.predict import PredictSettings
+from evaluation.score import ScoreSettings
+from labelgen.run import RunSettings
+from pipeline.prepare import PrepareSettings
+from pipeline.settings_doc import settings_markdown
+from student.config import TrainSettings
+
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
+SECTIONS = [
+    ("`student train` (`--config FILE`, `--set key=value`)", TrainSettings),
+    ("`labelgen run` (flags)", RunSettings),
+    ("`pipeline prepare` (flags)", PrepareSettings),
+    ("`evaluation predict` / `run` (flags)", PredictSettings),
+    ("`evaluation score` / `run` (flags)", ScoreSettings),
+]
+
+
+def settings_reference() -> str:
+    parts = [f"### {title}\n\n{settings_markdown(cls)}" for title, cls in SECTIONS]
+    return "\n\n".join(parts)
+
+
+def test_settings_reference_matches_the_code():
+    text = README.read_text()
+    expected = f"{START}\n{settings_reference()}\n{END}"
+    current = re.search(re.escape(START) + r".*?" + re.escape(END), text, re.S)
+    assert current, f"README.md lacks the {START} ... {END} block"
+    if os.environ.get("UPDATE_README"):
+        README.write_text(text.replace(current.group(0), expected))
+        return
+    assert current.group(0) == expected, "run: UPDATE_README=1 python -m pytest tests/test_readme.py"
+
+
+def test_every_setting_is_documented():
+    from pipeline.settings_doc import settings_rows
+
+    for _, cls in SECTIONS:
+        undocumented = [key for key, _, doc in settings_rows(cls) if not doc]
+        assert not undocumented, f"{cls.__name__}: no docstring under {undocumented}"
+
+
+def test_quickstart_is_the_two_commands():
+    text = README.read_text()
+    block = text.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert block.strip().splitlines() == [
+        'pip install torch==2.13.0 -e ".[dev]" && pipeline demo',
+        "python -m pytest",
+    ]
+
+
+def test_every_config_and_script_the_readme_names_exists():
+    text = README.read_text()
+    for path in set(re.findall(r"(?:configs|docker)/[\w./-]+\.(?:yaml|sbatch|sh)\b", text)):
+        assert (ROOT / path).is_file(), f"README names {path}, which does not exist"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("script", sorted((ROOT / "docker").glob("*.s*")), ids=lambda p: p.name)
+def test_launch_scripts_parse(script):
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
