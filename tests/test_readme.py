@@ -47,7 +47,7 @@ def test_settings_reference_matches_the_code():
     if os.environ.get("UPDATE_README"):
         README.write_text(text.replace(current.group(0), expected))
         return
-    assert current.group(0) == expected, "run: UPDATE_README=1 python -m pytest tests/test_readme.py"
+    assert current.group(0) == expected, "regenerate: UPDATE_README=1 pytest tests/test_readme.py"
 
 
 def test_every_setting_is_documented():
