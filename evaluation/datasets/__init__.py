@@ -1,0 +1,28 @@
+"""Loaders of the zero-shot depth benchmarks for the evaluation stage.
+
+Users point at data they already have, in the preprocessed layout Marigold distributes (a
+directory or an uncompressed tar): `open_dataset("nyu=/data/nyu_labeled_extracted.tar")`.
+`middlebury` is built in. `check_data` validates a dataset before a long evaluation run.
+"""
+
+from evaluation.datasets import builtin, layouts  # noqa: F401 (registers the loaders)
+from evaluation.datasets.api import check_data, check_sample, open_dataset, parse_dataset_arg
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkDataset,
+    BenchmarkSample,
+    DatasetError,
+)
+from evaluation.datasets.layouts import kitti_benchmark_crop
+
+__all__ = [
+    "DATASET_LOADERS",
+    "BenchmarkDataset",
+    "BenchmarkSample",
+    "DatasetError",
+    "check_data",
+    "check_sample",
+    "kitti_benchmark_crop",
+    "open_dataset",
+    "parse_dataset_arg",
+]

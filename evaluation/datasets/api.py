@@ -1,0 +1,133 @@
+"""How users name a benchmark (`NAME=PATH[,option=value...]`), open it and check their data."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkDataset,
+    BenchmarkSample,
+    DatasetError,
+)
+from evaluation.protocol import DATASETS, scoring_mask
+
+
+def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
+    """Syntax only: name (validated), path or None, options (names not yet validated)."""
+    head, *rest = text.strip().split(",")
+    name, _, path = head.partition("=")
+    name = name.strip()
+    DATASET_LOADERS.get(name)  # unknown names raise, listing the valid ones
+    options: dict[str, str] = {}
+    for item in rest:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"{text!r}: option {item!r} is not KEY=VALUE")
+        if key in options:
+            raise ValueError(f"{text!r}: option {key!r} is given twice")
+        options[key] = value.strip()
+    return name, (path.strip() or None), options
+
+
+def _usage(cls: type[BenchmarkDataset]) -> str:
+    options = "".join(f"[,{key}=...]" for key in sorted(cls.options))
+    return (
+        f"{cls.name}=PATH{options}, PATH a directory or uncompressed .tar of "
+        f"{cls.expected_layout()}"
+    )
+
+
+def parse_dataset_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
+    """`"nyu=/data/nyu.tar,split=/x/list.txt"` -> `("nyu", "/data/nyu.tar", {"split": ...})`;
+    `"middlebury"` -> `("middlebury", None, {})`. Unknown names or options, a missing path
+    (or a path for the built-in sample) raise `ValueError` saying what is valid. PATH must not
+    contain commas."""
+    name, path, options = _split_arg(text)
+    cls = DATASET_LOADERS.get(name)
+    cls.check_options(options)
+    if cls.needs_path and path is None:
+        raise ValueError(f"{text!r}: {name} needs a path: {_usage(cls)}")
+    if not cls.needs_path and path is not None:
+        raise ValueError(f"{text!r}: {name} is built in and takes no path")
+    return name, path, options
+
+
+def open_dataset(
+    text_or_name: str, path: str | os.PathLike | None = None, **options: str
+) -> BenchmarkDataset:
+    """A loader from `"NAME=PATH[,option=value...]"`, or from a name plus `path` and options."""
+    name, text_path, text_options = _split_arg(text_or_name)
+    if path is not None and text_path is not None:
+        raise ValueError(f"{text_or_name!r}: the path is given twice ({path})")
+    cls = DATASET_LOADERS.get(name)
+    merged = {**text_options, **{k: str(v) for k, v in options.items()}}
+    cls.check_options(merged)
+    chosen = str(path) if path is not None else text_path
+    if cls.needs_path and chosen is None:
+        raise DatasetError(f"{name} needs a path: {_usage(cls)}")
+    return cls(chosen, **merged)
+
+
+def check_sample(ds: BenchmarkDataset, key: str, sample: BenchmarkSample) -> None:
+    """Types, shapes and value ranges every loader promises; a breach raises `DatasetError`."""
+    where = f"{ds.root or ds.name}: sample {key!r}"
+    rgb, depth, mask = sample.rgb, sample.depth, sample.valid_mask
+    if sample.key != key:
+        raise DatasetError(f"{where}: loaded as key {sample.key!r}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DatasetError(f"{where}: RGB {rgb.dtype} {rgb.shape}; expected uint8 [H, W, 3]")
+    if depth.dtype != np.float32 or depth.shape != rgb.shape[:2]:
+        raise DatasetError(
+            f"{where}: depth {depth.dtype} {depth.shape}; expected float32 {rgb.shape[:2]}"
+        )
+    if np.isnan(depth).any() or (depth < 0).any():
+        raise DatasetError(
+            f"{where}: depth has NaN or negative values; expected metres >= 0, "
+            "with 0 or +inf where invalid"
+        )
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != depth.shape):
+        raise DatasetError(f"{where}: mask {mask.dtype} {mask.shape}; expected bool {depth.shape}")
+
+
+def check_data(text: str, full: bool = False) -> dict[str, Any]:
+    """Open `NAME=PATH[,options]`, which indexes the files and checks that every split entry
+    exists, then decode the first sample (every sample with `full`, with a progress bar) and
+    check it. Returns the counts; problems raise `DatasetError` naming the file."""
+    ds = open_dataset(text)
+    desc = ds.describe()
+    rules = dataclasses.replace(DATASETS.get(ds.name), eval_crop=None)
+    keys = ds.keys() if full else ds.keys()[:1]
+    shapes: Counter[str] = Counter()
+    empty, lo, hi = 0, float("inf"), 0.0
+    for key in tqdm(keys, desc=f"check {ds.name}", unit="sample", disable=not full):
+        sample = ds.load(key)
+        check_sample(ds, key, sample)
+        shapes["x".join(map(str, sample.depth.shape))] += 1
+        valid = scoring_mask(sample.depth, rules, sample.valid_mask)
+        if valid.any():
+            lo = min(lo, float(sample.depth[valid].min()))
+            hi = max(hi, float(sample.depth[valid].max()))
+        else:
+            empty += 1
+    return {
+        "name": ds.name,
+        "root": ds.root,
+        "split": desc["split"],
+        "entries": desc["entries"],
+        "with_gt": desc["count"],
+        "skipped": len(desc["skipped"]),
+        "expected": desc["expected_count"],
+        "matches_expected": desc["count"] == desc["expected_count"],
+        "checked": len(keys),
+        "empty_gt": empty,
+        "depth_range_m": [lo, hi] if hi > 0 else None,
+        "shapes": dict(shapes),
+    }

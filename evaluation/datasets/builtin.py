@@ -1,0 +1,62 @@
+"""The built-in benchmark: Middlebury 2014 "Motorcycle" as scikit-image ships it (no path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkDataset,
+    BenchmarkSample,
+    DatasetError,
+)
+from evaluation.middlebury import load_motorcycle
+
+KEY = "motorcycle"
+
+
+@DATASET_LOADERS.register("middlebury")
+class MiddleburyDataset(BenchmarkDataset):
+    """One sample, key "motorcycle": the quarter-resolution left view and its depth in metres
+    (+inf where the disparity is unknown)."""
+
+    name = "middlebury"
+    needs_path = False
+
+    @classmethod
+    def expected_layout(cls) -> str:
+        return "no path: the sample ships with scikit-image"
+
+    def __init__(self, path: str | None = None, **options: str) -> None:
+        if path:
+            raise DatasetError(f"middlebury is built in and takes no path (got {path!r})")
+        self.options_used = self.check_options(options)
+        self.root = ""
+
+    def keys(self) -> list[str]:
+        return [KEY]
+
+    def load(self, key: str) -> BenchmarkSample:
+        if key != KEY:
+            raise DatasetError(f"{key!r} is not a sample of middlebury; its one key is {KEY!r}")
+        rgb, depth = load_motorcycle()
+        return BenchmarkSample(KEY, rgb.astype(np.uint8), depth.astype(np.float32))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "root": "",
+            "layout": "built in: skimage.data.stereo_motorcycle (Middlebury 2014, quarter size)",
+            "source": "builtin",
+            "prefix": "",
+            "split": "builtin",
+            "split_origin": "builtin",
+            "count": 1,
+            "entries": 1,
+            "expected_count": 1,
+            "skipped": [],
+            "options": {},
+            "inference_long_side": self.inference_long_side,
+        }

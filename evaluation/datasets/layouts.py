@@ -1,0 +1,175 @@
+"""The five zero-shot benchmarks as Marigold distributes them (see `reference/eval-protocol.md`).
+
+Ground truth is decoded to float32 metres: uint16 PNGs divided by their scale (NYUv2 and
+ScanNet 1000, KITTI 256; 0 = no measurement), ETH3D's raw float32 binary (inf = invalid) and
+DIODE's `.npy` depth plus its mask file.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from evaluation.datasets.base import DATASET_LOADERS, BenchmarkSample, DatasetError
+from evaluation.datasets.decode import (
+    check_same_size,
+    decode_npy,
+    decode_raw_f32,
+    depth_from_u16,
+)
+from evaluation.datasets.marigold import Entry, MarigoldDataset
+
+KB_HEIGHT, KB_WIDTH = 352, 1216  # the KITTI benchmark crop
+
+
+class _U16Dataset(MarigoldDataset):
+    """Ground truth stored as a uint16 PNG of `depth * scale`."""
+
+    scale = 1000.0
+
+    def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
+        where = self.where(entry.depth)
+        depth = depth_from_u16(self.read(entry.depth), where, self.scale)
+        check_same_size(rgb, self.where(entry.rgb), depth, where)
+        return BenchmarkSample(entry.key, rgb, depth)
+
+
+@DATASET_LOADERS.register("nyu")
+class NyuDataset(_U16Dataset):
+    """NYUv2 labelled test split: the raw `depth_XXXX.png`, never the filled one."""
+
+    name = "nyu"
+    archive_name = "nyu_labeled_extracted.tar"
+    rgb_pattern = r"test/(?P<scene>[^/]+)/rgb_(?P<id>\d+)\.png"
+    rgb_hint = "test/<scene>/rgb_XXXX.png"
+    split_hint = "RGB DEPTH FILLED"
+    expected_count = 654
+
+    def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
+        return [f"test/{match['scene']}/depth_{match['id']}.png"], None
+
+
+@DATASET_LOADERS.register("scannet")
+class ScanNetDataset(_U16Dataset):
+    """ScanNet validation frames, Marigold's sampled list of 800."""
+
+    name = "scannet"
+    archive_name = "scannet_val_sampled_800_1.tar"
+    rgb_pattern = r"(?P<scene>scene\d{4}_\d{2})/color/(?P<frame>\d+)\.jpg"
+    rgb_hint = "sceneXXXX_XX/color/XXXXXX.jpg"
+    expected_count = 800
+
+    def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
+        return [f"{match['scene']}/depth/{match['frame']}.png"], None
+
+
+def kitti_benchmark_crop(image: np.ndarray) -> np.ndarray:
+    """The bottom-centre 352x1216 window: top = H - 352, left = (W - 1216) // 2."""
+    top = image.shape[0] - KB_HEIGHT
+    left = (image.shape[1] - KB_WIDTH) // 2
+    return np.ascontiguousarray(image[top : top + KB_HEIGHT, left : left + KB_WIDTH])
+
+
+@DATASET_LOADERS.register("kitti")
+class KittiDataset(_U16Dataset):
+    """KITTI Eigen test split; RGB and ground truth come KB-cropped to 352x1216. Lines (or
+    images) without ground truth are skipped and counted."""
+
+    name = "kitti"
+    archive_name = "kitti_eigen_split_test.tar"
+    rgb_pattern = (
+        r"(?P<date>\d{4}_\d{2}_\d{2})/(?P<drive>[^/]+_sync)/image_02/data/(?P<frame>\d+)\.png"
+    )
+    rgb_hint = "<date>/<drive>_sync/image_02/data/XXXXXXXXXX.png"
+    split_hint = "RGB GT FOCAL (GT may be None)"
+    skip_missing_gt = True
+    expected_count = 652
+    scale = 256.0
+
+    def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
+        return [f"{match['drive']}/proj_depth/groundtruth/image_02/{match['frame']}.png"], None
+
+    def split_paths(self, fields: list[str]) -> tuple[str, str | None, str | None]:
+        return fields[0], (None if fields[1] == "None" else fields[1]), None
+
+    def prepare_rgb(self, entry: Entry, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if h < KB_HEIGHT or w < KB_WIDTH:
+            raise DatasetError(
+                f"{self.where(entry.rgb)}: {h}x{w}; expected at least {KB_HEIGHT}x{KB_WIDTH} "
+                "for the KITTI benchmark crop"
+            )
+        return kitti_benchmark_crop(rgb)
+
+    def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
+        sample = super().make_sample(entry, rgb)  # checks that GT and image sizes agree
+        sample.rgb = self.prepare_rgb(entry, rgb)
+        sample.depth = kitti_benchmark_crop(sample.depth)
+        return sample
+
+
+@DATASET_LOADERS.register("eth3d")
+class Eth3dDataset(MarigoldDataset):
+    """ETH3D high-resolution DSLR images; ground truth is raw float32 of the image's size."""
+
+    name = "eth3d"
+    archive_name = "eth3d.tar"
+    inference_long_side = 756
+    rgb_pattern = r"rgb/(?P<scene>[^/]+)/images/dslr_images/(?P<file>[^/]+\.(?:JPG|jpg|JPEG|jpeg))"
+    rgb_hint = "rgb/<scene>/images/dslr_images/DSC_XXXX.JPG"
+    expected_count = 454
+
+    def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
+        scene, tail = match["scene"], f"ground_truth_depth/dslr_images/{match['file']}"
+        return [f"depth/{scene}/{tail}", f"depth/{scene}_dslr_depth/{scene}/{tail}"], None
+
+    def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
+        depth = decode_raw_f32(self.read(entry.depth), self.where(entry.depth), rgb.shape[:2])
+        return BenchmarkSample(entry.key, rgb, depth)
+
+
+DIODE_EXPECTED = {"all": 771, "indoors": 325, "outdoor": 446}
+
+
+@DATASET_LOADERS.register("diode")
+class DiodeDataset(MarigoldDataset):
+    """DIODE validation split; `subset=indoors|outdoor` keeps one half (default all)."""
+
+    name = "diode"
+    archive_name = "diode_val.tar"
+    inference_long_side = 640
+    rgb_pattern = r"(?P<subset>indoors|outdoor)/(?P<dir>scene_\d+/scan_\d+)/(?P<stem>[^/]+)\.png"
+    rgb_hint = "(val/)indoors|outdoor/scene_XXXXX/scan_XXXXX/<name>.png"
+    split_hint = "RGB DEPTH MASK"
+    split_columns = 3
+    options = {"split": None, "subset": tuple(DIODE_EXPECTED)}
+    default_options = {"subset": "all"}
+
+    def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
+        stem = f"{match['subset']}/{match['dir']}/{match['stem']}"
+        return [f"{stem}_depth.npy"], [f"{stem}_depth_mask.npy"]
+
+    def split_paths(self, fields: list[str]) -> tuple[str, str | None, str | None]:
+        return fields[0], fields[1], fields[2]
+
+    def select(self, entries: list[Entry]) -> list[Entry]:
+        subset = self.options_used["subset"]
+        if subset == "all":
+            return entries
+        return [e for e in entries if f"/{subset}/" in f"/{e.key}"]
+
+    def expected(self) -> int:
+        return DIODE_EXPECTED[self.options_used["subset"]]
+
+    def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
+        rgb_where, where = self.where(entry.rgb), self.where(entry.depth)
+        depth = decode_npy(self.read(entry.depth), where, "float32 depth [H, W, 1] in metres")
+        if not np.issubdtype(depth.dtype, np.floating):
+            raise DatasetError(f"{where}: dtype {depth.dtype}; expected float32 depth in metres")
+        check_same_size(rgb, rgb_where, depth, where)
+        assert entry.mask is not None
+        mask_where = self.where(entry.mask)
+        mask = decode_npy(self.read(entry.mask), mask_where, "a validity mask [H, W]")
+        check_same_size(rgb, rgb_where, mask, mask_where)
+        return BenchmarkSample(entry.key, rgb, depth.astype(np.float32), mask != 0)
