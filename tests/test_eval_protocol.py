@@ -114,5 +114,30 @@ def test_middlebury_sample_perfect_and_ramp_predictions():
 def test_scoring_benchmark_runs(capsys):
     from evaluation.bench import main
 
-    main(["--repeats", "1"])
-    assert "s per sample" in capsys.readouterr().out
+    main(["--repeats", "1", "--samples", "1", "--size", "tiny"])
+    out = capsys.readouterr().out
+    assert "s per sample" in out and "score/predict" in out
+
+
+@pytest.mark.parametrize("pred_space", ["disparity", "depth"])
+@pytest.mark.parametrize("score_space", ["depth", "disparity"])
+def test_streaming_score_equals_align_then_metrics(monkeypatch, pred_space, score_space):
+    import evaluation.protocol as protocol
+
+    if score_space == "disparity" and pred_space == "depth":
+        return
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.5, 12.0, (37, 53))
+    gt[rng.random(gt.shape) < 0.2] = np.inf
+    pred = 1.0 / np.where(np.isfinite(gt), gt, 2.0) if pred_space == "disparity" else gt.copy()
+    pred = np.where(np.isfinite(pred), pred, 1.0) * rng.uniform(0.7, 1.3, gt.shape)
+    pred[0, :5] = -0.1  # left out of a disparity fit, still scored
+    rules = DATASETS.get("scannet")
+    mask = scoring_mask(gt, rules, None)
+    depth, _ = protocol.align(pred[mask], gt[mask], rules, pred_space)
+    est, ref = (1 / depth, 1 / gt[mask]) if score_space == "disparity" else (depth, gt[mask])
+    expected = protocol.metrics(est, ref)
+    monkeypatch.setattr(protocol, "BLOCK", 97)  # many blocks, some empty
+    result = score(pred, gt, "scannet", pred_space, score_space=score_space)
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, rel=1e-12, abs=1e-15)
