@@ -250,10 +250,10 @@ def make_layout(
     lines = "".join(item.line + "\n" for item in items).encode()
     if split_inside:
         files[f"{lead}{SPLIT_NAME}"] = lines
+    root.mkdir(parents=True, exist_ok=True)
     split = root / f"{name}_split.txt" if with_split else None
     if split is not None:
         split.write_bytes(lines)
-    root.mkdir(parents=True, exist_ok=True)
     if as_tar:
         path = write_tar(root / f"{name}.tar", files, dot_slash=dot_slash)
     else:

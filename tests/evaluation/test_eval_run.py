@@ -204,3 +204,33 @@ def test_crop_analysis_command(tiny, tmp_path):
 )
 def test_every_command_explains_itself(command):
     assert "Usage" in _invoke(command, "--help")
+
+
+def test_run_on_a_synthetic_diode_tar_with_worker_processes(tiny, tmp_path):
+    from eval_layouts import make_layout
+
+    layout = make_layout("diode", tmp_path / "data", n=3, as_tar=True, top="diode_val")
+    out = tmp_path / "eval"
+    _invoke(
+        "run", "--model", str(tiny["dav2"]), "--dataset", f"diode={layout.path}",
+        "--out", out, "--workers", "2", "--batch-size", "2", "--device", "cpu",
+    )  # fmt: skip
+    entry = json.loads((out / "summary.json").read_text())["datasets"]["diode"]
+    assert entry["samples"] == entry["scored"] == 3
+    assert entry["processing_res"] == 640  # DIODE's protocol inference size
+    assert entry["protocol"]["dataset"]["clip"] == [0.6, 350.0]
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert sorted(r["key"] for r in rows) == sorted(s.key for s in layout.samples)
+    for sample in layout.samples:
+        pred = np.load(out / "predictions" / "diode" / f"{sample.key}.npy")
+        assert pred.shape == sample.depth.shape
+
+
+def test_check_data_prints_counts(tmp_path):
+    from eval_layouts import make_layout
+
+    layout = make_layout("scannet", tmp_path, n=2)
+    output = _invoke("check-data", f"scannet={layout.path}", "--full")
+    assert "entries: 2" in output and "expected: 800" in output
+    result = runner.invoke(app, ["check-data", f"scannet={tmp_path / 'missing'}"])
+    assert result.exit_code == 2 and "missing" in result.output
