@@ -209,7 +209,7 @@ def context_medians(
     """Lower medians `[M, B, C]` and counts `[B, C]` (int64) of every context of every level.
 
     x: `[M, B, P]` float values of M maps (e.g. pred and target) that share the contexts, finite;
-    fine: `[B, P]` int64 fine bin in `[0, n_fine]`, where `n_fine` marks an invalid pixel.
+    fine: `[B, P]` integer (e.g. uint8) fine bin in `[0, n_fine]`; `n_fine` marks an invalid pixel.
     Columns: the contexts of `levels[0]`, then of `levels[1]`, ... (C = sum(levels)); level S
     groups `n_fine // S` adjacent fine bins. Empty contexts get median 0 and count 0.
     """

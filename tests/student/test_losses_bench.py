@@ -1,7 +1,8 @@
-"""The loss benchmark runs end to end on a tiny size and its dense variant agrees."""
+"""The loss benchmark runs end to end on a tiny size and its replicated variant agrees."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from student import bench_losses
@@ -15,12 +16,34 @@ def test_bench_prints_table_and_ratios(capsys):
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    for name in ("| global |", "| hybrid |", "| local |", "| none |", "| reference (hybrid) |"):
-        assert name in out
-    assert "hybrid / global" in out and "reference / hybrid" in out
+    for name in (
+        "global",
+        "hybrid",
+        "local",
+        "none",
+        bench_losses.REFERENCE,
+        bench_losses.REPLICATED,
+    ):
+        assert f"| {name} |" in out
+    assert "hybrid / global" in out
+    assert (
+        f"{bench_losses.REFERENCE} / hybrid" in out and f"{bench_losses.REPLICATED} / hybrid" in out
+    )
 
 
-def test_dense_variant_matches():
-    pred, target = bench_losses.scenes(2, 32)
-    dense = bench_losses.dense_hybrid(pred, target, None, "hybrid")
-    assert torch.allclose(dense, normalized_l1(pred, target, None, "hybrid"), rtol=1e-5)
+@pytest.mark.parametrize("norm", ["global", "hybrid", "local"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_replicated_variant_matches(norm, masked):
+    """The replicated (widely copied style) comparison computes the same loss and gradient."""
+    pred, target = bench_losses.scenes(3, 32)
+    mask = None
+    if masked:
+        mask = torch.rand(pred.shape, generator=torch.Generator().manual_seed(1)) < 0.7
+        mask[1] = False
+    p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    ours = normalized_l1(p1, target, mask, norm)
+    theirs = bench_losses.replicated_hybrid(p2, target, mask, norm)
+    assert torch.allclose(theirs, ours, rtol=1e-5)
+    ours.backward()
+    theirs.backward()
+    assert torch.allclose(p2.grad, p1.grad, rtol=1e-4, atol=1e-7)
