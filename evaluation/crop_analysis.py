@@ -80,7 +80,7 @@ def analyse_crops(out: Path, datasets: list[BenchmarkDataset], pred_space: str) 
     for ds in datasets:
         rows = []
         for key in tqdm(ds.keys(), desc=f"crop-analysis {ds.name}", unit="img"):
-            sample = ds.load(key)
+            sample = ds.load(key, rgb=False)
             pred = load_prediction(prediction_path(out, ds.name, key), sample.depth.shape)
             rows.append(crop_scores(pred, sample.depth, ds.name, pred_space, sample.valid_mask))
         result["datasets"][ds.name] = summarize_crops(rows)

@@ -93,7 +93,7 @@ class _Scored(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[dict[str, Any], Any]:
         key = self.keys[i]
-        sample = self.ds.load(key)
+        sample = self.ds.load(key, rgb=False)
         pred = load_prediction(prediction_path(self.out, self.ds.name, key), sample.depth.shape)
         row = score(
             pred,

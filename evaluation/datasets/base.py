@@ -26,8 +26,8 @@ class BenchmarkSample:
 
     key: str
     """The RGB file's path relative to the dataset root, without extension."""
-    rgb: np.ndarray
-    """uint8 `[H, W, 3]`."""
+    rgb: np.ndarray | None
+    """uint8 `[H, W, 3]`; None when loaded with `rgb=False`."""
     depth: np.ndarray
     """float32 `[H, W]` metric depth in metres; invalid pixels are 0 or +inf."""
     valid_mask: np.ndarray | None = None
@@ -58,7 +58,9 @@ class BenchmarkDataset:
     def keys(self) -> list[str]:
         raise NotImplementedError
 
-    def load(self, key: str) -> BenchmarkSample:
+    def load(self, key: str, rgb: bool = True) -> BenchmarkSample:
+        """The sample `key`; `rgb=False` leaves the image undecoded (`sample.rgb` is None),
+        for scoring, which needs the ground truth only."""
         raise NotImplementedError
 
     def load_rgb(self, key: str) -> np.ndarray:

@@ -38,7 +38,7 @@ class MiddleburyDataset(BenchmarkDataset):
     def keys(self) -> list[str]:
         return [KEY]
 
-    def load(self, key: str) -> BenchmarkSample:
+    def load(self, key: str, rgb: bool = True) -> BenchmarkSample:
         if key != KEY:
             raise DatasetError(f"{key!r} is not a sample of middlebury; its one key is {KEY!r}")
         rgb, depth = load_motorcycle()

@@ -31,6 +31,16 @@ def decode_rgb(data: bytes, where: str) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
+def rgb_shape_only(data: bytes, where: str) -> np.ndarray:
+    """A read-only zero image of the RGB file's size, from its header alone (no pixel decode):
+    stands in for the image where only the ground truth is needed."""
+    img = _open_image(data, where, "an 8-bit colour image")
+    if img.mode not in COLOUR_MODES:
+        raise DatasetError(f"{where}: image mode {img.mode}; expected an 8-bit colour image")
+    w, h = img.size
+    return np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (h, w, 3))
+
+
 def decode_png_u16(data: bytes, where: str) -> np.ndarray:
     """The values of a 16-bit greyscale PNG as uint16 `[H, W]`."""
     img = _open_image(data, where, "a 16-bit greyscale PNG")

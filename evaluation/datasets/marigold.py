@@ -30,7 +30,7 @@ import numpy as np
 
 from evaluation.datasets.archive import Archive, open_archive
 from evaluation.datasets.base import BenchmarkDataset, BenchmarkSample, DatasetError
-from evaluation.datasets.decode import decode_rgb
+from evaluation.datasets.decode import decode_rgb, rgb_shape_only
 
 MAX_SPLIT_BYTES = 16 << 20
 SHOWN = 5  # missing files listed in an error
@@ -303,10 +303,13 @@ class MarigoldDataset(BenchmarkDataset):
             raise DatasetError(f"{key!r} is not a sample of {self.name} at {self.root}")
         return entry
 
-    def load(self, key: str) -> BenchmarkSample:
+    def load(self, key: str, rgb: bool = True) -> BenchmarkSample:
         entry = self._entry(key)
-        rgb = decode_rgb(self.read(entry.rgb), self.where(entry.rgb))
-        return self.make_sample(entry, rgb)
+        decode = decode_rgb if rgb else rgb_shape_only
+        sample = self.make_sample(entry, decode(self.read(entry.rgb), self.where(entry.rgb)))
+        if not rgb:
+            sample.rgb = None
+        return sample
 
     def load_rgb(self, key: str) -> np.ndarray:
         entry = self._entry(key)

@@ -66,6 +66,9 @@ def test_layout_round_trip(tmp_path, name, form, with_split):
     for sample in want:
         assert_sample(ds.load(sample.key), sample)
     np.testing.assert_array_equal(ds.load_rgb(want[0].key), want[0].rgb)  # KITTI: cropped
+    ground_truth_only = ds.load(want[-1].key, rgb=False)  # for scoring: no image decode
+    assert ground_truth_only.rgb is None
+    np.testing.assert_array_equal(ground_truth_only.depth, want[-1].depth)
     desc = json.loads(json.dumps(ds.describe()))
     assert desc["name"] == name and desc["root"] == str(layout.path)
     assert desc["source"] == ("tar" if "tar" in form else "directory")
