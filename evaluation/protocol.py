@@ -281,4 +281,11 @@ def protocol_description(dataset: str, pred_space: str, score_space: str = "dept
         "disparity_floor": DISPARITY_FLOOR,
         "depth_floor": DEPTH_FLOOR,
         "per_dataset_score": "mean of per-sample metrics",
+        **({"marigold_eth3d_quirk": ETH3D_QUIRK} if dataset == "eth3d" else {}),
     }
+
+
+ETH3D_QUIRK = (
+    "not reproduced: the fit and the scores use the full-resolution ground truth (Marigold fits "
+    "ETH3D at max_resolution=1024 through an upsampler that shrinks only the width)"
+)

@@ -141,3 +141,12 @@ def test_streaming_score_equals_align_then_metrics(monkeypatch, pred_space, scor
     result = score(pred, gt, "scannet", pred_space, score_space=score_space)
     for name, value in expected.items():
         assert result[name] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+def test_results_record_the_eth3d_quirk_as_not_reproduced():
+    from evaluation.protocol import protocol_description
+
+    assert protocol_description("eth3d", "disparity")["marigold_eth3d_quirk"].startswith(
+        "not reproduced"
+    )
+    assert "marigold_eth3d_quirk" not in protocol_description("nyu", "disparity")

@@ -199,13 +199,6 @@ def test_crop_analysis_command(tiny, tmp_path):
     assert entry["local_better_fraction"] in (0.0, 1.0)
 
 
-@pytest.mark.parametrize(
-    "command", ["run", "predict", "score", "report", "crop-analysis", "check-data"]
-)
-def test_every_command_explains_itself(command):
-    assert "Usage" in _invoke(command, "--help")
-
-
 def test_run_on_a_synthetic_diode_tar_with_worker_processes(tiny, tmp_path):
     from eval_layouts import make_layout
 
