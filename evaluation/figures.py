@@ -12,20 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Anchor colours of a perceptual dark-to-bright map (magma-like; luminance rises monotonically).
-_ANCHORS = np.array(
-    [
-        [0, 0, 4],
-        [40, 11, 84],
-        [101, 21, 110],
-        [159, 42, 99],
-        [212, 72, 66],
-        [245, 125, 21],
-        [250, 193, 39],
-        [252, 255, 164],
-    ],
-    dtype=np.float64,
-)
+from pipeline.colormap import apply_colormap
+
 INVALID = (128, 128, 128)
 """Colour of invalid pixels (grey; the map itself never is)."""
 GAP = 8
@@ -34,14 +22,7 @@ ERROR_RANGE = (0.0, 0.5)
 MAX_SCATTER_POINTS = 2_000_000
 
 
-def _lut() -> np.ndarray:
-    pos = np.linspace(0, len(_ANCHORS) - 1, 256)
-    i = np.minimum(pos.astype(int), len(_ANCHORS) - 2)
-    frac = (pos - i)[:, None]
-    return np.rint(_ANCHORS[i] * (1 - frac) + _ANCHORS[i + 1] * frac).astype(np.uint8)
-
-
-LUT = _lut()
+LUT = apply_colormap(np.linspace(0.0, 1.0, 256))
 """The colour map as 256 RGB entries, dark to bright."""
 
 

@@ -29,3 +29,18 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_options(pairs: list[str], where: str) -> dict[str, str]:
+    """`["k=v", ...]` of a `...,key=value` argument as a dict; a pair without '=' or a key given
+    twice is a ValueError naming `where` (the whole argument)."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{where}: option {pair!r} is not key=value")
+        if key in options:
+            raise ValueError(f"{where}: option {key!r} is given twice")
+        options[key] = value.strip()
+    return options

@@ -10,24 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.colormap import apply_colormap
 from student.checkpoint import latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf
 from student.rundir import RunDir
-
-# Anchor colours of a perceptual dark-to-bright map (near disparity = bright).
-_ANCHORS = np.array(
-    [
-        [0, 0, 4],
-        [40, 11, 84],
-        [101, 21, 110],
-        [159, 42, 99],
-        [212, 72, 66],
-        [245, 125, 21],
-        [250, 193, 39],
-        [252, 255, 164],
-    ],
-    dtype=np.float32,
-)
 
 
 def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, str]:
@@ -61,11 +47,7 @@ def colorize(disparity: np.ndarray) -> np.ndarray:
     """uint8 RGB image of a disparity map, robustly scaled to its 2nd..98th percentiles."""
     finite = np.isfinite(disparity)
     lo, hi = np.percentile(disparity[finite], [2, 98]) if finite.any() else (0.0, 1.0)
-    t = np.clip((np.nan_to_num(disparity, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
-    pos = t * (len(_ANCHORS) - 1)
-    i = np.minimum(pos.astype(int), len(_ANCHORS) - 2)
-    frac = (pos - i)[..., None]
-    return (_ANCHORS[i] * (1 - frac) + _ANCHORS[i + 1] * frac).astype(np.uint8)
+    return apply_colormap((np.nan_to_num(disparity, nan=lo) - lo) / max(hi - lo, 1e-12))
 
 
 @torch.inference_mode()

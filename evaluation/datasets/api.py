@@ -17,6 +17,7 @@ from evaluation.datasets.base import (
     DatasetError,
 )
 from evaluation.protocol import DATASETS, scoring_mask
+from pipeline.cliutil import parse_options
 
 
 def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
@@ -25,15 +26,7 @@ def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
     name, _, path = head.partition("=")
     name = name.strip()
     DATASET_LOADERS.get(name)  # unknown names raise, listing the valid ones
-    options: dict[str, str] = {}
-    for item in rest:
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ValueError(f"{text!r}: option {item!r} is not KEY=VALUE")
-        if key in options:
-            raise ValueError(f"{text!r}: option {key!r} is given twice")
-        options[key] = value.strip()
+    options = parse_options(rest, repr(text))
     return name, (path.strip() or None), options
 
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from labelgen.teachers.base import TEACHERS, Teacher, check_precision
+from pipeline.cliutil import parse_options
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 SPEC_FORMAT = "NAME=ADAPTER:SOURCE[,key=value...]"
@@ -71,15 +72,7 @@ def parse_teacher_spec(text: str) -> TeacherSpec:
     if not (sep and sep2):
         raise ValueError(f"teacher spec {text!r}: expected {SPEC_FORMAT}, e.g. {SPEC_EXAMPLE}")
     source, *pairs = rest.split(",")
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"teacher spec {text!r}: option {pair!r} is not key=value")
-        if key in options:
-            raise ValueError(f"teacher spec {text!r}: option {key!r} is given twice")
-        options[key] = value.strip()
+    options = parse_options(pairs, f"teacher spec {text!r}")
     return validate_spec(TeacherSpec(name.strip(), adapter.strip(), source.strip(), options))
 
 

@@ -305,7 +305,7 @@ def test_parse_dataset_arg():
         parse_dataset_arg("nyu")
     with pytest.raises(ValueError, match="takes no path"):
         parse_dataset_arg("middlebury=/x")
-    with pytest.raises(ValueError, match="not KEY=VALUE"):
+    with pytest.raises(ValueError, match="not key=value"):
         parse_dataset_arg("nyu=/x,split")
 
 

@@ -1,0 +1,28 @@
+"""The one colour map of the project's pictures: a perceptual dark-to-bright map (magma-like;
+luminance rises monotonically), used for depth maps and error maps alike."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ANCHORS = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    dtype=np.float64,
+)
+
+
+def apply_colormap(t: np.ndarray) -> np.ndarray:
+    """uint8 RGB `[..., 3]` of values `t` in [0, 1] (clipped): 0 darkest, 1 brightest."""
+    pos = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0) * (len(ANCHORS) - 1)
+    i = np.minimum(pos.astype(int), len(ANCHORS) - 2)
+    frac = (pos - i)[..., None]
+    return np.rint(ANCHORS[i] * (1 - frac) + ANCHORS[i + 1] * frac).astype(np.uint8)
