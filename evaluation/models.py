@@ -57,9 +57,9 @@ class Predictor:
             **self.extra,
         }
 
-    @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """`[B,3,H,W]` float RGB in [0,1] -> `[B,1,H,W]` float32 on the images' device."""
+        """`[B,3,H,W]` float RGB in [0,1] -> `[B,1,H,W]` float32 on the images' device (the
+        adapter picks its own no-grad mode)."""
         return self.teacher.predict(images)
 
 

@@ -14,6 +14,7 @@ truth's size. Files are published atomically; a re-run predicts only what is mis
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -110,7 +111,8 @@ class _Images(torch.utils.data.Dataset):
         return self.keys[i], self.ds.load_rgb(self.keys[i])
 
 
-def _identity(x: Any) -> Any:
+def no_collate(x: Any) -> Any:
+    """DataLoader `collate_fn` that passes each item through unchanged."""
     return x
 
 
@@ -138,7 +140,7 @@ def predict_dataset(
         _Images(ds, todo),
         batch_size=None,
         num_workers=settings.workers if len(todo) > 1 else 0,
-        collate_fn=_identity,
+        collate_fn=no_collate,
     )
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"predict {ds.name}", unit="img", disable=not todo)
@@ -163,8 +165,6 @@ def read_predictions_json(out: Path) -> dict[str, Any] | None:
     path = Path(out) / PREDICTIONS_JSON
     if not path.is_file():
         return None
-    import json
-
     try:
         return json.loads(path.read_text())
     except ValueError as err:

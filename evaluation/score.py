@@ -30,7 +30,7 @@ from evaluation.datasets import BenchmarkDataset
 from evaluation.predict import (
     PREDICTIONS_JSON,
     SCHEMA,
-    _identity,
+    no_collate,
     prediction_path,
     read_predictions_json,
 )
@@ -138,7 +138,7 @@ def score_dataset(
         items,
         batch_size=None,
         num_workers=settings.workers if len(items) > 1 else 0,
-        collate_fn=_identity,
+        collate_fn=no_collate,
     )
     rows, points = [], []
     start = time.perf_counter()
