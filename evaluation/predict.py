@@ -199,6 +199,7 @@ def predict(
         settings=asdict(settings),
         versions=environment(),
     )
+    write_json(out / PREDICTIONS_JSON, record)  # first: a killed run still names its model
     for ds in datasets:
         record["datasets"][ds.name] = predict_dataset(predictor, ds, out, settings)
         write_json(out / PREDICTIONS_JSON, record)

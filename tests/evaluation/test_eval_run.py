@@ -227,3 +227,47 @@ def test_check_data_prints_counts(tmp_path):
     assert "entries: 2" in output and "expected: 800" in output
     result = runner.invoke(app, ["check-data", f"scannet={tmp_path / 'missing'}"])
     assert result.exit_code == 2 and "missing" in result.output
+
+
+KILL_AFTER_TWO = """
+import os, signal, sys
+import evaluation.predict as predict
+real, saved = predict.save_prediction, []
+def save(path, pred):
+    real(path, pred)
+    saved.append(path)
+    if len(saved) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+predict.save_prediction = save
+from evaluation.cli import app
+app(sys.argv[1:], prog_name="evaluation")
+"""
+
+
+def test_predict_killed_then_rerun_matches_an_uninterrupted_run(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from eval_layouts import make_layout
+
+    layout = make_layout("eth3d", tmp_path / "data", n=5)
+    args = ["predict", "--model", str(tiny["dav2"]), "--dataset", f"eth3d={layout.path}"]
+    args += ["--workers", "0", "--device", "cpu"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_TWO, *args, "--out", str(tmp_path / "killed")],
+        capture_output=True,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    files = sorted((tmp_path / "killed" / "predictions").rglob("*.npy"))
+    assert len(files) == 2
+    other = [*args[:2], f"depth-anything-v2:{tiny['dav2b']}", *args[3:], "--out"]
+    refused = runner.invoke(app, [*other, str(tmp_path / "killed")])
+    assert refused.exit_code == 2 and "use another --out" in refused.output
+    _invoke(*args, "--out", tmp_path / "killed")
+    _invoke(*args, "--out", tmp_path / "whole")
+    record = json.loads((tmp_path / "killed" / "predictions.json").read_text())
+    assert record["datasets"]["eth3d"]["predicted_now"] == 3
+    for sample in layout.samples:
+        rel = Path("predictions") / "eth3d" / f"{sample.key}.npy"
+        assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes()
+    assert not [p for p in (tmp_path / "killed").rglob("*") if p.name.endswith(".tmp")]
