@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from labelgen.teachers.base import TEACHERS, Teacher, check_precision
+from labelgen.teachers.source import check_source
 from pipeline.cliutil import parse_options
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -138,6 +139,7 @@ def load_teacher(
 def weights_identity(spec: TeacherSpec) -> str:
     """Content hash of the teacher's weights, without loading the model (cheap: files only)."""
     validate_spec(spec)
+    check_source(spec)  # a missing local directory says so, not "invalid repo id"
     return TEACHERS.get(spec.adapter).weights_identity(spec)
 
 

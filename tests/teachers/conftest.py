@@ -11,17 +11,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from teacher_helpers import ADAPTERS, images  # noqa: E402
 
 from labelgen.teachers import Teacher, load_teacher, tiny_spec, write_tiny_checkpoint  # noqa: E402
-
-ADAPTERS = ["depth-anything-v2", "dpt", "genpercept", "marigold", "hf"]
-EXPECTED_KIND = {
-    "depth-anything-v2": "disparity",
-    "dpt": "disparity",
-    "genpercept": "disparity",  # the tiny genpercept.json says disparity
-    "marigold": "depth",
-    "hf": "disparity",  # declared in the tiny spec
-}
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +48,6 @@ def tiny_teacher(tiny_dir) -> Callable[..., Teacher]:
 @pytest.fixture(params=ADAPTERS)
 def adapter(request) -> str:
     return request.param
-
-
-def images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """`[b,3,h,w]` smooth-ish random RGB in [0,1]."""
-    g = torch.Generator().manual_seed(seed)
-    small = torch.rand(b, 3, max(1, h // 8), max(1, w // 8), generator=g)
-    return torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear").clamp(0, 1)
 
 
 @pytest.fixture

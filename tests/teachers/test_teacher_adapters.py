@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import EXPECTED_KIND, images
+from teacher_helpers import EXPECTED_KIND, images
 
 from labelgen.teachers import load_teacher, tiny_spec
 from labelgen.teachers.source import weights_sha256

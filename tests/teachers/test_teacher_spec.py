@@ -145,3 +145,11 @@ def test_bad_option_values():
 def test_bad_precision():
     with pytest.raises(ValueError, match="--precision 'fp8'"):
         load_teacher("x=dpt:/nonexistent", precision="fp8")
+
+
+def test_a_missing_local_directory_is_named_before_any_hub_lookup(tmp_path):
+    from labelgen.teachers import parse_teacher_spec, weights_identity
+
+    spec = parse_teacher_spec(f"x=depth-anything-v2:{tmp_path / 'nowhere'}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        weights_identity(spec)

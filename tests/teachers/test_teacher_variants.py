@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import images
+from teacher_helpers import images
 
 from labelgen.teachers import load_teacher, write_tiny_checkpoint
 from labelgen.teachers.source import weights_sha256
