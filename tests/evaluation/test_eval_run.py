@@ -271,3 +271,16 @@ def test_predict_killed_then_rerun_matches_an_uninterrupted_run(tiny, tmp_path):
         rel = Path("predictions") / "eth3d" / f"{sample.key}.npy"
         assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes()
     assert not [p for p in (tmp_path / "killed").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_depth_teacher_is_fitted_in_depth_space(tmp_path):
+    ckpt = write_tiny_checkpoint("marigold", tmp_path / "marigold")
+    spec = f"marigold:{ckpt},steps=1"
+    predictor = load_predictor(spec)
+    assert predictor.pred_space == "depth" and predictor.kind == "teacher"
+    _invoke("run", "--model", spec, "--dataset", "middlebury", "--out", tmp_path / "eval",
+            "--workers", "0")  # fmt: skip
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    entry = summary["datasets"]["middlebury"]
+    assert entry["protocol"]["pred_space"] == "depth" and entry["scored"] == 1
+    assert entry["protocol"]["alignment"] == "least squares scale and shift in depth space"
