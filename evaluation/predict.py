@@ -4,12 +4,13 @@ Layout of an evaluation directory (what `predict` writes, `score` reads):
 
     OUT/predictions.json                   the model, its prediction space, per dataset the
                                            inference resolution, counts and timing
-    OUT/predictions/<dataset>/<key>.npy    float32 [H, W] raw prediction at the ground truth's size
+    OUT/predictions/<dataset>/<key>.npy    float32 [h, w] raw prediction at the inference size
 
 Each image is resized so its long side is the dataset's inference size (native for NYUv2, KITTI,
-ScanNet; 756 for ETH3D; 640 for DIODE; `--processing-res` overrides), passed to the model (whose
-adapter applies its own input rule), and the output is resized back bilinearly to the ground
-truth's size. Files are published atomically; a re-run predicts only what is missing.
+ScanNet; 756 for ETH3D; 640 for DIODE; `--processing-res` overrides) and passed to the model
+(whose adapter applies its own input rule and returns that size). `score` resizes the prediction
+bilinearly to the ground truth's size, so an ETH3D prediction is 1.5 MB, not 97 MB. Files are
+published atomically; a re-run predicts only what is missing.
 """
 
 from __future__ import annotations
@@ -77,16 +78,14 @@ def resized_shape(h: int, w: int, long_side: int | None) -> tuple[int, int]:
 def predict_images(
     predictor: Predictor, rgbs: list[np.ndarray], long_side: int | None, device: str
 ) -> list[np.ndarray]:
-    """Raw predictions `[H, W]` float32 for equally sized uint8 RGB images `[H, W, 3]`."""
+    """Raw predictions `[h, w]` float32 at the inference size for equally sized uint8 RGB images
+    `[H, W, 3]` (`(h, w)` = `resized_shape(H, W, long_side)`)."""
     h, w = rgbs[0].shape[:2]
     x = torch.from_numpy(np.stack(rgbs)).to(device).permute(0, 3, 1, 2).float().div_(255)
     size = resized_shape(h, w, long_side)
     if size != (h, w):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    out = predictor.predict(x)
-    if size != (h, w):
-        out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
-    return list(out[:, 0].float().cpu().numpy())
+    return list(predictor.predict(x)[:, 0].float().cpu().numpy())
 
 
 def save_prediction(path: Path, pred: np.ndarray) -> None:

@@ -1,7 +1,8 @@
 """`evaluation score`: the protocol over an evaluation directory's prediction files.
 
 Reads `OUT/predictions/<dataset>/<key>.npy` (written by `evaluation predict`, or by any other
-tool: float32 `[H, W]` at the ground truth's size, raw model output), scores every sample with
+tool: a float `[H, W]` raw model output at any size of the image's aspect ratio; it is resized
+bilinearly to the ground truth's size as the protocol does), scores every sample with
 `evaluation.protocol.score` and writes
 
     OUT/per_sample.csv    dataset, key, status, valid pixels and every metric per sample
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
@@ -63,8 +65,14 @@ class ScoreSettings:
     """Method name in reports; None = the model's name from predictions.json."""
 
 
+ASPECT_TOLERANCE = 0.02
+"""Relative difference of aspect ratio up to which a prediction is resized to the ground truth."""
+
+
 def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A prediction file, checked: exists, 2-D of the ground truth's shape, floating point."""
+    """A prediction file at the ground truth's size `shape`: checked (exists, 2-D, floating
+    point, the ground truth's aspect ratio) and resized bilinearly when stored at another
+    size, as the protocol does (predictions are stored at the model's inference size)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prediction file")
     try:
@@ -73,12 +81,25 @@ def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"{path}: not a readable .npy array ({err})") from err
     if pred.ndim == 3 and 1 in (pred.shape[0], pred.shape[-1]):
         pred = pred.reshape(pred.shape[1:] if pred.shape[0] == 1 else pred.shape[:2])
-    if pred.shape != tuple(shape) or not np.issubdtype(pred.dtype, np.floating):
+    h, w = shape
+    if pred.ndim != 2 or not np.issubdtype(pred.dtype, np.floating):
+        raise ValueError(f"{path}: prediction {pred.dtype} {pred.shape}; expected a 2-D float map")
+    if abs(pred.shape[0] * w / (pred.shape[1] * h) - 1) > ASPECT_TOLERANCE:
         raise ValueError(
-            f"{path}: prediction {pred.dtype} {pred.shape}, expected floating point {tuple(shape)} "
-            "(the ground truth's size; resize bilinearly to it, as the protocol does)"
+            f"{path}: prediction {pred.shape[0]}x{pred.shape[1]} does not have the aspect ratio "
+            f"of the ground truth {h}x{w}; predict on the whole image (it is resized bilinearly)"
         )
-    return pred
+    return resize_bilinear(pred, (h, w))
+
+
+def resize_bilinear(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D map (antialiased when shrinking); no-op at equal size."""
+    if pred.shape == tuple(size):
+        return pred
+    x = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None, None]
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return x[0, 0].numpy()
 
 
 class _Scored(torch.utils.data.Dataset):
@@ -131,7 +152,7 @@ def score_dataset(
         raise FileNotFoundError(
             f"{out}/predictions/{ds.name}: no prediction for {len(missing)} of {len(ds)} samples "
             f"(first: {missing[0]}.npy); run `evaluation predict` for it, or write KEY.npy files "
-            "(float32 [H, W] at the ground truth's size)"
+            "(float [H, W] raw model output of the whole image, any size)"
         )
     items = _Scored(ds, out, settings, pred_space)
     loader = torch.utils.data.DataLoader(

@@ -153,9 +153,27 @@ def test_score_names_missing_and_misshapen_prediction_files(tmp_path):
     args = ["score", str(tmp_path), "--dataset", "middlebury", "--pred-space", "depth"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "motorcycle.npy" in result.output
-    _write_prediction(tmp_path, np.ones((50, 74)))
+    _write_prediction(tmp_path, np.ones((50, 50)))
     result = runner.invoke(app, [*args, "--workers", "0"])
-    assert result.exit_code == 2 and "(500, 741)" in result.output
+    assert result.exit_code == 2 and "aspect ratio" in result.output and "500x741" in result.output
+
+
+def test_a_prediction_at_the_inference_size_is_resized_to_the_ground_truth(tmp_path):
+    from evaluation.protocol import score
+    from evaluation.score import load_prediction, resize_bilinear
+
+    _, depth = load_motorcycle()
+    small = np.tile(np.linspace(1.0, 2.0, 370, dtype=np.float32), (250, 1))
+    _write_prediction(tmp_path, small)
+    path = tmp_path / "predictions" / "middlebury" / "motorcycle.npy"
+    full = load_prediction(path, depth.shape)
+    assert full.shape == depth.shape
+    np.testing.assert_array_equal(full, resize_bilinear(small, depth.shape))
+    settings = ScoreSettings(pred_space="disparity", workers=0)
+    entry = score_all(tmp_path, [open_dataset("middlebury")], settings)["datasets"]["middlebury"]
+    assert entry["abs_rel"] == pytest.approx(
+        score(full, depth, "middlebury", "disparity")["abs_rel"]
+    )
 
 
 def test_figures_and_report_over_two_methods(tiny, tmp_path):
@@ -214,9 +232,9 @@ def test_run_on_a_synthetic_diode_tar_with_worker_processes(tiny, tmp_path):
     assert entry["protocol"]["dataset"]["clip"] == [0.6, 350.0]
     rows = list(csv.DictReader((out / "per_sample.csv").open()))
     assert sorted(r["key"] for r in rows) == sorted(s.key for s in layout.samples)
-    for sample in layout.samples:
+    for sample in layout.samples:  # stored at the inference size: long side 640
         pred = np.load(out / "predictions" / "diode" / f"{sample.key}.npy")
-        assert pred.shape == sample.depth.shape
+        assert pred.shape == resized_shape(*sample.depth.shape, 640)
 
 
 def test_check_data_prints_counts(tmp_path):
