@@ -48,10 +48,10 @@ def _predict(model, dataset, out, processing_res, batch_size, device, precision,
     return datasets
 
 
-def _score(out, datasets, pred_space, score_space, figures, workers, name) -> None:
+def _score(out, datasets, pred_space, score_space, figures, workers, name, device) -> None:
     from evaluation.score import ScoreSettings, score_all
 
-    settings = ScoreSettings(pred_space, score_space, figures, workers, name)
+    settings = ScoreSettings(pred_space, score_space, figures, workers, name, device)
     summary = score_all(out, datasets, settings)
     typer.echo(f"{'dataset':<11} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
     for ds_name, entry in summary["datasets"].items():
@@ -131,9 +131,10 @@ def score(
     figures: bool = FIGURES_OPT,
     workers: int = WORKERS_OPT,
     name: str = NAME_OPT,
+    device: str = DEVICE_OPT,
 ) -> None:
     """Score prediction files (from `evaluation predict` or elsewhere) with the protocol."""
-    _score(out, _datasets(dataset), pred_space, score_space, figures, workers, name)
+    _score(out, _datasets(dataset), pred_space, score_space, figures, workers, name, device)
 
 
 @app.command()
@@ -155,7 +156,7 @@ def run(
     datasets = _predict(
         model, dataset, out, processing_res, batch_size, device, precision, workers, name
     )
-    _score(out, datasets, None, score_space, figures, workers, name)
+    _score(out, datasets, None, score_space, figures, workers, name, device)
 
 
 @app.command()

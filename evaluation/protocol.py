@@ -54,7 +54,7 @@ for _rules in (
 
 def scoring_mask(gt: np.ndarray, rules: DatasetRules, extra: np.ndarray | None) -> np.ndarray:
     """Pixels scored: finite GT in the strict valid range, inside the crop, and `extra`."""
-    mask = np.isfinite(gt)
+    mask = np.isfinite(gt) & (gt > 0)  # a depth of 0 is never scored (no AbsRel there)
     if not rules.range_from_mask_only:
         mask &= (gt > rules.min_depth) & (gt < rules.max_depth)
     if extra is not None:

@@ -35,6 +35,7 @@ from evaluation.predict import (
     no_collate,
     prediction_path,
     read_predictions_json,
+    resolve_device,
 )
 from evaluation.protocol import (
     METRICS,
@@ -63,16 +64,18 @@ class ScoreSettings:
     """Worker processes that read ground truth and predictions and score them."""
     name: str | None = None
     """Method name in reports; None = the model's name from predictions.json."""
+    device: str = "auto"
+    """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
+    scores in the worker processes. `auto` = CUDA when available."""
 
 
 ASPECT_TOLERANCE = 0.02
 """Relative difference of aspect ratio up to which a prediction is resized to the ground truth."""
 
 
-def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A prediction file at the ground truth's size `shape`: checked (exists, 2-D, floating
-    point, the ground truth's aspect ratio) and resized bilinearly when stored at another
-    size, as the protocol does (predictions are stored at the model's inference size)."""
+def read_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A prediction file, checked: exists, a 2-D float map of the ground truth's (`shape`)
+    aspect ratio, at any size (predictions are stored at the model's inference size)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prediction file")
     try:
@@ -89,7 +92,12 @@ def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
             f"{path}: prediction {pred.shape[0]}x{pred.shape[1]} does not have the aspect ratio "
             f"of the ground truth {h}x{w}; predict on the whole image (it is resized bilinearly)"
         )
-    return resize_bilinear(pred, (h, w))
+    return pred
+
+
+def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """`read_prediction`, resized bilinearly to the ground truth's size as the protocol does."""
+    return resize_bilinear(read_prediction(path, shape), shape)
 
 
 def resize_bilinear(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -103,30 +111,51 @@ def resize_bilinear(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class _Scored(torch.utils.data.Dataset):
-    """Scores one sample per item inside a DataLoader worker (the reading dominates)."""
+    """One sample per item, in a DataLoader worker: read the ground truth and the prediction,
+    then (on CPU) resize and score there too; on a CUDA device the main process scores."""
 
-    def __init__(self, ds: BenchmarkDataset, out: Path, settings: ScoreSettings, pred_space: str):
+    def __init__(
+        self,
+        ds: BenchmarkDataset,
+        out: Path,
+        settings: ScoreSettings,
+        pred_space: str,
+        read_only: bool,
+    ):
         self.ds, self.out, self.settings, self.pred_space = ds, out, settings, pred_space
+        self.read_only = read_only
         self.keys = ds.keys()
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int) -> tuple[dict[str, Any], Any]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         key = self.keys[i]
         sample = self.ds.load(key, rgb=False)
-        pred = load_prediction(prediction_path(self.out, self.ds.name, key), sample.depth.shape)
-        row = score(
-            pred,
-            sample.depth,
-            self.ds.name,
-            self.pred_space,
-            sample.valid_mask,
-            self.settings.score_space,
-        )
-        row = {"dataset": self.ds.name, "key": key, **row}
-        points = self._figure(key, pred, sample) if self.settings.figures else None
+        pred = read_prediction(prediction_path(self.out, self.ds.name, key), sample.depth.shape)
+        if self.read_only:
+            return sample, pred
+        pred = resize_bilinear(pred, sample.depth.shape)
+        args = (self.ds.name, self.pred_space, sample.valid_mask, self.settings.score_space)
+        return self.finish(score(pred, sample.depth, *args), sample, pred)
+
+    def finish(self, row: dict[str, Any], sample: Any, pred: np.ndarray) -> tuple[Any, ...]:
+        """The CSV row and, with --figures, the written panel's scatter points."""
+        row = {"dataset": self.ds.name, "key": sample.key, **row}
+        points = self._figure(sample.key, pred, sample) if self.settings.figures else None
         return row, points
+
+    def score_on(self, device: torch.device, sample: Any, raw: np.ndarray) -> tuple[Any, ...]:
+        """Resize and score one read sample on `device` (the main process)."""
+        from evaluation.device_score import resize_tensor, score_tensor
+
+        gt = torch.from_numpy(sample.depth).to(device)
+        mask = None if sample.valid_mask is None else torch.from_numpy(sample.valid_mask)
+        mask = None if mask is None else mask.to(device)
+        pred = resize_tensor(torch.from_numpy(raw).to(device), tuple(sample.depth.shape))
+        row = score_tensor(pred, gt, self.ds.name, self.pred_space, mask, self.settings.score_space)
+        figure_pred = pred.cpu().numpy() if self.settings.figures else raw
+        return self.finish(row, sample, figure_pred)
 
     def _figure(self, key: str, pred: np.ndarray, sample: Any) -> np.ndarray:
         """Write the sample's panel; return a deterministic subsample of (pred, gt) pairs."""
@@ -154,7 +183,8 @@ def score_dataset(
             f"(first: {missing[0]}.npy); run `evaluation predict` for it, or write KEY.npy files "
             "(float [H, W] raw model output of the whole image, any size)"
         )
-    items = _Scored(ds, out, settings, pred_space)
+    device = score_device(settings.device)
+    items = _Scored(ds, out, settings, pred_space, read_only=device is not None)
     loader = torch.utils.data.DataLoader(
         items,
         batch_size=None,
@@ -163,7 +193,8 @@ def score_dataset(
     )
     rows, points = [], []
     start = time.perf_counter()
-    for row, pts in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
+    for item in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
+        row, pts = item if device is None else items.score_on(device, *item)
         rows.append(row)
         if pts is not None:
             points.append(pts)
@@ -177,6 +208,12 @@ def score_dataset(
         "score_seconds_per_sample": round(seconds / max(1, len(rows)), 4),
     }
     return rows, entry
+
+
+def score_device(device: str) -> torch.device | None:
+    """The CUDA device the protocol runs on, or None to score with numpy in the workers."""
+    resolved = resolve_device(device)
+    return torch.device(resolved) if resolved.startswith("cuda") else None
 
 
 def _scatter(points: np.ndarray, dataset: str, out: Path) -> None:

@@ -150,3 +150,10 @@ def test_results_record_the_eth3d_quirk_as_not_reproduced():
         "not reproduced"
     )
     assert "marigold_eth3d_quirk" not in protocol_description("nyu", "disparity")
+
+
+def test_zero_depth_inside_diodes_mask_is_not_scored():
+    gt = np.array([[0.0, 2.0, 4.0, 8.0]])
+    pred = 1.0 / np.array([[1.0, 2.0, 4.0, 8.0]])
+    result = score(pred, gt, "diode", "disparity", valid_mask=np.ones_like(gt, dtype=bool))
+    assert result["valid_pixels"] == 3 and result["abs_rel"] == pytest.approx(0, abs=1e-12)

@@ -1,0 +1,97 @@
+"""The protocol's `score` on torch tensors, for scoring on the GPU next to the model.
+
+Same steps and numbers as `evaluation.protocol.score` (valid range, crop, extra mask,
+least-squares fit in the prediction's space in float64, clipping, metric sums); the tests check
+the two agree. On a GPU a 24 MP ETH3D sample costs milliseconds instead of half a second of CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from evaluation.protocol import (
+    DATASETS,
+    DEPTH_FLOOR,
+    DISPARITY_FLOOR,
+    metrics_from_sums,
+    solve_scale_shift,
+)
+
+
+def scoring_mask_tensor(gt: Tensor, dataset: str, extra: Tensor | None) -> Tensor:
+    """`evaluation.protocol.scoring_mask` on a tensor."""
+    rules = DATASETS.get(dataset)
+    mask = torch.isfinite(gt) & (gt > 0)
+    if not rules.range_from_mask_only:
+        mask &= (gt > rules.min_depth) & (gt < rules.max_depth)
+    if extra is not None:
+        mask &= extra.bool()
+    if rules.eval_crop is not None:
+        top, bottom, left, right = rules.eval_crop
+        crop = torch.zeros_like(mask)
+        crop[top:bottom, left:right] = True
+        mask &= crop
+    return mask
+
+
+def _metric_sums(est: Tensor, ref: Tensor) -> list[float]:
+    ratio = torch.maximum(est / ref, ref / est)
+    diff = est - ref
+    return [
+        float(est.numel()),
+        float((diff.abs() / ref).sum()),
+        float((ratio < 1.25).sum()),
+        float((ratio < 1.25**2).sum()),
+        float((ratio < 1.25**3).sum()),
+        float(diff @ diff),
+    ]
+
+
+def score_tensor(
+    pred: Tensor,
+    gt: Tensor,
+    dataset: str,
+    pred_space: str,
+    valid_mask: Tensor | None = None,
+    score_space: str = "depth",
+) -> dict[str, Any]:
+    """`evaluation.protocol.score` for `[H, W]` tensors on any device (same result dict)."""
+    import numpy as np
+
+    rules = DATASETS.get(dataset)
+    mask = scoring_mask_tensor(gt, dataset, valid_mask) & torch.isfinite(pred)
+    if not bool(mask.any()):
+        return {"status": "empty_mask", "valid_pixels": 0}
+    p, g = pred[mask].double(), gt[mask].double()
+    if pred_space == "depth":
+        fp, ft = p, g
+    else:
+        use = (g > 0) & (p > 0)
+        fp, ft = p[use], 1.0 / g[use]
+    sums = (fp.numel(), float(fp.sum()), float(ft.sum()), float(fp @ fp), float(fp @ ft))
+    a, b, degenerate = solve_scale_shift(*sums)
+    est = a * p + b
+    if pred_space != "depth":
+        est = 1.0 / est.clamp_min(DISPARITY_FLOOR)
+    lo, hi = rules.depth_clip()
+    est = est.clamp(lo, hi).clamp_min(DEPTH_FLOOR)
+    if score_space == "disparity":
+        est, g = 1.0 / est, 1.0 / g
+    result = metrics_from_sums(np.array(_metric_sums(est, g)))
+    status = "degenerate_fit" if degenerate else "ok"
+    return {**result, "status": status, "valid_pixels": int(mask.sum())}
+
+
+def resize_tensor(pred: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of a 2-D map (antialiased when shrinking), as `score.resize_bilinear`."""
+    if tuple(pred.shape) == tuple(size):
+        return pred
+    shrink = size[0] < pred.shape[0] or size[1] < pred.shape[1]
+    x = F.interpolate(
+        pred.float()[None, None], size=size, mode="bilinear", align_corners=False, antialias=shrink
+    )
+    return x[0, 0]

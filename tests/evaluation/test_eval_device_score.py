@@ -1,0 +1,83 @@
+"""The tensor scorer (used on a CUDA device) gives the numpy protocol's numbers, run on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation.datasets import open_dataset
+from evaluation.device_score import resize_tensor, score_tensor
+from evaluation.protocol import score
+from evaluation.score import ScoreSettings, resize_bilinear, score_all
+
+
+def _sample(shape=(480, 640), seed=0):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0.3, 90.0, shape).astype(np.float32)
+    gt[rng.random(shape) < 0.15] = 0.0
+    gt[rng.random(shape) < 0.05] = np.inf
+    finite = np.where(np.isfinite(gt) & (gt > 0), gt, 5.0)
+    disparity = (2.0 / finite + 0.1) * rng.uniform(0.8, 1.2, shape)
+    disparity[:3, :7] = -0.2  # left out of a disparity fit, still scored
+    mask = rng.random(shape) > 0.1
+    return gt, disparity.astype(np.float32), mask
+
+
+@pytest.mark.parametrize("dataset", ["nyu", "kitti", "eth3d", "scannet", "diode", "middlebury"])
+@pytest.mark.parametrize(
+    ("pred_space", "score_space"),
+    [("disparity", "depth"), ("disparity", "disparity"), ("depth", "depth")],
+)
+def test_tensor_score_equals_numpy_score(dataset, pred_space, score_space):
+    shape = (352, 1216) if dataset == "kitti" else (480, 640)
+    gt, disparity, extra = _sample(shape)
+    pred = disparity if pred_space == "disparity" else 1.0 / np.maximum(disparity, 1e-2)
+    extra = extra if dataset == "diode" else None
+    want = score(pred, gt, dataset, pred_space, extra, score_space)
+    got = score_tensor(
+        torch.from_numpy(pred),
+        torch.from_numpy(gt),
+        dataset,
+        pred_space,
+        None if extra is None else torch.from_numpy(extra),
+        score_space,
+    )
+    assert got["status"] == want["status"] and got["valid_pixels"] == want["valid_pixels"]
+    for name in ("abs_rel", "delta1", "delta2", "delta3", "rmse"):
+        assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), name
+
+
+def test_tensor_score_empty_and_degenerate():
+    gt = np.full((8, 8), np.inf, dtype=np.float32)
+    assert score_tensor(torch.ones(8, 8), torch.from_numpy(gt), "eth3d", "disparity") == {
+        "status": "empty_mask",
+        "valid_pixels": 0,
+    }
+    flat = score_tensor(torch.ones(8, 8), torch.full((8, 8), 2.0), "eth3d", "depth")
+    assert flat["status"] == "degenerate_fit" and np.isfinite(flat["abs_rel"])
+
+
+def test_tensor_resize_equals_numpy_resize():
+    small = np.random.default_rng(1).random((25, 37)).astype(np.float32)
+    for size in ((50, 74), (12, 18)):
+        np.testing.assert_array_equal(
+            resize_tensor(torch.from_numpy(small), size).numpy(), resize_bilinear(small, size)
+        )
+
+
+def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path):
+    import evaluation.score as score_module
+    from evaluation.middlebury import load_motorcycle
+
+    _, depth = load_motorcycle()
+    path = tmp_path / "predictions" / "middlebury" / "motorcycle.npy"
+    path.parent.mkdir(parents=True)
+    np.save(path, np.tile(np.linspace(1.0, 2.0, 370, dtype=np.float32), (250, 1)))
+    settings = ScoreSettings(pred_space="disparity", workers=0, device="cpu")
+    ds = [open_dataset("middlebury")]
+    on_cpu = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
+    monkeypatch.setattr(score_module, "score_device", lambda device: torch.device("cpu"))
+    on_device = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
+    for name in ("abs_rel", "delta1", "rmse", "scored"):
+        assert on_device[name] == pytest.approx(on_cpu[name], rel=1e-9)
