@@ -18,24 +18,9 @@ from evaluation.protocol import (
     DEPTH_FLOOR,
     DISPARITY_FLOOR,
     metrics_from_sums,
+    scoring_mask,
     solve_scale_shift,
 )
-
-
-def scoring_mask_tensor(gt: Tensor, dataset: str, extra: Tensor | None) -> Tensor:
-    """`evaluation.protocol.scoring_mask` on a tensor."""
-    rules = DATASETS.get(dataset)
-    mask = torch.isfinite(gt) & (gt > 0)
-    if not rules.range_from_mask_only:
-        mask &= (gt > rules.min_depth) & (gt < rules.max_depth)
-    if extra is not None:
-        mask &= extra.bool()
-    if rules.eval_crop is not None:
-        top, bottom, left, right = rules.eval_crop
-        crop = torch.zeros_like(mask)
-        crop[top:bottom, left:right] = True
-        mask &= crop
-    return mask
 
 
 def _metric_sums(est: Tensor, ref: Tensor) -> list[float]:
@@ -63,7 +48,7 @@ def score_tensor(
     import numpy as np
 
     rules = DATASETS.get(dataset)
-    mask = scoring_mask_tensor(gt, dataset, valid_mask) & torch.isfinite(pred)
+    mask = scoring_mask(gt, rules, valid_mask) & torch.isfinite(pred)
     if not bool(mask.any()):
         return {"status": "empty_mask", "valid_pixels": 0}
     p, g = pred[mask].double(), gt[mask].double()

@@ -52,18 +52,20 @@ for _rules in (
     DATASETS.register(_rules.name)(_rules)
 
 
-def scoring_mask(gt: np.ndarray, rules: DatasetRules, extra: np.ndarray | None) -> np.ndarray:
-    """Pixels scored: finite GT in the strict valid range, inside the crop, and `extra`."""
-    mask = np.isfinite(gt) & (gt > 0)  # a depth of 0 is never scored (no AbsRel there)
+def scoring_mask(gt: Any, rules: DatasetRules, extra: Any | None) -> Any:
+    """Pixels scored: GT finite and > 0, in the strict valid range, inside the crop, and in
+    `extra`. Works on numpy arrays and torch tensors alike (operators and slicing only)."""
+    mask = (gt > 0) & (gt < float("inf"))  # also False for NaN
     if not rules.range_from_mask_only:
         mask &= (gt > rules.min_depth) & (gt < rules.max_depth)
     if extra is not None:
-        mask &= extra.astype(bool)
+        mask &= extra != 0
     if rules.eval_crop is not None:
         top, bottom, left, right = rules.eval_crop
-        crop = np.zeros_like(mask)
-        crop[top:bottom, left:right] = True
-        mask &= crop
+        mask[:top] = False
+        mask[bottom:] = False
+        mask[:, :left] = False
+        mask[:, right:] = False
     return mask
 
 
