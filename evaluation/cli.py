@@ -179,7 +179,9 @@ def report(
 def crop_analysis(
     model: str = MODEL_OPT,
     dataset: list[str] = DATASET_OPT,
-    out: Path = OUT_OPT,
+    out: Path = typer.Option(
+        Path("crop-analysis"), "--out", help="Directory for predictions and crop_analysis.json."
+    ),
     processing_res: int = RES_OPT,
     device: str = DEVICE_OPT,
     workers: int = WORKERS_OPT,
