@@ -145,29 +145,14 @@ def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
 
 def full_depth_anything_large(out_dir: Path) -> Path:
     """A randomly initialised Depth Anything V2 Large (335 M parameters), saved like the hub's."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers import DepthAnythingForDepthEstimation
 
     from labelgen.teachers.base import IMAGENET_MEAN, IMAGENET_STD
     from labelgen.teachers.tiny import _save_processor
+    from pipeline.depth_anything import depth_anything_config
 
-    backbone = Dinov2Config(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        patch_size=14,
-        image_size=518,
-        out_indices=[5, 12, 18, 24],
-        apply_layernorm=True,
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=1024,
-        neck_hidden_sizes=[256, 512, 1024, 1024],
-        fusion_hidden_size=256,
-        head_hidden_size=32,
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(out_dir)
+    model = DepthAnythingForDepthEstimation(depth_anything_config("large"))
+    model.save_pretrained(out_dir)
     _save_processor(out_dir, 518, 14, True, IMAGENET_MEAN, IMAGENET_STD)
     return out_dir
 

@@ -24,44 +24,22 @@ import torch
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset
 from pipeline.config import load_config
 from pipeline.dataset import load_dataset
+from pipeline.depth_anything import depth_anything_config
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
 from pipeline.plan import load_plan_shard, views
 from student.config import TrainSettings
 from student.train import Job, Trainer
 
-# name -> (hidden, layers, heads, out_indices, neck, fusion); reference/teachers.md
-SIZES = {
-    "small": (384, 12, 6, [3, 6, 9, 12], [48, 96, 192, 384], 64),
-    "large": (1024, 24, 16, [5, 12, 18, 24], [256, 512, 1024, 1024], 256),
-    "tiny": (32, 4, 2, [1, 2, 3, 4], [8, 16, 32, 32], 16),
-}
 TRAIN_FLOPS = {"small": 0.42e12, "large": 4.7e12}  # fwd + bwd per 560² image (teachers.md)
 PEAK = 990e12
 
 
 def write_student(out: Path, size: str) -> Path:
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    """A randomly initialised Depth Anything V2 of `size` (`pipeline.depth_anything.SIZES`)."""
+    from transformers import DepthAnythingForDepthEstimation
 
-    hidden, layers, heads, indices, neck, fusion = SIZES[size]
-    backbone = Dinov2Config(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        patch_size=14,
-        image_size=518,
-        out_indices=indices,
-        apply_layernorm=True,
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=hidden,
-        neck_hidden_sizes=neck,
-        fusion_hidden_size=fusion,
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(out)
+    DepthAnythingForDepthEstimation(depth_anything_config(size)).save_pretrained(out)
     return out
 
 

@@ -52,25 +52,11 @@ def _save_processor(out_dir: Path, size: int, multiple: int, keep_aspect: bool, 
 
 def tiny_depth_anything(out_dir: Path) -> None:
     """Depth Anything V2 layout: hidden 32, 4 layers, 2 heads, neck (8,16,32,32), fusion 16."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers import DepthAnythingForDepthEstimation
 
-    backbone = Dinov2Config(
-        **TINY_VIT,
-        intermediate_size=64,
-        patch_size=14,
-        image_size=518,
-        out_indices=[1, 2, 3, 4],
-        apply_layernorm=True,
-        reshape_hidden_states=False,
-        initializer_range=TINY_INIT_RANGE,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=32,
-        head_hidden_size=8,
-        initializer_range=TINY_INIT_RANGE,
-        **TINY_NECK,
-    )
+    from pipeline.depth_anything import depth_anything_config
+
+    config = depth_anything_config("tiny", head_hidden_size=8, initializer_range=TINY_INIT_RANGE)
     model = DepthAnythingForDepthEstimation(config).eval()
     _lift_final_relu(model, model.head.conv3)
     model.save_pretrained(out_dir)
