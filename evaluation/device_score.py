@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from evaluation.protocol import (
@@ -21,6 +20,7 @@ from evaluation.protocol import (
     scoring_mask,
     solve_scale_shift,
 )
+from labelgen.teachers.base import resize
 
 
 def _metric_sums(est: Tensor, ref: Tensor) -> list[float]:
@@ -72,11 +72,5 @@ def score_tensor(
 
 
 def resize_tensor(pred: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of a 2-D map (antialiased when shrinking), as `score.resize_bilinear`."""
-    if tuple(pred.shape) == tuple(size):
-        return pred
-    shrink = size[0] < pred.shape[0] or size[1] < pred.shape[1]
-    x = F.interpolate(
-        pred.float()[None, None], size=size, mode="bilinear", align_corners=False, antialias=shrink
-    )
-    return x[0, 0]
+    """Bilinear resize of a 2-D map (antialiased when shrinking): the teachers' `resize`."""
+    return resize(pred.float()[None, None], size)[0, 0]

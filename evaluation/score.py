@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
+from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.predict import (
     PREDICTIONS_JSON,
     SCHEMA,
@@ -104,10 +104,9 @@ def resize_bilinear(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a 2-D map (antialiased when shrinking); no-op at equal size."""
     if pred.shape == tuple(size):
         return pred
-    x = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None, None]
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    return x[0, 0].numpy()
+    return resize_tensor(
+        torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32)), size
+    ).numpy()
 
 
 class _Scored(torch.utils.data.Dataset):
@@ -147,8 +146,6 @@ class _Scored(torch.utils.data.Dataset):
 
     def score_on(self, device: torch.device, sample: Any, raw: np.ndarray) -> tuple[Any, ...]:
         """Resize and score one read sample on `device` (the main process)."""
-        from evaluation.device_score import resize_tensor, score_tensor
-
         gt = torch.from_numpy(sample.depth).to(device)
         mask = None if sample.valid_mask is None else torch.from_numpy(sample.valid_mask)
         mask = None if mask is None else mask.to(device)
