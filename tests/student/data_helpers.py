@@ -24,6 +24,10 @@ MapFn = Callable[[str, dict[str, Any], str, list[int]], np.ndarray]
 """`fn(key, plan entry, map name, box) -> (h, w) float32`; box is None for `full`."""
 
 
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_ARRAY_TASK_ID")
+"""Variables that make a process a rank of a launched job; loader tests run without them."""
+
+
 def ramp_image(height: int, width: int, seed: int) -> np.ndarray:
     """uint8 RGB whose red channel encodes x: R = 255·(x + 0.5)/W; green/blue vary with y/seed."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -120,6 +124,14 @@ def edit_manifest(dataset: Path, column: str, change: Callable[[dict], None]) ->
     data = read_json(path)
     change(data)
     write_json(path, data)
+
+
+def two_column_dataset(root: Path) -> Path:
+    """`make_dataset(root)` with teacher columns `a` (wds backend) and `b` (zarr backend)."""
+    ds = make_dataset(root)
+    write_column(ds, "a", backend="wds")
+    write_column(ds, "b", backend="zarr")
+    return ds
 
 
 def copy_dataset(src: Path, dst: Path) -> Path:

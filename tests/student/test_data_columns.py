@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import copy_dataset, edit_manifest, make_dataset, write_column
+from data_helpers import copy_dataset, edit_manifest, two_column_dataset, write_column
 
 from pipeline.dataset import load_dataset
 from student.data.columns import check_columns, label_conversion, to_disparity
@@ -14,11 +14,7 @@ from student.data.columns import check_columns, label_conversion, to_disparity
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("columns")
-    ds = make_dataset(root)
-    write_column(ds, "a", backend="wds")
-    write_column(ds, "b", backend="zarr")
-    return ds
+    return two_column_dataset(tmp_path_factory.mktemp("columns"))
 
 
 @pytest.fixture

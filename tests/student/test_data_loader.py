@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import all_keys, make_dataset, write_column
+from data_helpers import (
+    LAUNCHER_VARIABLES,
+    all_keys,
+    two_column_dataset,
+)
 
 from student.data.loader import bench_decode, bench_loader, make_loader
 from student.data.stream import DistillStream
@@ -17,16 +21,13 @@ S = 56
 
 @pytest.fixture(autouse=True)
 def _no_launcher_env(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_ARRAY_TASK_ID"):
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> Path:
-    ds = make_dataset(tmp_path_factory.mktemp("loader"))
-    write_column(ds, "a", backend="wds")
-    write_column(ds, "b", backend="zarr")
-    return ds
+    return two_column_dataset(tmp_path_factory.mktemp("loader"))
 
 
 def stream(ds: Path, **kw) -> DistillStream:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import (
+    LAUNCHER_VARIABLES,
     all_keys,
     constant,
     copy_dataset,
     edit_manifest,
-    make_dataset,
+    two_column_dataset,
     write_column,
 )
 
@@ -30,16 +31,13 @@ S = 56
 
 @pytest.fixture(autouse=True)
 def _no_launcher_env(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_ARRAY_TASK_ID"):
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    ds = make_dataset(tmp_path_factory.mktemp("stream"))
-    write_column(ds, "a", backend="wds")
-    write_column(ds, "b", backend="zarr")
-    return ds
+    return two_column_dataset(tmp_path_factory.mktemp("stream"))
 
 
 @pytest.fixture
