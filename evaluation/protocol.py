@@ -102,17 +102,8 @@ def fit(pred: np.ndarray, gt: np.ndarray, pred_space: str) -> tuple[float, float
 
     Disparity predictions are fitted to 1/GT on pixels with pred > 0; depth predictions to GT.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if pred_space == "depth":
-            a, b = fit_scale_shift(pred, gt)
-        else:
-            use = (gt > 0) & (pred > 0)
-            if use.all():  # the usual case: no copy of 20+ M pixels
-                a, b = fit_scale_shift(pred, 1.0 / gt)
-            else:
-                a, b = fit_scale_shift(pred[use], 1.0 / gt[use])
-    return a, b, any(issubclass(w.category, RuntimeWarning) for w in caught)
+    p, t = _fit_pixels(np.asarray(pred, np.float64), np.asarray(gt, np.float64), pred_space)
+    return solve_scale_shift(p.size, p.sum(), t.sum(), p @ p, p @ t)
 
 
 def apply_fit(
