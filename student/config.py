@@ -96,7 +96,8 @@ class TrainSettings:
     max_bad_steps: int = 20
     """Consecutive non-finite losses tolerated (each skipped) before the run stops."""
     tensorboard: bool = False
-    """Also write TensorBoard scalars (needs the tensorboard package)."""
+    """Also write the metrics.jsonl values as TensorBoard scalars to RUN/tensorboard (needs the
+    `tensorboard` extra: pip install "distill-any-depth-pipeline[tensorboard]")."""
     data: DataSettings = field(default_factory=DataSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)

@@ -116,14 +116,34 @@ def compute_losses(
     )
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard(run_dir: Path, step: int):
+    """A writer into `RUN_DIR/tensorboard`. Resuming from a checkpoint at `step` hides the events
+    an interrupted run wrote after it: the resumed run writes those steps again."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
         raise ValueError(
-            "tensorboard=true needs the tensorboard package: pip install tensorboard"
+            "tensorboard=true needs the tensorboard package: pip install tensorboard "
+            '(or pip install "distill-any-depth-pipeline[tensorboard]")'
         ) from e
-    return SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    return SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=step + 1 if step else None)
+
+
+def board_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """TensorBoard tags and values of one `metrics.jsonl` record of a step."""
+    scalars = {}
+    for name, value in record.items():
+        if name in ("step", "teacher"):
+            continue
+        if name == "lr":
+            scalars.update({f"lr/{group}": lr for group, lr in value.items()})
+        elif name in ("data_time", "step_time"):
+            scalars[f"time/{name.removesuffix('_time')}"] = value
+        elif name == "grad_norm":
+            scalars["grad_norm"] = value
+        else:
+            scalars[f"loss/{name}"] = value
+    return scalars
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -186,7 +206,7 @@ class Trainer:
         )
         self.step = 0
         self.bad_in_a_row = 0
-        self.board = _tensorboard(job.run_dir) if s.tensorboard and rank == 0 else None
+        self.board = None
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -244,7 +264,7 @@ class Trainer:
             epoch += 1
 
     def fit(self, run: RunDir) -> None:
-        s, acc = self.s, self.s.optim.accumulate
+        s = self.s
         data = self.batches()
         bar = tqdm(
             total=s.steps,
@@ -253,6 +273,17 @@ class Trainer:
             disable=self.rank != 0,
             dynamic_ncols=True,
         )
+        if s.tensorboard and self.rank == 0:
+            self.board = _tensorboard(self.job.run_dir, self.step)
+        try:
+            self.loop(run, data, bar)
+        finally:
+            bar.close()
+            if self.board is not None:
+                self.board.close()
+
+    def loop(self, run: RunDir, data, bar) -> None:
+        s, acc = self.s, self.s.optim.accumulate
         while self.step < s.steps:
             started = time.perf_counter()
             self.model.train()
@@ -274,7 +305,6 @@ class Trainer:
             self.step += 1
             self.after_step(records, grad_norm, waited, time.perf_counter() - started, run)
             bar.update()
-        bar.close()
 
     def skip_bad_step(self, keys: list[str], run: RunDir) -> None:
         self.bad_in_a_row += 1
@@ -295,20 +325,24 @@ class Trainer:
         if self.rank == 0 and (self.step % s.log_every == 0 or self.step == s.steps):
             terms = {k: sum(float(r[0][k]) for r in records) / len(records) for k in records[0][0]}
             lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
-            run.log_metrics(
-                {
-                    "step": self.step,
-                    **terms,
-                    "lr": lrs,
-                    "grad_norm": grad_norm,
-                    "data_time": data_s,
-                    "step_time": step_s,
-                    "teacher": [r[1] for r in records],
-                }
-            )
+            record = {
+                "step": self.step,
+                **terms,
+                "lr": lrs,
+                "grad_norm": grad_norm,
+                "data_time": data_s,
+                "step_time": step_s,
+                "teacher": [r[1] for r in records],
+            }
+            run.log_metrics(record)
+            if self.board is not None:
+                for tag, value in board_scalars(record).items():
+                    self.board.add_scalar(tag, value, self.step)
         if self.step % s.checkpoint_every == 0 or self.step == s.steps:
             if self.rank == 0:
                 save_checkpoint(run.root, self.step, self.state())
+                if self.board is not None:
+                    self.board.flush()
             if self.world > 1:
                 dist.barrier()
 

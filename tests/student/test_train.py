@@ -110,6 +110,39 @@ def test_resume_reproduces_the_uninterrupted_losses(setup, tmp_path):
         assert a["teacher"] == b["teacher"]
 
 
+def _board_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar TensorBoard shows for the run: tag -> [(step, value), ...]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def test_tensorboard_holds_the_metrics_once_per_step_across_a_resume(setup, tmp_path):
+    pytest.importorskip("tensorboard")
+    dataset, init = setup
+    run = tmp_path / "run"
+    board = ["--set", "tensorboard=true", "--set", "checkpoint_every=2"]
+    _train(run, dataset, init, "--steps", "4", "--batch-size", "2", *board)
+    (run / "checkpoints" / "step_0000004.pt").unlink()  # as if killed after step 3
+    (run / "checkpoints" / "step_0000003.pt").unlink(missing_ok=True)
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert len(list((run / "tensorboard").iterdir())) == 2  # one event file per session
+    scalars = _board_scalars(run)
+    metrics = _metrics(run)
+    assert {"loss/loss", "loss/sc", "loss/lg", "grad_norm", "time/data", "time/step"} <= set(
+        scalars
+    )
+    assert any(tag.startswith("lr/") for tag in scalars)
+    for tag, name in [("loss/loss", "loss"), ("loss/sc", "sc"), ("grad_norm", "grad_norm")]:
+        assert [step for step, _ in scalars[tag]] == [1, 2, 3, 4]  # step 3 not shown twice
+        for (_, value), m in zip(scalars[tag], metrics, strict=True):
+            assert value == pytest.approx(m[name], rel=1e-6), (tag, m)
+
+
 def test_training_on_a_small_fixed_set_lowers_the_loss(setup, tmp_path):
     dataset, init = setup
     metrics = _train(
