@@ -199,6 +199,7 @@ class Trainer:
             augment=s.data.augment,
             rank=rank,
             world=world,
+            accumulate=s.optim.accumulate,
         )
         self.loader = make_loader(self.stream, workers=s.data.workers)
         self.scaler = torch.amp.GradScaler(
@@ -236,6 +237,13 @@ class Trainer:
             return None  # skipped on every rank alike, so DDP's collectives stay matched
         self.scaler.scale(terms["loss"] * scale).backward()
         return {k: v.detach() for k, v in terms.items()}
+
+    def teachers_of(self, batch: dict[str, Any]) -> str | list[str]:
+        """What `metrics.jsonl` records of a micro-batch's teacher: its name, or with
+        `per_sample_teacher` the name of each sample's."""
+        if self.s.data.per_sample_teacher:
+            return list(batch["teacher"])
+        return batch["teacher"][0]
 
     def all_finite(self, loss: torch.Tensor) -> bool:
         bad = (~torch.isfinite(loss.detach())).float().reshape(1)
@@ -295,7 +303,7 @@ class Trainer:
                 keys += batch["key"]
                 terms = self.micro_step(batch, 1.0 / acc)
                 if terms is not None:
-                    records.append((terms, batch["teacher"][0]))
+                    records.append((terms, self.teachers_of(batch)))
             if len(records) < acc:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skip_bad_step(keys, run)

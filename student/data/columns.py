@@ -5,6 +5,8 @@ the fix:
 
 - a column without `labels/<teacher>/manifest.json`;
 - a column made for another crop plan (manifest `plan_sha256` ≠ the dataset's plan hash);
+- a column whose codec this installation cannot decode (not in the codec registry, or with
+  parameters it does not take);
 - a column with a shard that is not `done` (or whose shard file is gone);
 - an affine-invariant *depth* teacher (`output_kind: depth`, `invariance: affine`).
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dataset import DatasetInfo, load_dataset
+from pipeline.labels.codecs import codec_from_description
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.labels.store import BACKENDS, _load_builtin_backends
 
@@ -101,6 +104,14 @@ def check_plan(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None
         )
 
 
+def check_codec(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
+    """Refuse a column whose codec is unknown here, before any shard is opened."""
+    try:
+        codec_from_description(manifest.codec, str(info.layout.manifest(column)))
+    except ValueError as e:
+        raise ValueError(f"label column {column!r}: {e}") from e
+
+
 def unfinished_shards(info: DatasetInfo, column: str, manifest: ColumnManifest) -> list[str]:
     """Names of the dataset's shards that the column has not finished (or whose file is gone)."""
     suffix = column_suffix(manifest, info.layout.manifest(column))
@@ -143,6 +154,7 @@ def check_columns(
     for column in teachers:
         manifest = load_column(info, column)
         check_plan(info, column, manifest)
+        check_codec(info, column, manifest)
         check_complete(info, column, manifest)
         label_conversion(manifest)
         manifests[column] = manifest

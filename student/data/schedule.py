@@ -57,11 +57,16 @@ def key_permutation(count: int, seed: int, epoch: int, shard: int) -> list[int]:
     return [int(i) for i in rng_for(seed, TAG_KEYS, epoch, shard).permutation(count)]
 
 
-def steps_for(usable: int, world: int, batch_size: int) -> int:
-    """Batches per rank per epoch: `floor(usable / (world × batch_size))`."""
-    if world < 1 or batch_size < 1:
-        raise ValueError(f"world ({world}) and batch size ({batch_size}) must be ≥ 1")
-    return usable // (world * batch_size)
+def steps_for(usable: int, world: int, batch_size: int, accumulate: int = 1) -> int:
+    """Batches per rank per epoch: `floor(usable / (world × batch_size))`, rounded down to a
+    multiple of `accumulate` (the micro-batches of one optimizer iteration never straddle two
+    epochs)."""
+    if world < 1 or batch_size < 1 or accumulate < 1:
+        raise ValueError(
+            f"world ({world}), batch size ({batch_size}) and accumulate ({accumulate}) must be ≥ 1"
+        )
+    steps = usable // (world * batch_size)
+    return steps - steps % accumulate
 
 
 def worker_quota(steps: int, workers: int, worker: int) -> int:
@@ -134,9 +139,13 @@ def pick(probabilities: Sequence[float], u: float) -> int:
     return max(i for i, p in enumerate(probabilities) if p > 0)
 
 
-def teacher_for_step(probabilities: Sequence[float], seed: int, epoch: int, step: int) -> int:
-    """The teacher of rank-local step `step`: the same on every rank and every worker."""
-    return pick(probabilities, float(rng_for(seed, TAG_TEACHER, epoch, step).random()))
+def teacher_for_step(
+    probabilities: Sequence[float], seed: int, epoch: int, step: int, accumulate: int = 1
+) -> int:
+    """The teacher of rank-local step `step`: the same on every rank and every worker, and on
+    the `accumulate` micro-batches of one optimizer iteration (steps `i·accumulate ...`)."""
+    iteration = step // accumulate
+    return pick(probabilities, float(rng_for(seed, TAG_TEACHER, epoch, iteration).random()))
 
 
 def sample_rng(seed: int, epoch: int, rank: int, step: int, slot: int) -> np.random.Generator:

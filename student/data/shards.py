@@ -139,11 +139,18 @@ class OpenShard:
                 f"{self.image_path}: key {key!r} has members {sorted(exts)}, not one of "
                 f"{IMAGE_EXTS}; re-create it with `pipeline prepare`"
             )
-        data = self._member(exts[found[0]])
-        if request is None:
-            rgb, d, size = decode_rgb(data), 1, None
-        else:
-            rgb, d, size = decode_reduced(data, request)
+        member = exts[found[0]]
+        data = self._member(member)
+        try:
+            if request is None:
+                rgb, d, size = decode_rgb(data), 1, None
+            else:
+                rgb, d, size = decode_reduced(data, request)
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt images
+            raise tario.ShardError(
+                f"{self.image_path}: key {key!r} ({member.name}) does not decode ({e}); check "
+                "the dataset with `pipeline verify` and prepare it again"
+            ) from e
         height, width = self.plans[key]["size"]
         got = list(rgb.shape[:2]) if size is None else list(size)
         reduced = [-(-height // d), -(-width // d)]

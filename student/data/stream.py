@@ -17,9 +17,10 @@ functions of `schedule.py`:
   yields steps 0, 1, 2, ... in order. Each worker opens its own files lazily.
 - Within a worker a shuffle buffer of `shuffle_buffer` sample references (shard, key: no pixels,
   so a large buffer is cheap) is seeded by (seed, epoch, rank, worker).
-- Teachers: by default one teacher per step, drawn with `teacher_weights` from (seed, epoch,
-  step) — the same on every rank and worker, so one optimizer iteration uses one teacher
-  everywhere. With `per_sample_teacher=True` each sample draws its own.
+- Teachers: by default one teacher per optimizer iteration (`accumulate` consecutive steps),
+  drawn with `teacher_weights` from (seed, epoch, iteration) — the same on every rank, worker and
+  micro-batch, so one optimizer iteration uses one teacher everywhere. The steps per epoch are a
+  multiple of `accumulate`. With `per_sample_teacher=True` each sample draws its own.
 - Per sample, from a generator seeded by (seed, epoch, rank, step, slot): the teacher (per-sample
   mode), the region k, the flip and the photometric augmentation. A (seed, epoch) with the same
   world size, batch size and worker count reproduces the stream exactly.
@@ -86,12 +87,18 @@ def current_worker() -> tuple[int, int]:
 
 
 def steps_per_epoch(
-    dataset: DatasetInfo | Path | str, teachers: Sequence[str], *, world: int, batch_size: int
+    dataset: DatasetInfo | Path | str,
+    teachers: Sequence[str],
+    *,
+    world: int,
+    batch_size: int,
+    accumulate: int = 1,
 ) -> int:
-    """Batches every rank runs per epoch: floor(usable samples / (world × batch_size))."""
+    """Batches every rank runs per epoch: floor(usable samples / (world × batch_size)), rounded
+    down to a multiple of `accumulate`."""
     info = as_dataset(dataset)
     counts = usable_counts(info, check_columns(info, list(teachers)))
-    return sch.steps_for(sum(counts), world, batch_size)
+    return sch.steps_for(sum(counts), world, batch_size, accumulate)
 
 
 class DistillStream(IterableDataset):
@@ -125,6 +132,7 @@ class DistillStream(IterableDataset):
         epoch: int = 0,
         max_tiles: int | None = None,
         reduced_decode: bool = True,
+        accumulate: int = 1,
     ) -> None:
         super().__init__()
         _check_args(mode, batch_size, seed, shuffle_buffer, size, epoch)
@@ -144,11 +152,13 @@ class DistillStream(IterableDataset):
         self.size = size
         self.augment = augment if augment is not None else AugmentSettings()
         self.rank, self.world = _rank_world(rank, world)
-        self.steps = sch.steps_for(sum(self.usable), self.world, batch_size)
+        self.accumulate = accumulate
+        self.steps = sch.steps_for(sum(self.usable), self.world, batch_size, accumulate)
         if self.steps == 0:
             raise ValueError(
                 f"{self.info.layout.root}: {sum(self.usable)} usable samples are fewer than "
-                f"world size × batch size = {self.world} × {batch_size}; use a smaller batch"
+                f"world size × batch size × accumulate = {self.world} × {batch_size} × "
+                f"{accumulate}; use a smaller batch or fewer accumulation steps"
             )
         self.epoch, self._skip, self._consumed = epoch, 0, 0
         self.stats: Counter[str] = Counter()
@@ -304,7 +314,9 @@ class DistillStream(IterableDataset):
 
     # -- samples -------------------------------------------------------------------------------
     def _batch(self, pool: ShardPool, chunk: list[SampleRef], step: int) -> dict[str, Any]:
-        fixed = sch.teacher_for_step(self.probabilities, self.seed, self.epoch, step)
+        fixed = sch.teacher_for_step(
+            self.probabilities, self.seed, self.epoch, step, self.accumulate
+        )
         samples, indices = [], []
         for slot, ref in enumerate(chunk):
             rng = sch.sample_rng(self.seed, self.epoch, self.rank, step, slot)

@@ -48,6 +48,20 @@ def test_plan_mismatch(ds: Path) -> None:
         check_columns(ds, ["a", "b"])
 
 
+@pytest.mark.parametrize(
+    "codec, message",
+    [
+        ({"name": "no-such-codec"}, "unknown codec 'no-such-codec'"),
+        ({"name": "pcodec-f16", "params": {"nope": 1}}, "bad parameters"),
+    ],
+)
+def test_codec_this_installation_cannot_decode(ds: Path, codec, message) -> None:
+    edit_manifest(ds, "b", lambda m: m.update(codec=codec))
+    with pytest.raises(ValueError, match="'b'") as e:
+        check_columns(ds, ["a", "b"])
+    assert message in str(e.value) and "manifest.json" in str(e.value)
+
+
 def test_unfinished_shards_are_listed(ds: Path) -> None:
     write_column(ds, "half", shards=[1])
     with pytest.raises(ValueError, match=r"'half'.*2 of 3 shards: 000000, 000002.*labelgen run"):

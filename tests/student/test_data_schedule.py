@@ -19,6 +19,19 @@ def test_teacher_schedule_respects_weights_and_is_pure() -> None:
     assert draws != other_epoch
 
 
+def test_one_teacher_per_optimizer_iteration_and_whole_iterations_per_epoch() -> None:
+    p = [0.5, 0.5]
+    draws = [sch.teacher_for_step(p, 3, 1, step, accumulate=3) for step in range(60)]
+    iterations = [draws[i : i + 3] for i in range(0, 60, 3)]
+    assert all(len(set(it)) == 1 for it in iterations)
+    assert {it[0] for it in iterations} == {0, 1}
+    assert [it[0] for it in iterations] == [sch.teacher_for_step(p, 3, 1, i) for i in range(20)]
+    assert sch.steps_for(usable=23, world=2, batch_size=2) == 5
+    assert sch.steps_for(usable=23, world=2, batch_size=2, accumulate=2) == 4
+    with pytest.raises(ValueError, match="accumulate"):
+        sch.steps_for(usable=23, world=2, batch_size=2, accumulate=0)
+
+
 def test_weights_validation() -> None:
     assert sch.normalized_weights(["a", "b"], None) == [0.5, 0.5]
     assert sch.normalized_weights(["a", "b"], [1, 3]) == [0.25, 0.75]

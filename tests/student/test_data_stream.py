@@ -18,6 +18,7 @@ from data_helpers import (
     write_column,
 )
 
+from pipeline import tario
 from pipeline.dataset import load_dataset
 from pipeline.plan import load_plan_shard, plan_shard_bytes
 from pipeline.tario import ShardError
@@ -76,6 +77,17 @@ def test_weights_pick_teachers(base: Path) -> None:
     per_sample = stream(base, batch_size=5, per_sample_teacher=True, seed=1)
     teachers = [t for e in range(4) for t in _epoch(per_sample, e)[0]["teacher"]]
     assert set(teachers) == {"a", "b"}
+
+
+def test_accumulated_micro_batches_share_their_teacher(base: Path) -> None:
+    plain = stream(base, teacher_weights=[1, 1], seed=2)
+    s = stream(base, teacher_weights=[1, 1], seed=2, accumulate=2)
+    assert len(s) == len(plain) - len(plain) % 2
+    teachers = [b["teacher"][0] for b in s]
+    pairs = [teachers[i : i + 2] for i in range(0, len(s), 2)]
+    assert all(a == b for a, b in pairs)
+    with pytest.raises(ValueError, match="accumulate = 1 × 1 × 99"):
+        stream(base, accumulate=99)
 
 
 def _epoch(s: DistillStream, epoch: int) -> list[dict]:
@@ -224,4 +236,14 @@ def test_plan_shard_out_of_lockstep(ds: Path) -> None:
     plans = load_plan_shard(path)
     path.write_bytes(plan_shard_bytes(dict(reversed(list(plans.items())))))
     with pytest.raises(ShardError, match=r"shard 000000: keys of .*plan/000000\.json"):
+        list(stream(ds))
+
+
+def test_corrupt_image_names_shard_and_key(ds: Path) -> None:
+    path = load_dataset(ds).layout.image_shard(0)
+    member = tario.scan(path)[0]
+    with path.open("r+b") as f:  # the image's first bytes (its signature) overwritten
+        f.seek(member.offset)
+        f.write(b"\0" * 16)
+    with pytest.raises(ShardError, match=rf"000000\.tar: key '{member.key}' .*does not decode"):
         list(stream(ds))

@@ -110,6 +110,19 @@ def test_resume_reproduces_the_uninterrupted_losses(setup, tmp_path):
         assert a["teacher"] == b["teacher"]
 
 
+def test_accumulation_keeps_one_teacher_per_step_and_per_sample_mode_logs_each(setup, tmp_path):
+    dataset, init = setup
+    weights = ["--set", "data.teacher_weights=[1, 1]", "--steps", "4", "--batch-size", "1"]
+    metrics = _train(tmp_path / "acc", dataset, init, *weights, "--set", "optim.accumulate=2")
+    assert [len(m["teacher"]) for m in metrics] == [2] * 4  # two micro-batches per step
+    assert all(len(set(m["teacher"])) == 1 for m in metrics)
+    per_sample = ["--set", "data.per_sample_teacher=true", "--steps", "2", "--batch-size", "2"]
+    metrics = _train(tmp_path / "ps", dataset, init, *per_sample)
+    for m in metrics:
+        (teachers,) = m["teacher"]  # one micro-batch, a teacher per sample
+        assert len(teachers) == 2 and set(teachers) <= {"alpha", "beta"}
+
+
 def _board_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard shows for the run: tag -> [(step, value), ...]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
