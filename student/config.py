@@ -94,7 +94,8 @@ class TrainSettings:
     log_every: int = 10
     """Steps between metric records in metrics.jsonl."""
     max_bad_steps: int = 20
-    """Consecutive non-finite losses tolerated (each skipped) before the run stops."""
+    """The run stops at this many skipped steps in a row. A step is skipped (and recorded in
+    metrics.jsonl) when its loss or gradient is not finite, or on an fp16 overflow."""
     tensorboard: bool = False
     """Also write the metrics.jsonl values as TensorBoard scalars to RUN/tensorboard (needs the
     `tensorboard` extra: pip install "distill-any-depth-pipeline[tensorboard]")."""

@@ -69,11 +69,12 @@ def setup_device() -> tuple[torch.device, int, int]:
 
 
 def lr_factor(step: int, total: int, warmup: int, power: float) -> float:
-    """Linear warm-up (capped at a tenth of the run) then polynomial decay to 0 at `total`."""
+    """Factor of step `step` (0-based): linear warm-up to 1 at step `warm - 1` (warm = warmup
+    capped at a tenth of the run), then polynomial decay towards 0 at step `total`."""
     warm = max(1, min(warmup, total // 10))
     if step < warm:
         return (step + 1) / warm
-    return max(0.0, 1 - (step - warm) / max(1, total - warm)) ** power
+    return max(0.0, 1 - (step + 1 - warm) / max(1, total + 1 - warm)) ** power
 
 
 def resolved_norm(norm: str, n_teachers: int) -> str:
@@ -105,12 +106,14 @@ def compute_losses(
             batch["tile_boxes"],
             region,
             batch["tile_count"],
-            norm=s.loss.norm_lg,
+            norm=resolved_norm(s.loss.norm_lg, n_teachers),
         )
     if align is not None and s.loss.lambda_feat > 0:
         terms["feat"] = align(out["tokens"].float(), out["frozen_tokens"].float())
     if s.loss.lambda_grad > 0:
-        terms["grad"] = gradient_matching(pred, target, valid, norm=s.loss.norm_grad)
+        terms["grad"] = gradient_matching(
+            pred, target, valid, norm=resolved_norm(s.loss.norm_grad, n_teachers)
+        )
     return total_loss(
         terms, {"lg": s.loss.lambda_lg, "feat": s.loss.lambda_feat, "grad": s.loss.lambda_grad}
     )
@@ -215,6 +218,7 @@ class Trainer:
             "model": self.student.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "data": self.stream.state_dict(),
             "epoch": self.stream.state_dict()["epoch"],
         }
@@ -223,6 +227,8 @@ class Trainer:
         self.student.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.stream.load_state_dict(ckpt["data"])
         set_rng_states(ckpt["rng"])
         self.step = int(ckpt["step"])
@@ -251,15 +257,27 @@ class Trainer:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         return bool(bad.item() == 0)
 
-    def optimizer_step(self) -> float:
+    def optimizer_step(self) -> float | None:
+        """Clip, step and schedule; the gradient norm, or None when the step was not taken.
+
+        A non-finite gradient norm (possible with a finite loss) skips the update, as does an
+        fp16 overflow, which the GradScaler answers by lowering its scale. Under DDP the gradients,
+        hence the decision, are the same on every rank.
+        """
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(
             self.student.parameters(), self.s.optim.grad_clip or float("inf")
         )
+        if not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
+            return None
+        self.scheduler.step()
         return float(norm)
 
     # -- the loop --------------------------------------------------------------------------------
@@ -306,33 +324,39 @@ class Trainer:
                     records.append((terms, self.teachers_of(batch)))
             if len(records) < acc:
                 self.optimizer.zero_grad(set_to_none=True)
-                self.skip_bad_step(keys, run)
+                self.skip_bad_step(keys, run, "non-finite loss")
+                continue
+            lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}  # this step's
+            grad_norm = self.optimizer_step()
+            if grad_norm is None:
+                self.skip_bad_step(keys, run, "non-finite gradient")
                 continue
             self.bad_in_a_row = 0
-            grad_norm = self.optimizer_step()
             self.step += 1
-            self.after_step(records, grad_norm, waited, time.perf_counter() - started, run)
+            self.after_step(records, lrs, grad_norm, waited, time.perf_counter() - started, run)
             bar.update()
 
-    def skip_bad_step(self, keys: list[str], run: RunDir) -> None:
+    def skip_bad_step(self, keys: list[str], run: RunDir, why: str) -> None:
+        """Record a step that was not taken. Its record carries the step it would have been
+        (`step + 1`), so a resume from `step` drops it with the steps it redoes."""
         self.bad_in_a_row += 1
-        log.warning("step %d: non-finite loss, step skipped (keys %s)", self.step, keys)
+        attempted = self.step + 1
+        log.warning("step %d: %s, step skipped (keys %s)", attempted, why, keys)
         if self.rank == 0:
-            run.log_metrics({"step": self.step, "skipped": "non-finite loss", "keys": keys})
+            run.log_metrics({"step": attempted, "skipped": why, "keys": keys})
         if self.bad_in_a_row >= self.s.max_bad_steps:
             raise NonFiniteLoss(
-                f"{self.bad_in_a_row} non-finite losses in a row at step {self.step} "
+                f"{self.bad_in_a_row} non-finite losses or gradients in a row at step {attempted} "
                 f"(last batch keys: {keys}); check those labels with `pipeline verify` and the "
                 "learning rate, or resume from an earlier checkpoint"
             )
 
     def after_step(
-        self, records, grad_norm: float, data_s: float, step_s: float, run: RunDir
+        self, records, lrs: dict[str, float], grad_norm: float, data_s: float, step_s: float, run
     ) -> None:
         s = self.s
         if self.rank == 0 and (self.step % s.log_every == 0 or self.step == s.steps):
             terms = {k: sum(float(r[0][k]) for r in records) / len(records) for k in records[0][0]}
-            lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
             record = {
                 "step": self.step,
                 **terms,
@@ -421,4 +445,7 @@ def prepare_job(
         )
     if dataset is None or not teachers or init is None or settings is None:
         raise ValueError("a new run needs --dataset, at least one --teacher and --init")
-    return Job(Path(dataset), teachers, str(init), run.root, settings)
+    # Recorded absolute, so `--resume`, `student export` and `predict` work from any directory;
+    # an init that is not a local path is a hub id and is kept as given.
+    init = str(Path(init).resolve()) if Path(init).exists() else str(init)
+    return Job(Path(dataset).resolve(), teachers, init, run.root, settings)

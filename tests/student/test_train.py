@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from dataset_helpers import prepare_small, write_fake_column, write_photos
 from typer.testing import CliRunner
 
@@ -256,11 +257,87 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(setup, tmp_path, monkey
         ],
     )
     assert result.exit_code != 0
-    assert "3 non-finite losses in a row at step 2" in str(result.exception)
+    assert "3 non-finite losses or gradients in a row at step 3" in str(result.exception)
     assert "keys" in str(result.exception)
     records = _metrics(run)
     assert [r["step"] for r in records if "skipped" not in r] == [1, 2]
     assert sum("skipped" in r for r in records) == 4
+
+
+class _NanGradient(torch.autograd.Function):
+    """Adds 0 to the loss, and NaN to the gradient of the prediction."""
+
+    @staticmethod
+    def forward(ctx, pred):
+        ctx.like = (pred.shape, pred.dtype)
+        return pred.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dtype = ctx.like
+        return torch.full(shape, float("nan"), dtype=dtype)
+
+
+def test_non_finite_gradient_skips_and_resume_drops_the_skip_record(setup, tmp_path, monkeypatch):
+    import student.train as train_module
+
+    real = train_module.compute_losses
+    calls = {"n": 0}
+
+    def nan_gradient_once(out, batch, *args):
+        calls["n"] += 1
+        terms = real(out, batch, *args)
+        if calls["n"] == 2:
+            terms["loss"] = terms["loss"] + _NanGradient.apply(out["pred"])
+        return terms
+
+    monkeypatch.setattr(train_module, "compute_losses", nan_gradient_once)
+    dataset, init = setup
+    run = tmp_path / "run"
+    every = ["--steps", "3", "--batch-size", "1", "--set", "checkpoint_every=1"]
+    metrics = _train(run, dataset, init, *every)
+    assert [(r["step"], r.get("skipped")) for r in metrics] == [
+        (1, None),
+        (2, "non-finite gradient"),  # the loss itself was finite
+        (2, None),
+        (3, None),
+    ]
+    assert all(r["loss"] == r["loss"] for r in metrics if "loss" in r)
+    for step in (2, 3):
+        (run / "checkpoints" / f"step_{step:07d}.pt").unlink()
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [(r["step"], r.get("skipped")) for r in _metrics(run)] == [
+        (1, None),
+        (2, None),
+        (3, None),
+    ]
+
+
+def test_logged_learning_rate_is_the_one_the_step_used(setup, tmp_path):
+    dataset, init = setup
+    lr = ["--set", "optim.lr=1e-3", "--set", "optim.warmup_steps=2", "--set", "optim.poly_power=1"]
+    metrics = _train(tmp_path / "run", dataset, init, "--steps", "20", "--batch-size", "1", *lr)
+    decoder = [m["lr"]["decoder"] for m in metrics]
+    assert decoder[:3] == pytest.approx([0.5e-3, 1e-3, 1e-3 * 18 / 19])
+    assert decoder[-1] == pytest.approx(1e-3 / 19) and min(decoder) > 0
+    assert [m["lr"]["encoder"] for m in metrics] == pytest.approx([d / 10 for d in decoder])
+
+
+def test_auto_normalization_for_every_term_and_paths_recorded_absolute(
+    setup, tmp_path, monkeypatch
+):
+    dataset, init = setup
+    monkeypatch.chdir(dataset.parent)
+    auto = ["--set", "loss.norm_lg=auto", "--set", "loss.norm_grad=auto", "--steps", "1"]
+    args = ["train", "--out", "run", "--dataset", dataset.name, "--init", init.name]
+    result = runner.invoke(app, [*args, "--teacher", "alpha", *FAST, *auto])
+    assert result.exit_code == 0, result.output
+    config = (dataset.parent / "run" / "config.yaml").read_text()
+    assert f"dataset: {dataset}" in config and f"init: {init}" in config
+    monkeypatch.chdir(tmp_path)
+    exported = runner.invoke(app, ["export", str(dataset.parent / "run"), "--out", "hf"])
+    assert exported.exit_code == 0, exported.output
 
 
 def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
