@@ -39,8 +39,16 @@ class RunDir:
             )
         return yaml.safe_load(self.config.read_text())
 
-    def write_env(self, world_size: int) -> None:
-        write_bytes(self.root / "env.json", json.dumps(environment(world_size), indent=1).encode())
+    def write_env(self, world_size: int, resumed_at: int | None = None) -> None:
+        """Record the environment in `env.json`. A resumed session keeps the first session's
+        record and appends its own, with the step it resumed from, to the `resumes` list."""
+        path = self.root / "env.json"
+        env = environment(world_size)
+        if resumed_at is not None and path.is_file():
+            first = json.loads(path.read_text())
+            first.setdefault("resumes", []).append({"step": resumed_at, **env})
+            env = first
+        write_bytes(path, json.dumps(env, indent=1).encode())
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics, "a") as f:

@@ -394,7 +394,7 @@ def run_training(job: Job, resume: bool = False) -> Path:
     if rank == 0:
         if resume:
             run.truncate_metrics(trainer.step)
-        run.write_env(world)
+        run.write_env(world, resumed_at=trainer.step if resume else None)
     trainer.fit(run)
     if world > 1:
         dist.barrier()

@@ -106,6 +106,8 @@ def test_resume_reproduces_the_uninterrupted_losses(setup, tmp_path):
     assert result.exit_code == 0, result.output
     resumed = _metrics(run)
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    env = json.loads((run / "env.json").read_text())
+    assert "torch" in json.dumps(env) and [r["step"] for r in env["resumes"]] == [2]
     for a, b in zip(full, resumed, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
         assert a["teacher"] == b["teacher"]
