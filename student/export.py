@@ -12,12 +12,14 @@ from PIL import Image
 
 from pipeline.colormap import apply_colormap
 from student.checkpoint import latest_checkpoint, load_checkpoint
-from student.model import Student, load_student, save_hf
+from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir
 
 
 def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, str]:
-    """The student of a run at `step` (default: newest checkpoint) and its init source."""
+    """The student of a run at `step` (default: newest checkpoint) and where its image
+    processor comes from: the run's `model/` directory, so the init checkpoint is not needed
+    (runs without one are built from their init source)."""
     run = RunDir(Path(run_dir))
     config = run.read_config()
     if step is None:
@@ -26,9 +28,12 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
         path = run.root / "checkpoints" / f"step_{step:07d}.pt"
     if path is None or not path.exists():
         raise FileNotFoundError(f"{run.root}: no checkpoint {'' if step is None else step} yet")
-    student = load_student(config["init"], frozen_encoder=False)
+    if (run.architecture / "config.json").is_file():
+        student, source = student_from_architecture(run.architecture), str(run.architecture)
+    else:
+        student, source = load_student(config["init"], frozen_encoder=False), config["init"]
     student.model.load_state_dict(load_checkpoint(path)["model"])
-    return student.eval(), config["init"]
+    return student.eval(), source
 
 
 def export_run(run_dir: Path, out: Path, step: int | None = None) -> Path:

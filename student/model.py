@@ -104,19 +104,46 @@ def load_student(source: str | Path, frozen_encoder: bool = True) -> Student:
     return Student(_load_hf(source), frozen_encoder=frozen_encoder)
 
 
+def save_architecture(source: str | Path, out_dir: Path) -> Path:
+    """Write the model config and image processor of `source` (no weights) to `out_dir`, so that
+    a run's checkpoints can be exported without the init checkpoint (`student_from_architecture`).
+    """
+    from transformers import AutoConfig
+
+    out_dir = Path(out_dir)
+    AutoConfig.from_pretrained(str(source)).save_pretrained(out_dir)
+    _image_processor(source).save_pretrained(out_dir)
+    return out_dir
+
+
+def student_from_architecture(directory: Path) -> Student:
+    """A `Student` (no frozen encoder) built from a `save_architecture` directory: its weights are
+    random until a state dict is loaded."""
+    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+
+    config = AutoConfig.from_pretrained(str(directory))
+    return Student(DepthAnythingForDepthEstimation(config), frozen_encoder=False)
+
+
 def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None = None) -> Path:
     """Write a directory that `AutoModelForDepthEstimation.from_pretrained` and
     `transformers.pipeline("depth-estimation", model=DIR)` load."""
-    from transformers import AutoImageProcessor, DPTImageProcessor
-
     out_dir = Path(out_dir)
     student.model.save_pretrained(out_dir)
+    _image_processor(processor_source).save_pretrained(out_dir)
+    return out_dir
+
+
+def _image_processor(source: str | Path | None):
+    """The image processor of `source`, or Depth Anything's (518, keep aspect, multiple of 14)."""
+    from transformers import AutoImageProcessor, DPTImageProcessor
+
     try:
-        if processor_source is None:
+        if source is None:
             raise ValueError("no processor source")
-        processor = AutoImageProcessor.from_pretrained(str(processor_source))
+        return AutoImageProcessor.from_pretrained(str(source))
     except (OSError, ValueError, TypeError):
-        processor = DPTImageProcessor(
+        return DPTImageProcessor(
             size={"height": 518, "width": 518},
             keep_aspect_ratio=True,
             ensure_multiple_of=14,
@@ -124,5 +151,3 @@ def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None
             image_std=list(IMAGENET_STD),
             do_pad=False,
         )
-    processor.save_pretrained(out_dir)
-    return out_dir

@@ -29,6 +29,11 @@ class RunDir:
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    @property
+    def architecture(self) -> Path:
+        """`model/`: the init's model config and image processor, without weights."""
+        return self.root / "model"
+
     def write_config(self, run: dict[str, Any]) -> None:
         write_bytes(self.config, yaml.safe_dump(run, sort_keys=False).encode())
 

@@ -2,7 +2,8 @@
 
 One process per device (torchrun; gloo on CPU, NCCL on GPU). The run directory explains itself:
 `config.yaml` (resolved settings), `env.json` (versions, git sha, world size), `metrics.jsonl`
-(every loss term, learning rate, data and step time, teacher drawn) and `checkpoints/`.
+(every loss term, learning rate, data and step time, teacher drawn), `model/` (the init's
+config and image processor, so exporting needs only the run directory) and `checkpoints/`.
 `--resume` continues from the newest checkpoint with the run's own config.
 """
 
@@ -33,7 +34,7 @@ from student.losses import (
     normalized_l1,
     total_loss,
 )
-from student.model import Student, load_student
+from student.model import Student, load_student, save_architecture
 from student.rundir import RunDir
 
 log = logging.getLogger("student")
@@ -420,6 +421,7 @@ def _start_run(run: RunDir, job: Job, world: int) -> None:
                 "settings": to_dict(job.settings),
             }
         )
+        save_architecture(job.init, run.architecture)
     if world > 1:
         dist.barrier()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -348,8 +349,10 @@ def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
     from transformers import AutoModelForDepthEstimation, pipeline
 
     dataset, init = setup
-    run = tmp_path / "run"
-    _train(run, dataset, init, "--steps", "2", "--batch-size", "1")
+    run, own_init = tmp_path / "run", tmp_path / "init"
+    shutil.copytree(init, own_init)
+    _train(run, dataset, own_init, "--steps", "2", "--batch-size", "1")
+    shutil.rmtree(own_init)  # the run directory alone is enough to export and predict
     hf = tmp_path / "hf"
     result = runner.invoke(app, ["export", str(run), "--out", str(hf)])
     assert result.exit_code == 0, result.output
