@@ -23,9 +23,10 @@ def test_bench_prints_table_and_ratios(capsys):
         "none",
         bench_losses.REFERENCE,
         bench_losses.REPLICATED,
+        bench_losses.FLOOR,
     ):
         assert f"| {name} |" in out
-    assert "hybrid / global" in out
+    assert "hybrid / global" in out and "the median floor" in out
     assert (
         f"{bench_losses.REFERENCE} / hybrid" in out and f"{bench_losses.REPLICATED} / hybrid" in out
     )
