@@ -96,10 +96,17 @@ class OrderedBatcher:
         ]
         if not items:
             return
+        failure = None
         try:
             out = self.predict(torch.stack([view for _, _, view in items]))
         except Exception as e:  # noqa: BLE001 - one bad image must not stop a shard
-            self._recover(items, e)
+            # Keep only the facts: the traceback holds the failed forward's frames, and with
+            # them its device tensors, which must be freed before the smaller retries.
+            failure = (is_out_of_memory(e), f"{type(e).__name__}: {e}")
+            e.__traceback__ = None
+            del e
+        if failure is not None:
+            self._recover(items, *failure)
             return
         ready = getattr(out, "ready", None)  # set by predictors that copy back asynchronously
         for (key, name, _), pred in zip(items, out, strict=True):
@@ -112,8 +119,8 @@ class OrderedBatcher:
             pending.remaining.discard(name)
             self.views_done += 1
 
-    def _recover(self, items: list[tuple[str, str, torch.Tensor]], e: Exception) -> None:
-        if is_out_of_memory(e) and len(items) > 1:
+    def _recover(self, items: list[tuple[str, str, torch.Tensor]], oom: bool, error: str) -> None:
+        if oom and len(items) > 1:
             self.oom_retries += 1
             self.batch_size = max(1, len(items) // 2)  # later batches start at the smaller size
             if torch.cuda.is_available():
@@ -127,6 +134,6 @@ class OrderedBatcher:
         else:
             key, name, _ = items[0]
             pending = self._pending[key]
-            pending.done.error = f"inference failed on view {name}: {type(e).__name__}: {e}"
+            pending.done.error = f"inference failed on view {name}: {error}"
             pending.done.maps.clear()
             pending.remaining.clear()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher, weights_identity
 from pipeline.claims import try_claim, worker_id
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
-from pipeline.distributed import WorkerInfo, my_share, worker_info
+from pipeline.distributed import WorkerInfo, local_rank, my_share, worker_info
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.manifest import (
     ColumnManifest,
@@ -112,8 +111,15 @@ def resolve_device(name: str) -> torch.device:
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", local_rank(devices=torch.cuda.device_count()))
     return torch.device("cpu")
+
+
+def use_device(device: torch.device) -> None:
+    """Make a CUDA device the current one, so that every kernel, context and default stream of
+    this process is on it (not on cuda:0)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
 
 
 def _provenance(spec: TeacherSpec, teacher: Any, info: DatasetInfo, s: RunSettings) -> dict:
@@ -213,7 +219,7 @@ def host_predictor(teacher: Any, device: torch.device):
         host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(out, non_blocking=True)
         host.ready = torch.cuda.Event()
-        host.ready.record()
+        host.ready.record(torch.cuda.current_stream(device))  # the stream that runs the copy
         return host
 
     return predict
@@ -367,7 +373,7 @@ def run(
     if len(set(names)) != len(names):
         raise ValueError(f"teacher names must be unique, got {names}")
     worker = worker_info(env)
-    ctx = _Context(
-        load_dataset(dataset), settings, worker, resolve_device(settings.device), worker_id()
-    )
+    device = resolve_device(settings.device)
+    use_device(device)
+    ctx = _Context(load_dataset(dataset), settings, worker, device, worker_id())
     return [_run_teacher(ctx, spec) for spec in specs]

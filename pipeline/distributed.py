@@ -53,6 +53,19 @@ def worker_info(env: Mapping[str, str] | None = None) -> WorkerInfo:
     return info
 
 
+def local_rank(env: Mapping[str, str] | None = None, devices: int | None = None) -> int:
+    """This process's GPU index on its node: `LOCAL_RANK` (torchrun), else `SLURM_LOCALID`
+    (`srun`), else 0; taken modulo `devices` (the visible GPUs) when given, so a task that SLURM
+    restricted to one GPU uses that one."""
+    env = os.environ if env is None else env
+    index = 0
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if name in env:
+            index = _int(env, name)
+            break
+    return index % devices if devices else index
+
+
 def my_share(items: Sequence[T], info: WorkerInfo) -> list[T]:
     """Static round-robin split: item i belongs to rank i % world_size."""
     return [item for i, item in enumerate(items) if i % info.world_size == info.rank]

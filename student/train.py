@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipeline.config import from_dict, to_dict
-from pipeline.distributed import worker_info
+from pipeline.distributed import local_rank, worker_info
 from student.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states
 from student.config import TrainSettings
 from student.data import DistillStream, make_loader
@@ -62,7 +61,7 @@ def setup_device() -> tuple[torch.device, int, int]:
     if info.world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", local_rank(devices=torch.cuda.device_count()))
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

@@ -79,3 +79,14 @@ def test_heartbeat_keeps_a_live_claim_fresh(tmp_path):
     time.sleep(0.6)  # longer than ttl, but the heartbeat refreshed the file
     assert try_claim(tmp_path, "000001", "b", ttl=0.4) is None
     claim.release()
+
+
+def test_local_rank_from_torchrun_or_srun():
+    from pipeline.distributed import local_rank
+
+    assert local_rank({}) == 0
+    assert local_rank({"LOCAL_RANK": "3", "SLURM_LOCALID": "1"}) == 3  # torchrun inside srun
+    assert local_rank({"SLURM_LOCALID": "2"}, devices=4) == 2  # srun: one task per GPU
+    assert local_rank({"SLURM_LOCALID": "2"}, devices=1) == 0  # each task sees only its GPU
+    with pytest.raises(ValueError, match="LOCAL_RANK"):
+        local_rank({"LOCAL_RANK": "x"})

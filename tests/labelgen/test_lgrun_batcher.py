@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
@@ -137,6 +139,27 @@ def test_out_of_memory_is_retried_in_halves():
     assert batcher.oom_retries > 0
     assert max(n for n, _ in teacher.calls) <= 2
     assert batcher.views_done == sum(len(v) for _, v in items)
+
+
+def test_out_of_memory_retry_runs_after_the_failed_forward_is_freed():
+    """The failed forward's tensors (held by its traceback's frames) are gone before the smaller
+    retries start; otherwise they would still occupy the device memory the retry needs."""
+    alive = []
+
+    def predict(batch):
+        if alive:
+            assert alive[-1]() is None, "the failed batch's activations are still referenced"
+        if len(batch) > 2:
+            activations = batch.float() * 2  # what a real forward holds when memory runs out
+            alive.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB (fake)")
+        return batch[:, :1].float()
+
+    items = images(4, planned=3)
+    batcher = OrderedBatcher(predict, 8)
+    done = feed(batcher, items)
+    assert alive and batcher.oom_retries > 0
+    assert all(d.error is None for d in done)
 
 
 def test_out_of_memory_message_counts_and_single_view_oom_fails_only_that_image():
