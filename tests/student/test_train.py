@@ -369,3 +369,18 @@ def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
     from_run = runner.invoke(app, ["predict", str(run), str(photo), "--out", str(tmp_path / "p2")])
     assert from_run.exit_code == 0, from_run.output
     assert np.allclose(np.load(tmp_path / "p2" / f"{photo.stem}.npy"), disparity, atol=1e-4)
+
+
+def test_prediction_stays_float32_under_bf16_autocast(setup):
+    from student.model import load_student
+
+    _, init = setup
+    student = load_student(init).eval()
+    x = torch.rand(2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = student(x)
+    pred = out["pred"]
+    assert pred.dtype == torch.float32
+    assert not torch.equal(pred, pred.bfloat16().float())  # not rounded to bf16 on the way
+    keys = set(student.model.state_dict())
+    assert any(k.startswith("head.conv") for k in keys) and not any(".head.head" in k for k in keys)
