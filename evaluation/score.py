@@ -146,10 +146,11 @@ class _Scored(torch.utils.data.Dataset):
 
     def score_on(self, device: torch.device, sample: Any, raw: np.ndarray) -> tuple[Any, ...]:
         """Resize and score one read sample on `device` (the main process)."""
-        gt = torch.from_numpy(sample.depth).to(device)
+        gt = torch.from_numpy(_native(sample.depth)).to(device)
         mask = None if sample.valid_mask is None else torch.from_numpy(sample.valid_mask)
         mask = None if mask is None else mask.to(device)
-        pred = resize_tensor(torch.from_numpy(raw).to(device), tuple(sample.depth.shape))
+        pred = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
+        pred = resize_tensor(pred, tuple(sample.depth.shape))
         row = score_tensor(pred, gt, self.ds.name, self.pred_space, mask, self.settings.score_space)
         figure_pred = pred.cpu().numpy() if self.settings.figures else raw
         return self.finish(row, sample, figure_pred)
@@ -276,3 +277,8 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
     return buf.getvalue()
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """`a` in native byte order and contiguous (what `torch.from_numpy` accepts)."""
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))

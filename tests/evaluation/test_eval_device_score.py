@@ -66,14 +66,16 @@ def test_tensor_resize_equals_numpy_resize():
         )
 
 
-def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path):
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8"])  # big-endian and float64 files too
+def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path, dtype):
     import evaluation.score as score_module
     from evaluation.middlebury import load_motorcycle
 
     _, depth = load_motorcycle()
     path = tmp_path / "predictions" / "middlebury" / "motorcycle.npy"
     path.parent.mkdir(parents=True)
-    np.save(path, np.tile(np.linspace(1.0, 2.0, 370, dtype=np.float32), (250, 1)))
+    pred = np.tile(np.linspace(1.0, 2.0, 370, dtype=np.float32), (250, 1))
+    np.save(path, pred.astype(dtype))
     settings = ScoreSettings(pred_space="disparity", workers=0, device="cpu")
     ds = [open_dataset("middlebury")]
     on_cpu = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
