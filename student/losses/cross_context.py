@@ -54,7 +54,7 @@ def _sample_tiles(
             f"tiles and tile_boxes must have one entry per sample ({batch}), "
             f"got {len(tiles)} and {len(tile_boxes)}"
         )
-    counts = [None] * batch if tile_count is None else [int(c) for c in tile_count]
+    counts = [None] * batch if tile_count is None else [int(c) for c in torch.as_tensor(tile_count).tolist()]
     if len(counts) != batch:
         raise ValueError(f"tile_count must have {batch} entries, got {len(counts)}")
     labels, boxes = [], []

@@ -29,9 +29,11 @@ def flip_boxes(boxes: BoxesLike, width: int | float | Tensor) -> Tensor:
     `x0' = width - x1`, `x1' = width - x0`; applying it twice gives the boxes back.
     """
     b = torch.as_tensor(boxes)
+    if not b.is_floating_point():  # a fractional width must not be truncated
+        b = b.to(torch.float64)
     if b.shape[-1:] != (4,):
         raise ValueError(f"boxes must have a last dimension of 4, got {tuple(b.shape)}")
-    w = torch.as_tensor(width, dtype=b.dtype if b.is_floating_point() else None)
+    w = torch.as_tensor(width, dtype=b.dtype, device=b.device)
     if w.dim() > 0:
         w = w.reshape(*w.shape, *([1] * (b.dim() - 1 - w.dim())))
     out = b.clone()
@@ -124,8 +126,9 @@ def labels_on_canvas(labels: list[Tensor], sizes: Tensor, canvas: tuple[int, int
     dtype = torch.promote_types(ref.dtype, torch.float32)
     out = torch.full((len(labels), *canvas), float("nan"), dtype=dtype, device=ref.device)
     groups: dict[tuple[int, ...], list[int]] = {}
+    size_list = sizes.tolist()  # one device-to-host read for all tiles
     for n, lab in enumerate(labels):
-        key = (*lab.shape[-2:], *sizes[n].tolist())
+        key = (*lab.shape[-2:], *size_list[n])
         groups.setdefault(key, []).append(n)
     for (_, _, gh, gw), idx in groups.items():
         stacked = torch.stack([labels[n] for n in idx]).to(dtype)

@@ -123,8 +123,9 @@ def test_flip_boxes_round_trip():
     once = flip_boxes(boxes, widths)
     assert once[0, 0].tolist() == [50, 5, 90, 40]
     assert once[1, 0].tolist() == [23, 4, 27, 9]
-    assert torch.equal(flip_boxes(once, widths), boxes)
+    assert torch.equal(flip_boxes(once, widths), boxes.double())
     assert flip_boxes([10, 5, 50, 40], 100).tolist() == [50, 5, 90, 40]
+    assert flip_boxes([[1, 2, 3, 4]], 10.5).tolist() == [[7.5, 2, 9.5, 4]]  # not truncated
     with pytest.raises(ValueError, match="boxes"):
         flip_boxes([1, 2, 3], 10)
 
