@@ -26,7 +26,7 @@ def rng_states() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()  # this rank's device only
     return states
 
 
@@ -35,7 +35,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        # Into this rank's current device, whatever the number of GPUs of the saving node.
+        cuda = states["cuda"]
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list | tuple) else cuda)
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:

@@ -149,9 +149,15 @@ def board_scalars(record: dict[str, Any]) -> dict[str, float]:
     return scalars
 
 
+HOST_ONLY = frozenset({"image"})
+"""Batch members training never reads on the device (the student sees `image_aug`)."""
+
+
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        k: v.to(device, non_blocking=True)
+        if isinstance(v, torch.Tensor) and k not in HOST_ONLY
+        else v
         for k, v in batch.items()
     }
 
@@ -234,14 +240,21 @@ class Trainer:
         self.step = int(ckpt["step"])
 
     # -- one optimizer step ----------------------------------------------------------------------
-    def micro_step(self, batch: dict[str, Any], scale: float) -> dict[str, torch.Tensor] | None:
+    def micro_step(
+        self, batch: dict[str, Any], scale: float, sync: bool = True
+    ) -> dict[str, torch.Tensor] | None:
+        """Forward and backward of one micro-batch. `sync=False` (all but the last micro-batch of
+        an accumulated step) leaves the gradients unreduced under DDP: the last backward
+        all-reduces the accumulated sum once."""
         batch = _to(batch, self.device)
-        with _autocast(self.device, self.s.precision):
-            out = self.model(batch["image_aug"])
-        terms = compute_losses(out, batch, self.s, len(self.job.teachers), self.align)
-        if not self.all_finite(terms["loss"]):
-            return None  # skipped on every rank alike, so DDP's collectives stay matched
-        self.scaler.scale(terms["loss"] * scale).backward()
+        quiet = self.model.no_sync() if not sync and self.world > 1 else contextlib.nullcontext()
+        with quiet:
+            with _autocast(self.device, self.s.precision):
+                out = self.model(batch["image_aug"])
+            terms = compute_losses(out, batch, self.s, len(self.job.teachers), self.align)
+            if not self.all_finite(terms["loss"]):
+                return None  # skipped on every rank alike, so DDP's collectives stay matched
+            self.scaler.scale(terms["loss"] * scale).backward()
         return {k: v.detach() for k, v in terms.items()}
 
     def teachers_of(self, batch: dict[str, Any]) -> str | list[str]:
@@ -314,12 +327,12 @@ class Trainer:
             started = time.perf_counter()
             self.model.train()
             records, keys, waited = [], [], 0.0
-            for _ in range(acc):
+            for micro in range(acc):
                 t0 = time.perf_counter()
                 batch = next(data)
                 waited += time.perf_counter() - t0
                 keys += batch["key"]
-                terms = self.micro_step(batch, 1.0 / acc)
+                terms = self.micro_step(batch, 1.0 / acc, sync=micro == acc - 1)
                 if terms is not None:
                     records.append((terms, self.teachers_of(batch)))
             if len(records) < acc:

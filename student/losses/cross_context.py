@@ -54,7 +54,10 @@ def _sample_tiles(
             f"tiles and tile_boxes must have one entry per sample ({batch}), "
             f"got {len(tiles)} and {len(tile_boxes)}"
         )
-    counts = [None] * batch if tile_count is None else [int(c) for c in torch.as_tensor(tile_count).tolist()]
+    if tile_count is None:
+        counts = [None] * batch
+    else:  # one host read (a GPU sync), not one per sample
+        counts = [int(c) for c in torch.as_tensor(tile_count).tolist()]
     if len(counts) != batch:
         raise ValueError(f"tile_count must have {batch} entries, got {len(counts)}")
     labels, boxes = [], []

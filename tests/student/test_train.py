@@ -213,12 +213,16 @@ def test_two_process_torchrun_gloo(setup, tmp_path):
         "3",
         "--batch-size",
         "1",
+        "--set",
+        "optim.accumulate=2",  # the first micro-batch of each step runs under DDP's no_sync
         *FAST,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [m["step"] for m in _metrics(run)] == [1, 2, 3]
+    metrics = _metrics(run)
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert all(len(m["teacher"]) == 2 for m in metrics)
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
 
 
