@@ -52,7 +52,9 @@ class RunSettings:
     batch_size: int = 16
     """Views per teacher forward pass; halved automatically on out-of-memory."""
     precision: str = "bf16"
-    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked)."""
+    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked). The depth
+    head of Transformers teachers computes in float32 in any case, so labels are not rounded to
+    bf16."""
     device: str = "auto"
     """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
     workers: int = 4

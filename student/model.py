@@ -8,12 +8,13 @@ feature-alignment loss; the student never sees a teacher).
 from __future__ import annotations
 
 import copy
-import types
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from pipeline.precision import keep_float32
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,20 +48,6 @@ def _freeze_unused(model: nn.Module) -> None:
             param.requires_grad_(False)
 
 
-def _float32_head(head: nn.Module) -> None:
-    """Run the depth head outside autocast on float32 features (an instance-level override, so
-    parameter names and the saved model are unchanged). Under bf16 autocast the prediction would
-    otherwise be rounded to bf16 (8 bits of mantissa) before the losses see it, which raises the
-    floor of the normalized and gradient losses several-fold. The head is a few convolutions at
-    the output resolution; the encoder and neck keep running in bf16."""
-    head.forward = types.MethodType(_float32_forward, head)  # bound: a deepcopy rebinds it
-
-
-def _float32_forward(head: nn.Module, hidden_states, *args, **kwargs):
-    with torch.autocast(hidden_states[0].device.type, enabled=False):
-        return type(head).forward(head, [h.float() for h in hidden_states], *args, **kwargs)
-
-
 class Student(nn.Module):
     """`forward(images [B,3,H,W] in [0,1])` -> {"pred": [B,1,H,W] disparity, "tokens": [B,N,C],
     "frozen_tokens": [B,N,C] (no grad)}; H and W must be multiples of 14."""
@@ -69,7 +56,7 @@ class Student(nn.Module):
         super().__init__()
         self.model = model
         _freeze_unused(model)
-        _float32_head(model.head)
+        keep_float32(model.head)  # a bf16 run's prediction is not rounded to bf16
         self.frozen = (
             copy.deepcopy(model.backbone).requires_grad_(False).eval() if frozen_encoder else None
         )

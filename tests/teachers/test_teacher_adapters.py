@@ -78,6 +78,18 @@ def test_bf16_runs_on_cpu_and_returns_float32(adapter, tiny_teacher):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", ["depth-anything-v2", "dpt"])
+def test_bf16_teacher_head_computes_in_float32(name, tiny_teacher):
+    """The body runs in bf16; the depth head in float32, so labels are not rounded to bf16."""
+    teacher = tiny_teacher(name, precision="bf16")
+    dtypes = {(n.startswith("head."), p.dtype) for n, p in teacher.model.named_parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
+    with torch.no_grad():
+        raw = teacher._forward(images(2, 56, 56))
+    assert raw.dtype == torch.float32
+    assert not torch.equal(raw, raw.bfloat16().float())
+
+
 def test_rejects_bad_input(tiny_teacher):
     teacher = tiny_teacher("depth-anything-v2")
     with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
