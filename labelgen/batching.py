@@ -44,6 +44,29 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+BROKEN_DEVICE = (
+    "illegal memory access",
+    "device-side assert",
+    "unspecified launch failure",
+    "an illegal instruction",
+    "misaligned address",
+    "cudnn_status_internal_error",
+    "cublas_status_execution_failed",
+)
+
+
+class DeviceFailure(RuntimeError):
+    """The GPU is in an unrecoverable state (a CUDA error that poisons the context): every later
+    batch would fail too, so the job stops instead of failing image after image."""
+
+
+def is_broken_device(e: BaseException) -> bool:
+    if is_out_of_memory(e):
+        return False
+    text = str(e).lower()
+    return any(marker in text for marker in BROKEN_DEVICE)
+
+
 class OrderedBatcher:
     """Feed images with `add`, collect finished ones from its return values and `flush()`."""
 
@@ -103,8 +126,15 @@ class OrderedBatcher:
             # Keep only the facts: the traceback holds the failed forward's frames, and with
             # them its device tensors, which must be freed before the smaller retries.
             failure = (is_out_of_memory(e), f"{type(e).__name__}: {e}")
+            broken = is_broken_device(e)
             e.__traceback__ = None
             del e
+            if broken:
+                raise DeviceFailure(
+                    f"the device failed and cannot recover ({failure[1]}); stopping. Re-run the "
+                    "same command to resume (finished shards are kept); if it recurs, run with "
+                    "CUDA_LAUNCH_BLOCKING=1 to locate it"
+                ) from None
         if failure is not None:
             self._recover(items, *failure)
             return

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 import pipeline
+from labelgen.batching import DeviceFailure
 from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher, weights_identity
 from pipeline.claims import try_claim, worker_id
@@ -341,6 +342,9 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
                 continue
             try:
                 _label_item(ctx, spec, teacher, shard, bar, report)
+            except DeviceFailure as e:  # every later shard would fail too: stop the job
+                record_shard(column_dir, shard.name, shard_entry("failed", error=str(e)))
+                raise
             except Exception as e:  # noqa: BLE001 - recorded in the manifest, the job goes on
                 log.exception("%s shard %s failed", spec.name, shard.name)
                 error = f"{type(e).__name__}: {e}"

@@ -231,3 +231,30 @@ def test_out_of_memory_batches_are_retried_in_halves(
                 for view in want.names(key):  # ... and every view is labelled as without OOM
                     a, b = got.read(key, view), want.read(key, view)
                     np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-3 * np.abs(b).max())
+
+
+def test_a_broken_device_stops_the_job_and_a_rerun_resumes(base_dataset, ckpt, tmp_path):
+    """An error that poisons the CUDA context (here simulated) stops labelling at once, with
+    the shard recorded as failed, instead of failing every later image; re-running finishes."""
+    from labelgen.batching import DeviceFailure
+
+    ds = copy_dataset(base_dataset, tmp_path / "ds")
+    calls = {"n": 0}
+
+    def breaks_once(original, x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        sizes = wrap_predict(mp, breaks_once)
+        with pytest.raises(DeviceFailure, match="illegal memory access.*Re-run the same command"):
+            label(ds, [spec_str("dav", ckpt)], batch_size=4)
+    assert len(sizes) == 3  # nothing was tried after the failure
+    manifest = ColumnManifest.load(ds / "labels" / "dav" / "manifest.json")
+    statuses = {name: entry["status"] for name, entry in manifest.shards.items()}
+    assert "failed" in statuses.values() and list(statuses.values()).count("failed") == 1
+    (report,) = label(ds, [spec_str("dav", ckpt)], batch_size=4)
+    assert report.failures == 0
+    assert verify_dataset(ds).ok
