@@ -48,15 +48,17 @@ def score_tensor(
     import numpy as np
 
     rules = DATASETS.get(dataset)
-    mask = scoring_mask(gt, rules, valid_mask) & torch.isfinite(pred)
+    mask = scoring_mask(gt, rules, valid_mask)
     if not bool(mask.any()):
-        return {"status": "empty_mask", "valid_pixels": 0}
+        return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
     p, g = pred[mask].double(), gt[mask].double()
+    finite = torch.isfinite(p)
     if pred_space == "depth":
-        fp, ft = p, g
+        fp, ft = p[finite], g[finite]
     else:
-        use = (g > 0) & (p > 0)
+        use = finite & (g > 0) & (p > 0)
         fp, ft = p[use], 1.0 / g[use]
+    p = torch.where(finite, p, 0.0)
     sums = (fp.numel(), float(fp.sum()), float(ft.sum()), float(fp @ fp), float(fp @ ft))
     a, b, degenerate = solve_scale_shift(*sums)
     est = a * p + b
@@ -64,11 +66,18 @@ def score_tensor(
         est = 1.0 / est.clamp_min(DISPARITY_FLOOR)
     lo, hi = rules.depth_clip()
     est = est.clamp(lo, hi).clamp_min(DEPTH_FLOOR)
+    worst = torch.where(g - lo > hi - g, lo, hi).clamp_min(DEPTH_FLOOR)  # protocol.worst_depth
+    est = torch.where(finite, est, worst)
     if score_space == "disparity":
         est, g = 1.0 / est, 1.0 / g
     result = metrics_from_sums(np.array(_metric_sums(est, g)))
     status = "degenerate_fit" if degenerate else "ok"
-    return {**result, "status": status, "valid_pixels": int(mask.sum())}
+    return {
+        **result,
+        "status": status,
+        "valid_pixels": int(mask.sum()),
+        "nonfinite_pixels": int((~finite).sum()),
+    }
 
 
 def resize_tensor(pred: Tensor, size: tuple[int, int]) -> Tensor:

@@ -119,6 +119,15 @@ def apply_fit(
     return np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
 
 
+def worst_depth(gt: np.ndarray, rules: DatasetRules) -> np.ndarray:
+    """What a non-finite predicted pixel is scored as: the end of the dataset's depth clip
+    farther from the ground truth (the largest error an aligned prediction can have there). Such
+    pixels stay in the scored set, so NaN or inf outputs cost accuracy instead of being dropped."""
+    lo, hi = rules.depth_clip()
+    with np.errstate(invalid="ignore"):  # unscored NaN/inf ground truth (figures) is harmless
+        return np.maximum(np.where(gt - lo > hi - gt, lo, hi), DEPTH_FLOOR)
+
+
 def align(
     pred: np.ndarray, gt: np.ndarray, rules: DatasetRules, pred_space: str
 ) -> tuple[np.ndarray, bool]:
@@ -198,8 +207,10 @@ def score(
 ) -> dict[str, Any]:
     """Score one sample. `pred`, `gt`: `[H, W]`, `gt` metric depth as the loader yields it.
 
-    Returns the metrics (fractions) and `status`: 'ok', 'degenerate_fit' (scored with scale 1,
-    shift 0) or 'empty_mask' (no metrics; counted by `summarize`, never NaN).
+    Returns the metrics (fractions), `status`: 'ok', 'degenerate_fit' (scored with scale 1,
+    shift 0) or 'empty_mask' (no metrics; counted by `summarize`, never NaN), and
+    `nonfinite_pixels`: scored pixels where the prediction is NaN or ±inf. Those are left out of
+    the fit and scored as `worst_depth`, never dropped from the scored set.
     `score_space='disparity'` scores the aligned disparity against 1/GT instead (the Depth
     Anything convention; only for disparity predictions). Same numbers as `align` + `metrics`
     on the masked pixels, computed in two streaming passes over cache-sized blocks.
@@ -211,22 +222,36 @@ def score(
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     if score_space == "disparity" and pred_space != "disparity":
         raise ValueError("score_space='disparity' needs a disparity prediction")
-    mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
+    mask = scoring_mask(gt, rules, valid_mask)
     if not mask.any():
-        return {"status": "empty_mask", "valid_pixels": 0}
+        return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
     fit_sums = np.zeros(5)
     for p, g in _blocks(mask, pred, gt):
+        finite = np.isfinite(p)
+        if not finite.all():
+            p, g = p[finite], g[finite]
         fp, ft = _fit_pixels(p, g, pred_space)
         fit_sums += (fp.size, fp.sum(), ft.sum(), fp @ fp, fp @ ft)
     a, b, degenerate = solve_scale_shift(*fit_sums)
-    sums = np.zeros(6)
+    sums, nonfinite = np.zeros(6), 0
     for p, g in _blocks(mask, pred, gt):
-        est = apply_fit(p, a, b, rules, pred_space)
+        finite = np.isfinite(p)
+        if finite.all():
+            est = apply_fit(p, a, b, rules, pred_space)
+        else:
+            nonfinite += int(finite.size - np.count_nonzero(finite))
+            est = apply_fit(np.where(finite, p, 0.0), a, b, rules, pred_space)
+            est = np.where(finite, est, worst_depth(g, rules))
         sums += (
             metric_sums(1.0 / est, 1.0 / g) if score_space == "disparity" else metric_sums(est, g)
         )
     status = "degenerate_fit" if degenerate else "ok"
-    return {**metrics_from_sums(sums), "status": status, "valid_pixels": int(sums[0])}
+    return {
+        **metrics_from_sums(sums),
+        "status": status,
+        "valid_pixels": int(sums[0]),
+        "nonfinite_pixels": nonfinite,
+    }
 
 
 def aligned_depth(
@@ -239,12 +264,14 @@ def aligned_depth(
     """The whole prediction aligned as `score` aligns it (fit on the scored pixels, applied to
     every pixel), and the scored mask; for figures. Degenerate fits give scale 1, shift 0."""
     rules = DATASETS.get(dataset)
-    mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
+    mask = scoring_mask(gt, rules, valid_mask)
+    fitted = mask & np.isfinite(pred)
     a, b = 1.0, 0.0
-    if mask.any():
-        a, b, _ = fit(pred[mask], gt[mask].astype(np.float64), pred_space)
+    if fitted.any():
+        a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space)
     finite = np.where(np.isfinite(pred), pred, 0)
-    return apply_fit(finite, a, b, rules, pred_space), mask
+    est = apply_fit(finite, a, b, rules, pred_space)
+    return np.where(np.isfinite(pred), est, worst_depth(gt, rules)), mask
 
 
 METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
@@ -258,6 +285,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "scored": len(scored),
         "empty_mask": len(samples) - len(scored),
         "degenerate_fit": sum(s.get("status") == "degenerate_fit" for s in samples),
+        "nonfinite_pred": sum(bool(s.get("nonfinite_pixels")) for s in samples),
     }
     for name in METRICS:
         out[name] = float(np.mean([s[name] for s in scored])) if scored else None

@@ -49,7 +49,7 @@ from pipeline.atomic import write_bytes, write_json
 from pipeline.environment import environment
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
-CSV_COLUMNS = ("dataset", "key", "status", "valid_pixels", *METRICS)
+CSV_COLUMNS = ("dataset", "key", "status", "valid_pixels", "nonfinite_pixels", *METRICS)
 
 
 @dataclass(frozen=True)

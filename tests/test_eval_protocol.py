@@ -157,3 +157,28 @@ def test_zero_depth_inside_diodes_mask_is_not_scored():
     pred = 1.0 / np.array([[1.0, 2.0, 4.0, 8.0]])
     result = score(pred, gt, "diode", "disparity", valid_mask=np.ones_like(gt, dtype=bool))
     assert result["valid_pixels"] == 3 and result["abs_rel"] == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_prediction_pixels_are_scored_as_the_worst_case_not_dropped(bad):
+    import torch
+
+    from evaluation.device_score import score_tensor
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 9.0, (40, 60)).astype(np.float32)  # ScanNet range 1e-3..10 m
+    pred = (1.0 / gt).astype(np.float32)  # a perfect disparity prediction ...
+    broken = pred.copy()
+    broken[rng.random(gt.shape) < 0.3] = bad  # ... with 30% of its pixels not finite
+    perfect = score(pred, gt, "scannet", "disparity")
+    got = score(broken, gt, "scannet", "disparity")
+    assert got["valid_pixels"] == perfect["valid_pixels"] == gt.size
+    assert got["nonfinite_pixels"] == int((~np.isfinite(broken)).sum()) > 0
+    assert got["abs_rel"] > 0.2 and got["delta1"] < 0.75  # worse, not better, than perfect
+    on_tensor = score_tensor(torch.from_numpy(broken), torch.from_numpy(gt), "scannet", "disparity")
+    for name in ("abs_rel", "delta1", "rmse", "valid_pixels", "nonfinite_pixels"):
+        assert on_tensor[name] == pytest.approx(got[name], rel=1e-9)
+    all_bad = score(np.full_like(gt, bad), gt, "scannet", "disparity")  # scored, not skipped
+    assert all_bad["status"] == "degenerate_fit" and all_bad["delta1"] < 0.1
+    summary = summarize([got, all_bad, perfect])
+    assert summary["scored"] == 3 and summary["nonfinite_pred"] == 2

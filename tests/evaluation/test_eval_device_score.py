@@ -53,6 +53,7 @@ def test_tensor_score_empty_and_degenerate():
     assert score_tensor(torch.ones(8, 8), torch.from_numpy(gt), "eth3d", "disparity") == {
         "status": "empty_mask",
         "valid_pixels": 0,
+        "nonfinite_pixels": 0,
     }
     flat = score_tensor(torch.ones(8, 8), torch.full((8, 8), 2.0), "eth3d", "depth")
     assert flat["status"] == "degenerate_fit" and np.isfinite(flat["abs_rel"])
