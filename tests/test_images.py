@@ -23,7 +23,8 @@ from pipeline.images.decode import (
     prepare_image,
 )
 from pipeline.images.shards import ImageShardWriter, read_image_shard, shard_keys
-from pipeline.images.sources import input_items, list_items, make_key
+from pipeline.images.sources import input_items, list_items, make_key, tar_items
+from pipeline.labels.record import KEY_RE
 from pipeline.samples import sample_array
 
 # ---------------------------------------------------------------- helpers
@@ -282,6 +283,31 @@ def test_make_key() -> None:
     assert len(long) == 80 and long == make_key("x" * 200) and long != make_key("x" * 199)
 
 
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("_under", "k_under"),
+        ("-dash", "k-dash"),
+        ("\u00e9", "k_"),
+        (" space", "k_space"),
+        ("(1) copy", "k_1__copy"),
+        ("/_a/b", "k_a__b"),
+        ("a/_b", "a___b"),  # already valid: unchanged
+        ("9lives", "9lives"),
+    ],
+)
+def test_make_key_starts_with_a_letter_or_digit(name: str, key: str) -> None:
+    assert make_key(name) == key and KEY_RE.match(key)
+
+
+def test_long_keys_stay_valid_and_stable() -> None:
+    for name in ("_" * 200, "\u00e9" * 100, "a/" * 100 + "b", "x" * 80, "x" * 81):
+        key = make_key(name)
+        assert KEY_RE.match(key) and len(key) <= 80 and key == make_key(name), name
+    assert make_key("x" * 80) == "x" * 80
+    assert make_key("_" * 200).startswith("k___") and make_key("_" * 200) != make_key("_" * 199)
+
+
 def test_folder_recursive_keys_and_origins(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     data = jpeg(gradient())
@@ -369,8 +395,61 @@ def test_input_errors(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="decompress"):
         input_items("x.tar.gz")
     write(tmp_path / "bad.tar", b"garbage" * 100)
-    with pytest.raises(tario.ShardError, match="bad.tar"):
-        input_items("bad.tar")
+    [bad] = input_items("bad.tar")  # listed, to be rejected by prepare; never fatal
+    assert (bad.key, bad.origin) == ("bad.tar", "bad.tar")
+    with pytest.raises(tario.ShardError, match="bad.tar: not a readable uncompressed tar"):
+        bad.load()
+
+
+def test_truncated_tar_lists_intact_members_and_the_damage(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = jpeg(gradient())
+    full = make_tar(tmp_path / "t.tar", {"a.jpg": data, "b.jpg": data, "c.jpg": data})
+    raw = full.read_bytes()
+    b_start = 512 + -(-len(data) // 512) * 512 + 512  # a's header and padded data, b's header
+    write(tmp_path / "cut.tar", raw[: b_start + len(data) // 2])
+    items = tar_items("cut.tar")
+    assert [(i.key, i.origin, bool(i.error)) for i in items] == [
+        ("a", "cut.tar:a.jpg", False),
+        ("cut.tar:b.jpg", "cut.tar:b.jpg", True),
+    ]
+    assert items[0].load() == data
+    with pytest.raises(tario.ShardError, match="cut.tar: member 'b.jpg' is truncated") as err:
+        items[1].load()
+    assert "re-download the tar" in str(err.value)
+    assert tar_items("cut.tar") == items  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("cut", "what"), [("header", "is cut off"), ("garbage", "is corrupt")], ids=str
+)
+def test_damaged_header_after_a_member_is_reported(
+    tmp_path: Path, monkeypatch, cut: str, what: str
+) -> None:
+    """tarfile stops listing silently at such a header; the damage must not go unnoticed."""
+    monkeypatch.chdir(tmp_path)
+    data = jpeg(gradient())
+    raw = make_tar(tmp_path / "t.tar", {"a.jpg": data, "b.jpg": data}).read_bytes()
+    b_header = 512 + -(-len(data) // 512) * 512
+    if cut == "header":
+        damaged = raw[: b_header + 100]
+    else:
+        damaged = raw[:b_header] + b"x" * 512 + raw[b_header + 512 :]
+    write(tmp_path / "d.tar", damaged)
+    [good, bad] = tar_items("d.tar")
+    assert (good.key, good.error) == ("a", "") and good.load() == data
+    assert bad.origin == "d.tar"
+    assert f"header at byte {b_header} (after member 'a.jpg') {what}" in bad.error
+    assert "re-download the tar" in bad.error
+
+
+def test_tar_ends_are_not_damage(tmp_path: Path) -> None:
+    data = jpeg(gradient())
+    raw = make_tar(tmp_path / "t.tar", {"a.jpg": data}).read_bytes()
+    end = 512 + -(-len(data) // 512) * 512
+    for n, tail in enumerate((raw, raw[:end], raw[: end + 700])):  # full, no end blocks, half
+        write(tmp_path / f"{n}.tar", tail)
+        assert [(i.key, i.error) for i in tar_items(str(tmp_path / f"{n}.tar"))] == [("a", "")]
 
 
 def test_tar_with_unsafe_member_refused(tmp_path: Path) -> None:

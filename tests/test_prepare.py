@@ -14,6 +14,7 @@ from PIL import Image
 
 from pipeline import __version__
 from pipeline.images.shards import read_image_shard, shard_keys
+from pipeline.labels.record import KEY_RE
 from pipeline.layout import SCHEMA_VERSION, DatasetLayout
 from pipeline.plan import PlanParams, load_plan_shard, plan_hash, plan_image
 from pipeline.prepare import PrepareSettings, prepare
@@ -172,6 +173,82 @@ def test_tar_inputs(tmp_path: Path, monkeypatch, sample_files: dict[str, bytes])
     assert result.rejected[0]["origin"] == "sa_000000.tar:sa_2.jpg"
     [(key, _rgb, meta)] = read_image_shard(tmp_path / "ds/images/000000.tar")
     assert (key, meta["origin"]) == ("sa_1", "sa_000000.tar:sa_1.jpg")
+
+
+def png(h: int = 80, w: int = 96, seed: int = 0) -> bytes:
+    rgb = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_keys_are_valid_for_the_label_store(tmp_path: Path, monkeypatch) -> None:
+    """Names starting with '_', '-' or a non-ASCII letter used to give keys labelgen refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    names = ["_under.png", "-dash.png", "\u00e9.png", "normal.png", "9.png", "a_b-c.png"]
+    for i, name in enumerate(names):
+        (tmp_path / "in" / name).write_bytes(png(seed=i))
+    result = prepare(["in"], Path("ds"), FAST, progress=False)
+    assert (result.num_samples, result.num_rejected) == (len(names), 0)
+    keys = [
+        k for shard in sorted((tmp_path / "ds/images").glob("*.tar")) for k in shard_keys(shard)
+    ]
+    assert len(keys) == len(set(keys)) == len(names)
+    assert all(KEY_RE.match(k) for k in keys), keys
+    assert {"normal", "9", "a_b-c"} <= set(keys)  # names that gave valid keys keep them
+    assert {"k_under", "k-dash", "k_"} <= set(keys)
+    for path in (tmp_path / "ds/plan").glob("*.json"):
+        assert all(KEY_RE.match(k) for k in load_plan_shard(path))
+
+
+def write_tar(path: Path, members: dict[str, bytes]) -> bytes:
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+def test_truncated_tar_is_rejected_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    """A cut-off download: its intact members and every other input are still prepared."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    images = [png(seed=i) for i in range(5)]
+    write_tar(tmp_path / "in/good.tar", {"g1.png": images[0], "g2.png": images[1]})
+    raw = write_tar(
+        tmp_path / "in/cut.tar", {"c1.png": images[2], "c2.png": images[3], "c3.png": images[4]}
+    )
+    c2_data = 512 + -(-len(images[2]) // 512) * 512 + 512  # c1's header and data, c2's header
+    (tmp_path / "in/cut.tar").write_bytes(raw[: c2_data + len(images[3]) // 2])
+    inputs = ["in/good.tar", "in/cut.tar"]
+    result = prepare(inputs, Path("ds"), FAST, progress=False)
+    assert (result.num_samples, result.num_rejected) == (3, 1)
+    assert shard_keys(tmp_path / "ds/images/000000.tar") == ["c1", "g1", "g2"]
+    [rejected] = json.loads((tmp_path / "ds/dataset.json").read_text())["rejected"]
+    assert rejected["origin"] == "in/cut.tar:c2.png"
+    assert "in/cut.tar: member 'c2.png' is truncated" in rejected["reason"]
+    assert "re-download the tar" in rejected["reason"]
+    first = snapshot(tmp_path / "ds")
+    prepare(inputs, Path("ds"), FAST, progress=False)
+    assert snapshot(tmp_path / "ds") == first
+    prepare(inputs, Path("other"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    assert snapshot(tmp_path / "other") == first
+
+
+def test_unreadable_tar_is_rejected_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_tar(tmp_path / "good.tar", {"g1.png": png()})
+    (tmp_path / "junk.tar").write_bytes(b"<html>not found</html>" * 50)
+    result = prepare(["good.tar", "junk.tar"], Path("ds"), FAST, progress=False)
+    assert result.num_samples == 1
+    [rejected] = result.rejected
+    assert rejected["origin"] == "junk.tar"
+    assert "junk.tar: not a readable uncompressed tar" in rejected["reason"]
+    assert "re-download the tar" in rejected["reason"]
+    with pytest.raises(ValueError, match="(?s)no usable images.*junk.tar: cannot read"):
+        prepare(["junk.tar"], Path("ds2"), FAST, progress=False)
 
 
 def test_all_rejected_is_an_error(tmp_path: Path, monkeypatch) -> None:

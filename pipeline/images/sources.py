@@ -5,8 +5,10 @@ Listing is cheap: it reads directory entries and tar headers, never pixels. Ever
 - a key: stable (same input → same key on any machine) and a valid WebDataset key, made from the
   path relative to the input root (folder, or the fixed leading part of a glob) with the extension
   removed, or from the tar member's key; path separators become `__` and every other character
-  outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first; keys longer than
-  `MAX_KEY_LEN` are shortened with a hash suffix so tar member names stay valid);
+  outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first); a key that would start
+  with `_` or `-` gets the prefix `k` (`_a.jpg` → `k_a`), and keys longer than `MAX_KEY_LEN` are
+  shortened with a hash suffix, so every key is one the label store accepts
+  (`pipeline.labels.record.check_key`, checked for every key made);
 - an origin for people: the input as the user wrote it joined with the relative part
   (`photos/a/b.jpg`, `data/sa_000000.tar:sa_1.jpg`), so it never depends on the working directory;
 - a way to load its bytes (`Item.load`), picklable for worker processes.
@@ -14,6 +16,11 @@ Listing is cheap: it reads directory entries and tar headers, never pixels. Ever
 Hidden files and folders (names starting with '.') are skipped; symlinked sub-folders are not
 followed. In a tar, the image member of a key is the first of jpg, jpeg, png, webp, tif, tiff
 (case-insensitive); other members (SA-1B mask `.json`, captions...) are ignored.
+
+A damaged input tar never stops the listing: its intact members are listed as usual, and each
+damaged part (a truncated or oversized image member, a corrupt header, a tar that cannot be read
+at all) becomes one item whose `error` says what is wrong and how to fix it. Loading such an item
+raises that error, so `prepare` records it under `rejected` in dataset.json, like any bad image.
 """
 
 from __future__ import annotations
@@ -29,26 +36,37 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline import tario
+from pipeline.labels.record import check_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff")  # preference order within a key
 MAX_KEY_LEN = 80
+KEY_PREFIX = "k"  # put before a key that would start with '_' or '-' (keys start alnum)
+REDOWNLOAD = "re-download the tar (or re-create it)"
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One input image: where it is and how to read it (`offset` < 0: the whole file)."""
+    """One input image: where it is and how to read it (`offset` < 0: the whole file).
+
+    An item with an `error` is a damaged part of an input tar: `load` raises the error, so it is
+    rejected like an unreadable image. Its key is its origin, which holds a '.' and so can never
+    equal (or clash with) the key of an image.
+    """
 
     key: str
     origin: str
     path: str
     offset: int = -1
     size: int = -1
+    error: str = ""
 
     def load(self) -> bytes:
         """The image file's bytes (a tar member is read in place, never extracted)."""
+        if self.error:
+            raise tario.ShardError(self.error)
         if self.offset < 0:
             return Path(self.path).read_bytes()
         member = tario.Member(self.origin, self.offset, self.size)
@@ -62,10 +80,15 @@ def make_key(relative: str) -> str:
     key = "__".join(_BAD_KEY_CHARS.sub("_", part) for part in text.split("/"))
     if not key:
         raise ValueError(f"cannot make a key from the empty name {relative!r}")
+    if key[0] in "_-":  # label stores need a letter or digit first; other keys stay as they were
+        key = KEY_PREFIX + key
     if len(key) > MAX_KEY_LEN:
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         key = f"{key[: MAX_KEY_LEN - 17]}-{digest}"
-    return key
+    try:
+        return check_key(key)  # the label store's own rule, so the two can never drift apart
+    except ValueError as e:
+        raise ValueError(f"cannot make a valid key from the name {relative!r}: {e}") from e
 
 
 def _join(given: str, relative: str) -> str:
@@ -121,34 +144,91 @@ def _split_member(name: str) -> tuple[str, str]:
     return (f"{head}/{stem}" if head else stem), ext
 
 
-def scan_input_tar(path: Path) -> list[tario.Member]:
-    """The regular-file members of an input tar, headers validated like `tario.scan`.
+@dataclass(frozen=True, slots=True)
+class TarDamage:
+    """A part of an input tar that cannot be read: `member` names it ('' for the tar itself)."""
+
+    member: str
+    reason: str
+
+
+def _is_tar_image(name: str) -> bool:
+    return _split_member(name)[1].lower() in TAR_IMAGE_EXTS
+
+
+def _header_damage(path: Path, position: int, last: str | None) -> TarDamage | None:
+    """Whether tarfile stopped listing at `position` on a damaged header rather than at the end.
+
+    tarfile ends the listing silently at a bad or cut-off header after the first one; the end of
+    a tar is zero blocks (or, from some writers, nothing), so anything else there is damage.
+    """
+    with open(path, "rb") as f:
+        f.seek(position)
+        block = f.read(tarfile.BLOCKSIZE)
+    if not block.strip(b"\0"):
+        return None
+    after = f" (after member {last!r})" if last is not None else ""
+    what = "is cut off" if len(block) < tarfile.BLOCKSIZE else "is corrupt"
+    return TarDamage(
+        "",
+        f"the tar header at byte {position}{after} {what}, so the members from there on "
+        f"cannot be read; {REDOWNLOAD}",
+    )
+
+
+def scan_input_tar(path: Path) -> tuple[list[tario.Member], list[TarDamage]]:
+    """The intact regular-file members of an input tar, and its damaged parts.
+
+    Headers are validated like `tario.scan`, but damage is reported, not raised: a member whose
+    data runs past the end of the file (a cut-off download) ends the listing there, as nothing
+    after it can be read; an oversized image member is skipped (oversized other members are never
+    read, so they do not matter); a tar that cannot be read at all gives one `TarDamage` for the
+    whole tar. An unsafe member name still raises `tario.ShardError` (a hostile tar).
 
     Unlike our own shards, tars made with `tar cf` hold directory entries (and maybe links):
     those are skipped, as WebDataset does.
     """
     file_size = path.stat().st_size
-    members = []
+    members: list[tario.Member] = []
+    damage: list[TarDamage] = []
+    last: str | None = None
     try:
         with tarfile.open(path, mode="r:") as tf:
             for info in tf:
                 tario.check_member_name(path, info.name)
+                last = info.name
                 if not info.isreg():
                     continue
-                if info.size > tario.MAX_MEMBER_BYTES or info.offset_data + info.size > file_size:
-                    bad = f"member {info.name!r} is truncated or oversized"
-                    raise tario.ShardError(f"{path}: {bad}; re-download or re-create the tar")
+                end = info.offset_data + info.size
+                if end > file_size:
+                    missing = end - file_size
+                    reason = (
+                        f"member {info.name!r} is truncated (its last {missing} B are missing: the "
+                        f"tar is cut off), so it and any members after it cannot be read; "
+                        f"{REDOWNLOAD}"
+                    )
+                    return members, [*damage, TarDamage(info.name, reason)]
+                if info.size > tario.MAX_MEMBER_BYTES:
+                    if _is_tar_image(info.name):
+                        limit = tario.MAX_MEMBER_BYTES
+                        reason = f"member {info.name!r} is oversized ({info.size} B > {limit} B)"
+                        damage.append(TarDamage(info.name, f"{reason}; {REDOWNLOAD}"))
+                    continue
                 members.append(tario.Member(info.name, info.offset_data, info.size))
-    except tarfile.TarError as e:
-        msg = f"{path}: not a readable uncompressed tar ({e}); re-download or re-create it"
-        raise tario.ShardError(msg) from e
-    return members
+            stop = tf.offset  # where the listing ended: the end-of-archive blocks, or damage
+    except (tarfile.TarError, OSError) as e:
+        after = f" after member {last!r}" if last is not None else ""
+        reason = f"not a readable uncompressed tar ({e}){after}; {REDOWNLOAD}"
+        return members, [*damage, TarDamage("", reason)]
+    cut = _header_damage(path, stop, last)
+    return members, (damage if cut is None else [*damage, cut])
 
 
 def tar_items(tar: str) -> list[Item]:
-    """One item per key that has an image member; validated headers, nothing extracted."""
+    """One item per key that has an image member, plus one per damaged part; nothing extracted."""
+    members, damage = scan_input_tar(Path(tar))
     groups: dict[str, dict[str, tario.Member]] = {}
-    for member in scan_input_tar(Path(tar)):
+    for member in members:
         stem, ext = _split_member(member.name)
         exts = groups.setdefault(stem, {})
         if ext.lower() in exts:
@@ -161,6 +241,9 @@ def tar_items(tar: str) -> list[Item]:
         if ext is not None and stem:
             m = exts[ext]
             out.append(Item(make_key(stem), f"{tar}:{m.name}", path, m.offset, m.size))
+    for bad in damage:
+        origin = f"{tar}:{bad.member}" if bad.member else tar
+        out.append(Item(origin, origin, path, error=f"{tar}: {bad.reason}"))
     return out
 
 
