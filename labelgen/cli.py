@@ -68,6 +68,12 @@ def run(
         help="Replace a column whose teacher weights, codec or backend changed.",
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    redo: list[str] = typer.Option(
+        None,
+        "--redo",
+        help="Relabel these shards of every given teacher even if done, e.g. one `pipeline "
+        "verify` found corrupt: SHARD[,SHARD...] or FIRST-LAST (repeatable).",
+    ),
 ) -> None:
     """Label every (teacher, shard) item not yet done; safe to kill and re-run.
 
@@ -90,7 +96,7 @@ def run(
         overwrite=overwrite,
         progress=progress,
     )
-    reports = run_labels(dataset, _specs(teacher, teachers_file), settings)
+    reports = run_labels(dataset, _specs(teacher, teachers_file), settings, redo=redo or None)
     for report in reports:
         typer.echo(report.summary())
     if any(r.shards_failed for r in reports):

@@ -34,8 +34,10 @@ from pipeline.labels.manifest import (
     manifest_path,
     record_shard,
     shard_entry,
+    shard_nbytes,
 )
 from pipeline.labels.store import BACKENDS
+from pipeline.layout import shard_name
 from pipeline.plan import load_plan_shard
 
 log = logging.getLogger("labelgen")
@@ -144,10 +146,19 @@ def _provenance(spec: TeacherSpec, teacher: Any, info: DatasetInfo, s: RunSettin
     }
 
 
-def _done_shards(column_dir: Path, requested: dict[str, Any], overwrite: bool) -> set[str]:
+def _done_shards(
+    column_dir: Path,
+    requested: dict[str, Any],
+    overwrite: bool,
+    names: set[str] | None = None,
+) -> set[str]:
     """Shards already done for the requested identity (weights, plan, codec, backend).
 
     A column made with another identity is refused, or with `overwrite` counts nothing as done.
+    A shard the manifest lists as done counts only while its file is there with the size the
+    manifest recorded: a deleted or truncated shard is relabelled (a warning names it). Sizes
+    only, no hashing (a flipped byte is `pipeline verify`'s to find; `--redo` relabels it).
+    `names`: check only these shards (default: every shard of the manifest).
     """
     manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
     if manifest is None:
@@ -164,7 +175,55 @@ def _done_shards(column_dir: Path, requested: dict[str, Any], overwrite: bool) -
         )
     if diff:
         return set()
-    return {name for name, entry in manifest.shards.items() if entry["status"] == "done"}
+    suffix = BACKENDS.get(manifest.backend).suffix
+    return {
+        name
+        for name, entry in manifest.shards.items()
+        if entry["status"] == "done"
+        and (names is None or name in names)
+        and _published_intact(column_dir / f"{name}{suffix}", entry)
+    }
+
+
+def _published_intact(path: Path, entry: dict[str, Any]) -> bool:
+    """Whether a done shard's file exists with the size its manifest entry recorded."""
+    try:
+        size = shard_nbytes(path)
+    except OSError:
+        log.warning("%s is listed as done in the manifest but missing: relabelling it", path)
+        return False
+    recorded = entry.get("bytes")
+    if recorded is not None and size != int(recorded):
+        log.warning(
+            "%s has %d bytes, the manifest recorded %d (truncated or replaced): relabelling it",
+            path,
+            size,
+            int(recorded),
+        )
+        return False
+    return True
+
+
+def parse_shard_list(values: list[str] | None, info: DatasetInfo) -> set[str]:
+    """`--redo` values (`000003`, `3`, `000001-000004`, comma-separated, repeatable) -> names of
+    shards of the dataset; an unknown shard is an error."""
+    known = sorted(shard.name for shard in info.shards)
+    out: set[str] = set()
+    for part in (p.strip() for value in values or [] for p in value.split(",")):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last if sep else first)
+        except ValueError:
+            raise ValueError(
+                f"--redo {part!r}: expected shard numbers such as 000003 or 000001-000004"
+            ) from None
+        if lo > hi or shard_name(lo) not in known or shard_name(hi) not in known:
+            have = f"{known[0]} to {known[-1]}" if known else "none"
+            raise ValueError(f"--redo {part!r}: no such shard in this dataset (it has {have})")
+        out |= {name for name in known if lo <= int(name) <= hi}
+    return out
 
 
 _CHANGED = {
@@ -235,6 +294,7 @@ class _Context:
     worker: WorkerInfo
     device: torch.device
     owner: str
+    redo: set[str] = field(default_factory=set)  # shards relabelled even if done (--redo)
 
 
 def _label_item(
@@ -307,8 +367,8 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     column_dir = info.layout.column_dir(spec.name)
     requested = _requested_identity(spec, info, s)
     candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
-    done = _done_shards(column_dir, requested, s.overwrite)
-    todo = [shard for shard in candidates if shard.name not in done]
+    done = _done_shards(column_dir, requested, s.overwrite, {shard.name for shard in candidates})
+    todo = [shard for shard in candidates if shard.name in ctx.redo or shard.name not in done]
     report = ColumnReport(spec.name, shards_skipped=len(candidates) - len(todo))
     if not todo:
         return report
@@ -332,7 +392,11 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
                 else None
             )
             if s.claim and (
-                claim is None or shard.name in _done_shards(column_dir, requested, False)
+                claim is None
+                or (
+                    shard.name not in ctx.redo
+                    and shard.name in _done_shards(column_dir, requested, False, {shard.name})
+                )
             ):
                 if claim is None:
                     report.shards_held.append(shard.name)
@@ -370,8 +434,13 @@ def run(
     specs: list[TeacherSpec],
     settings: RunSettings,
     env: dict[str, str] | None = None,
+    redo: list[str] | None = None,
 ) -> list[ColumnReport]:
-    """Label every (teacher, shard) item of this worker's share that is not done yet."""
+    """Label every (teacher, shard) item of this worker's share that is not done yet.
+
+    `redo`: shards (`--redo` syntax, see `parse_shard_list`) relabelled even if done, e.g. one
+    that `pipeline verify` found corrupt.
+    """
     settings.validate()
     if not specs:
         raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
@@ -381,5 +450,6 @@ def run(
     worker = worker_info(env)
     device = resolve_device(settings.device)
     use_device(device)
-    ctx = _Context(load_dataset(dataset), settings, worker, device, worker_id())
+    info = load_dataset(dataset)
+    ctx = _Context(info, settings, worker, device, worker_id(), parse_shard_list(redo, info))
     return [_run_teacher(ctx, spec) for spec in specs]

@@ -3,10 +3,16 @@
 Checks, per image shard: checksum, keys, plan file checksum and plan keys; per label shard of each
 column: presence, checksum, plan hash, keys equal to the image shard in the same order, and a full
 decode of every stored map. Any single flipped byte in a shard is caught by the checksums.
+
+A label shard the manifest records as failed is a problem too (with its recorded error). Every
+label problem names the `labelgen run ... --redo SHARD` command that relabels the shard, built
+from the column's manifest. Shards a column has not labelled yet (no manifest entry) are not
+corruption: they are listed as information and do not fail the verification.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +26,13 @@ from pipeline.hashing import sha256_file
 from pipeline.images.shards import shard_keys
 from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
 from pipeline.plan import load_plan_shard
+from pipeline.status import _ranges
 
 
 @dataclass
 class VerifyReport:
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # information, not problems (not labelled)
     checked: int = 0  # shards checked (image and label)
     maps: int = 0  # label maps decoded
 
@@ -33,16 +41,44 @@ class VerifyReport:
         return not self.problems
 
     def summary(self) -> str:
+        """The notes, then the verdict line."""
         verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
-        return f"verify: {self.checked} shards, {self.maps} label maps decoded: {verdict}"
+        line = f"verify: {self.checked} shards, {self.maps} label maps decoded: {verdict}"
+        return "\n".join([*self.notes, line])
 
 
-def _guarded(report: VerifyReport, where: Path, check: Callable[..., None], *args: Any) -> None:
-    """Run one check; any exception becomes a problem naming the file, never a crash."""
+def _guarded(
+    report: VerifyReport, where: Path, check: Callable[..., None], *args: Any, fix: str = ""
+) -> None:
+    """Run one check; any exception becomes a problem naming the file (and `fix`, the command
+    that repairs it), never a crash."""
     try:
         check(*args)
     except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the scan
-        report.problems.append(f"{where}: {e}")
+        report.problems.append(f"{where}: {e}" + (f"; relabel it: {fix}" if fix else ""))
+
+
+def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] | None) -> str:
+    """The `labelgen run` command that (re)labels `shards` of a column (all missing ones when
+    None), with the teacher, backend, codec and precision its manifest records."""
+    weights = manifest.get("weights") or {}
+    adapter, source = manifest.get("adapter"), weights.get("source")
+    if adapter and source:
+        options = (manifest.get("extra") or {}).get("options") or {}
+        teacher = f"{column}={adapter}:{source}" + "".join(f",{k}={v}" for k, v in options.items())
+    else:
+        teacher = f"{column}=ADAPTER:SOURCE"
+    args = ["labelgen", "run", "--dataset", str(root), "--teacher", teacher]
+    if manifest.get("backend", "wds") != "wds":
+        args += ["--format", manifest["backend"]]
+    codec = (manifest.get("codec") or {}).get("name", "pcodec-f16")
+    if codec != "pcodec-f16":
+        args += ["--codec", codec]
+    if manifest.get("precision", "bf16") != "bf16":
+        args += ["--precision", manifest["precision"]]
+    if shards:
+        args += ["--redo", _ranges(shards)]
+    return shlex.join(args)
 
 
 def _check_images(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]]) -> None:
@@ -80,21 +116,49 @@ def _check_column(
 ) -> None:
     manifest_path = info.layout.manifest(column)
     manifest = read_json(manifest_path)
+    root = info.layout.root
     if manifest.get("plan_sha256") != info.plan_hash:
-        report.problems.append(f"{manifest_path}: labels were made for another crop plan")
+        command = relabel_command(root, column, manifest, None) + " --overwrite"
+        report.problems.append(
+            f"{manifest_path}: labels were made for another crop plan; relabel the column: "
+            f"{command}"
+        )
         bar.update(len(info.shards))
         return
     suffix = BACKENDS.get(manifest.get("backend", "wds")).suffix
     entries = manifest.get("shards", {})
+    not_labelled = []
     for shard in info.shards:
         entry = entries.get(shard.name)
         path = info.layout.label_shard(column, shard.index, suffix)
-        if entry and entry.get("status") == "done":
+        fix = relabel_command(root, column, manifest, [shard.name])
+        if not entry:
+            not_labelled.append(shard.name)
+        elif entry.get("status") == "done":
             report.checked += 1
             _guarded(
-                report, path, _check_label_shard, path, entry, shard, keys.get(shard.index), report
+                report,
+                path,
+                _check_label_shard,
+                path,
+                entry,
+                shard,
+                keys.get(shard.index),
+                report,
+                fix=fix,
+            )
+        else:
+            error = entry.get("error") or "no error recorded"
+            report.problems.append(
+                f"{path}: shard {shard.name} of column {column!r} is recorded as "
+                f"{entry.get('status')!r} in the manifest ({error}); relabel it: {fix}"
             )
         bar.update()
+    if not_labelled:
+        report.notes.append(
+            f"{column}: shards {_ranges(not_labelled)} not labelled yet (not an error); "
+            f"label them: {relabel_command(root, column, manifest, None)}"
+        )
 
 
 def verify_dataset(

@@ -88,3 +88,41 @@ def test_status_of_a_folder_that_is_not_a_dataset(tmp_path):
     result = runner.invoke(app, ["status", str(tmp_path)])
     assert result.exit_code == 2
     assert "pipeline prepare" in result.output
+
+
+def test_verify_fails_on_a_failed_label_shard_and_names_the_fix(dataset):
+    from pipeline.labels.manifest import record_shard, shard_entry
+
+    write_fake_column(dataset, "alpha", backend="zarr")
+    column_dir = dataset / "labels" / "alpha"
+    record_shard(column_dir, "000001", shard_entry("failed", error="RuntimeError: disk on fire"))
+    report = verify_dataset(dataset, progress=False)
+    assert not report.ok and len(report.problems) == 1
+    problem = report.problems[0]
+    assert "000001" in problem and "'alpha'" in problem and "disk on fire" in problem
+    assert f"labelgen run --dataset {dataset} --teacher alpha=fake:none" in problem
+    assert "--format zarr" in problem and problem.endswith("--redo 000001")
+    result = runner.invoke(app, ["verify", str(dataset)])
+    assert result.exit_code == 1
+    assert "BAD " in result.output and "disk on fire" in result.output
+    assert "--redo 000001" in result.output
+
+
+def test_verify_lists_shards_not_labelled_yet_without_failing(dataset):
+    write_fake_column(dataset, "alpha", shards={0})
+    report = verify_dataset(dataset, progress=False)
+    assert report.ok, report.problems
+    assert len(report.notes) == 1
+    note = report.notes[0]
+    assert "alpha: shards 000001-000002 not labelled yet (not an error)" in note
+    assert "labelgen run" in note and "--redo" not in note
+    result = runner.invoke(app, ["verify", str(dataset)])
+    assert result.exit_code == 0, result.output
+    assert "not labelled yet" in result.output and result.output.strip().endswith("OK")
+
+
+def test_verify_names_the_redo_command_for_a_corrupt_label_shard(dataset):
+    write_fake_column(dataset, "alpha")
+    _flip_byte(dataset / "labels" / "alpha" / "000002.tar")
+    (problem,) = verify_dataset(dataset, progress=False).problems
+    assert "checksum" in problem and problem.endswith("--redo 000002")

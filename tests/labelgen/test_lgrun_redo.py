@@ -1,0 +1,156 @@
+"""Repairing a labelled column: a done shard whose file was deleted or truncated is relabelled by
+the next `labelgen run`; `--redo` relabels named shards (one `pipeline verify` found corrupt, or
+one recorded as failed) with the command `pipeline verify` prints. The repaired column is byte
+for byte the uninterrupted one."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+
+import pytest
+from lgrun_helpers import column_bytes, copy_dataset, label, spec_str
+from typer.testing import CliRunner
+
+import labelgen.run
+from labelgen.cli import app
+from labelgen.run import RunSettings
+from labelgen.teachers import parse_teacher_spec
+from pipeline.cli import app as pipeline_app
+from pipeline.dataset import load_dataset
+from pipeline.verify import verify_dataset
+
+# The reference was labelled with these; batch composition changes float results in the last bits.
+FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]
+
+
+@pytest.fixture
+def labelled(reference, tmp_path):
+    """A private copy of the reference dataset, labelled by `dav` (3 wds shards)."""
+    return copy_dataset(reference, tmp_path / "ds")
+
+
+def _fixed_by_verify_command(ds, problem: str):
+    """Run the `labelgen run ...` command a verify problem names (plus the test's fast flags)."""
+    command = shlex.split(problem.split("relabel it: ", 1)[1])
+    assert command[:2] == ["labelgen", "run"] and "--redo" in command
+    return CliRunner().invoke(app, [*command[1:], *FAST])
+
+
+def test_deleted_done_shard_is_relabelled_alone(labelled, reference, ckpt, caplog):
+    column = labelled / "labels" / "dav"
+    (column / "000001.tar").unlink()
+    with caplog.at_level(logging.WARNING, logger="labelgen"):
+        (report,) = label(labelled, [spec_str("dav", ckpt)])
+    assert report.shards_done == ["000001"] and report.shards_skipped == 2
+    assert f"{column / '000001.tar'} is listed as done in the manifest but missing" in caplog.text
+    assert column_bytes(column) == column_bytes(reference / "labels" / "dav")
+    assert verify_dataset(labelled, progress=False).ok
+
+
+def test_truncated_done_shard_is_relabelled(labelled, reference, ckpt, caplog):
+    column = labelled / "labels" / "dav"
+    shard = column / "000002.tar"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="labelgen"):
+        (report,) = label(labelled, [spec_str("dav", ckpt)])
+    assert report.shards_done == ["000002"]
+    assert f"{shard} has 1000 bytes, the manifest recorded" in caplog.text
+    assert column_bytes(column) == column_bytes(reference / "labels" / "dav")
+    (again,) = label(labelled, [spec_str("dav", ckpt)])
+    assert again.summary() == "dav: nothing to do (3 shards already done)"
+
+
+def test_redo_relabels_a_corrupt_shard_verify_names(labelled, reference, ckpt, monkeypatch):
+    column = labelled / "labels" / "dav"
+    shard = column / "000001.tar"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: only the checksum tells
+    shard.write_bytes(bytes(data))
+    (report,) = label(labelled, [spec_str("dav", ckpt)])
+    assert report.shards_done == []  # sizes only: a plain run does not hash the shards
+
+    (problem,) = verify_dataset(labelled, progress=False).problems
+    assert "000001.tar" in problem and problem.endswith("--redo 000001")
+    labelled_now = []
+    real = labelgen.run.label_shard
+
+    def spy(job, *args, **kwargs):
+        labelled_now.append(job.out.name)
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(labelgen.run, "label_shard", spy)
+    result = _fixed_by_verify_command(labelled, problem)
+    assert result.exit_code == 0, result.output
+    assert "dav: labelled 1 shards" in result.output and labelled_now == ["000001.tar"]
+    assert column_bytes(column) == column_bytes(reference / "labels" / "dav")
+    assert verify_dataset(labelled, progress=False).ok
+
+
+def test_failed_shard_fails_verify_until_relabelled(dataset, reference, ckpt, monkeypatch):
+    real = labelgen.run.label_shard
+
+    def flaky(job, *args, **kwargs):
+        if job.out.name.startswith("000002"):
+            raise RuntimeError("disk on fire")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(labelgen.run, "label_shard", flaky)
+    (report,) = label(dataset, [spec_str("dav", ckpt)])
+    assert report.shards_failed == ["000002: RuntimeError: disk on fire"]
+    monkeypatch.setattr(labelgen.run, "label_shard", real)
+
+    check = verify_dataset(dataset, progress=False)
+    assert not check.ok and len(check.problems) == 1
+    problem = check.problems[0]
+    assert "shard 000002 of column 'dav'" in problem and "RuntimeError: disk on fire" in problem
+    result = CliRunner().invoke(pipeline_app, ["verify", str(dataset)])
+    assert result.exit_code == 1 and "--redo 000002" in result.output
+
+    fixed = _fixed_by_verify_command(dataset, problem)
+    assert fixed.exit_code == 0, fixed.output
+    assert "dav: labelled 1 shards" in fixed.output
+    assert column_bytes(dataset / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
+    assert verify_dataset(dataset, progress=False).ok
+
+
+def test_redo_only_touches_the_named_shards(labelled, ckpt):
+    settings = RunSettings(batch_size=4, workers=0, progress=False)
+    specs = [parse_teacher_spec(spec_str("dav", ckpt))]
+    (report,) = labelgen.run.run(labelled, specs, settings, env={}, redo=["0,000002"])
+    assert report.shards_done == ["000000", "000002"] and report.shards_skipped == 1
+
+
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        (["000001"], {"000001"}),
+        (["1", "2"], {"000001", "000002"}),
+        (["000000-000001,"], {"000000", "000001"}),
+        (None, set()),
+    ],
+)
+def test_parse_shard_list(base_dataset, values, expected):
+    assert labelgen.run.parse_shard_list(values, load_dataset(base_dataset)) == expected
+
+
+@pytest.mark.parametrize("bad", ["000003", "x", "2-1", "-1"])
+def test_redo_of_an_unknown_shard_is_a_user_error(dataset, ckpt, bad):
+    result = CliRunner().invoke(
+        app, ["run", "--dataset", str(dataset), "--teacher", spec_str("dav", ckpt), "--redo", bad]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: --redo") and "Traceback" not in result.output
+
+
+def test_zarr_shard_missing_a_chunk_is_relabelled(dataset, ckpt):
+    one_shard = {"RANK": "1", "WORLD_SIZE": "3"}  # shard 000001 only: keeps the test short
+    (first,) = label(dataset, [spec_str("dav", ckpt)], env=one_shard, format="zarr")
+    assert first.shards_done == ["000001"]
+    column = dataset / "labels" / "dav"
+    want = column_bytes(column)
+    chunk = max((p for p in (column / "000001.zarr").rglob("*") if p.is_file()), key=str)
+    chunk.unlink()
+    (again,) = label(dataset, [spec_str("dav", ckpt)], env=one_shard, format="zarr")
+    assert again.shards_done == ["000001"]
+    assert column_bytes(column) == want
