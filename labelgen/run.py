@@ -69,7 +69,8 @@ class RunSettings:
     claim_ttl: float = 900.0
     """Seconds after which a claim that is no longer refreshed counts as abandoned."""
     overwrite: bool = False
-    """Replace a column whose teacher weights, codec or backend changed (redo its shards)."""
+    """Replace a column whose teacher weights, options, precision, codec or backend changed
+    (redo its shards)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -231,6 +232,8 @@ _CHANGED = {
     "plan_sha256": "another crop plan",
     "codec": "another codec",
     "backend": "another backend",
+    "precision": "another precision",
+    "extra.options": "other teacher options",
 }
 
 
@@ -352,29 +355,32 @@ def _label_item(
         )
 
 
-def _requested_identity(spec: TeacherSpec, info: DatasetInfo, s: RunSettings) -> dict[str, Any]:
+def _requested_identity(
+    spec: TeacherSpec, info: DatasetInfo, s: RunSettings, precision: str
+) -> dict[str, Any]:
     """The column identity fields known without loading the model."""
     return {
         "weights.sha256": weights_identity(spec),
         "plan_sha256": info.plan_hash,
         "codec": get_codec(s.codec).describe(),
         "backend": s.format,
+        "precision": precision,
+        "extra.options": dict(spec.options),
     }
 
 
 def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     s, info = ctx.settings, ctx.info
     column_dir = info.layout.column_dir(spec.name)
-    requested = _requested_identity(spec, info, s)
+    precision = inference_precision(s, ctx.device)
+    requested = _requested_identity(spec, info, s, precision)
     candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
     done = _done_shards(column_dir, requested, s.overwrite, {shard.name for shard in candidates})
     todo = [shard for shard in candidates if shard.name in ctx.redo or shard.name not in done]
     report = ColumnReport(spec.name, shards_skipped=len(candidates) - len(todo))
     if not todo:
         return report
-    teacher = load_teacher(
-        spec, device=str(ctx.device), precision=inference_precision(s, ctx.device)
-    )
+    teacher = load_teacher(spec, device=str(ctx.device), precision=precision)
     _open_column(column_dir, _provenance(spec, teacher, info, s), s.overwrite)
     started = time.perf_counter()
     total = sum(shard.count for shard in todo)

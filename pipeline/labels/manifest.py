@@ -43,7 +43,15 @@ INVARIANCES = ("affine", "metric")
 SHARD_STATUSES = ("done", "failed")
 SHARD_NAME_RE = re.compile(r"^[0-9]{6,}$")
 # Header fields that must agree between runs writing into the same column.
-IDENTITY_FIELDS = ("weights.sha256", "plan_sha256", "output_kind", "codec", "backend")
+IDENTITY_FIELDS = (
+    "weights.sha256",
+    "plan_sha256",
+    "output_kind",
+    "codec",
+    "backend",
+    "precision",
+    "extra.options",  # the teacher's options (input sizes...): maps of one column must agree
+)
 
 
 @dataclass
@@ -216,7 +224,8 @@ def create_or_check(column_dir: Path, provenance: ColumnManifest | dict) -> Colu
     """Write the manifest header the first time; later, check it matches and return it.
 
     Raises `ValueError` naming the column when an existing manifest differs in an
-    `IDENTITY_FIELDS` field (other weights, another crop plan, codec or backend).
+    `IDENTITY_FIELDS` field (other weights, another crop plan, codec, backend, precision or
+    teacher options).
     """
     new = _as_manifest(column_dir, provenance)
     path = manifest_path(column_dir)

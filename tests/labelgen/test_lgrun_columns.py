@@ -105,6 +105,16 @@ def test_same_name_pointing_at_other_weights_is_refused(labelled, tiny_ckpt):
         label(labelled, [spec_str("dav", tiny_ckpt(1))])
 
 
+def test_other_teacher_options_are_refused(dataset, ckpt):
+    """Maps of one column come from one teacher setup (not, say, two `full` sizes)."""
+    first, second = {"RANK": "0", "WORLD_SIZE": "3"}, {"RANK": "1", "WORLD_SIZE": "3"}
+    label(dataset, [spec_str("dav", ckpt)], env=first)
+    with pytest.raises(ValueError, match="other teacher options.*--overwrite"):
+        label(dataset, [spec_str("dav", ckpt, full_size=112)], env=second)
+    (report,) = label(dataset, [spec_str("dav", ckpt)], env=second)
+    assert report.shards_done == ["000001"]
+
+
 def test_two_teachers_in_one_run_write_two_columns(dataset, ckpt, tiny_ckpt):
     specs = [spec_str("one", ckpt), spec_str("two", tiny_ckpt(1))]
     reports = label(dataset, specs, env={"RANK": "1", "WORLD_SIZE": "3"})  # shard 1 only
