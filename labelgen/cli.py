@@ -65,7 +65,8 @@ def run(
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
-        help="Replace a column whose teacher weights, options, precision, codec or backend changed.",
+        help="Replace a column whose teacher weights, options, precision, codec or backend "
+        "changed.",
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     redo: list[str] = typer.Option(
