@@ -341,6 +341,7 @@ def _label_item(
     )
     entry = summary.manifest_entry()
     entry["weights_sha256"] = teacher.weights_sha256
+    entry["batch_size"] = s.batch_size  # label bytes depend on it (see README): a relabel reuses it
     record_shard(column_dir, shard.name, entry)
     report.shards_done.append(shard.name)
     report.failures += len(summary.failures)

@@ -60,7 +60,7 @@ def _guarded(
 
 def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] | None) -> str:
     """The `labelgen run` command that (re)labels `shards` of a column (all missing ones when
-    None), with the teacher, backend, codec and precision its manifest records."""
+    None), with the teacher, backend, codec, precision and batch size its manifest records."""
     weights = manifest.get("weights") or {}
     adapter, source = manifest.get("adapter"), weights.get("source")
     if adapter and source:
@@ -76,6 +76,12 @@ def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] |
         args += ["--codec", codec]
     if manifest.get("precision", "bf16") != "bf16":
         args += ["--precision", manifest["precision"]]
+    # The batch size the column's shards were labelled with (label bytes depend on it).
+    entries = manifest.get("shards") or {}
+    sizes = {e.get("batch_size") for e in entries.values() if e.get("status") == "done"}
+    sizes.discard(None)
+    if len(sizes) == 1:
+        args += ["--batch-size", str(sizes.pop())]
     if shards:
         args += ["--redo", _ranges(shards)]
     return shlex.join(args)
