@@ -259,6 +259,21 @@ def _open_column(column_dir: Path, provenance: dict, overwrite: bool) -> None:
             log.warning("%s: replaced the column header (--overwrite); all shards are redone", path)
 
 
+def _record_failure(column_dir: Path, shard: str, error: str) -> None:
+    """Record a shard as failed, unless the manifest holds it as done with its file intact: a
+    failed `--redo`, or a worker that lost its claim while another finished the shard, leaves
+    the published labels valid, and they must stay usable."""
+    with manifest_lock(column_dir):
+        manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
+        entry = manifest.shards.get(shard) if manifest is not None else None
+        if entry is not None and entry["status"] == "done":
+            suffix = BACKENDS.get(manifest.backend).suffix
+            if _published_intact(column_dir / f"{shard}{suffix}", entry):
+                log.warning("%s shard %s: kept the done labels published", column_dir, shard)
+                return
+    record_shard(column_dir, shard, shard_entry("failed", error=error))
+
+
 def _clear_stale_temporaries(column_dir: Path, shard: str) -> None:
     """A killed run leaves hidden temporaries of the shard it was writing; drop them."""
     for tmp in column_dir.glob(f".{shard}.*.tmp"):
@@ -414,12 +429,12 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
             try:
                 _label_item(ctx, spec, teacher, shard, bar, report)
             except DeviceFailure as e:  # every later shard would fail too: stop the job
-                record_shard(column_dir, shard.name, shard_entry("failed", error=str(e)))
+                _record_failure(column_dir, shard.name, str(e))
                 raise
             except Exception as e:  # noqa: BLE001 - recorded in the manifest, the job goes on
                 log.exception("%s shard %s failed", spec.name, shard.name)
                 error = f"{type(e).__name__}: {e}"
-                record_shard(column_dir, shard.name, shard_entry("failed", error=error))
+                _record_failure(column_dir, shard.name, error)
                 report.shards_failed.append(f"{shard.name}: {error}")
             finally:
                 if claim is not None:

@@ -35,8 +35,11 @@ class Claim:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 4):
-            if self.still_mine():
-                os.utime(self.path)
+            try:
+                if self.still_mine():
+                    os.utime(self.path)
+            except OSError:  # the lock vanished between the check and the touch; keep beating
+                continue
 
     def still_mine(self) -> bool:
         try:

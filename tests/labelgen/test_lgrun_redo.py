@@ -156,3 +156,22 @@ def test_zarr_shard_missing_a_chunk_is_relabelled(dataset, ckpt):
     (again,) = label(dataset, [spec_str("dav", ckpt)], env=one_shard, format="zarr")
     assert again.shards_done == ["000001"]
     assert column_bytes(column) == want
+
+
+def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(labelgen.run, "label_shard", broken)
+    (report,) = labelgen.run.run(
+        labelled,
+        [parse_teacher_spec(spec_str("dav", ckpt))],
+        RunSettings(batch_size=4, workers=0, progress=False),
+        env={},
+        redo=["000001"],
+    )
+    assert report.shards_failed == ["000001: RuntimeError: disk full (simulated)"]
+    manifest = load_dataset(labelled).layout.manifest("dav")
+    assert '"failed"' not in manifest.read_text()  # the published shard is still the column's
+    assert verify_dataset(labelled, progress=False).ok
+    assert column_bytes(labelled / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
