@@ -152,6 +152,7 @@ def _done_shards(
     requested: dict[str, Any],
     overwrite: bool,
     names: set[str] | None = None,
+    images: dict[str, str] | None = None,
 ) -> set[str]:
     """Shards already done for the requested identity (weights, plan, codec, backend).
 
@@ -159,8 +160,11 @@ def _done_shards(
     A shard the manifest lists as done counts only while its file is there with the size the
     manifest recorded: a deleted or truncated shard is relabelled (a warning names it). Sizes
     only, no hashing (a flipped byte is `pipeline verify`'s to find; `--redo` relabels it).
-    `names`: check only these shards (default: every shard of the manifest).
+    `names`: check only these shards (default: every shard of the manifest). `images`: shard
+    name -> the image shard's sha256 in dataset.json; a shard labelled from other images is
+    relabelled.
     """
+    images = images or {}
     manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
     if manifest is None:
         return set()
@@ -183,7 +187,24 @@ def _done_shards(
         if entry["status"] == "done"
         and (names is None or name in names)
         and _published_intact(column_dir / f"{name}{suffix}", entry)
+        and _same_images(column_dir, name, entry, images)
     }
+
+
+def _same_images(
+    column_dir: Path, name: str, entry: dict[str, Any], images: dict[str, str]
+) -> bool:
+    """Whether a done shard was labelled from the image shard the dataset holds now."""
+    made_from = entry.get("image_sha256")
+    if made_from is None or name not in images or made_from == images[name]:
+        return True
+    log.warning(
+        "%s: shard %s was labelled from other images (the image shard was replaced since): "
+        "relabelling it",
+        column_dir,
+        name,
+    )
+    return False
 
 
 def _published_intact(path: Path, entry: dict[str, Any]) -> bool:
@@ -357,6 +378,7 @@ def _label_item(
     entry = summary.manifest_entry()
     entry["weights_sha256"] = teacher.weights_sha256
     entry["batch_size"] = s.batch_size  # label bytes depend on it (see README): a relabel reuses it
+    entry["image_sha256"] = shard.image_sha256  # the images labelled (replaced ones are detected)
     record_shard(column_dir, shard.name, entry)
     report.shards_done.append(shard.name)
     report.failures += len(summary.failures)
@@ -391,7 +413,10 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     precision = inference_precision(s, ctx.device)
     requested = _requested_identity(spec, info, s, precision)
     candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
-    done = _done_shards(column_dir, requested, s.overwrite, {shard.name for shard in candidates})
+    images = {shard.name: shard.image_sha256 for shard in info.shards}
+    done = _done_shards(
+        column_dir, requested, s.overwrite, {shard.name for shard in candidates}, images
+    )
     todo = [shard for shard in candidates if shard.name in ctx.redo or shard.name not in done]
     report = ColumnReport(spec.name, shards_skipped=len(candidates) - len(todo))
     if not todo:
@@ -417,7 +442,8 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
                 claim is None
                 or (
                     shard.name not in ctx.redo
-                    and shard.name in _done_shards(column_dir, requested, False, {shard.name})
+                    and shard.name
+                    in _done_shards(column_dir, requested, False, {shard.name}, images)
                 )
             ):
                 if claim is None:

@@ -106,6 +106,9 @@ def _check_label_shard(
 ) -> None:
     if not path.exists():
         raise FileNotFoundError("listed as done in the manifest but missing")
+    made_from = entry.get("image_sha256")
+    if made_from is not None and made_from != shard.image_sha256:
+        raise ValueError("labelled from other images: the image shard was replaced since")
     if shard_checksum(path) != entry.get("sha256"):
         raise ValueError("checksum differs from the manifest: the shard is corrupt")
     with open_reader(path, expected_plan_sha256=shard.plan_sha256) as reader:

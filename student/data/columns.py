@@ -8,6 +8,8 @@ the fix:
 - a column whose codec this installation cannot decode (not in the codec registry, or with
   parameters it does not take);
 - a column with a shard that is not `done` (or whose shard file is gone);
+- a column with shards labelled from other images than the dataset's image shards hold now
+  (the image shard was replaced after labelling; each manifest entry records its sha256);
 - an affine-invariant *depth* teacher (`output_kind: depth`, `invariance: affine`).
 
 Output kinds. The losses work in disparity space. `disparity` columns are used as stored. Metric
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import read_json
 from pipeline.dataset import DatasetInfo, load_dataset
 from pipeline.labels.codecs import codec_from_description
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.labels.store import BACKENDS, _load_builtin_backends
+from pipeline.verify import relabel_command
 
 IDENTITY = "identity"
 INVERSE = "inverse"
@@ -123,6 +127,24 @@ def unfinished_shards(info: DatasetInfo, column: str, manifest: ColumnManifest) 
     return missing
 
 
+def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
+    """Refuse labels made from other images than the image shards the dataset holds now."""
+    stale = [
+        shard.name
+        for shard in info.shards
+        if manifest.shards.get(shard.name, {}).get("image_sha256") not in (None, shard.image_sha256)
+    ]
+    if stale:
+        fix = relabel_command(
+            info.layout.root, column, read_json(info.layout.manifest(column)), stale
+        )
+        raise ValueError(
+            f"label column {column!r} ({info.layout.manifest(column)}): shards "
+            f"{', '.join(stale)} were labelled from other images than the dataset now holds "
+            f"(its image shards were replaced since); relabel them: {fix}"
+        )
+
+
 def check_complete(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
     missing = unfinished_shards(info, column, manifest)
     if missing:
@@ -156,6 +178,7 @@ def check_columns(
         check_plan(info, column, manifest)
         check_codec(info, column, manifest)
         check_complete(info, column, manifest)
+        check_images(info, column, manifest)
         label_conversion(manifest)
         manifests[column] = manifest
     return manifests

@@ -175,3 +175,27 @@ def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, m
     assert '"failed"' not in manifest.read_text()  # the published shard is still the column's
     assert verify_dataset(labelled, progress=False).ok
     assert column_bytes(labelled / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
+
+
+def test_shards_labelled_from_other_images_are_found_and_relabelled(labelled, reference, ckpt):
+    """Each done entry records the sha256 of the image shard it was labelled from; a shard
+    whose images changed since (as dataset.json says now) fails verify and is relabelled."""
+    import json
+
+    from student.data.columns import check_columns
+
+    path = load_dataset(labelled).layout.manifest("dav")
+    manifest = json.loads(path.read_text())
+    info = {s.name: s.image_sha256 for s in load_dataset(labelled).shards}
+    assert all(e["image_sha256"] == info[n] for n, e in manifest["shards"].items())
+    manifest["shards"]["000001"]["image_sha256"] = "0" * 64  # labelled from other images
+    path.write_text(json.dumps(manifest))
+    problems = verify_dataset(labelled, progress=False).problems
+    assert len(problems) == 1 and "labelled from other images" in problems[0]
+    assert "--redo 000001" in problems[0]
+    with pytest.raises(ValueError, match="'dav'.*000001.*other images.*--redo 000001"):
+        check_columns(labelled, ["dav"])
+    (report,) = label(labelled, [spec_str("dav", ckpt)])
+    assert report.shards_done == ["000001"]
+    assert verify_dataset(labelled, progress=False).ok
+    assert column_bytes(labelled / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
