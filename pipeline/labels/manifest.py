@@ -174,6 +174,8 @@ class ColumnManifest:
             return cls(**data)
         except TypeError as e:
             raise ValueError(f"{where}: incomplete manifest ({e})") from e
+        except ValueError as e:  # a bad field: name the file it came from
+            raise ValueError(f"{where}: {e}") from e
 
     @classmethod
     def load(cls, path: Path) -> ColumnManifest:

@@ -98,6 +98,13 @@ def test_load_rejects_unknown_fields_and_bad_values(column):
     with pytest.raises(ValueError, match="output_kind"):
         ColumnManifest.from_dict({**data, "output_kind": "normals"})
     assert ColumnManifest.load_or_none(column / "nope.json") is None
+    record_shard(column, "000000", shard_entry("done", count=1, sha256="0" * 64, nbytes=1))
+    bad = column / "manifest.json"
+    text = bad.read_text()
+    assert '"status": "done"' in text
+    bad.write_text(text.replace('"status": "done"', '"status": "maybe"'))
+    with pytest.raises(ValueError, match=r"manifest\.json: .*status must be one of"):
+        ColumnManifest.load(bad)  # the error names the file
 
 
 def _record_many(column_dir, rank: int, per_rank: int) -> None:
