@@ -18,7 +18,10 @@ import itertools
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -125,18 +128,52 @@ def process_item(item: Item, params: DecodeParams) -> Accepted | Rejected:
     return prepare_image(data, item.origin, params)
 
 
+CHUNK = 4  # items per task sent to a decoding process
+AHEAD = 16  # tasks in flight per process (bounds memory for millions of items)
+
+
+def process_chunk(items: list[Item], params: DecodeParams) -> list[Accepted | Rejected]:
+    return [process_item(item, params) for item in items]
+
+
 @contextmanager
 def decoding(
     items: list[Item], params: DecodeParams, workers: int
 ) -> Iterator[Iterator[Accepted | Rejected]]:
-    """Results of `process_item` in item order, from `workers` processes (1: in this process)."""
+    """Results of `process_item` in item order, from `workers` processes (1: in this process).
+
+    A process that dies (killed for memory, or a crash inside an image decoder) stops the run
+    with a message saying so, instead of waiting forever for its results.
+    """
     work: Callable[[Item], Accepted | Rejected] = partial(process_item, params=params)
     if workers <= 1 or len(items) <= 1:
         yield map(work, items)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (tqdm, user code)
-    with ctx.Pool(min(workers, len(items))) as pool:
-        yield pool.imap(work, items, chunksize=4)
+    n = min(workers, len(items))
+    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        yield _in_order(pool, items, params, n * AHEAD)
+
+
+def _in_order(
+    pool: ProcessPoolExecutor, items: list[Item], params: DecodeParams, ahead: int
+) -> Iterator[Accepted | Rejected]:
+    pending: deque[tuple[list[Item], Future]] = deque()
+    chunks = (items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
+    for chunk in itertools.chain(chunks, [None]):
+        if chunk is not None:
+            pending.append((chunk, pool.submit(process_chunk, chunk, params)))
+        while pending and (chunk is None or len(pending) >= ahead):
+            done_chunk, future = pending.popleft()
+            try:
+                yield from future.result()
+            except BrokenProcessPool as e:
+                raise RuntimeError(
+                    "a decoding worker process died (killed for lack of memory, or a crash in "
+                    "an image decoder) while decoding one of "
+                    f"{', '.join(item.origin for item in done_chunk)}; re-run with fewer "
+                    "--workers, or move the file that causes it aside"
+                ) from e
 
 
 def accepted_only(

@@ -14,6 +14,7 @@ from PIL import Image
 
 from pipeline import __version__
 from pipeline.images.shards import read_image_shard, shard_keys
+from pipeline.images.sources import Item
 from pipeline.labels.record import KEY_RE
 from pipeline.layout import SCHEMA_VERSION, DatasetLayout
 from pipeline.plan import PlanParams, load_plan_shard, plan_hash, plan_image
@@ -313,3 +314,27 @@ def test_many_images_with_a_pool(tmp_path: Path, monkeypatch) -> None:
     assert (result.num_samples, result.num_shards) == (120, 3)
     one = prepare(["*.jpg"], Path("ds1"), PrepareSettings(shard_size=50, workers=1), progress=False)
     assert snapshot(tmp_path / "ds") == snapshot(tmp_path / "ds1") and one.num_samples == 120
+
+
+class _KillsItsWorker(Item):
+    """An input whose reading kills the decoding process (as the kernel's OOM killer would)."""
+
+    def load(self) -> bytes:
+        import os
+
+        os._exit(9)
+
+
+def test_a_decoding_worker_that_dies_stops_the_run_with_a_message(tmp_path):
+    from pipeline.prepare import decoding
+
+    photo = tmp_path / "ok.png"
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(photo)
+    items = [Item(f"ok{i}", f"in/ok{i}.png", str(photo)) for i in range(9)]
+    items.append(_KillsItsWorker("boom", "in/boom.png", str(photo)))
+    died = "worker process died.*in/boom.png.*fewer --workers"
+    with (
+        pytest.raises(RuntimeError, match=died),
+        decoding(items, PrepareSettings().decode_params(), workers=2) as results,
+    ):
+        list(results)
