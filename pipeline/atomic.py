@@ -52,22 +52,31 @@ def publishing(path: Path) -> Iterator[Path]:
     """Yield a temporary path to fill; on success fsync it and rename it onto `path`.
 
     Works for files and directories. On error the temporary is removed and `path` is untouched.
+    A directory that already exists is first renamed aside (a hidden temporary name) and deleted
+    after the new one is in place, so `path` is missing only between two renames, never while a
+    large old tree is being deleted.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
+    old = None
     try:
         yield tmp
         if tmp.is_dir():
             fsync_tree(tmp)
             if path.exists():
-                shutil.rmtree(path)
+                old = temporary_sibling(path)
+                os.replace(path, old)
         else:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)  # put the previous tree back
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
