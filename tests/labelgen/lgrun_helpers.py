@@ -164,6 +164,22 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def fail_shards(monkeypatch: Any, error: str, shard: str | None = None) -> Callable:
+    """Patch `labelgen.run.label_shard` to raise `RuntimeError(error)` for shard `shard` (None:
+    every shard). Returns the real `label_shard`, to put back."""
+    import labelgen.run
+
+    real = labelgen.run.label_shard
+
+    def failing(job, *args, **kwargs):
+        if shard is None or job.out.name.startswith(shard):
+            raise RuntimeError(error)
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(labelgen.run, "label_shard", failing)
+    return real
+
+
 def label(dataset: Path, specs: list[str], env: dict | None = None, **settings):
     """`run` in-process with the test defaults (batch 4, no workers, no progress, rank 0/1)."""
     defaults = {"batch_size": 4, "workers": 0, "progress": False}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lgrun_helpers import column_bytes, copy_dataset, spec_str, tree_snapshot
+from lgrun_helpers import column_bytes, copy_dataset, fail_shards, spec_str, tree_snapshot
 from typer.testing import CliRunner
 
 import labelgen.run
@@ -44,14 +44,7 @@ def test_run_prints_a_summary_then_nothing_to_do(dataset, reference, ckpt, monke
 
 
 def test_failed_shard_exits_1_and_is_redone_next_time(dataset, reference, ckpt, monkeypatch):
-    real = labelgen.run.label_shard
-
-    def flaky(job, *args, **kwargs):
-        if job.out.name.startswith("000001"):
-            raise RuntimeError("disk on fire")
-        return real(job, *args, **kwargs)
-
-    monkeypatch.setattr(labelgen.run, "label_shard", flaky)
+    real = fail_shards(monkeypatch, "disk on fire", "000001")
     result = invoke("--dataset", str(dataset), "--teacher", spec_str("dav", ckpt), *FAST)
     assert result.exit_code == 1, result.output
     assert "dav: labelled 2 shards" in result.output

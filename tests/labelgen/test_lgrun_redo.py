@@ -9,7 +9,7 @@ import logging
 import shlex
 
 import pytest
-from lgrun_helpers import column_bytes, copy_dataset, label, spec_str
+from lgrun_helpers import column_bytes, copy_dataset, fail_shards, label, spec_str
 from typer.testing import CliRunner
 
 import labelgen.run
@@ -90,14 +90,7 @@ def test_redo_relabels_a_corrupt_shard_verify_names(labelled, reference, ckpt, m
 
 
 def test_failed_shard_fails_verify_until_relabelled(dataset, reference, ckpt, monkeypatch):
-    real = labelgen.run.label_shard
-
-    def flaky(job, *args, **kwargs):
-        if job.out.name.startswith("000002"):
-            raise RuntimeError("disk on fire")
-        return real(job, *args, **kwargs)
-
-    monkeypatch.setattr(labelgen.run, "label_shard", flaky)
+    real = fail_shards(monkeypatch, "disk on fire", "000002")
     (report,) = label(dataset, [spec_str("dav", ckpt)])
     assert report.shards_failed == ["000002: RuntimeError: disk on fire"]
     monkeypatch.setattr(labelgen.run, "label_shard", real)
@@ -159,10 +152,7 @@ def test_zarr_shard_missing_a_chunk_is_relabelled(dataset, ckpt):
 
 
 def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full (simulated)")
-
-    monkeypatch.setattr(labelgen.run, "label_shard", broken)
+    fail_shards(monkeypatch, "disk full (simulated)")
     (report,) = labelgen.run.run(
         labelled,
         [parse_teacher_spec(spec_str("dav", ckpt))],

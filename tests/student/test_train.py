@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -226,20 +227,26 @@ def test_two_process_torchrun_gloo(setup, tmp_path):
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
 
 
-def test_non_finite_losses_are_skipped_then_stop_the_run(setup, tmp_path, monkeypatch):
+def _alter_losses(monkeypatch, alter) -> None:
+    """Patch `compute_losses`: `alter(call, out, terms)` may change the terms of call 1, 2, ..."""
     import student.train as train_module
 
-    real = train_module.compute_losses
-    calls = {"n": 0}
+    real, calls = train_module.compute_losses, itertools.count(1)
 
-    def flaky(out, batch, *args):
-        calls["n"] += 1
+    def altered(out, batch, *args):
         terms = real(out, batch, *args)
-        if calls["n"] == 2 or calls["n"] >= 4:  # one bad step, later only bad steps
-            terms["loss"] = terms["loss"] * float("nan")
+        alter(next(calls), out, terms)
         return terms
 
-    monkeypatch.setattr(train_module, "compute_losses", flaky)
+    monkeypatch.setattr(train_module, "compute_losses", altered)
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(setup, tmp_path, monkeypatch):
+    def nan_loss(call, out, terms):
+        if call == 2 or call >= 4:  # one bad step, later only bad steps
+            terms["loss"] = terms["loss"] * float("nan")
+
+    _alter_losses(monkeypatch, nan_loss)
     dataset, init = setup
     run = tmp_path / "run"
     result = runner.invoke(
@@ -286,19 +293,11 @@ class _NanGradient(torch.autograd.Function):
 
 
 def test_non_finite_gradient_skips_and_resume_drops_the_skip_record(setup, tmp_path, monkeypatch):
-    import student.train as train_module
-
-    real = train_module.compute_losses
-    calls = {"n": 0}
-
-    def nan_gradient_once(out, batch, *args):
-        calls["n"] += 1
-        terms = real(out, batch, *args)
-        if calls["n"] == 2:
+    def nan_gradient_once(call, out, terms):
+        if call == 2:
             terms["loss"] = terms["loss"] + _NanGradient.apply(out["pred"])
-        return terms
 
-    monkeypatch.setattr(train_module, "compute_losses", nan_gradient_once)
+    _alter_losses(monkeypatch, nan_gradient_once)
     dataset, init = setup
     run = tmp_path / "run"
     every = ["--steps", "3", "--batch-size", "1", "--set", "checkpoint_every=1"]
