@@ -30,6 +30,7 @@ from pipeline.labels.codecs import get_codec
 from pipeline.labels.manifest import (
     ColumnManifest,
     create_or_check,
+    made_from_other_images,
     manifest_lock,
     manifest_path,
     record_shard,
@@ -195,8 +196,7 @@ def _same_images(
     column_dir: Path, name: str, entry: dict[str, Any], images: dict[str, str]
 ) -> bool:
     """Whether a done shard was labelled from the image shard the dataset holds now."""
-    made_from = entry.get("image_sha256")
-    if made_from is None or name not in images or made_from == images[name]:
+    if name not in images or not made_from_other_images(entry, images[name]):
         return True
     log.warning(
         "%s: shard %s was labelled from other images (the image shard was replaced since): "

@@ -159,21 +159,24 @@ def _in_order(
     pool: ProcessPoolExecutor, items: list[Item], params: DecodeParams, ahead: int
 ) -> Iterator[Accepted | Rejected]:
     pending: deque[tuple[list[Item], Future]] = deque()
-    chunks = (items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
-    for chunk in itertools.chain(chunks, [None]):
-        if chunk is not None:
-            pending.append((chunk, pool.submit(process_chunk, chunk, params)))
-        while pending and (chunk is None or len(pending) >= ahead):
-            done_chunk, future = pending.popleft()
-            try:
-                yield from future.result()
-            except BrokenProcessPool as e:
-                raise RuntimeError(
-                    "a decoding worker process died (killed for lack of memory, or a crash in "
-                    "an image decoder) while decoding one of "
-                    f"{', '.join(item.origin for item in done_chunk)}; re-run with fewer "
-                    "--workers, or move the file that causes it aside"
-                ) from e
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        pending.append((chunk, pool.submit(process_chunk, chunk, params)))
+        if len(pending) >= ahead:
+            yield from _results(*pending.popleft())
+    while pending:
+        yield from _results(*pending.popleft())
+
+
+def _results(chunk: list[Item], future: Future) -> list[Accepted | Rejected]:
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "a decoding worker process died (killed for lack of memory, or a crash in an image "
+            f"decoder) while decoding one of {', '.join(item.origin for item in chunk)}; re-run "
+            "with fewer --workers, or move the file that causes it aside"
+        ) from e
 
 
 def accepted_only(

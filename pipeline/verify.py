@@ -24,6 +24,7 @@ from pipeline.atomic import read_json
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.hashing import sha256_file
 from pipeline.images.shards import shard_keys
+from pipeline.labels.manifest import made_from_other_images
 from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
 from pipeline.plan import load_plan_shard
 from pipeline.status import _ranges
@@ -106,8 +107,7 @@ def _check_label_shard(
 ) -> None:
     if not path.exists():
         raise FileNotFoundError("listed as done in the manifest but missing")
-    made_from = entry.get("image_sha256")
-    if made_from is not None and made_from != shard.image_sha256:
+    if made_from_other_images(entry, shard.image_sha256):
         raise ValueError("labelled from other images: the image shard was replaced since")
     if shard_checksum(path) != entry.get("sha256"):
         raise ValueError("checksum differs from the manifest: the shard is corrupt")

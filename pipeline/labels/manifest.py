@@ -105,6 +105,13 @@ def shard_entry(
     return entry
 
 
+def made_from_other_images(entry: dict[str, Any], image_sha256: str) -> bool:
+    """Whether a shard entry records that it was labelled from another image shard than the one
+    with `image_sha256` (entries written before this was recorded count as the same)."""
+    made_from = entry.get("image_sha256")
+    return made_from is not None and made_from != image_sha256
+
+
 def check_shard_entry(entry: Any, where: str) -> None:
     if not isinstance(entry, dict) or entry.get("status") not in SHARD_STATUSES:
         raise ValueError(f"{where}: status must be one of {SHARD_STATUSES}, got {entry!r}")

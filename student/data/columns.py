@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import read_json
 from pipeline.dataset import DatasetInfo, load_dataset
 from pipeline.labels.codecs import codec_from_description
-from pipeline.labels.manifest import ColumnManifest
+from pipeline.labels.manifest import ColumnManifest, made_from_other_images
 from pipeline.labels.store import BACKENDS, _load_builtin_backends
 from pipeline.verify import relabel_command
 
@@ -132,12 +131,10 @@ def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> No
     stale = [
         shard.name
         for shard in info.shards
-        if manifest.shards.get(shard.name, {}).get("image_sha256") not in (None, shard.image_sha256)
+        if made_from_other_images(manifest.shards.get(shard.name, {}), shard.image_sha256)
     ]
     if stale:
-        fix = relabel_command(
-            info.layout.root, column, read_json(info.layout.manifest(column)), stale
-        )
+        fix = relabel_command(info.layout.root, column, manifest.to_dict(), stale)
         raise ValueError(
             f"label column {column!r} ({info.layout.manifest(column)}): shards "
             f"{', '.join(stale)} were labelled from other images than the dataset now holds "
