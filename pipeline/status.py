@@ -49,7 +49,7 @@ def dataset_status(root: Path | str) -> dict[str, Any]:
     }
 
 
-def _ranges(names: list[str]) -> str:
+def shard_ranges(names: list[str]) -> str:
     """'000000-000003,000007' for a sorted list of shard names."""
     out: list[str] = []
     nums = [int(n) for n in names]
@@ -104,7 +104,7 @@ def format_status(status: dict[str, Any]) -> str:
         for state in ("failed", "missing"):
             todo = [s for s, e in col["shards"].items() if e["status"] == state]
             if todo:
-                lines.append(f"{name}: {state} shards {_ranges(todo)}")
+                lines.append(f"{name}: {state} shards {shard_ranges(todo)}")
         if col["failures"]:
             lines.append(
                 f"{name}: {col['failures']} images failed in finished shards (see manifest)"

@@ -12,6 +12,7 @@ corruption: they are listed as information and do not fail the verification.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pipeline.images.shards import shard_keys
 from pipeline.labels.manifest import made_from_other_images
 from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
 from pipeline.plan import load_plan_shard
-from pipeline.status import _ranges
+from pipeline.status import shard_ranges
 
 
 @dataclass
@@ -49,14 +50,18 @@ class VerifyReport:
 
 
 def _guarded(
-    report: VerifyReport, where: Path, check: Callable[..., None], *args: Any, fix: str = ""
+    report: VerifyReport,
+    where: Path,
+    check: Callable[..., None],
+    *args: Any,
+    fix: Callable[[], str] | None = None,
 ) -> None:
-    """Run one check; any exception becomes a problem naming the file (and `fix`, the command
-    that repairs it), never a crash."""
+    """Run one check; any exception becomes a problem naming the file (and `fix()`, the command
+    that repairs it, built only then), never a crash."""
     try:
         check(*args)
     except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the scan
-        report.problems.append(f"{where}: {e}" + (f"; relabel it: {fix}" if fix else ""))
+        report.problems.append(f"{where}: {e}" + (f"; relabel it: {fix()}" if fix else ""))
 
 
 def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] | None) -> str:
@@ -84,7 +89,7 @@ def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] |
     if len(sizes) == 1:
         args += ["--batch-size", str(sizes.pop())]
     if shards:
-        args += ["--redo", _ranges(shards)]
+        args += ["--redo", shard_ranges(shards)]
     return shlex.join(args)
 
 
@@ -140,7 +145,7 @@ def _check_column(
     for shard in info.shards:
         entry = entries.get(shard.name)
         path = info.layout.label_shard(column, shard.index, suffix)
-        fix = relabel_command(root, column, manifest, [shard.name])
+        fix = functools.partial(relabel_command, root, column, manifest, [shard.name])
         if not entry:
             not_labelled.append(shard.name)
         elif entry.get("status") == "done":
@@ -160,12 +165,12 @@ def _check_column(
             error = entry.get("error") or "no error recorded"
             report.problems.append(
                 f"{path}: shard {shard.name} of column {column!r} is recorded as "
-                f"{entry.get('status')!r} in the manifest ({error}); relabel it: {fix}"
+                f"{entry.get('status')!r} in the manifest ({error}); relabel it: {fix()}"
             )
         bar.update()
     if not_labelled:
         report.notes.append(
-            f"{column}: shards {_ranges(not_labelled)} not labelled yet (not an error); "
+            f"{column}: shards {shard_ranges(not_labelled)} not labelled yet (not an error); "
             f"label them: {relabel_command(root, column, manifest, None)}"
         )
 
