@@ -152,8 +152,8 @@ def _done_shards(
     column_dir: Path,
     requested: dict[str, Any],
     overwrite: bool,
-    names: set[str] | None = None,
-    images: dict[str, str] | None = None,
+    names: set[str],
+    images: dict[str, str],
 ) -> set[str]:
     """Shards already done for the requested identity (weights, plan, codec, backend).
 
@@ -161,11 +161,9 @@ def _done_shards(
     A shard the manifest lists as done counts only while its file is there with the size the
     manifest recorded: a deleted or truncated shard is relabelled (a warning names it). Sizes
     only, no hashing (a flipped byte is `pipeline verify`'s to find; `--redo` relabels it).
-    `names`: check only these shards (default: every shard of the manifest). `images`: shard
-    name -> the image shard's sha256 in dataset.json; a shard labelled from other images is
-    relabelled.
+    `names`: the shards to check. `images`: shard name -> the image shard's sha256 in
+    dataset.json; a shard labelled from other images is relabelled.
     """
-    images = images or {}
     manifest = ColumnManifest.load_or_none(manifest_path(column_dir))
     if manifest is None:
         return set()
@@ -186,7 +184,7 @@ def _done_shards(
         name
         for name, entry in manifest.shards.items()
         if entry["status"] == "done"
-        and (names is None or name in names)
+        and name in names
         and _published_intact(column_dir / f"{name}{suffix}", entry)
         and _same_images(column_dir, name, entry, images)
     }
