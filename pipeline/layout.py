@@ -8,6 +8,7 @@ from pathlib import Path
 
 SCHEMA_VERSION = 1
 COLUMN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 
 def shard_name(index: int) -> str:
@@ -22,6 +23,17 @@ def check_column_name(name: str) -> str:
             "starting with a letter or digit (e.g. 'dav2-large')"
         )
     return name
+
+
+def check_key(key: str) -> str:
+    """Sample keys (shared by image shards, plans and label shards): 1-80 characters from
+    `[A-Za-z0-9_-]`, starting with a letter or digit."""
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        raise ValueError(
+            f"key {key!r} is invalid for a label shard: use 1-80 characters from [A-Za-z0-9_-], "
+            "starting with a letter or digit"
+        )
+    return key
 
 
 @dataclass(frozen=True)

@@ -26,21 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.layout import KEY_RE, check_key  # noqa: F401  (the label store's key rule)
+
 MAP_FLAGS = ("nan", "inf", "flat", "clipped")
 ERROR_FLAG = "error"
 RESERVED_FIELDS = ("maps", "flags", "error")
 FLAT_RTOL = 1e-6
-KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 MAP_NAME_RE = re.compile(r"^(?:full|r(0|[1-9][0-9]*)\.(?:sc|t(0|[1-9][0-9]*)))$")
-
-
-def check_key(key: str) -> str:
-    if not isinstance(key, str) or not KEY_RE.match(key):
-        raise ValueError(
-            f"key {key!r} is invalid for a label shard: use 1-80 characters from [A-Za-z0-9_-], "
-            "starting with a letter or digit"
-        )
-    return key
 
 
 def check_map_name(name: str) -> str:
