@@ -108,15 +108,8 @@ def replicated_hybrid(pred: Tensor, target: Tensor, mask: Tensor | None, norm: s
 def time_medians(pred: Tensor, target: Tensor, repeats: int, clock: str = "wall") -> list[float]:
     """Seconds of one `torch.median` per map (pred and target of every image, no backward): the
     medians of the global level alone, a floor for any exact median/MAD normalization."""
-    now = CLOCKS[clock]
     maps = torch.stack([pred.flatten(1), target.flatten(1)]).flatten(0, 1)
-    times = []
-    for i in range(repeats + 1):
-        start = now()
-        torch.median(maps, dim=1)
-        if i:
-            times.append(now() - start)
-    return times
+    return _seconds(lambda m: torch.median(m, dim=1), lambda: maps, repeats, clock)
 
 
 FLOOR = "floor: one torch.median per map"
@@ -142,12 +135,25 @@ def time_loss(
     clock `wall`: elapsed time; `cpu`: CPU time of the process (all its threads), steadier on a
     shared machine.
     """
+    return _seconds(
+        lambda p: fn(p, target, None, norm).backward(),
+        lambda: pred.clone().requires_grad_(),
+        repeats,
+        clock,
+    )
+
+
+def _seconds(
+    call: Callable[[Tensor], object], make_input: Callable[[], Tensor], repeats: int, clock: str
+) -> list[float]:
+    """Seconds of `call(make_input())` for each repeat after one warm-up; the input is made
+    outside the timed span."""
     now = CLOCKS[clock]
     times = []
     for i in range(repeats + 1):
-        p = pred.clone().requires_grad_()
+        x = make_input()
         start = now()
-        fn(p, target, None, norm).backward()
+        call(x)
         if i:
             times.append(now() - start)
     return times
