@@ -5,10 +5,15 @@ refreshes the file's modification time; a lock not refreshed within `ttl` second
 dead worker and may be taken over. Two workers that race on a stale lock may both do the item:
 work items are deterministic and published atomically, so the result is the same bytes, only
 the time is wasted.
+
+Releasing moves the lock aside under a unique name first (one atomic rename), then reads who
+owned it: a lock that another worker took over meanwhile is linked back (create-if-absent), so a
+slow worker never deletes the lock of the worker that took its item over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -42,22 +47,36 @@ class Claim:
                 continue
 
     def still_mine(self) -> bool:
-        try:
-            return json.loads(self.path.read_text()).get("owner") == self.owner
-        except (OSError, ValueError):
-            return False
+        return _owner(self.path) == self.owner
 
     def release(self) -> None:
         self._stop.set()
         self._beat.join()
-        if self.still_mine():
-            self.path.unlink(missing_ok=True)
+        aside = temporary_sibling(self.path)
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:  # already gone (released or removed by hand)
+            return
+        try:
+            if _owner(aside) != self.owner:  # taken over: give it back unless a new lock exists
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, self.path)
+        finally:
+            aside.unlink(missing_ok=True)
 
     def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _owner(path: Path) -> str | None:
+    """The owner written in lock file `path`, or None if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text()).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _lock_body(owner: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,34 @@ def test_local_rank_from_torchrun_or_srun():
     assert local_rank({"SLURM_LOCALID": "2"}, devices=1) == 0  # each task sees only its GPU
     with pytest.raises(ValueError, match="LOCAL_RANK"):
         local_rank({"LOCAL_RANK": "x"})
+
+
+def test_release_keeps_a_lock_taken_over_after_the_owner_check(tmp_path, monkeypatch):
+    """A takeover right after the release reads who owns the lock must survive the release."""
+    claim = try_claim(tmp_path, "000004", "slow", ttl=60)
+    assert claim is not None
+    lock = tmp_path / "000004.lock"
+    taker = json.dumps({"owner": "fast", "claimed_at": time.time()})
+    read = Path.read_text
+
+    def read_then_taken_over(self, *args, **kwargs):
+        text = read(self, *args, **kwargs)
+        monkeypatch.setattr(Path, "read_text", read)  # once
+        lock.write_text(taker)  # another worker takes the item over right after the read
+        return text
+
+    monkeypatch.setattr(Path, "read_text", read_then_taken_over)
+    claim.release()
+    assert json.loads(lock.read_text())["owner"] == "fast"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000004.lock"]  # no leftovers
+
+
+def test_release_of_a_lock_already_taken_over_leaves_it(tmp_path):
+    claim = try_claim(tmp_path, "000005", "slow", ttl=60)
+    assert claim is not None
+    lock = tmp_path / "000005.lock"
+    lock.write_text(json.dumps({"owner": "fast", "claimed_at": time.time()}))
+    claim.release()
+    assert json.loads(lock.read_text())["owner"] == "fast"
+    claim.release()  # a second release is harmless
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000005.lock"]
