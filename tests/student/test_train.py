@@ -387,3 +387,34 @@ def test_prediction_stays_float32_under_bf16_autocast(setup):
     assert not torch.equal(pred, pred.bfloat16().float())  # not rounded to bf16 on the way
     keys = set(student.model.state_dict())
     assert any(k.startswith("head.conv") for k in keys) and not any(".head.head" in k for k in keys)
+
+
+def test_fp16_overflow_skips_the_update_and_the_schedule():
+    """The GradScaler path of `Trainer.optimizer_step` (run on GPUs with precision=fp16)."""
+    from types import SimpleNamespace
+
+    from student.train import Trainer
+
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    fake = SimpleNamespace(
+        scaler=scaler,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        student=model,
+        s=SimpleNamespace(optim=SimpleNamespace(grad_clip=1.0)),
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+
+    scaler.scale(model(torch.ones(2, 3)).sum() * float("inf")).backward()  # overflow
+    assert Trainer.optimizer_step(fake) is None
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert scheduler.last_epoch == 0 and scaler.get_scale() == 2.0**15
+    assert all(p.grad is None for p in model.parameters())
+
+    scaler.scale(model(torch.ones(2, 3)).sum()).backward()
+    norm = Trainer.optimizer_step(fake)
+    assert norm is not None and norm == pytest.approx(4.0)  # grads 2, 2, 2 and 2
+    assert not torch.equal(before[0], model.weight) and scheduler.last_epoch == 1
