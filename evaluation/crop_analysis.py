@@ -38,17 +38,25 @@ def crop_scores(
 ) -> dict[str, Any]:
     """`{"global": metrics, "local": metrics, "status", "crop_pixels"}` for one sample.
 
-    `status` is `empty_mask` when the crop has no scored pixel (no metrics then)."""
+    `status` is `empty_mask` when the crop has no scored pixel (no metrics then). Both alignments
+    are compared on the same pixels: NaN or infinite prediction pixels are left out of both and
+    counted in `nonfinite_pixels` (of the crop)."""
     rules = DATASETS.get(dataset)
-    mask = scoring_mask(gt, rules, valid_mask) & np.isfinite(pred)
+    scored = scoring_mask(gt, rules, valid_mask)
+    mask = scored & np.isfinite(pred)
     top, bottom, left, right = central_box(*gt.shape)
     in_crop = np.zeros_like(mask)
     in_crop[top:bottom, left:right] = True
     crop = mask & in_crop
+    nonfinite = int((scored & in_crop).sum()) - int(crop.sum())
     if not crop.any():
-        return {"status": "empty_mask", "crop_pixels": 0}
+        return {"status": "empty_mask", "crop_pixels": 0, "nonfinite_pixels": nonfinite}
     target = gt[crop].astype(np.float64)
-    results: dict[str, Any] = {"status": "ok", "crop_pixels": int(crop.sum())}
+    results: dict[str, Any] = {
+        "status": "ok",
+        "crop_pixels": int(crop.sum()),
+        "nonfinite_pixels": nonfinite,
+    }
     for name, fit_mask in (("global", mask), ("local", crop)):
         a, b, degenerate = fit(pred[fit_mask], gt[fit_mask].astype(np.float64), pred_space)
         depth = apply_fit(pred[crop], a, b, rules, pred_space)
@@ -63,6 +71,7 @@ def summarize_crops(samples: list[dict[str, Any]]) -> dict[str, Any]:
     fraction of samples where the local alignment has the lower AbsRel."""
     scored = [s for s in samples if s["status"] != "empty_mask"]
     out: dict[str, Any] = {"samples": len(samples), "scored": len(scored)}
+    out["nonfinite_pixels"] = sum(s.get("nonfinite_pixels", 0) for s in samples)
     for name in ("global", "local"):
         out[name] = {
             m: (float(np.mean([s[name][m] for s in scored])) if scored else None) for m in METRICS

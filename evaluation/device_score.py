@@ -16,6 +16,8 @@ from evaluation.protocol import (
     DATASETS,
     DEPTH_FLOOR,
     DISPARITY_FLOOR,
+    check_inputs,
+    depth_range,
     metrics_from_sums,
     scoring_mask,
     solve_scale_shift,
@@ -48,6 +50,7 @@ def score_tensor(
     import numpy as np
 
     rules = DATASETS.get(dataset)
+    check_inputs(pred, gt, pred_space, score_space)
     mask = scoring_mask(gt, rules, valid_mask)
     if not bool(mask.any()):
         return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
@@ -64,8 +67,8 @@ def score_tensor(
     est = a * p + b
     if pred_space != "depth":
         est = 1.0 / est.clamp_min(DISPARITY_FLOOR)
-    lo, hi = rules.depth_clip()
-    est = est.clamp(lo, hi).clamp_min(DEPTH_FLOOR)
+    est = est.clamp(*rules.depth_clip()).clamp_min(DEPTH_FLOOR)
+    lo, hi = depth_range(rules, float(g.max()))
     worst = torch.where(g - lo > hi - g, lo, hi).clamp_min(DEPTH_FLOOR)  # protocol.worst_depth
     est = torch.where(finite, est, worst)
     if score_space == "disparity":

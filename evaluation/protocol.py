@@ -119,13 +119,40 @@ def apply_fit(
     return np.maximum(np.clip(depth, lo, hi), DEPTH_FLOOR)
 
 
-def worst_depth(gt: np.ndarray, rules: DatasetRules) -> np.ndarray:
-    """What a non-finite predicted pixel is scored as: the end of the dataset's depth clip
-    farther from the ground truth (the largest error an aligned prediction can have there). Such
-    pixels stay in the scored set, so NaN or inf outputs cost accuracy instead of being dropped."""
+def depth_range(rules: DatasetRules, gt_max: float) -> tuple[float, float]:
+    """The depth clip of `rules` with an open upper end (ETH3D, Middlebury) closed at the image's
+    largest scored ground truth `gt_max`, so that a worst case is always finite."""
     lo, hi = rules.depth_clip()
+    return lo, hi if hi < float("inf") else max(float(gt_max), lo)
+
+
+def worst_depth(gt: np.ndarray, rules: DatasetRules, gt_max: float) -> np.ndarray:
+    """What a non-finite predicted pixel is scored as: the end of `depth_range` farther from the
+    ground truth (the largest error an aligned prediction can have there, finite). Such pixels
+    stay in the scored set, so NaN or inf outputs cost accuracy instead of being dropped."""
+    lo, hi = depth_range(rules, gt_max)
     with np.errstate(invalid="ignore"):  # unscored NaN/inf ground truth (figures) is harmless
         return np.maximum(np.where(gt - lo > hi - gt, lo, hi), DEPTH_FLOOR)
+
+
+def check_spaces(pred_space: str, score_space: str) -> None:
+    """Known spaces, and disparity scoring only of disparity predictions."""
+    if pred_space not in PRED_SPACES or score_space not in SCORE_SPACES:
+        raise ValueError(
+            f"pred_space must be one of {PRED_SPACES} (got {pred_space!r}), score_space one of "
+            f"{SCORE_SPACES} (got {score_space!r})"
+        )
+    if score_space == "disparity" and pred_space != "disparity":
+        raise ValueError("score_space='disparity' needs a disparity prediction")
+
+
+def check_inputs(pred: Any, gt: Any, pred_space: str, score_space: str) -> None:
+    """The argument checks of `score` (numpy) and `device_score.score_tensor` (torch)."""
+    check_spaces(pred_space, score_space)
+    if tuple(pred.shape) != tuple(gt.shape):
+        raise ValueError(
+            f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape"
+        )
 
 
 def align(
@@ -216,17 +243,13 @@ def score(
     on the masked pixels, computed in two streaming passes over cache-sized blocks.
     """
     rules = DATASETS.get(dataset)
-    if pred_space not in PRED_SPACES or score_space not in SCORE_SPACES:
-        raise ValueError(f"pred_space must be one of {PRED_SPACES}, score_space {SCORE_SPACES}")
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    if score_space == "disparity" and pred_space != "disparity":
-        raise ValueError("score_space='disparity' needs a disparity prediction")
+    check_inputs(pred, gt, pred_space, score_space)
     mask = scoring_mask(gt, rules, valid_mask)
     if not mask.any():
         return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
-    fit_sums = np.zeros(5)
+    fit_sums, gt_max = np.zeros(5), 0.0
     for p, g in _blocks(mask, pred, gt):
+        gt_max = max(gt_max, float(g.max()))
         finite = np.isfinite(p)
         if not finite.all():
             p, g = p[finite], g[finite]
@@ -241,7 +264,7 @@ def score(
         else:
             nonfinite += int(finite.size - np.count_nonzero(finite))
             est = apply_fit(np.where(finite, p, 0.0), a, b, rules, pred_space)
-            est = np.where(finite, est, worst_depth(g, rules))
+            est = np.where(finite, est, worst_depth(g, rules, gt_max))
         sums += (
             metric_sums(1.0 / est, 1.0 / g) if score_space == "disparity" else metric_sums(est, g)
         )
@@ -267,11 +290,12 @@ def aligned_depth(
     mask = scoring_mask(gt, rules, valid_mask)
     fitted = mask & np.isfinite(pred)
     a, b = 1.0, 0.0
+    gt_max = float(gt[mask].max()) if mask.any() else 0.0
     if fitted.any():
         a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space)
     finite = np.where(np.isfinite(pred), pred, 0)
     est = apply_fit(finite, a, b, rules, pred_space)
-    return np.where(np.isfinite(pred), est, worst_depth(gt, rules)), mask
+    return np.where(np.isfinite(pred), est, worst_depth(gt, rules, gt_max)), mask
 
 
 METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")

@@ -41,6 +41,7 @@ from evaluation.protocol import (
     METRICS,
     PRED_SPACES,
     aligned_depth,
+    check_spaces,
     protocol_description,
     score,
     summarize,
@@ -245,6 +246,7 @@ def score_all(
     out = Path(out)
     record = read_predictions_json(out)
     pred_space = resolve_pred_space(out, record, settings.pred_space)
+    check_spaces(pred_space, settings.score_space)  # before any sample, on either device
     model = dict((record or {}).get("model", {}))
     model.setdefault("spec", None)
     model["name"] = settings.name or model.get("name") or out.name

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.protocol import DATASETS, fit_scale_shift, score, scoring_mask, summarize
+from evaluation.protocol import (
+    DATASETS,
+    aligned_depth,
+    fit_scale_shift,
+    score,
+    scoring_mask,
+    summarize,
+)
 
 
 def test_perfect_disparity_prediction_scores_zero_after_any_affine_change():
@@ -159,8 +166,9 @@ def test_zero_depth_inside_diodes_mask_is_not_scored():
     assert result["valid_pixels"] == 3 and result["abs_rel"] == pytest.approx(0, abs=1e-12)
 
 
+@pytest.mark.parametrize("dataset", ["scannet", "eth3d"])  # ETH3D: no upper depth bound
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nonfinite_prediction_pixels_are_scored_as_the_worst_case_not_dropped(bad):
+def test_nonfinite_prediction_pixels_are_scored_as_the_worst_case_not_dropped(bad, dataset):
     import torch
 
     from evaluation.device_score import score_tensor
@@ -170,15 +178,18 @@ def test_nonfinite_prediction_pixels_are_scored_as_the_worst_case_not_dropped(ba
     pred = (1.0 / gt).astype(np.float32)  # a perfect disparity prediction ...
     broken = pred.copy()
     broken[rng.random(gt.shape) < 0.3] = bad  # ... with 30% of its pixels not finite
-    perfect = score(pred, gt, "scannet", "disparity")
-    got = score(broken, gt, "scannet", "disparity")
+    perfect = score(pred, gt, dataset, "disparity")
+    got = score(broken, gt, dataset, "disparity")
     assert got["valid_pixels"] == perfect["valid_pixels"] == gt.size
     assert got["nonfinite_pixels"] == int((~np.isfinite(broken)).sum()) > 0
     assert got["abs_rel"] > 0.2 and got["delta1"] < 0.75  # worse, not better, than perfect
-    on_tensor = score_tensor(torch.from_numpy(broken), torch.from_numpy(gt), "scannet", "disparity")
+    assert np.isfinite(got["abs_rel"]) and np.isfinite(got["rmse"])  # a number in the table
+    on_tensor = score_tensor(torch.from_numpy(broken), torch.from_numpy(gt), dataset, "disparity")
     for name in ("abs_rel", "delta1", "rmse", "valid_pixels", "nonfinite_pixels"):
         assert on_tensor[name] == pytest.approx(got[name], rel=1e-9)
-    all_bad = score(np.full_like(gt, bad), gt, "scannet", "disparity")  # scored, not skipped
+    figure, _ = aligned_depth(broken, gt, dataset, "disparity")
+    assert np.isfinite(figure).all()
+    all_bad = score(np.full_like(gt, bad), gt, dataset, "disparity")  # scored, not skipped
     assert all_bad["status"] == "degenerate_fit" and all_bad["delta1"] < 0.1
     summary = summarize([got, all_bad, perfect])
     assert summary["scored"] == 3 and summary["nonfinite_pred"] == 2

@@ -59,6 +59,26 @@ def test_tensor_score_empty_and_degenerate():
     assert flat["status"] == "degenerate_fit" and np.isfinite(flat["abs_rel"])
 
 
+@pytest.mark.parametrize(
+    ("pred_space", "score_space", "message"),
+    [
+        ("depth", "disparity", "needs a disparity prediction"),
+        ("disparity", "disp", "got 'disp'"),
+        ("inverse", "depth", "got 'inverse'"),
+    ],
+)
+def test_tensor_score_checks_its_arguments_as_numpy_score_does(pred_space, score_space, message):
+    gt, pred = np.full((8, 8), 2.0), np.full((8, 8), 0.5)
+    with pytest.raises(ValueError, match=message):
+        score(pred, gt, "nyu", pred_space, None, score_space)
+    with pytest.raises(ValueError, match=message):
+        score_tensor(
+            torch.from_numpy(pred), torch.from_numpy(gt), "nyu", pred_space, None, score_space
+        )
+    with pytest.raises(ValueError, match="differ in shape"):
+        score_tensor(torch.ones(4, 4), torch.ones(4, 5), "nyu", "disparity")
+
+
 def test_tensor_resize_equals_numpy_resize():
     small = np.random.default_rng(1).random((25, 37)).astype(np.float32)
     for size in ((50, 74), (12, 18)):
@@ -84,3 +104,12 @@ def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path, dtype
     on_device = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
     for name in ("abs_rel", "delta1", "rmse", "scored"):
         assert on_device[name] == pytest.approx(on_cpu[name], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("pred_space", "score_space"), [("depth", "disparity"), ("disparity", "d")]
+)
+def test_score_all_refuses_bad_spaces_before_scoring(tmp_path, pred_space, score_space):
+    settings = ScoreSettings(pred_space=pred_space, score_space=score_space, workers=0)
+    with pytest.raises(ValueError, match="score_space"):
+        score_all(tmp_path, [open_dataset("middlebury")], settings)  # no predictions needed

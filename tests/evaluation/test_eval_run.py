@@ -200,7 +200,9 @@ def test_crop_scores_local_alignment_is_exact_where_global_is_not():
     pred[top:bottom, left:right] = 4.0 * pred[top:bottom, left:right] + 0.3
     result = crop_scores(pred, gt, "middlebury", "disparity")
     assert result["local"]["abs_rel"] < 1e-9 < 1e-3 < result["global"]["abs_rel"]
-    assert result["crop_pixels"] == 20 * 30
+    assert result["crop_pixels"] == 20 * 30 and result["nonfinite_pixels"] == 0
+    pred[top, left] = np.nan
+    assert crop_scores(pred, gt, "middlebury", "disparity")["nonfinite_pixels"] == 1
     empty = crop_scores(pred, np.full((h, w), np.inf), "middlebury", "disparity")
     assert empty["status"] == "empty_mask"
 
