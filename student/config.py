@@ -45,7 +45,8 @@ class LossSettings:
     lambda_feat: float = 1.0
     """Weight of the feature-alignment term (paper: 1.0); 0 disables it."""
     lambda_grad: float = 2.0
-    """Weight of the gradient-matching term (paper: 2.0); 0 disables it."""
+    """Weight of the gradient-matching term (paper: 2.0); 0 disables it. It matches the
+    shared-context label, or the tiles (mapped as in L_lg) when shared_context is false."""
     norm_sc: str = "auto"
     """Normalization of L_sc: global, hybrid, local, none; auto = hybrid with several teachers,
     none with one."""

@@ -29,6 +29,7 @@ from student.data import DistillStream, make_loader
 from student.losses import (
     FeatureAlignment,
     gradient_matching,
+    local_global_gradient,
     local_global_loss,
     normalized_l1,
     total_loss,
@@ -97,23 +98,26 @@ def compute_losses(
     terms: dict[str, torch.Tensor] = {}
     if s.loss.shared_context:
         terms["sc"] = normalized_l1(pred, target, valid, resolved_norm(s.loss.norm_sc, n_teachers))
-    if s.loss.local_global and int(batch["tile_count"].sum()) > 0:
+    has_tiles = s.loss.local_global and int(batch["tile_count"].sum()) > 0
+    if has_tiles:
         size = float(pred.shape[-1])
-        region = torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
-        terms["lg"] = local_global_loss(
-            pred,
+        tile_args = (
             batch["tiles"],
             batch["tile_boxes"],
-            region,
+            torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4),
             batch["tile_count"],
-            norm=resolved_norm(s.loss.norm_lg, n_teachers),
+        )
+        terms["lg"] = local_global_loss(
+            pred, *tile_args, norm=resolved_norm(s.loss.norm_lg, n_teachers)
         )
     if align is not None and s.loss.lambda_feat > 0:
         terms["feat"] = align(out["tokens"].float(), out["frozen_tokens"].float())
-    if s.loss.lambda_grad > 0:
-        terms["grad"] = gradient_matching(
-            pred, target, valid, norm=resolved_norm(s.loss.norm_grad, n_teachers)
-        )
+    if s.loss.lambda_grad > 0:  # on the labels the distillation terms use
+        grad_norm = resolved_norm(s.loss.norm_grad, n_teachers)
+        if s.loss.shared_context:
+            terms["grad"] = gradient_matching(pred, target, valid, norm=grad_norm)
+        elif has_tiles:
+            terms["grad"] = local_global_gradient(pred, *tile_args, norm=grad_norm)
     return total_loss(
         terms, {"lg": s.loss.lambda_lg, "feat": s.loss.lambda_feat, "grad": s.loss.lambda_grad}
     )

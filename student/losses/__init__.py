@@ -7,6 +7,7 @@ scalar tensor. `NORMALIZATIONS` maps each normalization name to its context leve
 from ._common import NORMALIZATIONS
 from .cross_context import (
     DEFAULT_WEIGHTS,
+    local_global_gradient,
     local_global_loss,
     shared_context_loss,
     total_loss,
@@ -24,6 +25,7 @@ __all__ = [
     "feature_alignment",
     "flip_boxes",
     "gradient_matching",
+    "local_global_gradient",
     "local_global_loss",
     "normalized_l1",
     "normalized_l1_per_image",

@@ -6,6 +6,8 @@
   native-resolution tile box inside the region) against the matching crop of the student's
   prediction of the whole region; every tile normalized on its own; mean over the tiles of a
   sample, then over the samples that have a tile with valid pixels. Resampling: see `tiles.py`.
+- `local_global_gradient`: gradient matching on the same tile crops (the gradient term of a run
+  without `L_sc`, whose only labels are the tiles).
 - `total_loss`: `L = L_sc + λ1·L_lg + λ2·L_feat + λ3·L_grad`, λ = (0.5, 1.0, 2.0).
 
 Horizontal flips happen before: the caller flips the image and the labels together and mirrors
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import EPS, as_bhw, compute_dtype
+from .gradient import gradient_matching
 from .normalize import normalized_l1, normalized_l1_per_image
 from .tiles import crop_grid, crop_sizes, labels_on_canvas
 
@@ -113,6 +116,35 @@ def _crops_and_labels(
     return crops, target, inside
 
 
+def _tile_views(
+    pred_region: Tensor,
+    tiles: TilesLike,
+    tile_boxes: BoxesLike,
+    region_box: Tensor | Sequence[Sequence[float]],
+    tile_count: Tensor | Sequence[int] | None,
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor] | None]:
+    """The prediction `[B, Hp, Wp]` (at least float32) and, unless there is no tile, per tile:
+    `(crops, labels, inside, sample)` as `_crops_and_labels` gives them and the tile's sample."""
+    pred = as_bhw(pred_region, "pred_region")
+    pred = pred.to(compute_dtype(pred))  # sample crops in at least float32 (bf16 autocast)
+    batch = pred.shape[0]
+    labels, boxes = _sample_tiles(tiles, tile_boxes, tile_count, batch)
+    regions = torch.as_tensor(region_box, dtype=torch.float64, device=pred.device).reshape(-1, 4)
+    if regions.shape[0] != batch:
+        raise ValueError(f"region_box must be [{batch}, 4], got {tuple(regions.shape)}")
+    _check_boxes(regions, "region_box")
+    sample = torch.cat([torch.full((b.shape[0],), i) for i, b in enumerate(boxes)]).to(pred.device)
+    flat_labels = [lab for per in labels for lab in per]
+    if not flat_labels:
+        return pred, None
+    flat_boxes = torch.cat(boxes)
+    _check_boxes(flat_boxes, "tile_boxes")
+    crops, target, inside = _crops_and_labels(
+        pred, flat_labels, flat_boxes, regions[sample], sample
+    )
+    return pred, (crops, target, inside, sample)
+
+
 def local_global_loss(
     pred_region: Tensor,
     tiles: TilesLike,
@@ -131,25 +163,33 @@ def local_global_loss(
     (`[B]`) when given, else those whose box row is all NaN (what `collate_tiles` writes).
     Label pixels that are not finite, and crop pixels outside the region, are ignored.
     """
-    pred = as_bhw(pred_region, "pred_region")
-    pred = pred.to(compute_dtype(pred))  # sample crops in at least float32 (bf16 autocast)
-    batch = pred.shape[0]
-    labels, boxes = _sample_tiles(tiles, tile_boxes, tile_count, batch)
-    regions = torch.as_tensor(region_box, dtype=torch.float64, device=pred.device).reshape(-1, 4)
-    if regions.shape[0] != batch:
-        raise ValueError(f"region_box must be [{batch}, 4], got {tuple(regions.shape)}")
-    _check_boxes(regions, "region_box")
-    sample = torch.cat([torch.full((b.shape[0],), i) for i, b in enumerate(boxes)]).to(pred.device)
-    flat_labels = [lab for per in labels for lab in per]
-    if not flat_labels:
+    pred, views = _tile_views(pred_region, tiles, tile_boxes, region_box, tile_count)
+    if views is None:
         return pred.sum() * 0
-    flat_boxes = torch.cat(boxes)
-    _check_boxes(flat_boxes, "tile_boxes")
-    crops, target, inside = _crops_and_labels(
-        pred, flat_labels, flat_boxes, regions[sample], sample
-    )
+    crops, target, inside, sample = views
     per_tile, has = normalized_l1_per_image(crops, target, inside, norm, eps)
-    return _per_sample_mean(per_tile, has, sample, batch)
+    return _per_sample_mean(per_tile, has, sample, pred.shape[0])
+
+
+def local_global_gradient(
+    pred_region: Tensor,
+    tiles: TilesLike,
+    tile_boxes: BoxesLike,
+    region_box: Tensor | Sequence[Sequence[float]],
+    tile_count: Tensor | Sequence[int] | None = None,
+    norm: str = "global",
+    scales: int = 4,
+    eps: float = EPS,
+) -> Tensor:
+    """Gradient matching (scalar) of each tile label against its crop of the student's region
+    prediction, the tiles mapped as in `local_global_loss` and each normalized on its own (the
+    tiles form the batch of `gradient_matching`). The gradient term of a run whose only
+    distillation labels are the tiles. Arguments as `local_global_loss`."""
+    pred, views = _tile_views(pred_region, tiles, tile_boxes, region_box, tile_count)
+    if views is None:
+        return pred.sum() * 0
+    crops, target, inside, _ = views
+    return gradient_matching(crops, target, inside, norm, scales, eps)
 
 
 def _weights(weights: Sequence[float] | Mapping[str, float]) -> dict[str, float]:

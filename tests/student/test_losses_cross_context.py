@@ -10,6 +10,8 @@ import torch
 from student.losses import (
     collate_tiles,
     flip_boxes,
+    gradient_matching,
+    local_global_gradient,
     local_global_loss,
     normalized_l1,
     shared_context_loss,
@@ -84,6 +86,29 @@ def test_list_padded_and_counted_interfaces_agree():
         for i in range(2)
     ]
     assert torch.allclose(from_lists, (per_sample[0] + per_sample[1]) / 2)
+
+
+def test_tile_gradient_term_matches_consistent_tiles_and_is_per_tile_invariant():
+    pred, labels, boxes, regions = batch_of_two()
+    good = local_global_gradient(pred, labels, boxes, regions)
+    shifted = [b + torch.tensor([25.0, 15.0, 25.0, 15.0], dtype=torch.float64) for b in boxes]
+    wrong = local_global_gradient(pred, labels, shifted, regions)
+    assert good.item() < 0.1 and wrong.item() > 15 * good.item()  # resampling differences only
+    changed = [labels[0].clone(), labels[1]]
+    changed[0][1] = 3.0 * changed[0][1] - 2.0  # each tile is normalized on its own
+    assert torch.allclose(local_global_gradient(pred, changed, boxes, regions), good, rtol=1e-4)
+
+
+def test_tile_gradient_term_of_an_aligned_tile_is_gradient_matching_of_the_crop():
+    """A tile box on whole prediction pixels, label at that size: the crop is exact."""
+    field = sample_box([0, 0, 64, 64], PRED, PRED)[None]  # prediction pixel = image pixel
+    label = sample_box([16, 8, 48, 40], 32, 32, phase=0.7)  # another field under the tile
+    box = torch.tensor([[16.0, 8.0, 48.0, 40.0]], dtype=torch.float64)
+    got = local_global_gradient(field, [label[None]], [box], [[0.0, 0.0, 64.0, 64.0]])
+    want = gradient_matching(field[:, 8:40, 16:48], label[None])
+    assert got.item() > 0.01 and torch.allclose(got, want, rtol=1e-6)
+    empty = local_global_gradient(field, [label[None][:0]], [box[:0]], [[0.0, 0.0, 64.0, 64.0]])
+    assert empty.item() == 0
 
 
 def test_four_d_prediction_and_gradients():
@@ -182,3 +207,33 @@ def test_half_precision_labels_and_bf16_prediction():
     low = local_global_loss(pred.to(torch.bfloat16), [lab.half() for lab in labels], boxes, regions)
     assert low.dtype == torch.float32
     assert torch.allclose(low, base, rtol=0.2, atol=0.01)  # bf16 prediction: ~3 digits
+
+
+@pytest.mark.parametrize("shared_context", [True, False])
+def test_training_gradient_term_uses_the_labels_of_the_enabled_terms(shared_context):
+    """Without L_sc (the local-global-only ablations) the region label supervises nothing."""
+    from student.config import TrainSettings
+    from student.losses.cross_context import local_global_gradient as tile_gradient
+    from student.train import compute_losses
+
+    pred, labels, boxes, regions = region_and_tiles(0, 0, 200, [0, 88])
+    scale = PRED / 200  # the batch's boxes are in prediction pixels of the 560-like region
+    batch = {
+        "sc": pred[None].float(),
+        "valid": torch.ones(1, PRED, PRED, dtype=torch.bool),
+        "tiles": labels[None].float(),
+        "tile_boxes": (boxes * scale)[None],
+        "tile_count": torch.tensor([4]),
+    }
+    s = TrainSettings()
+    s.loss.shared_context = shared_context
+    noisy = dict(batch, sc=batch["sc"] + 0.3 * torch.randn_like(batch["sc"]))
+    out = {"pred": pred[None].float()}
+    clean, perturbed = (compute_losses(out, b, s, 1, None) for b in (batch, noisy))
+    if shared_context:
+        assert perturbed["grad"] > 10 * clean["grad"]
+    else:
+        assert "sc" not in clean and torch.equal(clean["grad"], perturbed["grad"])
+        region = [[0.0, 0.0, float(PRED), float(PRED)]]
+        want = tile_gradient(out["pred"], batch["tiles"], batch["tile_boxes"], region, [4])
+        assert torch.equal(clean["grad"], want)
