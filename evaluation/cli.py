@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 DATASET_HELP = (
-    "NAME[=PATH][,split=LIST][,subset=...] (repeatable). NAME: nyu, kitti, eth3d, scannet, diode "
+    "NAME[=PATH][,split=LIST][,subset=...]. NAME: nyu, kitti, eth3d, scannet, diode "
     "(PATH: a directory or an uncompressed .tar in Marigold's layout) or middlebury (built in)."
 )
 MODEL_HELP = (
@@ -66,7 +66,7 @@ def _score(out, datasets, pred_space, score_space, figures, workers, name, devic
 
 OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
 MODEL_OPT = typer.Option(..., "--model", help=MODEL_HELP)
-DATASET_OPT = typer.Option(None, "--dataset", help=DATASET_HELP)
+DATASET_OPT = typer.Option(None, "--dataset", help=f"{DATASET_HELP} Repeatable.")
 RES_OPT = typer.Option(
     None,
     "--processing-res",

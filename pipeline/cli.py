@@ -37,7 +37,7 @@ def prepare(
     min_overlap: float = typer.Option(
         0.25, help="Minimum overlap of neighbouring tiles, as a fraction of the tile side."
     ),
-    workers: int = typer.Option(0, help="Decoding processes; 0 = min(4, CPU count)."),
+    workers: int = typer.Option(0, help="Decoding processes; 0 = min(4, usable CPUs)."),
     min_side: int = typer.Option(64, help="Reject images whose short side is below this (px)."),
     max_pixels: int = typer.Option(
         89_478_485, help="Reject larger images as possible decompression bombs."

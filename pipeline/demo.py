@@ -91,6 +91,9 @@ def run_demo(out: Path, device: str = "cpu") -> None:
     )
     images = write_sample_images(out / "samples")
     typer.echo(f"[1/8] {len(images)} bundled photos (scikit-image) in {out / 'samples'}")
+    typer.echo(
+        f"[1/8] $ pipeline prepare --images {out / 'samples'} --out {dataset} --shard-size 4"
+    )
     result = prepare([str(out / "samples")], dataset, PrepareSettings(shard_size=4), progress=False)
     typer.echo(f"    {result.summary()}\n{_describe_plan(dataset)}")
     for name, adapter in TEACHERS.items():
@@ -105,38 +108,18 @@ def run_demo(out: Path, device: str = "cpu") -> None:
     _run(
         "4/8", ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]]
     )
+    steps = 24
     if not (run_dir / "config.yaml").exists():
         _run(
             "5/8",
-            [
-                "student",
-                "train",
-                "--dataset",
-                str(dataset),
-                "--teacher",
-                "dav2",
-                "--teacher",
-                "genpercept",
-                "--init",
-                str(ckpts / "dav2"),
-                "--out",
-                str(run_dir),
-                "--steps",
-                "24",
-                "--batch-size",
-                "2",
-                "--set",
-                "data.size=280",
-                "--set",
-                "data.workers=0",
-                "--set",
-                "checkpoint_every=24",
-                "--set",
-                "log_every=4",
-                "--set",
-                "optim.lr=5e-4",
-            ],
-        )
+            ["student", "train", "--dataset", str(dataset), "--teacher", "dav2",
+             "--teacher", "genpercept", "--init", str(ckpts / "dav2"), "--out", str(run_dir),
+             "--steps", str(steps), "--batch-size", "2", "--set", "data.size=280",
+             "--set", "data.workers=0", "--set", f"checkpoint_every={steps}",
+             "--set", "log_every=4", "--set", "optim.lr=5e-4"],
+        )  # fmt: skip
+    elif not (run_dir / "checkpoints" / f"step_{steps:07d}.pt").exists():  # interrupted
+        _run("5/8", ["student", "train", "--out", str(run_dir), "--resume"])
     _run("6/8", ["student", "export", str(run_dir), "--out", str(hf)])
     report = _evaluate(out / "eval", {n: spec[n] for n in ("dav2", "genpercept")}, run_dir)
     typer.echo("\n" + report)

@@ -63,7 +63,7 @@ class PrepareSettings:
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
     """Reject images with more pixels, as possible decompression bombs (`--max-pixels`)."""
     workers: int | None = None
-    """Decoding processes (`--workers`); None: min(4, usable CPUs). 1 decodes in-process."""
+    """Decoding processes; None (`--workers 0`): min(4, usable CPUs). 1 decodes in-process."""
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:

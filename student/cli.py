@@ -43,7 +43,19 @@ def train(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = None
-    if not resume:
+    if resume:
+        given = {
+            "--dataset": dataset, "--teacher": teacher, "--init": init, "--steps": steps,
+            "--batch-size": batch_size, "--config": config, "--set": set_,
+        }  # fmt: skip
+        ignored = [flag for flag, value in given.items() if value]
+        if ignored:
+            raise ValueError(
+                f"--resume continues {out} with its own config.yaml; leave out "
+                f"{', '.join(ignored)} (to change settings, start a new run, e.g. --init from "
+                "`student export`)"
+            )
+    else:
         overrides = list(set_ or [])
         overrides += [f"steps={steps}"] if steps is not None else []
         overrides += [f"batch_size={batch_size}"] if batch_size is not None else []
@@ -63,7 +75,7 @@ def export(
     """Write a directory that transformers.pipeline('depth-estimation', model=DIR) loads."""
     from student.export import export_run
 
-    typer.echo(f"exported {export_run(run_dir, out, step)} to {out}")
+    typer.echo(f"exported {run_dir} to {export_run(run_dir, out, step)}")
 
 
 @app.command()

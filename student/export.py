@@ -26,8 +26,14 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
         path = latest_checkpoint(run.root)
     else:
         path = run.root / "checkpoints" / f"step_{step:07d}.pt"
-    if path is None or not path.exists():
-        raise FileNotFoundError(f"{run.root}: no checkpoint {'' if step is None else step} yet")
+    if path is None:
+        raise FileNotFoundError(
+            f"{run.root}: no checkpoint yet (the run saves one every `checkpoint_every` steps and "
+            "at its end); continue it with `student train --out RUN --resume`"
+        )
+    if not path.exists():
+        have = sorted(p.name for p in (run.root / "checkpoints").glob("step_*.pt"))
+        raise FileNotFoundError(f"{path} not found; the run has {have or 'no checkpoint yet'}")
     if (run.architecture / "config.json").is_file():
         student, source = student_from_architecture(run.architecture), str(run.architecture)
     else:
@@ -69,18 +75,36 @@ def predict_image(student: Student, rgb: np.ndarray, device: str, short: int = 5
     )
 
 
+def _output_stems(images: list[Path]) -> list[str]:
+    """The output name of each image (its file name without suffix); two images that would
+    overwrite each other's outputs are a ValueError naming both."""
+    seen: dict[str, Path] = {}
+    for path in images:
+        stem = Path(path).stem
+        if stem in seen:
+            raise ValueError(
+                f"{seen[stem]} and {path} would both be written as {stem}.npy/.png: predict them "
+                "into different --out directories"
+            )
+        seen[stem] = Path(path)
+    return list(seen)
+
+
 def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu") -> list[Path]:
+    """Write `STEM.npy` (disparity, float32, the image's size) and a colour `STEM.png` per image
+    into `out`; returns the paths written."""
+    stems = _output_stems(images)
     student = load_any(model).to(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in images:
+    for path, stem in zip(images, stems, strict=True):
         try:
             rgb = np.array(Image.open(path).convert("RGB"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: cannot read the image ({e})") from e
         disparity = predict_image(student, rgb, device)
-        np.save(out / f"{Path(path).stem}.npy", disparity.astype(np.float32))
-        Image.fromarray(colorize(disparity)).save(out / f"{Path(path).stem}.png")
-        written += [out / f"{Path(path).stem}.npy", out / f"{Path(path).stem}.png"]
+        np.save(out / f"{stem}.npy", disparity.astype(np.float32))
+        Image.fromarray(colorize(disparity)).save(out / f"{stem}.png")
+        written += [out / f"{stem}.npy", out / f"{stem}.png"]
     return written

@@ -20,16 +20,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+INIT_HELP = (
+    "pass a Hugging Face directory or hub id of a Depth Anything model (e.g. "
+    "depth-anything/Depth-Anything-V2-Small-hf), or make a tiny one with "
+    "`labelgen tiny-checkpoint depth-anything-v2 DIR`"
+)
+
+
 def _load_hf(source: str | Path) -> nn.Module:
-    from transformers import DepthAnythingForDepthEstimation
+    """`DepthAnythingForDepthEstimation.from_pretrained(source)`; a missing or unreachable
+    source, or another architecture, is a user error that says what to pass instead."""
+    from transformers import AutoConfig, DepthAnythingForDepthEstimation
 
     try:
+        kind = AutoConfig.from_pretrained(str(source)).model_type
+        if kind != "depth_anything":
+            raise ValueError(f"{source!r} holds a {kind!r} model, not Depth Anything; {INIT_HELP}")
         return DepthAnythingForDepthEstimation.from_pretrained(str(source))
     except OSError as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FileNotFoundError(
-            f"cannot load a Depth Anything student from {source!r} ({e}); pass a Hugging Face "
-            "directory or hub id (e.g. depth-anything/Depth-Anything-V2-Small-hf), or make a "
-            "tiny one with `labelgen tiny-checkpoint depth-anything-v2 DIR`"
+            f"cannot load a Depth Anything student from {source!r} ({reason}); {INIT_HELP}"
         ) from e
 
 

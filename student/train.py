@@ -402,8 +402,10 @@ def run_training(job: Job, resume: bool = False) -> Path:
     run = RunDir(Path(job.run_dir))
     job.settings.validate()
     if not resume:
-        _start_run(run, job, world)
-    trainer = Trainer(job, device, rank, world)
+        _refuse_existing(run, world)
+    trainer = Trainer(job, device, rank, world)  # loads the init, checks dataset and columns
+    if not resume:
+        _start_run(run, job, world)  # only once every input has been checked
     ckpt_path = latest_checkpoint(run.root) if resume else None
     if ckpt_path is not None:
         trainer.restore(load_checkpoint(ckpt_path))
@@ -418,8 +420,8 @@ def run_training(job: Job, resume: bool = False) -> Path:
     return run.root
 
 
-def _start_run(run: RunDir, job: Job, world: int) -> None:
-    """Refuse an existing run (every rank checks before any writes), then write the config."""
+def _refuse_existing(run: RunDir, world: int) -> None:
+    """Refuse an existing run (every rank checks before rank 0 writes anything)."""
     exists = run.config.exists()
     if world > 1:
         dist.barrier()
@@ -427,6 +429,10 @@ def _start_run(run: RunDir, job: Job, world: int) -> None:
         raise FileExistsError(
             f"{run.root} already holds a run; pass --resume to continue it or choose a new --out"
         )
+
+
+def _start_run(run: RunDir, job: Job, world: int) -> None:
+    """Write the run's config and the init's architecture (rank 0)."""
     if worker_info().is_main:
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_config(

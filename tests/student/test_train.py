@@ -85,6 +85,28 @@ def test_run_directory_explains_itself(setup, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
 
 
+def _refused(*args: str) -> str:
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "\nerror: " in "\n" + result.output
+    return result.output
+
+
+def test_bad_inputs_are_refused_before_the_run_directory_is_written(setup, tmp_path):
+    dataset, init = setup
+    run = tmp_path / "run"
+    good = ["--out", str(run), "--dataset", str(dataset), "--teacher", "alpha", *FAST]
+    assert "no_such" in _refused(*good, "--init", str(init), "--teacher", "no_such")
+    assert "2 teacher weights for 1 teachers" in _refused(
+        *good, "--init", str(init), "--set", "data.teacher_weights=[0.5,0.5]"
+    )
+    assert "labelgen tiny-checkpoint" in _refused(*good, "--init", str(init) + "-typo")
+    dpt = write_tiny_checkpoint("dpt", tmp_path / "dpt")
+    assert "holds a 'dpt' model, not Depth Anything" in _refused(*good, "--init", str(dpt))
+    assert not run.exists()  # so the corrected command needs no --resume
+    assert "continues" in _refused("--out", str(run), "--resume", "--steps", "5")
+
+
 @pytest.mark.parametrize("config", ["table1-local-global-none", "table2-base"])
 def test_ablation_configs_train(setup, tmp_path, config):
     dataset, init = setup
@@ -359,6 +381,9 @@ def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
     hf = tmp_path / "hf"
     result = runner.invoke(app, ["export", str(run), "--out", str(hf)])
     assert result.exit_code == 0, result.output
+    assert f"exported {run} to {hf}" in result.output
+    missing = runner.invoke(app, ["export", str(run), "--out", str(hf), "--step", "1"])
+    assert missing.exit_code == 2 and "step_0000002.pt" in missing.output  # what there is
     assert AutoModelForDepthEstimation.from_pretrained(hf) is not None
     photo = sorted((dataset.parent / "photos").glob("*.jpg"))[1]
     depth = pipeline("depth-estimation", model=str(hf))(Image.open(photo))
@@ -369,6 +394,11 @@ def test_export_loads_in_transformers_and_predict_writes_maps(setup, tmp_path):
     disparity = np.load(out / f"{photo.stem}.npy")
     assert disparity.shape == Image.open(photo).size[::-1] and np.isfinite(disparity).all()
     assert Image.open(out / f"{photo.stem}.png").size == Image.open(photo).size
+    twin = tmp_path / "other" / photo.name
+    twin.parent.mkdir()
+    shutil.copy(photo, twin)
+    clash = runner.invoke(app, ["predict", str(hf), str(photo), str(twin), "--out", str(out)])
+    assert clash.exit_code == 2 and "both be written as" in clash.output
     from_run = runner.invoke(app, ["predict", str(run), str(photo), "--out", str(tmp_path / "p2")])
     assert from_run.exit_code == 0, from_run.output
     assert np.allclose(np.load(tmp_path / "p2" / f"{photo.stem}.npy"), disparity, atol=1e-4)
