@@ -71,7 +71,13 @@ def display_name(text: str) -> str:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+    """A `student train --out` directory (with or without a checkpoint yet)."""
+    return (path / "config.yaml").is_file()
+
+
+def _looks_local(spec: str) -> bool:
+    """A path rather than a hub id (`org/name`): absolute, relative with ./ ../ ~, or deeper."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1
 
 
 def teacher_spec_of(text: str) -> TeacherSpec | None:
@@ -98,10 +104,11 @@ def hf_adapter(source: str) -> str:
         try:
             config = AutoConfig.from_pretrained(source).to_dict()
         except (OSError, ValueError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ValueError(
                 f"--model {source!r} is not a run directory, a Hugging Face directory or hub id "
-                f"that can be loaded ({err}), nor a teacher spec ADAPTER:SOURCE with ADAPTER in "
-                f"{sorted(TEACHERS)}"
+                f"that can be loaded ({reason}), nor a teacher spec ADAPTER:SOURCE with ADAPTER "
+                f"in {sorted(TEACHERS)}"
             ) from None
     return HF_ADAPTERS.get(config.get("model_type", ""), "hf")
 
@@ -117,6 +124,8 @@ def load_predictor(
         return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
     if is_run_dir(path):
         return _load_run(path, device, precision, name)
+    if not path.exists() and _looks_local(spec):
+        raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)
     teacher = load_teacher(f"{tname}={hf_adapter(spec)}:{spec}", device, precision)
     return Predictor(tname, spec, "hf", teacher)

@@ -85,9 +85,18 @@ def test_a_run_directory_is_scored_as_its_export(tiny, tmp_path):
     assert not torch.equal(student.predict(x), load_predictor(str(tiny["dav2"])).predict(x))
 
 
-def test_unknown_model_names_the_choices(tmp_path):
-    with pytest.raises(ValueError, match="teacher spec ADAPTER:SOURCE"):
-        load_predictor(str(tmp_path / "nowhere"))
+def test_unknown_model_names_the_choices(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="teacher spec ADAPTER:SOURCE") as hub:
+        load_predictor("no-such-org/no-such-model")  # a hub id that cannot be loaded offline
+    assert "\n" not in str(hub.value)
+    with pytest.raises(FileNotFoundError, match="nowhere: no such file or directory"):
+        load_predictor(str(tmp_path / "nowhere"))  # a mistyped local path is not a hub id
+    from student.rundir import RunDir
+
+    RunDir(tmp_path / "run").write_config({"init": "x"})  # started, no checkpoint yet
+    with pytest.raises(FileNotFoundError, match="without a checkpoint yet"):
+        load_predictor(str(tmp_path / "run"))
 
 
 def test_run_writes_predictions_summary_and_per_sample_rows(tiny, tmp_path):
