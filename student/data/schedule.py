@@ -105,6 +105,14 @@ def step_of(j: int, workers: int, worker: int) -> int:
     return j * workers + worker
 
 
+def logical_worker(physical: int, workers: int, skip: int) -> int:
+    """The worker role (sample slice, steps, shuffle seed) DataLoader worker `physical` plays in
+    an iteration that resumes after `skip` rank batches. The loader takes batches from workers
+    0, 1, ... in turn, so worker 0 must play the role whose next step is `skip`; with the roles
+    rotated, the steps come out as skip, skip + 1, ... and each role keeps its samples."""
+    return (physical + skip) % workers
+
+
 def batches_to_skip(skip: int, workers: int, worker: int) -> int:
     """How many of its first batches a worker drops to resume after `skip` rank batches."""
     return max(0, -(-(skip - worker) // workers))

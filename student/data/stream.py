@@ -224,9 +224,10 @@ class DistillStream(IterableDataset):
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        worker, workers = current_worker()
+        physical, workers = current_worker()
         if get_worker_info() is None:
             self.begin_iteration()
+        worker = sch.logical_worker(physical, workers, self._skip)
         pool = ShardPool(self.info, self.columns)
         refs = self._refs(pool, worker, workers)
         skip = sch.batches_to_skip(self._skip, workers, worker)

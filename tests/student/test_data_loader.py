@@ -47,25 +47,33 @@ def test_two_workers_give_every_sample_once_in_step_order(ds: Path) -> None:
         assert torch.equal(a["image_aug"], b["image_aug"])
 
 
-def test_loader_resume_reproduces_the_tail(ds: Path) -> None:
+@pytest.mark.parametrize(("workers", "done"), [(2, 1), (2, 2), (2, 3), (3, 1), (3, 2)])
+def test_loader_resume_reproduces_the_tail(ds: Path, workers: int, done: int) -> None:
+    """Any resume position, including one that is not a multiple of the worker count."""
     s = stream(ds, batch_size=1, seed=4)
     s.set_epoch(2)
-    loader = make_loader(s, workers=2)
+    loader = make_loader(s, workers=workers)
     full = list(loader)
     it = iter(loader)
-    head = [next(it), next(it)]  # workers have prefetched more than this
+    head = [next(it) for _ in range(done)]  # workers have prefetched more than this
     state = s.state_dict()
     del it
-    assert state["epoch"] == 2 and state["batches"] == 2
-    assert [b["key"] for b in head] == [b["key"] for b in full[:2]]
+    assert state["epoch"] == 2 and state["batches"] == done
+    assert [b["key"] for b in head] == [b["key"] for b in full[:done]]
     resumed = stream(ds, batch_size=1, seed=4)
     resumed.load_state_dict(state)
-    tail = list(make_loader(resumed, workers=2))
-    assert [b["key"] for b in tail] == [b["key"] for b in full[2:]]
-    assert [b["step"] for b in tail] == [2, 3, 4]
-    for a, b in zip(tail, full[2:], strict=True):
+    it = iter(make_loader(resumed, workers=workers))
+    first = next(it)  # a checkpoint after one more batch, resumed again
+    assert resumed.state_dict()["batches"] == done + 1
+    again = stream(ds, batch_size=1, seed=4)
+    again.load_state_dict(resumed.state_dict())
+    del it
+    tail = [first, *make_loader(again, workers=workers)]
+    assert [b["key"] for b in tail] == [b["key"] for b in full[done:]]
+    assert [b["step"] for b in tail] == list(range(done, 5))
+    for a, b in zip(tail, full[done:], strict=True):
         assert torch.equal(a["sc"], b["sc"]) and torch.equal(a["image_aug"], b["image_aug"])
-    assert resumed.state_dict()["epoch"] == 3
+    assert again.state_dict()["epoch"] == 3
 
 
 def test_stream_pickles_before_iteration(ds: Path) -> None:
