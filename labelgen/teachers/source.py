@@ -2,7 +2,9 @@
 
 Every adapter loads with `from_pretrained(SOURCE)`; this module turns "not there" into one
 `FileNotFoundError` that names the source and says what to do, finds the local directory the
-weights were read from (the source itself, or the hub cache snapshot) and hashes its weight files.
+weights were read from (the source itself, or the hub cache snapshot) and hashes its weight files
+and its JSON configuration (model, image processor, scheduler, pipeline index), which shape the
+labels as much as the weights do.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+CONFIG_SUFFIX = ".json"
+PATH_KEYS = ("_name_or_path",)  # where a checkpoint was saved from: not part of its content
 
 
 def is_local(source: str) -> bool:
@@ -109,10 +113,28 @@ def resolved_dir(source: str, revision: str | None = None) -> Path:
     return Path(snapshot_download(source, revision=revision, local_files_only=True))
 
 
+def _config_sha256(path: Path) -> str:
+    """sha256 of a JSON file's content, key order and the saved-from path left out (a file that
+    is not valid JSON is hashed as bytes)."""
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        return sha256_file(path)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in PATH_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def weight_digests(directory: Path, prefix: str = "") -> list[tuple[str, str]]:
-    """`(relative name, sha256)` of every `*.safetensors`/`*.bin` file under `directory`."""
-    files = [p for p in directory.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
-    return [(prefix + p.relative_to(directory).as_posix(), sha256_file(p)) for p in files]
+    """`(relative name, sha256)` of every weight file (`*.safetensors`, `*.bin`) and JSON
+    configuration file under `directory`."""
+    digests = []
+    for p in sorted(directory.rglob("*")):
+        if not p.is_file() or p.suffix not in (*WEIGHT_SUFFIXES, CONFIG_SUFFIX):
+            continue
+        digest = _config_sha256(p) if p.suffix == CONFIG_SUFFIX else sha256_file(p)
+        digests.append((prefix + p.relative_to(directory).as_posix(), digest))
+    return digests
 
 
 def combine_digests(digests: list[tuple[str, str]]) -> str:
@@ -124,7 +146,8 @@ def combine_digests(digests: list[tuple[str, str]]) -> str:
 
 
 def weights_sha256(source: str, revision: str | None = None) -> str:
-    """Content hash of the weight files of a checkpoint (local directory or cached hub id)."""
+    """Content hash of the weight and JSON configuration files of a checkpoint (local directory
+    or cached hub id): the `weights_sha256` of a column's identity."""
     return combine_digests(weight_digests(resolved_dir(source, revision)))
 
 

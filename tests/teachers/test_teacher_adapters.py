@@ -62,6 +62,25 @@ def test_weights_sha256_changes_with_the_weights(adapter, tiny_teacher):
     assert tiny_teacher(adapter, seed=1).weights_sha256 != sha0
 
 
+def test_weights_sha256_covers_the_input_configuration(adapter, tiny_dir, tmp_path):
+    """Editing a JSON config (e.g. the image processor's size) changes the column identity;
+    re-saving the same content elsewhere does not."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dir(adapter), copy)
+    sha = weights_sha256(str(copy))
+    assert sha == weights_sha256(str(tiny_dir(adapter)))
+    config = sorted(copy.rglob("*.json"))[0]
+    data = json.loads(config.read_text())
+    data["_name_or_path"] = "/somewhere/else"  # where it was saved from is not content
+    config.write_text(json.dumps(data, indent=4))
+    assert weights_sha256(str(copy)) == sha
+    data["an_input_setting"] = 700
+    config.write_text(json.dumps(data))
+    assert weights_sha256(str(copy)) != sha
+
+
 def test_provenance_is_json(adapter, tiny_teacher):
     prov = tiny_teacher(adapter).provenance()
     assert json.loads(json.dumps(prov)) == prov
