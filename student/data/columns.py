@@ -142,6 +142,26 @@ def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> No
         )
 
 
+def check_sizes(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
+    """Refuse a column whose single-file shards differ in size from what the manifest recorded
+    (truncated, or replaced by another file): one `stat` per shard. Directory shards are not
+    walked here; `pipeline verify` checks every shard's checksum."""
+    suffix = column_suffix(manifest, info.layout.manifest(column))
+    changed = []
+    for shard in info.shards:
+        path = info.layout.label_shard(column, shard.index, suffix)
+        recorded = manifest.shards.get(shard.name, {}).get("bytes")
+        if recorded is not None and path.is_file() and path.stat().st_size != recorded:
+            changed.append(shard.name)
+    if changed:
+        fix = relabel_command(info.layout.root, column, manifest.to_dict(), changed)
+        raise ValueError(
+            f"label column {column!r} ({info.layout.manifest(column)}): shards "
+            f"{', '.join(changed)} differ in size from the manifest (truncated or replaced "
+            f"since labelling); relabel them: {fix}"
+        )
+
+
 def check_complete(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
     missing = unfinished_shards(info, column, manifest)
     if missing:
@@ -175,6 +195,7 @@ def check_columns(
         check_plan(info, column, manifest)
         check_codec(info, column, manifest)
         check_complete(info, column, manifest)
+        check_sizes(info, column, manifest)
         check_images(info, column, manifest)
         label_conversion(manifest)
         manifests[column] = manifest

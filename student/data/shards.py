@@ -88,6 +88,18 @@ def check_lockstep(
     )
 
 
+def check_origin(path: Path, meta: Mapping[str, Any], column: str, shard: str) -> None:
+    """Refuse a label shard that `labelgen run` wrote for another column or shard (a file copied
+    or moved by hand): its own metadata names both."""
+    made_for = (meta.get("column", column), meta.get("shard", shard))
+    if made_for != (column, shard):
+        raise ValueError(
+            f"{path} holds labels of column {made_for[0]!r}, shard {made_for[1]}, not of column "
+            f"{column!r}, shard {shard}: it was copied or moved there. Run `pipeline verify` on "
+            "the dataset and relabel the shards it names"
+        )
+
+
 class OpenShard:
     """Shard `index` of a dataset opened in lockstep for the given teacher columns."""
 
@@ -114,6 +126,7 @@ class OpenShard:
                 path = layout.label_shard(name, index, spec.suffix)
                 reader = open_reader(path, expected_plan_sha256=shard.plan_sha256)
                 self.readers[name] = reader
+                check_origin(path, reader.extra_meta, name, shard.name)
                 check_lockstep(shard.name, self.image_path, self.keys, path, reader.keys)
             self._fd = os.open(self.image_path, os.O_RDONLY)
         except BaseException:

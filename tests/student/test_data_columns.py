@@ -110,3 +110,28 @@ def test_student_data_never_imports_labelgen() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_shard_replaced_by_another_file_is_refused(ds: Path) -> None:
+    import shutil
+
+    from data_helpers import constant
+
+    write_column(ds, "c", maps=constant(2.0))
+    info = load_dataset(ds)
+    shutil.copy(info.layout.label_shard("c", 1, ".tar"), info.layout.label_shard("a", 1, ".tar"))
+    with pytest.raises(ValueError, match=r"'a'.*000001 differ in size.*labelgen run") as e:
+        check_columns(ds, ["a"])
+    assert "--redo 000001" in str(e.value)
+
+
+def test_a_shard_written_for_another_column_or_shard_is_refused(tmp_path: Path) -> None:
+    from student.data.shards import check_origin
+
+    path = tmp_path / "000001.tar"
+    check_origin(path, {"column": "a", "shard": "000001"}, "a", "000001")
+    check_origin(path, {}, "a", "000001")  # shards written without origin metadata
+    with pytest.raises(ValueError, match="column 'dpt', shard 000001, not of column 'a'"):
+        check_origin(path, {"column": "dpt", "shard": "000001"}, "a", "000001")
+    with pytest.raises(ValueError, match="shard 000000, not of column 'a', shard 000001"):
+        check_origin(path, {"column": "a", "shard": "000000"}, "a", "000001")
