@@ -179,6 +179,7 @@ class HFTeacher(TransformersTeacher):
     """Any `AutoModelForDepthEstimation` checkpoint; the user declares what it outputs."""
 
     adapter = "hf"
+    clamp_min = None  # an arbitrary model's output is stored raw, negative values included
     options_help = {
         "kind": "REQUIRED: what the model outputs, disparity|depth|metric_depth",
         "trust_remote_code": "true to run modelling code shipped with the checkpoint",

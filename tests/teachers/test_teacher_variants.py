@@ -146,6 +146,17 @@ def test_hf_kind_decides_invariance(tiny_dir, kind, invariance):
     assert teacher.rule.multiple == 14 and teacher.full_view_size(518, 700)[0] == 518
 
 
+def test_hf_output_is_stored_raw_and_known_families_are_clamped_at_zero(tiny_dir, monkeypatch):
+    images = torch.rand(1, 3, 56, 56)
+    for spec, lowest in (
+        (f"x=hf:{tiny_dir('hf')},kind=depth", -0.05),
+        (f"y=depth-anything-v2:{tiny_dir('depth-anything-v2')}", 0.0),
+    ):
+        teacher = load_teacher(spec)
+        monkeypatch.setattr(teacher, "_forward", lambda x: torch.full_like(x[:, :1], -0.05))
+        assert teacher.predict(images).min().item() == pytest.approx(lowest)
+
+
 def test_hf_requires_kind_on_a_real_checkpoint(tiny_dir):
     with pytest.raises(ValueError, match="needs kind="):
         load_teacher(f"x=hf:{tiny_dir('hf')}")
