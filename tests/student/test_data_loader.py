@@ -47,6 +47,7 @@ def test_two_workers_give_every_sample_once_in_step_order(ds: Path) -> None:
         assert torch.equal(a["image_aug"], b["image_aug"])
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 3 on 2 cores
 @pytest.mark.parametrize(("workers", "done"), [(2, 1), (2, 2), (2, 3), (3, 1), (3, 2)])
 def test_loader_resume_reproduces_the_tail(ds: Path, workers: int, done: int) -> None:
     """Any resume position, including one that is not a multiple of the worker count."""
