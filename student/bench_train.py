@@ -4,7 +4,9 @@ batch (data stall), and images/s against the FLOP floor (results go in BENCHMARK
     python -m student.bench_train --size small --size large     # on a GPU
     python -m student.bench_train --smoke                          # tiny model on a CPU
 
-One run builds everything: randomly initialised full-size Depth Anything V2 students saved and
+The timed steps are one epoch's batches (the dataset is sized for it), fed by the loader, then
+the same batches replayed from memory; the stall compares the total times. One run builds
+everything: randomly initialised full-size Depth Anything V2 students saved and
 reloaded like hub checkpoints, a prepared dataset of SA-1B-sized synthetic photos with two label
 columns of real-size maps written through the label store, then times both loops.
 """
@@ -31,7 +33,10 @@ from pipeline.plan import load_plan_shard, views
 from student.config import TrainSettings
 from student.train import Job, Trainer
 
-TRAIN_FLOPS = {"small": 0.42e12, "large": 4.7e12}  # fwd + bwd per 560² image (teachers.md)
+# Per 560² image: student forward + backward (0.42 / 4.68 TFLOP) plus the frozen encoder's
+# forward of the feature term (0.12 / 1.22), counted with torch.utils.flop_counter.FlopCounterMode.
+TRAIN_FLOPS = {"small": 0.54e12, "large": 5.90e12}
+WARMUP = 3
 PEAK = 990e12
 
 
@@ -84,25 +89,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(trainer: Trainer, batches: Any, steps: int) -> list[float]:
-    """Seconds per optimizer step (data fetch included) over `steps` steps after 2 warm-ups."""
-    times = []
-    for i in range(steps + 2):
+def time_steps(trainer: Trainer, batches: list[Any] | Any, steps: int) -> tuple[list[float], list]:
+    """Seconds of each of `steps` optimizer steps (data fetch included) after WARMUP steps, and
+    the batches those steps used (`batches`: an iterator, or a list replayed in order)."""
+    source = iter(batches)
+    times, used = [], []
+    for i in range(steps + WARMUP):
         _sync(trainer.device)
         start = time.perf_counter()
-        terms = trainer.micro_step(next(batches), 1.0)
+        batch = next(source)
+        terms = trainer.micro_step(batch, 1.0)
         if terms is None:
             raise RuntimeError("non-finite loss in the benchmark")
         trainer.optimizer_step()
         _sync(trainer.device)
-        if i >= 2:
+        if i >= WARMUP:
             times.append(time.perf_counter() - start)
-    return times
+            used.append(batch)
+    return times, used
 
 
 def bench_size(
     workdir: Path, dataset: Path, size: str, steps: int, batch: int, workers: int
 ) -> dict[str, Any]:
+    """Time `steps` training steps fed by the loader, then the same batches replayed from memory.
+
+    The data stall is `1 - replay / loader` of the total times (negative values are reported as
+    they are: noise). Totals, not medians: a loader stall shows up as a few long waits.
+    """
     init = write_student(workdir / f"student-{size}", size)
     settings = load_config(
         TrainSettings,
@@ -120,10 +134,15 @@ def bench_size(
         0,
         1,
     )
-    real = time_steps(trainer, trainer.batches(), steps)
-    first = next(trainer.batches())
-    synthetic = time_steps(trainer, iter(lambda: first, None), steps)
-    real_s, synth_s = statistics.median(real), statistics.median(synthetic)
+    trainer.model.train()
+    if len(trainer.stream) < steps + WARMUP:
+        raise ValueError(
+            f"{len(trainer.stream)} batches per epoch; the timed steps must fit in one epoch "
+            f"(need {steps + WARMUP}): pass --images {batch * (steps + WARMUP)} or more"
+        )
+    real, used = time_steps(trainer, trainer.batches(), steps)
+    replay, _ = time_steps(trainer, used[:WARMUP] + used, steps)
+    real_s, replay_s = sum(real) / steps, sum(replay) / steps
     row = {
         "student": size,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
@@ -131,8 +150,9 @@ def bench_size(
         "workers": workers,
         "steps": steps,
         "real_step_s": real_s,
-        "synthetic_step_s": synth_s,
-        "data_stall": max(0.0, 1 - synth_s / real_s),
+        "real_step_median_s": statistics.median(real),
+        "replay_step_s": replay_s,
+        "data_stall": 1 - replay_s / real_s,
         "images_per_s": batch / real_s,
     }
     if size in TRAIN_FLOPS:
@@ -147,24 +167,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument(
+        "--images", type=int, default=None, help="default: enough for one epoch of timed steps"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny model, few small images")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     sizes = ["tiny"] if args.smoke else (args.size or ["small", "large"])
     shape = (480, 720) if args.smoke else (1500, 2250)
-    images = 4 if args.smoke else args.images
+    steps = 3 if args.smoke else args.steps
+    batch = 2 if args.smoke else args.batch
+    images = args.images or batch * (steps + WARMUP)
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-train-") as tmp:
         dataset = write_dataset(Path(tmp), images, shape)
         rows = [
-            bench_size(
-                Path(tmp),
-                dataset,
-                s,
-                3 if args.smoke else args.steps,
-                2 if args.smoke else args.batch,
-                0 if args.smoke else args.workers,
-            )
+            bench_size(Path(tmp), dataset, s, steps, batch, 0 if args.smoke else args.workers)
             for s in sizes
         ]
     print(json.dumps(rows, indent=1))

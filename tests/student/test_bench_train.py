@@ -13,4 +13,5 @@ from student.bench_train import main
 def test_train_benchmark_smoke(capsys, tmp_path):
     main(["--smoke", "--workdir", str(tmp_path)])
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["student"] == "tiny" and row["real_step_s"] > 0 and 0 <= row["data_stall"] < 1
+    assert row["student"] == "tiny" and row["real_step_s"] > 0 and row["replay_step_s"] > 0
+    assert row["data_stall"] == pytest.approx(1 - row["replay_step_s"] / row["real_step_s"])
