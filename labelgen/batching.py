@@ -60,6 +60,15 @@ class DeviceFailure(RuntimeError):
     batch would fail too, so the job stops instead of failing image after image."""
 
 
+def device_failure(error: str) -> DeviceFailure:
+    """The `DeviceFailure` that stops a job, with what to do next."""
+    return DeviceFailure(
+        f"the device failed and cannot recover ({error}); stopping. Re-run the same command to "
+        "resume (finished shards are kept); if it recurs, run with CUDA_LAUNCH_BLOCKING=1 to "
+        "locate it"
+    )
+
+
 def is_broken_device(e: BaseException) -> bool:
     if is_out_of_memory(e):
         return False
@@ -130,11 +139,7 @@ class OrderedBatcher:
             e.__traceback__ = None
             del e
             if broken:
-                raise DeviceFailure(
-                    f"the device failed and cannot recover ({failure[1]}); stopping. Re-run the "
-                    "same command to resume (finished shards are kept); if it recurs, run with "
-                    "CUDA_LAUNCH_BLOCKING=1 to locate it"
-                ) from None
+                raise device_failure(failure[1]) from None
         if failure is not None:
             self._recover(items, *failure)
             return

@@ -115,11 +115,13 @@ class ColumnReport:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
+    """`auto`: this rank's GPU if there is one, else the CPU; a bare `cuda` is this rank's GPU
+    too (a device index is needed to make it the current device)."""
+    if name == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
         return torch.device("cuda", local_rank(devices=torch.cuda.device_count()))
-    return torch.device("cpu")
+    return torch.device(name)
 
 
 def use_device(device: torch.device) -> None:

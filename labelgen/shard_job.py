@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labelgen.batching import Done, OrderedBatcher
+from labelgen.batching import Done, OrderedBatcher, device_failure, is_broken_device
 from labelgen.views import FullSize, build_views
 from pipeline import tario
 from pipeline.images.decode import decode_rgb
@@ -95,7 +95,12 @@ class OrderedWriter:
         self._queue.put(self._pool.submit(self._prepare, done))
 
     def _prepare(self, done: Done) -> Any:
-        done.wait()
+        try:
+            done.wait()
+        except RuntimeError as e:  # a CUDA error that surfaced at the copy-back's event
+            if is_broken_device(e):
+                raise device_failure(f"{type(e).__name__}: {e}") from None
+            raise
         maps = {name: np.asarray(m) for name, m in done.maps.items()}
         return self.writer.prepare(done.key, maps, self.record_extra, done.error)
 

@@ -98,8 +98,9 @@ def compute_losses(
     terms: dict[str, torch.Tensor] = {}
     if s.loss.shared_context:
         terms["sc"] = normalized_l1(pred, target, valid, resolved_norm(s.loss.norm_sc, n_teachers))
-    has_tiles = s.loss.local_global and int(batch["tile_count"].sum()) > 0
-    if has_tiles:
+    # Computed even for a batch without tiles (then 0, with a zero gradient): under DDP every rank
+    # must give every parameter a gradient, whatever its batch holds.
+    if s.loss.local_global:
         size = float(pred.shape[-1])
         tile_args = (
             batch["tiles"],
@@ -116,7 +117,7 @@ def compute_losses(
         grad_norm = resolved_norm(s.loss.norm_grad, n_teachers)
         if s.loss.shared_context:
             terms["grad"] = gradient_matching(pred, target, valid, norm=grad_norm)
-        elif has_tiles:
+        elif s.loss.local_global:
             terms["grad"] = local_global_gradient(pred, *tile_args, norm=grad_norm)
     return total_loss(
         terms, {"lg": s.loss.lambda_lg, "feat": s.loss.lambda_feat, "grad": s.loss.lambda_grad}

@@ -122,3 +122,19 @@ def test_release_of_a_lock_already_taken_over_leaves_it(tmp_path):
     assert json.loads(lock.read_text())["owner"] == "fast"
     claim.release()  # a second release is harmless
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000005.lock"]
+
+
+def test_labelgen_device_names_resolve_to_this_ranks_gpu(monkeypatch):
+    import torch
+
+    from labelgen.run import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert resolve_device("auto") == torch.device("cuda", 2)
+    assert resolve_device("cuda") == torch.device("cuda", 2)  # set_device needs an index
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")

@@ -258,3 +258,27 @@ def test_a_broken_device_stops_the_job_and_a_rerun_resumes(base_dataset, ckpt, t
     (report,) = label(ds, [spec_str("dav", ckpt)], batch_size=4)
     assert report.failures == 0
     assert verify_dataset(ds).ok
+
+
+def test_a_device_error_at_the_copy_back_stops_the_job(base_dataset, ckpt, tmp_path, monkeypatch):
+    """A CUDA error can first surface when an encoding thread waits for a map's copy back."""
+    from labelgen.batching import DeviceFailure, Done
+
+    ds = copy_dataset(base_dataset, tmp_path / "ds")
+    waits = {"n": 0}
+    wait = Done.wait
+
+    def fails_once(self):
+        waits["n"] += 1
+        if waits["n"] == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return wait(self)
+
+    monkeypatch.setattr(Done, "wait", fails_once)
+    with pytest.raises(DeviceFailure, match="illegal memory access.*Re-run the same command"):
+        label(ds, [spec_str("dav", ckpt)], batch_size=4)
+    manifest = ColumnManifest.load(ds / "labels" / "dav" / "manifest.json")
+    assert [e["status"] for e in manifest.shards.values()] == ["failed"]  # no later shard tried
+    monkeypatch.setattr(Done, "wait", wait)
+    (report,) = label(ds, [spec_str("dav", ckpt)], batch_size=4)
+    assert report.failures == 0 and verify_dataset(ds).ok

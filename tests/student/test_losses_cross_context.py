@@ -237,3 +237,24 @@ def test_training_gradient_term_uses_the_labels_of_the_enabled_terms(shared_cont
         region = [[0.0, 0.0, float(PRED), float(PRED)]]
         want = tile_gradient(out["pred"], batch["tiles"], batch["tile_boxes"], region, [4])
         assert torch.equal(clean["grad"], want)
+
+
+def test_training_terms_of_a_batch_without_tiles_still_reach_the_prediction():
+    """Under DDP every rank must give every parameter a gradient, even with no tile."""
+    from student.config import TrainSettings
+    from student.train import compute_losses
+
+    s = TrainSettings()
+    s.loss.shared_context = False
+    pred = torch.rand(1, 1, 8, 8, requires_grad=True)
+    batch = {
+        "sc": torch.rand(1, 1, 8, 8),
+        "valid": torch.ones(1, 1, 8, 8, dtype=torch.bool),
+        "tiles": torch.full((1, 1, 4, 4), float("nan")),
+        "tile_boxes": torch.full((1, 1, 4), float("nan"), dtype=torch.float64),
+        "tile_count": torch.tensor([0]),
+    }
+    terms = compute_losses({"pred": pred}, batch, s, 1, None)
+    assert terms["lg"].item() == 0 and terms["grad"].item() == 0
+    terms["loss"].backward()
+    assert pred.grad is not None
