@@ -26,10 +26,10 @@ def synthetic_photos(folder: Path, n: int, size: tuple[int, int]) -> None:
         Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=90)
 
 
-def synthetic_dataset(root: Path, n: int, size: tuple[int, int]) -> Path:
-    """`root/photos` of `n` synthetic photos prepared into `root/ds` (about four shards)."""
+def synthetic_dataset(root: Path, n: int, size: tuple[int, int], shards: int = 4) -> Path:
+    """`root/photos` of `n` synthetic photos prepared into `root/ds` (about `shards` shards)."""
     synthetic_photos(root / "photos", n, size)
     dataset = root / "ds"
-    settings = PrepareSettings(shard_size=max(1, n // 4))
+    settings = PrepareSettings(shard_size=max(1, -(-n // shards)))
     prepare([str(root / "photos")], dataset, settings, progress=False)
     return dataset
