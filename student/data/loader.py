@@ -83,6 +83,7 @@ def make_loader(
         )
     if workers < 0:
         raise ValueError(f"workers must be ≥ 0, got {workers}")
+    stream.loader_workers = workers  # part of the stream's position (state_dict)
     if persistent_workers and workers > 0:
         log.warning(
             "persistent workers keep the epoch and resume position they started with: "

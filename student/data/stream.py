@@ -161,6 +161,7 @@ class DistillStream(IterableDataset):
                 f"{accumulate}; use a smaller batch or fewer accumulation steps"
             )
         self.epoch, self._skip, self._consumed = epoch, 0, 0
+        self.loader_workers = 0  # set by `make_loader`: the sample order depends on it
         self.stats: Counter[str] = Counter()
 
     def _spec(self, name: str, manifest: ColumnManifest) -> ColumnSpec:
@@ -187,22 +188,26 @@ class DistillStream(IterableDataset):
         epoch, done = self.epoch, self._consumed
         if done >= self.steps:
             epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "batches": done, **self._order_settings()}
+
+    def _order_settings(self) -> dict[str, int]:
+        """The settings the sample order depends on (0 loader workers orders as 1 does)."""
         return {
-            "epoch": epoch,
-            "batches": done,
             "seed": self.seed,
             "world": self.world,
             "batch_size": self.batch_size,
+            "workers": max(1, self.loader_workers),
         }
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         """Resume at `state`: the next iteration regenerates its epoch and skips its batches."""
-        for name in ("seed", "world", "batch_size"):
-            if name in state and state[name] != getattr(self, name):
+        now = self._order_settings()
+        for name in now:
+            if name in state and state[name] != now[name]:
                 log.warning(
                     "resuming with %s=%s where the checkpoint had %s: the rest of epoch %s "
                     "follows a different order (%s batches are still skipped)",
-                    name, getattr(self, name), state[name], state["epoch"], state["batches"],
+                    name, now[name], state[name], state["epoch"], state["batches"],
                 )  # fmt: skip
         epoch, batches = int(state["epoch"]), int(state["batches"])
         if epoch < 0 or batches < 0:

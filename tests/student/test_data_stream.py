@@ -154,9 +154,26 @@ def test_state_dict_counts_consumed_batches(base: Path) -> None:
     s = stream(base)
     it = iter(s)
     next(it), next(it)
-    assert s.state_dict() == {"epoch": 0, "batches": 2, "seed": 0, "world": 1, "batch_size": 1}
+    state = {"epoch": 0, "batches": 2, "seed": 0, "world": 1, "batch_size": 1, "workers": 1}
+    assert s.state_dict() == state
     s.set_epoch(1)
     assert s.state_dict()["batches"] == 0
+
+
+def test_resuming_with_another_worker_count_warns(base: Path, caplog) -> None:
+    """The loader's workers split the samples, so their number is part of the position."""
+    from student.data.loader import make_loader
+
+    saved = stream(base)
+    make_loader(saved, workers=2)
+    state = saved.state_dict()
+    assert state["workers"] == 2
+    for workers, warned in ((2, False), (0, True)):
+        resumed = stream(base)
+        make_loader(resumed, workers=workers)
+        caplog.clear()
+        resumed.load_state_dict(state)
+        assert ("resuming with workers=1 where the checkpoint had 2" in caplog.text) == warned
 
 
 def test_error_keys_are_skipped_and_counted(ds: Path) -> None:
