@@ -126,6 +126,19 @@ def unfinished_shards(info: DatasetInfo, column: str, manifest: ColumnManifest) 
     return missing
 
 
+def _refuse_shards(
+    info: DatasetInfo, column: str, manifest: ColumnManifest, shards: list[str], why: str
+) -> None:
+    """A ValueError naming the column's `shards` that cannot be used, why, and the command that
+    relabels them (nothing when `shards` is empty)."""
+    if shards:
+        fix = relabel_command(info.layout.root, column, manifest.to_dict(), shards)
+        raise ValueError(
+            f"label column {column!r} ({info.layout.manifest(column)}): shards "
+            f"{', '.join(shards)} {why}; relabel them: {fix}"
+        )
+
+
 def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
     """Refuse labels made from other images than the image shards the dataset holds now."""
     stale = [
@@ -133,13 +146,14 @@ def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> No
         for shard in info.shards
         if made_from_other_images(manifest.shards.get(shard.name, {}), shard.image_sha256)
     ]
-    if stale:
-        fix = relabel_command(info.layout.root, column, manifest.to_dict(), stale)
-        raise ValueError(
-            f"label column {column!r} ({info.layout.manifest(column)}): shards "
-            f"{', '.join(stale)} were labelled from other images than the dataset now holds "
-            f"(its image shards were replaced since); relabel them: {fix}"
-        )
+    _refuse_shards(
+        info,
+        column,
+        manifest,
+        stale,
+        "were labelled from other images than the dataset now holds (its image shards were "
+        "replaced since)",
+    )
 
 
 def check_sizes(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
@@ -153,13 +167,13 @@ def check_sizes(info: DatasetInfo, column: str, manifest: ColumnManifest) -> Non
         recorded = manifest.shards.get(shard.name, {}).get("bytes")
         if recorded is not None and path.is_file() and path.stat().st_size != recorded:
             changed.append(shard.name)
-    if changed:
-        fix = relabel_command(info.layout.root, column, manifest.to_dict(), changed)
-        raise ValueError(
-            f"label column {column!r} ({info.layout.manifest(column)}): shards "
-            f"{', '.join(changed)} differ in size from the manifest (truncated or replaced "
-            f"since labelling); relabel them: {fix}"
-        )
+    _refuse_shards(
+        info,
+        column,
+        manifest,
+        changed,
+        "differ in size from the manifest (truncated or replaced since labelling)",
+    )
 
 
 def check_complete(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
