@@ -25,7 +25,9 @@ import torch
 
 from labelgen.teachers import TEACHERS
 from labelgen.teachers.base import Teacher
+from labelgen.teachers.source import looks_like_path
 from labelgen.teachers.spec import TeacherSpec, load_teacher, parse_teacher_spec
+from pipeline.cliutil import first_line
 
 # model_type of a Hugging Face config -> the adapter that loads it
 HF_ADAPTERS = {"depth_anything": "depth-anything-v2", "dpt": "dpt"}
@@ -75,11 +77,6 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file()
 
 
-def _looks_local(spec: str) -> bool:
-    """A path rather than a hub id (`org/name`): absolute, relative with ./ ../ ~, or deeper."""
-    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1
-
-
 def teacher_spec_of(text: str) -> TeacherSpec | None:
     """The teacher spec `text` names (`[NAME=]ADAPTER:SOURCE[,...]`), or None."""
     head = text.split(",", 1)[0]
@@ -104,11 +101,10 @@ def hf_adapter(source: str) -> str:
         try:
             config = AutoConfig.from_pretrained(source).to_dict()
         except (OSError, ValueError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ValueError(
                 f"--model {source!r} is not a run directory, a Hugging Face directory or hub id "
-                f"that can be loaded ({reason}), nor a teacher spec ADAPTER:SOURCE with ADAPTER "
-                f"in {sorted(TEACHERS)}"
+                f"that can be loaded ({first_line(err)}), nor a teacher spec ADAPTER:SOURCE with "
+                f"ADAPTER in {sorted(TEACHERS)}"
             ) from None
     return HF_ADAPTERS.get(config.get("model_type", ""), "hf")
 
@@ -124,7 +120,7 @@ def load_predictor(
         return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
     if is_run_dir(path):
         return _load_run(path, device, precision, name)
-    if not path.exists() and _looks_local(spec):
+    if not path.exists() and looks_like_path(spec):
         raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)
     teacher = load_teacher(f"{tname}={hf_adapter(spec)}:{spec}", device, precision)

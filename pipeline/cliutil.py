@@ -15,6 +15,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (library errors can run to many lines), or its type
+    name when the message is empty: what a one-line user error quotes."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def user_errors(fn: F) -> F:
     """Print `error: <message>` and exit 2 on a user error; set PIPELINE_DEBUG=1 for tracebacks."""
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.cliutil import first_line
 from pipeline.precision import keep_float32
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,9 +39,8 @@ def _load_hf(source: str | Path) -> nn.Module:
             raise ValueError(f"{source!r} holds a {kind!r} model, not Depth Anything; {INIT_HELP}")
         return DepthAnythingForDepthEstimation.from_pretrained(str(source))
     except OSError as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FileNotFoundError(
-            f"cannot load a Depth Anything student from {source!r} ({reason}); {INIT_HELP}"
+            f"cannot load a Depth Anything student from {source!r} ({first_line(e)}); {INIT_HELP}"
         ) from e
 
 

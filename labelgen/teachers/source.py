@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from pipeline.cliutil import first_line
 from pipeline.hashing import sha256_file
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def load_from_source(spec: TeacherSpec, loader: Callable[..., T], **kwargs) -> T
     try:
         return loader(source, **kwargs)
     except OSError as err:
-        raise FileNotFoundError(missing_message(spec, str(err).splitlines()[0])) from err
+        raise FileNotFoundError(missing_message(spec, first_line(err))) from err
 
 
 def diffusers_load_kwargs(dtype: torch.dtype) -> dict[str, Any]:
