@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cliutil import user_errors
+from pipeline.toolkit.cliutil import user_errors
 
 app = typer.Typer(
     help="Zero-shot evaluation of teachers and students (NYUv2, KITTI, ETH3D, ScanNet, DIODE, "

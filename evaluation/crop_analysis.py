@@ -19,7 +19,7 @@ from evaluation.datasets import BenchmarkDataset
 from evaluation.predict import prediction_path
 from evaluation.protocol import DATASETS, METRICS, apply_fit, fit, metrics, scoring_mask
 from evaluation.score import load_prediction
-from pipeline.atomic import write_json
+from pipeline.toolkit.atomic import write_json
 
 
 def central_box(h: int, w: int) -> tuple[int, int, int, int]:

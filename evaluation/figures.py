@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.colormap import apply_colormap
+from pipeline.toolkit.colormap import apply_colormap
 
 INVALID = (128, 128, 128)
 """Colour of invalid pixels (grey; the map itself never is)."""

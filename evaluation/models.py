@@ -27,7 +27,7 @@ from labelgen.teachers import TEACHERS
 from labelgen.teachers.base import Teacher
 from labelgen.teachers.source import looks_like_path
 from labelgen.teachers.spec import TeacherSpec, load_teacher, parse_teacher_spec
-from pipeline.cliutil import first_line
+from pipeline.toolkit.cliutil import first_line
 
 # model_type of a Hugging Face config -> the adapter that loads it
 HF_ADAPTERS = {"depth_anything": "depth-anything-v2", "dpt": "dpt"}

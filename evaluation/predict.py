@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.models import Predictor
-from pipeline.atomic import write_json
-from pipeline.environment import environment
+from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.environment import environment
 
 PREDICTIONS_JSON = "predictions.json"
 SCHEMA = 1

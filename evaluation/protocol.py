@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.registry import Registry
+from pipeline.toolkit.registry import Registry
 
 DISPARITY_FLOOR = 1e-3  # aligned disparity is clipped here before inversion
 DEPTH_FLOOR = 1e-6

@@ -46,8 +46,8 @@ from evaluation.protocol import (
     score,
     summarize,
 )
-from pipeline.atomic import write_bytes, write_json
-from pipeline.environment import environment
+from pipeline.toolkit.atomic import write_bytes, write_json
+from pipeline.toolkit.environment import environment
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
 CSV_COLUMNS = ("dataset", "key", "status", "valid_pixels", "nonfinite_pixels", *METRICS)

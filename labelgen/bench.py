@@ -28,9 +28,9 @@ from labelgen.shard_job import ShardViews
 from labelgen.teachers import load_teacher, parse_teacher_spec, write_tiny_checkpoint
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset, synthetic_photos
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard
+from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.store import open_writer
-from pipeline.plan import load_plan_shard
-from pipeline.prepare import PrepareSettings, prepare
 
 # FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
 FLOPS_PER_VIEW = {"dav2-large": 1.56e12, "genpercept": 5.36e12}
@@ -158,7 +158,7 @@ def full_depth_anything_large(out_dir: Path) -> Path:
 
     from labelgen.teachers.base import IMAGENET_MEAN, IMAGENET_STD
     from labelgen.teachers.tiny import _save_processor
-    from pipeline.depth_anything import depth_anything_config
+    from pipeline.model.depth_anything import depth_anything_config
 
     model = DepthAnythingForDepthEstimation(depth_anything_config("large"))
     model.save_pretrained(out_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cliutil import user_errors
+from pipeline.toolkit.cliutil import user_errors
 
 app = typer.Typer(
     help="Label generation (stage 1): run each teacher once over the full images, the planned "

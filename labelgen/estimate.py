@@ -13,8 +13,8 @@ from labelgen.run import RunSettings, host_predictor, inference_precision, resol
 from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.store import BACKENDS
-from pipeline.plan import load_plan_shard, views
 
 
 @dataclass

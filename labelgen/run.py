@@ -23,9 +23,9 @@ import pipeline
 from labelgen.batching import DeviceFailure
 from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher, weights_identity
-from pipeline.claims import try_claim, worker_id
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
-from pipeline.distributed import WorkerInfo, local_rank, my_share, worker_info
+from pipeline.dataset.layout import shard_name
+from pipeline.dataset.plan import load_plan_shard
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.manifest import (
     ColumnManifest,
@@ -38,8 +38,8 @@ from pipeline.labels.manifest import (
     shard_nbytes,
 )
 from pipeline.labels.store import BACKENDS
-from pipeline.layout import shard_name
-from pipeline.plan import load_plan_shard
+from pipeline.toolkit.claims import try_claim, worker_id
+from pipeline.toolkit.distributed import WorkerInfo, local_rank, my_share, worker_info
 
 log = logging.getLogger("labelgen")
 PRECISIONS = ("bf16", "fp16", "fp32")

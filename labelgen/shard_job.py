@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from labelgen.batching import Done, OrderedBatcher, device_failure, is_broken_device
 from labelgen.views import FullSize, build_views
-from pipeline import tario
 from pipeline.images.decode import decode_rgb
 from pipeline.labels.store import ShardSummary, open_writer
+from pipeline.toolkit import tario
 
 IMAGE_EXTS = ("jpg", "png")
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.plan import views as planned_views
+from pipeline.dataset.plan import views as planned_views
 
 FullSize = Callable[[int, int], tuple[int, int]]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cliutil import user_errors
+from pipeline.toolkit.cliutil import user_errors
 
 app = typer.Typer(
     help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
@@ -47,8 +47,8 @@ def prepare(
 
     Bad images are recorded in dataset.json under 'rejected' with the reason; the run goes on.
     """
-    from pipeline.prepare import PrepareSettings
-    from pipeline.prepare import prepare as run_prepare
+    from pipeline.dataset.prepare import PrepareSettings
+    from pipeline.dataset.prepare import prepare as run_prepare
 
     settings = PrepareSettings(
         shard_size=shard_size,
@@ -70,7 +70,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Columns x shards: done / failed / missing, samples, bytes and bytes per label pixel."""
-    from pipeline.status import dataset_status, format_status
+    from pipeline.dataset.status import dataset_status, format_status
 
     result = dataset_status(dataset)
     typer.echo(json.dumps(result, indent=1) if as_json else format_status(result))
@@ -88,7 +88,7 @@ def verify(
 
     Exits 0 only if everything is intact; otherwise names each bad shard and why.
     """
-    from pipeline.verify import verify_dataset
+    from pipeline.dataset.verify import verify_dataset
 
     report = verify_dataset(dataset, column or None)
     for problem in report.problems:

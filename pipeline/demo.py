@@ -17,10 +17,10 @@ from pathlib import Path
 
 import typer
 
-from pipeline.plan import load_plan_shard, views
-from pipeline.prepare import PrepareSettings, prepare
-from pipeline.samples import write_sample_images
-from pipeline.status import dataset_status, format_status
+from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.dataset.status import dataset_status, format_status
+from pipeline.images.samples import write_sample_images
 
 TEACHERS = {"dav2": "depth-anything-v2", "genpercept": "genpercept", "dpt": "dpt"}
 REAL = (

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset
-from pipeline.config import load_config
 from pipeline.dataset import load_dataset
-from pipeline.depth_anything import depth_anything_config
+from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
-from pipeline.plan import load_plan_shard, views
+from pipeline.model.depth_anything import depth_anything_config
+from pipeline.toolkit.config import load_config
 from student.config import TrainSettings
 from student.train import Job, Trainer
 
@@ -41,7 +41,7 @@ PEAK = 990e12
 
 
 def write_student(out: Path, size: str) -> Path:
-    """A randomly initialised Depth Anything V2 of `size` (`pipeline.depth_anything.SIZES`)."""
+    """A randomly initialised Depth Anything V2 of `size` (`depth_anything.SIZES`)."""
     from transformers import DepthAnythingForDepthEstimation
 
     DepthAnythingForDepthEstimation(depth_anything_config(size)).save_pretrained(out)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.atomic import publishing
+from pipeline.toolkit.atomic import publishing
 
 NAME = re.compile(r"^step_(\d{7,})\.pt$")
 

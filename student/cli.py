@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cliutil import user_errors
+from pipeline.toolkit.cliutil import user_errors
 
 app = typer.Typer(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
@@ -37,7 +37,7 @@ def train(
     ),
 ) -> None:
     """Train a student; launch with `torchrun --nproc-per-node N --no-python student train ...`."""
-    from pipeline.config import load_config
+    from pipeline.toolkit.config import load_config
     from student.config import TrainSettings
     from student.train import prepare_job, run_training
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.colormap import apply_colormap
+from pipeline.toolkit.colormap import apply_colormap
 from student.checkpoint import latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir

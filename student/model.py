@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.cliutil import first_line
-from pipeline.precision import keep_float32
+from pipeline.model.precision import keep_float32
+from pipeline.toolkit.cliutil import first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.atomic import write_bytes
-from pipeline.environment import environment as pipeline_environment
+from pipeline.toolkit.atomic import write_bytes
+from pipeline.toolkit.environment import environment as pipeline_environment
 
 
 def environment(world_size: int) -> dict[str, Any]:

@@ -21,8 +21,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pipeline.config import from_dict, to_dict
-from pipeline.distributed import local_rank, worker_info
+from pipeline.toolkit.config import from_dict, to_dict
+from pipeline.toolkit.distributed import local_rank, worker_info
 from student.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states
 from student.config import TrainSettings
 from student.data import DistillStream, make_loader

@@ -8,10 +8,10 @@ import numpy as np
 from PIL import Image
 
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import BACKENDS, open_writer
-from pipeline.plan import load_plan_shard, views
-from pipeline.prepare import PrepareSettings, prepare
 
 
 def scene_image(height: int, width: int, seed: int) -> np.ndarray:

@@ -18,8 +18,8 @@ import pytest
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
 from labelgen.run import RunSettings
-from pipeline.prepare import PrepareSettings
-from pipeline.settings_doc import settings_markdown
+from pipeline.dataset.prepare import PrepareSettings
+from pipeline.toolkit.settings_doc import settings_markdown
 from student.config import TrainSettings
 
 ROOT = Path(__file__).parents[1]
@@ -51,7 +51,7 @@ def test_settings_reference_matches_the_code():
 
 
 def test_every_setting_is_documented():
-    from pipeline.settings_doc import settings_rows
+    from pipeline.toolkit.settings_doc import settings_rows
 
     for _, cls in SECTIONS:
         undocumented = [key for key, _, doc in settings_rows(cls) if not doc]

@@ -17,7 +17,7 @@ from evaluation.datasets.base import (
     DatasetError,
 )
 from evaluation.protocol import DATASETS, scoring_mask
-from pipeline.cliutil import parse_options
+from pipeline.toolkit.cliutil import parse_options
 
 
 def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:

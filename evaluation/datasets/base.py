@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.registry import Registry
+from pipeline.toolkit.registry import Registry
 
 
 class DatasetError(ValueError):

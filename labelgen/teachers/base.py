@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from pipeline.registry import Registry
+from pipeline.toolkit.registry import Registry
 
 if TYPE_CHECKING:
     from labelgen.teachers.spec import TeacherSpec

@@ -26,7 +26,7 @@ from labelgen.teachers.base import (
 )
 from labelgen.teachers.source import load_from_source, read_json_file
 from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
-from pipeline.precision import keep_float32
+from pipeline.model.precision import keep_float32
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,9 @@ class TransformersTeacher(Teacher):
         model = load_from_source(spec, cls.model_class().from_pretrained, **cls.load_kwargs(spec))
         model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
         if isinstance(getattr(model, "head", None), torch.nn.Module):
-            keep_float32(model.head)  # labels not rounded to bf16/fp16 (see pipeline.precision)
+            keep_float32(
+                model.head
+            )  # labels not rounded to bf16/fp16 (see pipeline.model.precision)
         rule = cls.input_rule_of(spec, model.config, read_processor_config(spec))
         return cls(
             spec,

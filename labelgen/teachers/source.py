@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from pipeline.cliutil import first_line
-from pipeline.hashing import sha256_file
+from pipeline.toolkit.cliutil import first_line
+from pipeline.toolkit.hashing import sha256_file
 
 if TYPE_CHECKING:
     from labelgen.teachers.spec import TeacherSpec

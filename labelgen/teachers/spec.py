@@ -13,7 +13,7 @@ import yaml
 
 from labelgen.teachers.base import TEACHERS, Teacher, check_precision
 from labelgen.teachers.source import check_source
-from pipeline.cliutil import parse_options
+from pipeline.toolkit.cliutil import parse_options
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 SPEC_FORMAT = "NAME=ADAPTER:SOURCE[,key=value...]"

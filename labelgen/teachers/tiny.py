@@ -54,7 +54,7 @@ def tiny_depth_anything(out_dir: Path) -> None:
     """Depth Anything V2 layout: hidden 32, 4 layers, 2 heads, neck (8,16,32,32), fusion 16."""
     from transformers import DepthAnythingForDepthEstimation
 
-    from pipeline.depth_anything import depth_anything_config
+    from pipeline.model.depth_anything import depth_anything_config
 
     config = depth_anything_config("tiny", head_hidden_size=8, initializer_range=TINY_INIT_RANGE)
     model = DepthAnythingForDepthEstimation(config).eval()

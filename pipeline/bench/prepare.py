@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.prepare import PrepareSettings, prepare
-from pipeline.samples import SAMPLES, sample_array
+from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.images.samples import SAMPLES, sample_array
 
 PHOTO_SIZE = (2250, 1500)  # width, height of a typical SA-1B image
 QUALITY = 90

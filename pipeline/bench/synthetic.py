@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.prepare import PrepareSettings, prepare
+from pipeline.dataset.prepare import PrepareSettings, prepare
 
 
 def smooth_map(h: int, w: int, seed: int = 0) -> np.ndarray:

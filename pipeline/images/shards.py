@@ -6,7 +6,7 @@ Per key, in this order:
 - `{key}.json`: `{"origin": "<as the user gave it>", "size": [H, W]}` (sorted keys, compact).
 
 Written with deterministic tar headers and published atomically, so re-running gives identical
-bytes. Read back with `read_image_shard` (validated with `pipeline.tario`) or with
+bytes. Read back with `read_image_shard` (validated with `pipeline.toolkit.tario`) or with
 `webdataset.WebDataset(path).decode("rgb8")`.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from pipeline import tario
-from pipeline.atomic import publishing
 from pipeline.images.decode import decode_rgb
+from pipeline.toolkit import tario
+from pipeline.toolkit.atomic import publishing
 
 IMAGE_EXTS = ("jpg", "png")
 META_EXT = "json"

@@ -8,7 +8,7 @@ Listing is cheap: it reads directory entries and tar headers, never pixels. Ever
   outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first); a key that would start
   with `_` or `-` gets the prefix `k` (`_a.jpg` → `k_a`), and keys longer than `MAX_KEY_LEN` are
   shortened with a hash suffix, so every key is one the label store accepts
-  (`pipeline.layout.check_key`, checked for every key made);
+  (`pipeline.dataset.layout.check_key`, checked for every key made);
 - an origin for people: the input as the user wrote it joined with the relative part
   (`photos/a/b.jpg`, `data/sa_000000.tar:sa_1.jpg`), so it never depends on the working directory;
 - a way to load its bytes (`Item.load`), picklable for worker processes.
@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline import tario
-from pipeline.layout import check_key
+from pipeline.dataset.layout import check_key
+from pipeline.toolkit import tario
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff")  # preference order within a key

@@ -22,7 +22,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 
-from pipeline.registry import Registry
+from pipeline.toolkit.registry import Registry
 
 DEFAULT_CODEC = "pcodec-f16"
 

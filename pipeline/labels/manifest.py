@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pipeline
-from pipeline.atomic import read_json, write_json
-from pipeline.hashing import update_from_file
+from pipeline.toolkit.atomic import read_json, write_json
+from pipeline.toolkit.hashing import update_from_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

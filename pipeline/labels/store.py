@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import publishing
 from pipeline.labels.codecs import DEFAULT_CODEC, Codec, codec_from_description, get_codec
 from pipeline.labels.manifest import ShardSummary, shard_checksum, shard_nbytes
 from pipeline.labels.record import (
@@ -41,8 +40,9 @@ from pipeline.labels.record import (
     map_stats,
     sorted_map_names,
 )
-from pipeline.registry import Registry
-from pipeline.tario import ShardError
+from pipeline.toolkit.atomic import publishing
+from pipeline.toolkit.registry import Registry
+from pipeline.toolkit.tario import ShardError
 
 FORMAT = "depth-labels"
 FORMAT_VERSION = 1

@@ -14,9 +14,10 @@ the codec's bytes, so it decodes alone (`decode_payload`); `ext` names the codec
 
 Random access: `NNNNNN.tar.idx.json` (`{"format", "tar_bytes", "tar_sha256", "members":
 [[name, payload offset, size], ...]}`) is published before the tar. The reader uses it when its
-`tar_bytes` equals the tar's size, otherwise scans the tar headers (`pipeline.tario.scan`). Every
-read fetches the member's 512-byte header with its payload in one `pread` and checks name, type
-and size, so a stale or hostile index cannot make the reader return the wrong bytes.
+`tar_bytes` equals the tar's size, otherwise scans the tar headers
+(`pipeline.toolkit.tario.scan`). Every read fetches the member's 512-byte header with its
+payload in one `pread` and checks name, type and size, so a stale or hostile index cannot make
+the reader return the wrong bytes.
 """
 
 from __future__ import annotations
@@ -31,10 +32,17 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline.atomic import read_json, write_json
 from pipeline.labels.codecs import Codec
 from pipeline.labels.store import BACKENDS, ShardReader, ShardWriter
-from pipeline.tario import MAX_MEMBER_BYTES, Member, ShardError, TarWriter, check_member_name, scan
+from pipeline.toolkit.atomic import read_json, write_json
+from pipeline.toolkit.tario import (
+    MAX_MEMBER_BYTES,
+    Member,
+    ShardError,
+    TarWriter,
+    check_member_name,
+    scan,
+)
 
 META_MEMBER = "__shard__/meta.json"
 INDEX_FORMAT = "depth-labels-tar-index"

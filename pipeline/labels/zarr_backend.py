@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import read_json
 from pipeline.labels.record import map_kind
 from pipeline.labels.store import BACKENDS, ShardReader, ShardWriter
-from pipeline.tario import ShardError
+from pipeline.toolkit.atomic import read_json
+from pipeline.toolkit.tario import ShardError
 
 ROWS_PER_SHARD = 32
 STACKS = {"sc": "sc", "tile": "tiles"}  # map kind -> array path

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dataset import DatasetInfo, load_dataset
+from pipeline.dataset.verify import relabel_command
 from pipeline.labels.codecs import codec_from_description
 from pipeline.labels.manifest import ColumnManifest, made_from_other_images
 from pipeline.labels.store import BACKENDS, _load_builtin_backends
-from pipeline.verify import relabel_command
 
 IDENTITY = "identity"
 INVERSE = "inverse"

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from pipeline import tario
 from pipeline.dataset import DatasetInfo
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import IMAGE_EXTS
+from pipeline.toolkit import tario
 from student.data.columns import as_dataset
 from student.data.stream import DistillStream
 

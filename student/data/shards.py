@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline import tario
 from pipeline.dataset import DatasetInfo
+from pipeline.dataset.plan import load_plan_shard
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import IMAGE_EXTS
 from pipeline.labels.store import ShardReader, open_reader
-from pipeline.plan import load_plan_shard
+from pipeline.toolkit import tario
 from student.data.columns import to_disparity
 
 

@@ -47,8 +47,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.dataset import DatasetInfo
-from pipeline.distributed import worker_info
 from pipeline.labels.manifest import ColumnManifest
+from pipeline.toolkit.distributed import worker_info
 from student.data import schedule as sch
 from student.data.augment import AugmentSettings
 from student.data.columns import (

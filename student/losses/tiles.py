@@ -1,8 +1,9 @@
 """Tile boxes and resampling for the local-global loss.
 
-Boxes are `[x0, y0, x1, y1]` in original image pixels, half-open (as in `pipeline.plan`). A tile
-box lies inside its region box; the student predicts the region at `Hp × Wp` (560²), so a tile
-covers `Hp · (y1 - y0) / (ry1 - ry0)` × `Wp · (x1 - x0) / (rx1 - rx0)` prediction pixels.
+Boxes are `[x0, y0, x1, y1]` in original image pixels, half-open (as in
+`pipeline.dataset.plan`). A tile box lies inside its region box; the student predicts the region
+at `Hp × Wp` (560²), so a tile covers `Hp · (y1 - y0) / (ry1 - ry0)` × `Wp · (x1 - x0) /
+(rx1 - rx0)` prediction pixels.
 
 Resampling direction: the teacher's tile label (e.g. 560² for a 560-pixel native tile) is resampled
 DOWN to the crop's size in prediction pixels (area averaging; bilinear if that size is larger than

@@ -14,7 +14,7 @@ from PIL import Image
 
 from labelgen.run import RunSettings, run
 from labelgen.teachers import parse_teacher_spec
-from pipeline.prepare import PrepareSettings, prepare
+from pipeline.dataset.prepare import PrepareSettings, prepare
 
 TEACHER = "depth-anything-v2"
 # Short side of the full view in the fast specs: keeps the full view cheap on CPU.

@@ -11,10 +11,10 @@ import torch
 from lgrun_helpers import colour_of, copy_dataset, label, make_dataset, spec_str, wrap_predict
 
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.dataset.verify import verify_dataset
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.labels.store import open_reader
-from pipeline.plan import load_plan_shard, views
-from pipeline.verify import verify_dataset
 
 F16_MAX = float(np.finfo(np.float16).max)
 SMALL = (200, 240)  # smaller than a tile: one region, one (resized) tile

@@ -19,8 +19,8 @@ from lgrun_helpers import (
 
 import labelgen.run
 from labelgen.teachers import parse_teacher_spec, weights_identity
+from pipeline.dataset.verify import verify_dataset
 from pipeline.labels.manifest import ColumnManifest
-from pipeline.verify import verify_dataset
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pipeline
 from labelgen.teachers import load_teacher, parse_teacher_spec, weights_identity
 from labelgen.views import build_views
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.dataset.verify import verify_dataset
 from pipeline.images.shards import read_image_shard, shard_keys
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.manifest import ColumnManifest, shard_nbytes
 from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
-from pipeline.plan import load_plan_shard, views
-from pipeline.verify import verify_dataset
 
 TILE = 560
 

@@ -18,7 +18,7 @@ from labelgen.run import RunSettings
 from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
-from pipeline.verify import verify_dataset
+from pipeline.dataset.verify import verify_dataset
 
 # The reference was labelled with these; batch composition changes float results in the last bits.
 FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]

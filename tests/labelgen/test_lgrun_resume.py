@@ -22,7 +22,7 @@ from lgrun_helpers import (
 from typer.testing import CliRunner
 
 from labelgen.cli import app
-from pipeline.verify import verify_dataset
+from pipeline.dataset.verify import verify_dataset
 
 # `labelgen run` with every teacher forward slowed down by SLOW seconds (the labels are the same;
 # it only widens the window in which the process is killed mid-shard).

@@ -11,11 +11,11 @@ import numpy as np
 from dataset_helpers import prepare_small
 from PIL import Image
 
-from pipeline.atomic import read_json, write_json
 from pipeline.dataset import load_dataset
+from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import BACKENDS, open_writer
-from pipeline.plan import load_plan_shard, views
+from pipeline.toolkit.atomic import read_json, write_json
 
 SIZES = [(700, 900), (480, 640), (1200, 800), (650, 650), (300, 420)]
 """Image sizes (H, W): tiled regions (4 tiles) and degenerate ones (1 tile)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from data_helpers import ramp_image, x_ramp
 
-from pipeline.plan import PlanParams, plan_image, views
+from pipeline.dataset.plan import PlanParams, plan_image, views
 from student.data.augment import AugmentSettings, gaussian_blur, photometric
 from student.data.samples import (
     baseline_sample,

@@ -18,10 +18,10 @@ from data_helpers import (
     write_column,
 )
 
-from pipeline import tario
 from pipeline.dataset import load_dataset
-from pipeline.plan import load_plan_shard, plan_shard_bytes
-from pipeline.tario import ShardError
+from pipeline.dataset.plan import load_plan_shard, plan_shard_bytes
+from pipeline.toolkit import tario
+from pipeline.toolkit.tario import ShardError
 from student.data import schedule as sch
 from student.data import shards as shards_module
 from student.data.augment import AugmentSettings

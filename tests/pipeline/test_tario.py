@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from pipeline.tario import TarWriter, scan
+from pipeline.toolkit.tario import TarWriter, scan
 
 
 def test_writer_offsets_match_scan_and_bytes_are_deterministic(tmp_path):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
+from pipeline.toolkit.config import load_config
 from student.config import TrainSettings
 
-ROOT = Path(__file__).parents[1] / "configs"
+ROOT = Path(__file__).parents[2] / "configs"
 CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if "teachers" not in p.relative_to(ROOT).parts)
 
 

@@ -11,7 +11,7 @@ import pytest
 from label_helpers import PLAN, key_maps, shard_path, write_shard
 
 from pipeline.labels import open_reader, open_writer
-from pipeline.tario import ShardError
+from pipeline.toolkit.tario import ShardError
 
 
 def test_layout_stacks_views_and_keeps_full_maps_per_key(tmp_path, content):

@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline.atomic import temporary_sibling
+from pipeline.toolkit.atomic import temporary_sibling
 
 
 def worker_id() -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.plan import (
+from pipeline.dataset.plan import (
     PlanParams,
     load_plan_shard,
     plan_hash,

@@ -9,8 +9,8 @@ from dataset_helpers import prepare_small, write_fake_column
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.status import dataset_status, format_status
-from pipeline.verify import verify_dataset
+from pipeline.dataset.status import dataset_status, format_status
+from pipeline.dataset.verify import verify_dataset
 
 runner = CliRunner()
 

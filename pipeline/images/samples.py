@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from pipeline.atomic import write_bytes
+from pipeline.toolkit.atomic import write_bytes
 
 JPEG_QUALITY = 90
 

@@ -13,7 +13,6 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipeline import tario
 from pipeline.images.decode import (
     Accepted,
     DecodeParams,
@@ -22,10 +21,11 @@ from pipeline.images.decode import (
     jpeg_frame_marker,
     prepare_image,
 )
+from pipeline.images.samples import sample_array
 from pipeline.images.shards import ImageShardWriter, read_image_shard, shard_keys
 from pipeline.images.sources import input_items, list_items, make_key, tar_items
 from pipeline.labels.record import KEY_RE
-from pipeline.samples import sample_array
+from pipeline.toolkit import tario
 
 # ---------------------------------------------------------------- helpers
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import read_json
-from pipeline.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.toolkit.atomic import read_json
 
 
 @dataclass(frozen=True)

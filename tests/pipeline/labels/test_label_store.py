@@ -16,7 +16,7 @@ from label_helpers import OTHER_PLAN, PLAN, damage_map, key_maps, shard_path, wr
 
 from pipeline.labels import PlanMismatchError, open_reader, open_writer, shard_checksum
 from pipeline.labels.store import backend_for_path
-from pipeline.tario import ShardError
+from pipeline.toolkit.tario import ShardError
 
 CODEC_TOLERANCE = {"pcodec-f16": 1e-3, "blosc-zstd-f16": 1e-3, "pcodec-f32": 0.0}
 
@@ -164,7 +164,7 @@ def test_sigkill_mid_write_leaves_no_visible_shard(tmp_path, backend):
     out = tmp_path / "labels"
     out.mkdir()
     path, ready = shard_path(out, backend), tmp_path / "ready"
-    root, tests = str(Path(__file__).parents[2]), str(Path(__file__).parent)
+    root, tests = str(Path(__file__).parents[3]), str(Path(__file__).parent)
     script = KILL_SCRIPT.format(
         root=root, tests=tests, path=str(path), backend=backend, ready=str(ready)
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import read_json
 from pipeline.dataset import DatasetInfo, load_dataset
+from pipeline.toolkit.atomic import read_json
 
 
 def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipeline.config import load_config, parse_override, to_dict
+from pipeline.toolkit.config import load_config, parse_override, to_dict
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`pipeline.atomic.publishing`: files and directories appear whole or not at all."""
+"""`pipeline.toolkit.atomic.publishing`: files and directories appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipeline.atomic import is_temporary, publishing
+from pipeline.toolkit.atomic import is_temporary, publishing
 
 
 def test_a_directory_is_replaced_by_renames_and_restored_on_error(tmp_path, monkeypatch):

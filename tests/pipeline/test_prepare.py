@@ -13,13 +13,13 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline import __version__
+from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.dataset.plan import PlanParams, load_plan_shard, plan_hash, plan_image
+from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.images.samples import SAMPLES, write_sample_images
 from pipeline.images.shards import read_image_shard, shard_keys
 from pipeline.images.sources import Item
 from pipeline.labels.record import KEY_RE
-from pipeline.layout import SCHEMA_VERSION, DatasetLayout
-from pipeline.plan import PlanParams, load_plan_shard, plan_hash, plan_image
-from pipeline.prepare import PrepareSettings, prepare
-from pipeline.samples import SAMPLES, write_sample_images
 
 FAST = PrepareSettings(shard_size=3, workers=1)
 
@@ -326,7 +326,7 @@ class _KillsItsWorker(Item):
 
 
 def test_a_decoding_worker_that_dies_stops_the_run_with_a_message(tmp_path):
-    from pipeline.prepare import decoding
+    from pipeline.dataset.prepare import decoding
 
     photo = tmp_path / "ok.png"
     Image.new("RGB", (32, 24), (10, 20, 30)).save(photo)

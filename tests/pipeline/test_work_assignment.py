@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.claims import try_claim
-from pipeline.distributed import my_share, worker_info
+from pipeline.toolkit.claims import try_claim
+from pipeline.toolkit.distributed import my_share, worker_info
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_heartbeat_keeps_a_live_claim_fresh(tmp_path):
 
 
 def test_local_rank_from_torchrun_or_srun():
-    from pipeline.distributed import local_rank
+    from pipeline.toolkit.distributed import local_rank
 
     assert local_rank({}) == 0
     assert local_rank({"LOCAL_RANK": "3", "SLURM_LOCALID": "1"}) == 3  # torchrun inside srun

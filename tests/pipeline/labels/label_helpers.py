@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import read_json
 from pipeline.bench.codecs import middlebury_disparity, synthetic_scene
 from pipeline.labels import open_writer
 from pipeline.labels.store import BACKENDS
+from pipeline.toolkit.atomic import read_json
 
 BACKEND_NAMES = ["wds", "zarr"]
 PLAN = "a" * 64

@@ -21,14 +21,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.atomic import read_json
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
-from pipeline.hashing import sha256_file
+from pipeline.dataset.plan import load_plan_shard
+from pipeline.dataset.status import shard_ranges
 from pipeline.images.shards import shard_keys
 from pipeline.labels.manifest import made_from_other_images
 from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
-from pipeline.plan import load_plan_shard
-from pipeline.status import shard_ranges
+from pipeline.toolkit.atomic import read_json
+from pipeline.toolkit.hashing import sha256_file
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Any
 from tqdm import tqdm
 
 import pipeline
-from pipeline import tario
-from pipeline.atomic import is_temporary, read_json, write_bytes, write_json
+from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout, shard_name
+from pipeline.dataset.plan import PlanParams, plan_hash, plan_image, plan_shard_bytes
 from pipeline.images.decode import (
     PIL_MAX_IMAGE_PIXELS,
     Accepted,
@@ -42,8 +42,8 @@ from pipeline.images.decode import (
 )
 from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
-from pipeline.layout import SCHEMA_VERSION, DatasetLayout, shard_name
-from pipeline.plan import PlanParams, plan_hash, plan_image, plan_shard_bytes
+from pipeline.toolkit import tario
+from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
 
 
 @dataclass(frozen=True)
