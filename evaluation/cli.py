@@ -39,11 +39,12 @@ def _datasets(texts: list[str] | None):
 
 def _predict(model, dataset, out, processing_res, batch_size, device, precision, workers, name):
     from evaluation.models import load_predictor
-    from evaluation.predict import PredictSettings, predict, resolve_device
+    from evaluation.predict import PredictSettings, predict
+    from pipeline.toolkit.devices import resolve_device
 
     datasets = _datasets(dataset)
     settings = PredictSettings(processing_res, batch_size, workers, device, precision)
-    predictor = load_predictor(model, resolve_device(device), precision, name)
+    predictor = load_predictor(model, str(resolve_device(device)), precision, name)
     predict(predictor, datasets, out, settings)
     return datasets
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from evaluation.datasets import BenchmarkDataset
 from evaluation.models import Predictor
 from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 
 PREDICTIONS_JSON = "predictions.json"
@@ -49,12 +50,6 @@ class PredictSettings:
     """Torch device; `auto` = CUDA when available, else CPU."""
     precision: str = "fp32"
     """Model precision: fp32 (the protocol's default), bf16 or fp16."""
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def prediction_path(out: Path, dataset: str, key: str) -> Path:
@@ -131,7 +126,7 @@ def predict_dataset(
     predictor: Predictor, ds: BenchmarkDataset, out: Path, settings: PredictSettings
 ) -> dict[str, Any]:
     """Predict every sample of `ds` that has no prediction file yet; returns its record."""
-    device = resolve_device(settings.device)
+    device = str(resolve_device(settings.device))
     keys = ds.keys()
     todo = [k for k in keys if not prediction_path(out, ds.name, k).exists()]
     long_side = long_side_for(ds, settings)

@@ -35,7 +35,6 @@ from evaluation.predict import (
     no_collate,
     prediction_path,
     read_predictions_json,
-    resolve_device,
 )
 from evaluation.protocol import (
     METRICS,
@@ -47,6 +46,7 @@ from evaluation.protocol import (
     summarize,
 )
 from pipeline.toolkit.atomic import write_bytes, write_json
+from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
@@ -212,7 +212,7 @@ def score_dataset(
 def score_device(device: str) -> torch.device | None:
     """The CUDA device the protocol runs on, or None to score with numpy in the workers."""
     resolved = resolve_device(device)
-    return torch.device(resolved) if resolved.startswith("cuda") else None
+    return resolved if resolved.type == "cuda" else None
 
 
 def _scatter(points: np.ndarray, dataset: str, out: Path) -> None:

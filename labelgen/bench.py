@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from labelgen.run import RunSettings, resolve_device, run
+from labelgen.run import run
+from labelgen.settings import RunSettings
 from labelgen.shard_job import ShardViews
 from labelgen.teachers import load_teacher, parse_teacher_spec, write_tiny_checkpoint
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset, synthetic_photos
@@ -31,6 +32,7 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.store import open_writer
+from pipeline.toolkit.devices import resolve_device
 
 # FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
 FLOPS_PER_VIEW = {"dav2-large": 1.56e12, "genpercept": 5.36e12}

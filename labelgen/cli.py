@@ -80,8 +80,8 @@ def run(
 
     Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim.
     """
-    from labelgen.run import RunSettings
     from labelgen.run import run as run_labels
+    from labelgen.settings import RunSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = RunSettings(
@@ -121,7 +121,8 @@ def estimate(
     """Label a small sample, then print views and bytes per image per teacher and the projected
     disk and device-hours for the whole dataset on this device. Writes nothing to the dataset."""
     from labelgen.estimate import estimate_teacher, format_estimates
-    from labelgen.run import RunSettings, resolve_device
+    from labelgen.settings import RunSettings
+    from pipeline.toolkit.devices import resolve_device
 
     if sample < 1:
         raise ValueError(f"--sample must be ≥ 1, got {sample}")

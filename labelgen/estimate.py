@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labelgen.run import RunSettings, host_predictor, inference_precision, resolve_device
+from labelgen.run import host_predictor
+from labelgen.settings import RunSettings, inference_precision
 from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.store import BACKENDS
+from pipeline.toolkit.devices import resolve_device
 
 
 @dataclass

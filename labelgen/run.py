@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import pipeline
 from labelgen.batching import DeviceFailure
+from labelgen.settings import RunSettings, inference_precision
 from labelgen.shard_job import ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher, weights_identity
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
@@ -39,51 +40,10 @@ from pipeline.labels.manifest import (
 )
 from pipeline.labels.store import BACKENDS
 from pipeline.toolkit.claims import try_claim, worker_id
-from pipeline.toolkit.distributed import WorkerInfo, local_rank, my_share, worker_info
+from pipeline.toolkit.devices import resolve_device, use_device
+from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
 
 log = logging.getLogger("labelgen")
-PRECISIONS = ("bf16", "fp16", "fp32")
-
-
-@dataclass
-class RunSettings:
-    """Settings of `labelgen run` (each field is a flag of the same name)."""
-
-    format: str = "wds"
-    """Label backend: 'wds' (tar per shard + offset index) or 'zarr' (Zarr v3 group per shard)."""
-    codec: str = "pcodec-f16"
-    """Label codec (see `pipeline.labels.codecs`)."""
-    batch_size: int = 16
-    """Views per teacher forward pass; halved automatically on out-of-memory."""
-    precision: str = "bf16"
-    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked). The depth
-    head of Transformers teachers computes in float32 in any case, so labels are not rounded to
-    bf16."""
-    device: str = "auto"
-    """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
-    workers: int = 4
-    """DataLoader worker processes decoding images and building views."""
-    encode_threads: int = 4
-    """Threads compressing finished labels while the device runs the next batches."""
-    claim: bool = False
-    """Claim shards dynamically with expiring lock files instead of a static rank split."""
-    claim_ttl: float = 900.0
-    """Seconds after which a claim that is no longer refreshed counts as abandoned."""
-    overwrite: bool = False
-    """Replace a column whose teacher weights, options, precision, codec or backend changed
-    (redo its shards)."""
-    progress: bool = True
-    """Show a progress bar."""
-
-    def validate(self) -> None:
-        BACKENDS.get(self.format)
-        get_codec(self.codec)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.batch_size < 1 or self.workers < 0 or self.claim_ttl <= 0:
-            raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
-        if self.encode_threads < 1:
-            raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")
 
 
 @dataclass
@@ -112,23 +72,6 @@ class ColumnReport:
             f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
             f"flagged maps: {flags}"
         ) + failed
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto`: this rank's GPU if there is one, else the CPU; a bare `cuda` is this rank's GPU
-    too (a device index is needed to make it the current device)."""
-    if name == "auto" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    if name in ("auto", "cuda"):
-        return torch.device("cuda", local_rank(devices=torch.cuda.device_count()))
-    return torch.device(name)
-
-
-def use_device(device: torch.device) -> None:
-    """Make a CUDA device the current one, so that every kernel, context and default stream of
-    this process is on it (not on cuda:0)."""
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
 
 
 def _provenance(spec: TeacherSpec, teacher: Any, info: DatasetInfo, s: RunSettings) -> dict:
@@ -468,13 +411,6 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     report.seconds = time.perf_counter() - started
     log.info("%s %s: labelled shards %s", ctx.worker, spec.name, report.shards_done)
     return report
-
-
-def inference_precision(s: RunSettings, device: torch.device) -> str:
-    if device.type == "cpu" and s.precision != "fp32":
-        log.info("CPU device: running the teacher in fp32 instead of %s", s.precision)
-        return "fp32"
-    return s.precision
 
 
 def run(

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from student.losses import normalized_l1
+from student.losses import NORMALIZATIONS, normalized_l1
 from student.losses._common import EPS, levels_for, prepare, range_edges
 from student.losses.reference import reference_normalized_l1
 
@@ -166,7 +166,7 @@ def run(
     pred, target = scenes(batch, size)
     rows = {
         norm: time_loss(normalized_l1, pred, target, norm, repeats, clock)
-        for norm in ("global", "hybrid", "local", "none")
+        for norm in NORMALIZATIONS
     }
     rows[FLOOR] = time_medians(pred, target, repeats, clock)
     slow = max(1, repeats // 2)

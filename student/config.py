@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline.model.precision import PRECISIONS
 from student.data.augment import AugmentSettings
+from student.losses import NORMALIZATIONS
 
-NORMS = ("global", "hybrid", "local", "none", "auto")
+NORMS = (*NORMALIZATIONS, "auto")
+"""What each loss term's normalization setting takes: a normalization, or `auto` (resolved from
+the number of teachers when the run starts)."""
+MODES = ("cross_context", "baseline")
+"""`data.mode`: cross-context views (regions + tiles) or the paper's baseline (whole image)."""
 
 
 @dataclass
@@ -107,15 +113,17 @@ class TrainSettings:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be ≥ 1 (--steps, --batch-size)")
-        if self.data.mode not in ("cross_context", "baseline"):
-            raise ValueError(f"data.mode must be cross_context or baseline, got {self.data.mode!r}")
+        if self.data.mode not in MODES:
+            raise ValueError(f"data.mode must be one of {MODES}, got {self.data.mode!r}")
         if self.data.size % 14:
             raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
         for name in ("norm_sc", "norm_lg", "norm_grad"):
             if getattr(self.loss, name) not in NORMS:
                 raise ValueError(f"loss.{name} must be one of {NORMS}")
-        if self.precision not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"precision must be bf16, fp16 or fp32, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
         if self.data.mode == "baseline" and self.loss.local_global:

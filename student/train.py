@@ -21,11 +21,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipeline.model.precision import PRECISIONS
 from pipeline.toolkit.config import from_dict, to_dict
-from pipeline.toolkit.distributed import local_rank, worker_info
+from pipeline.toolkit.devices import resolve_device, use_device
+from pipeline.toolkit.distributed import worker_info
 from student.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states
 from student.config import TrainSettings
-from student.data import DistillStream, make_loader
+from student.data.loader import make_loader
+from student.data.stream import DistillStream
 from student.losses import (
     FeatureAlignment,
     gradient_matching,
@@ -58,14 +61,10 @@ class Job:
 def setup_device() -> tuple[torch.device, int, int]:
     """Join the process group when launched with torchrun; returns (device, rank, world)."""
     info = worker_info()
-    cuda = torch.cuda.is_available()
+    device = resolve_device("auto")
     if info.world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        device = torch.device("cuda", local_rank(devices=torch.cuda.device_count()))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    use_device(device)
     return device, info.rank, info.world_size
 
 
@@ -170,8 +169,7 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 def _autocast(device: torch.device, precision: str):
     if device.type != "cuda" or precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
 class Trainer:

@@ -17,7 +17,7 @@ import pytest
 
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
-from labelgen.run import RunSettings
+from labelgen.settings import RunSettings
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.settings_doc import settings_markdown
 from student.config import TrainSettings

@@ -5,7 +5,7 @@ Importing this package registers all of them in `TEACHERS`.
 """
 
 from labelgen.teachers import depth_anything, dpt, genpercept, hf, marigold  # noqa: F401  (register)
-from labelgen.teachers.base import OUTPUT_KINDS, PRECISIONS, TEACHERS, Teacher
+from labelgen.teachers.base import TEACHERS, Teacher
 from labelgen.teachers.spec import (
     TeacherSpec,
     load_teacher,
@@ -17,8 +17,6 @@ from labelgen.teachers.spec import (
 from labelgen.teachers.tiny import TINY_WRITERS, tiny_spec, write_tiny_checkpoint
 
 __all__ = [
-    "OUTPUT_KINDS",
-    "PRECISIONS",
     "TEACHERS",
     "TINY_WRITERS",
     "Teacher",

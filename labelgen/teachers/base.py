@@ -18,35 +18,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from pipeline.labels.manifest import OUTPUT_KINDS, invariance_of
+from pipeline.model.precision import check_precision
 from pipeline.toolkit.registry import Registry
 
 if TYPE_CHECKING:
     from labelgen.teachers.spec import TeacherSpec
 
-OUTPUT_KINDS = ("disparity", "depth", "metric_depth")
-INVARIANCES = ("affine", "metric")
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # name -> Teacher subclass; `load_teacher` calls `cls.from_spec(spec, device, precision)`.
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
-
-
-def invariance_of(output_kind: str) -> str:
-    """`metric` for metric depth, `affine` for relative disparity/depth."""
-    return "metric" if output_kind == "metric_depth" else "affine"
-
-
-def check_precision(precision: str) -> torch.dtype:
-    """The torch dtype of `bf16|fp16|fp32`; anything else is a ValueError naming the flag."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r} is not one of {sorted(PRECISIONS)}")
-    return PRECISIONS[precision]
 
 
 class Teacher(ABC):

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from labelgen.teachers.base import PRECISIONS, TEACHERS, Teacher, ceil_to_multiple, long_side_size
+from labelgen.teachers.base import TEACHERS, Teacher, ceil_to_multiple, long_side_size
 from labelgen.teachers.base import resize as resize_bilinear
 from labelgen.teachers.source import (
     combine_digests,
@@ -34,6 +34,7 @@ from labelgen.teachers.source import (
     weight_digests,
 )
 from labelgen.teachers.spec import TeacherSpec, option_choice, option_int
+from pipeline.model.precision import PRECISIONS
 
 EMBEDDING_FILE = "empty_prompt_embedding.safetensors"
 EMBEDDING_KEY = "empty_prompt_embedding"

@@ -15,8 +15,6 @@ import torch
 from labelgen.teachers.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    OUTPUT_KINDS,
-    PRECISIONS,
     TEACHERS,
     Teacher,
     ceil_to_multiple,
@@ -26,7 +24,8 @@ from labelgen.teachers.base import (
 )
 from labelgen.teachers.source import load_from_source, read_json_file
 from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
-from pipeline.model.precision import keep_float32
+from pipeline.labels.manifest import OUTPUT_KINDS
+from pipeline.model.precision import PRECISIONS, keep_float32
 
 
 @dataclass(frozen=True)

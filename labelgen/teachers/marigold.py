@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
-from labelgen.teachers.base import PRECISIONS, TEACHERS, Teacher, long_side_size, resize
+from labelgen.teachers.base import TEACHERS, Teacher, long_side_size, resize
 from labelgen.teachers.source import diffusers_load_kwargs, load_from_source
 from labelgen.teachers.spec import TeacherSpec, option_int
+from pipeline.model.precision import PRECISIONS
 
 KINDS = ("depth", "disparity")
 

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 import yaml
 
-from labelgen.teachers.base import TEACHERS, Teacher, check_precision
+from labelgen.teachers.base import TEACHERS, Teacher
 from labelgen.teachers.source import check_source
+from pipeline.model.precision import check_precision
 from pipeline.toolkit.cliutil import parse_options
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

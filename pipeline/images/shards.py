@@ -13,13 +13,12 @@ bytes. Read back with `read_image_shard` (validated with `pipeline.toolkit.tario
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 from pipeline.images.decode import decode_rgb
 from pipeline.toolkit import tario
@@ -31,23 +30,6 @@ META_EXT = "json"
 
 def meta_bytes(origin: str, height: int, width: int) -> bytes:
     return json.dumps({"origin": origin, "size": [height, width]}, sort_keys=True).encode()
-
-
-class _HashingFile:
-    """A write-only file wrapper that hashes what passes through (what tarfile needs)."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self._pos = 0
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self._pos += len(data)
-        return self._f.write(data)
-
-    def tell(self) -> int:
-        return self._pos
 
 
 class ImageShardWriter:
@@ -64,7 +46,7 @@ class ImageShardWriter:
 
     def __enter__(self) -> ImageShardWriter:
         tmp = self._stack.enter_context(publishing(self.path))
-        self._file = _HashingFile(self._stack.enter_context(open(tmp, "wb")))
+        self._file = tario.HashingFile(self._stack.enter_context(open(tmp, "wb")))
         self._tar = tario.TarWriter(self._file)  # type: ignore[arg-type]
         return self
 

@@ -105,6 +105,11 @@ def shard_entry(
     return entry
 
 
+def invariance_of(output_kind: str) -> str:
+    """`metric` for metric depth, `affine` for relative disparity/depth."""
+    return "metric" if output_kind == "metric_depth" else "affine"
+
+
 def made_from_other_images(entry: dict[str, Any], image_sha256: str) -> bool:
     """Whether a shard entry records that it was labelled from another image shard than the one
     with `image_sha256` (entries written before this was recorded count as the same)."""

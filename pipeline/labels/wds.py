@@ -22,13 +22,12 @@ the reader return the wrong bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +36,7 @@ from pipeline.labels.store import BACKENDS, ShardReader, ShardWriter
 from pipeline.toolkit.atomic import read_json, write_json
 from pipeline.toolkit.tario import (
     MAX_MEMBER_BYTES,
+    HashingFile,
     Member,
     ShardError,
     TarWriter,
@@ -76,23 +76,6 @@ def decode_payload(codec: Codec, data: bytes, where: str) -> np.ndarray:
         raise ShardError(f"{where}: {e}; re-create this shard") from e
 
 
-class _HashingFile:
-    """Write-only file wrapper that hashes and counts what passes through (for tarfile)."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-        self.pos = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.pos += len(data)
-        return self._f.write(data)
-
-    def tell(self) -> int:
-        return self.pos
-
-
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
@@ -103,7 +86,7 @@ class WdsShardWriter(ShardWriter):
 
     def _begin(self, tmp: Path) -> None:
         self._file = open(tmp, "wb")  # noqa: SIM115 (closed in _finish / _discard)
-        self._hashing = _HashingFile(self._file)
+        self._hashing = HashingFile(self._file)
         self._tar = TarWriter(self._hashing)
         self._members: list[Member] = []
         self._add(META_MEMBER, _dumps(self.meta))
@@ -136,7 +119,7 @@ class WdsShardWriter(ShardWriter):
     def _finish(self) -> str:
         self._tar.close()
         self._file.close()
-        sha = self._hashing.sha.hexdigest()
+        sha = self._hashing.sha256.hexdigest()
         index = {
             "format": INDEX_FORMAT,
             "tar_bytes": self._hashing.pos,

@@ -1,4 +1,6 @@
-"""Keep one submodule in float32 inside a reduced-precision model.
+"""Precisions: the names every `--precision` takes, and keeping one submodule in float32.
+
+`PRECISIONS` maps `bf16`, `fp16`, `fp32` to their torch dtypes; `check_precision` is the one check.
 
 Depth heads end in a few convolutions at the output resolution. Run in bf16 they round every
 predicted value to 8 bits of mantissa (steps of 0.4%), which shows as banding in labels and raises
@@ -16,6 +18,19 @@ from typing import Any
 
 import torch
 from torch import nn
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def check_precision(precision: str) -> torch.dtype:
+    """The torch dtype of `bf16|fp16|fp32`; anything else is a ValueError naming the flag."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} is not one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
 
 
 def keep_float32(module: nn.Module) -> nn.Module:

@@ -6,6 +6,7 @@ re-running a job gives the same files and checksums.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from collections.abc import Iterator
@@ -92,6 +93,24 @@ def group_by_key(members: list[Member], shard: Path) -> dict[str, dict[str, Memb
             raise ShardError(f"{shard}: member {m.name!r} appears twice")
         exts[m.ext] = m
     return out
+
+
+class HashingFile:
+    """A write-only file wrapper that hashes and counts what passes through (what tarfile needs):
+    a tar shard's sha256 and size are known the moment it is written, without reading it back."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.pos = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.pos += len(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self.pos
 
 
 class TarWriter:

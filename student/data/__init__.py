@@ -1,6 +1,7 @@
 """Streaming training data: image, plan and label shards in lockstep → augmented batches.
 
-    from student.data import DistillStream, make_loader
+    from student.data.loader import make_loader
+    from student.data.stream import DistillStream
 
     stream = DistillStream(DATASET, ["dav2-l", "dpt"], batch_size=4, seed=0)
     loader = make_loader(stream, workers=4)
@@ -29,29 +30,3 @@ A batch (`collate`, B samples, S = `size`, Tmax = the largest tile count in the 
 
 By default all samples of a batch share one teacher (one teacher per iteration).
 """
-
-from student.data.augment import AugmentSettings, photometric
-from student.data.columns import check_columns, label_conversion, to_disparity
-from student.data.loader import DistillLoader, bench_decode, bench_loader, make_loader
-from student.data.samples import baseline_sample, collate, cross_context_sample, map_tile_boxes
-from student.data.schedule import teacher_for_step
-from student.data.stream import DistillStream, steps_per_epoch
-
-__all__ = [
-    "AugmentSettings",
-    "DistillLoader",
-    "DistillStream",
-    "baseline_sample",
-    "bench_decode",
-    "bench_loader",
-    "check_columns",
-    "collate",
-    "cross_context_sample",
-    "label_conversion",
-    "make_loader",
-    "map_tile_boxes",
-    "photometric",
-    "steps_per_epoch",
-    "teacher_for_step",
-    "to_disparity",
-]

@@ -10,6 +10,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
+from student.config import MODES
 from student.data.loader import bench_decode, bench_loader
 
 
@@ -21,7 +22,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=10, help="timed batches per worker count")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, default=560, help="student input side S")
-    p.add_argument("--mode", choices=["cross_context", "baseline"], default="cross_context")
+    p.add_argument("--mode", choices=MODES, default=MODES[0])
     return p.parse_args(argv)
 
 

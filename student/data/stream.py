@@ -49,6 +49,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from pipeline.dataset import DatasetInfo
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.toolkit.distributed import worker_info
+from student.config import MODES
 from student.data import schedule as sch
 from student.data.augment import AugmentSettings
 from student.data.columns import (
@@ -69,7 +70,6 @@ from student.data.samples import (
 from student.data.shards import ColumnSpec, OpenShard, ShardPool, describe_errors
 
 log = logging.getLogger(__name__)
-MODES = ("cross_context", "baseline")
 
 
 @dataclass(frozen=True)

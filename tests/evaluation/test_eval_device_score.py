@@ -9,7 +9,7 @@ import torch
 from evaluation.datasets import open_dataset
 from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.protocol import score
-from evaluation.score import ScoreSettings, resize_bilinear, score_all
+from evaluation.score import ScoreSettings, resize_bilinear, score_all, score_device
 
 
 def _sample(shape=(480, 640), seed=0):
@@ -113,3 +113,12 @@ def test_score_all_refuses_bad_spaces_before_scoring(tmp_path, pred_space, score
     settings = ScoreSettings(pred_space=pred_space, score_space=score_space, workers=0)
     with pytest.raises(ValueError, match="score_space"):
         score_all(tmp_path, [open_dataset("middlebury")], settings)  # no predictions needed
+
+
+def test_auto_device_is_this_ranks_gpu(monkeypatch):
+    """`evaluation --device auto` follows the one device rule: LOCAL_RANK picks the GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert score_device("auto") == torch.device("cuda", 3)
+    assert score_device("cpu") is None

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from labelgen.run import RunSettings, run
+from labelgen.run import run
+from labelgen.settings import RunSettings
 from labelgen.teachers import parse_teacher_spec
 from pipeline.dataset.prepare import PrepareSettings, prepare
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import labelgen.run
 from labelgen.cli import app
-from labelgen.run import RunSettings
+from labelgen.settings import RunSettings
 from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset

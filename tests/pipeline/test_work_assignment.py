@@ -124,10 +124,10 @@ def test_release_of_a_lock_already_taken_over_leaves_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000005.lock"]
 
 
-def test_labelgen_device_names_resolve_to_this_ranks_gpu(monkeypatch):
+def test_device_names_resolve_to_this_ranks_gpu(monkeypatch):
     import torch
 
-    from labelgen.run import resolve_device
+    from pipeline.toolkit.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)

@@ -1,0 +1,64 @@
+"""Settings of `labelgen run` and `labelgen estimate`: each field is a flag of the same name."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.labels.codecs import get_codec
+from pipeline.labels.store import BACKENDS
+from pipeline.model.precision import PRECISIONS
+
+log = logging.getLogger("labelgen")
+
+
+@dataclass
+class RunSettings:
+    """Settings of `labelgen run` (each field is a flag of the same name)."""
+
+    format: str = "wds"
+    """Label backend: 'wds' (tar per shard + offset index) or 'zarr' (Zarr v3 group per shard)."""
+    codec: str = "pcodec-f16"
+    """Label codec (see `pipeline.labels.codecs`)."""
+    batch_size: int = 16
+    """Views per teacher forward pass; halved automatically on out-of-memory."""
+    precision: str = "bf16"
+    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked). The depth
+    head of Transformers teachers computes in float32 in any case, so labels are not rounded to
+    bf16."""
+    device: str = "auto"
+    """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
+    workers: int = 4
+    """DataLoader worker processes decoding images and building views."""
+    encode_threads: int = 4
+    """Threads compressing finished labels while the device runs the next batches."""
+    claim: bool = False
+    """Claim shards dynamically with expiring lock files instead of a static rank split."""
+    claim_ttl: float = 900.0
+    """Seconds after which a claim that is no longer refreshed counts as abandoned."""
+    overwrite: bool = False
+    """Replace a column whose teacher weights, options, precision, codec or backend changed
+    (redo its shards)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def validate(self) -> None:
+        BACKENDS.get(self.format)
+        get_codec(self.codec)
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"--precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.batch_size < 1 or self.workers < 0 or self.claim_ttl <= 0:
+            raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
+        if self.encode_threads < 1:
+            raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")
+
+
+def inference_precision(s: RunSettings, device: torch.device) -> str:
+    if device.type == "cpu" and s.precision != "fp32":
+        log.info("CPU device: running the teacher in fp32 instead of %s", s.precision)
+        return "fp32"
+    return s.precision
