@@ -12,10 +12,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evaluation.boundary import si_boundary_f1
 from evaluation.protocol import (
     DATASETS,
     DEPTH_FLOOR,
     DISPARITY_FLOOR,
+    aligned_map,
     check_inputs,
     depth_range,
     metrics_from_sums,
@@ -74,6 +76,11 @@ def score_tensor(
     if score_space == "disparity":
         est, g = 1.0 / est, 1.0 / g
     result = metrics_from_sums(np.array(_metric_sums(est, g)))
+    if rules.sharp_boundaries:  # on the whole aligned map, as `protocol.score` (numpy, host)
+        gt_max = float(gt[mask].max())
+        host = pred.cpu().numpy()
+        aligned = aligned_map(host, gt.cpu().numpy(), a, b, rules, pred_space, gt_max)
+        result["boundary_f1"] = si_boundary_f1(aligned, gt.cpu().numpy(), mask.cpu().numpy())
     status = "degenerate_fit" if degenerate else "ok"
     return {
         **result,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.boundary import si_boundary_f1
 from pipeline.toolkit.registry import Registry
 
 DISPARITY_FLOOR = 1e-3  # aligned disparity is clipped here before inversion
@@ -35,6 +36,10 @@ class DatasetRules:
     """Clip of the aligned depth; None = (min_depth, max_depth)."""
     range_from_mask_only: bool = False
     """DIODE: validity comes from the mask file alone, not from the depth range."""
+    sharp_boundaries: bool = False
+    """The ground truth has sharp depth edges (synthetic or structured-light sets): the protocol
+    also scores `boundary_f1` (scale-invariant boundary F1, `evaluation.boundary`). Sets whose
+    edges are smeared by sensor or interpolation (NYUv2, KITTI, ...) do not."""
 
     def depth_clip(self) -> tuple[float, float]:
         return self.clip if self.clip is not None else (self.min_depth, self.max_depth)
@@ -47,7 +52,7 @@ for _rules in (
     DatasetRules("eth3d", 1e-5, float("inf")),
     DatasetRules("scannet", 1e-3, 10.0),
     DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True),
-    DatasetRules("middlebury", 1e-3, float("inf")),
+    DatasetRules("middlebury", 1e-3, float("inf"), sharp_boundaries=True),
 ):
     DATASETS.register(_rules.name)(_rules)
 
@@ -269,12 +274,33 @@ def score(
             metric_sums(1.0 / est, 1.0 / g) if score_space == "disparity" else metric_sums(est, g)
         )
     status = "degenerate_fit" if degenerate else "ok"
+    detail = {}
+    if rules.sharp_boundaries:
+        aligned = aligned_map(pred, gt, a, b, rules, pred_space, gt_max)
+        detail["boundary_f1"] = si_boundary_f1(aligned, gt, mask)
     return {
         **metrics_from_sums(sums),
+        **detail,
         "status": status,
         "valid_pixels": int(sums[0]),
         "nonfinite_pixels": nonfinite,
     }
+
+
+def aligned_map(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    a: float,
+    b: float,
+    rules: DatasetRules,
+    pred_space: str,
+    gt_max: float,
+) -> np.ndarray:
+    """The fit `(a, b)` applied to every pixel of `pred` (aligned, clipped depth; non-finite
+    predictions at `worst_depth`): what boundary F1 and the figures see."""
+    finite = np.isfinite(pred)
+    est = apply_fit(np.where(finite, pred, 0), a, b, rules, pred_space)
+    return np.where(finite, est, worst_depth(gt, rules, gt_max))
 
 
 def aligned_depth(
@@ -293,12 +319,12 @@ def aligned_depth(
     gt_max = float(gt[mask].max()) if mask.any() else 0.0
     if fitted.any():
         a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space)
-    finite = np.where(np.isfinite(pred), pred, 0)
-    est = apply_fit(finite, a, b, rules, pred_space)
-    return np.where(np.isfinite(pred), est, worst_depth(gt, rules, gt_max)), mask
+    return aligned_map(pred, gt, a, b, rules, pred_space, gt_max), mask
 
 
 METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
+DETAIL_METRICS = ("boundary_f1",)
+"""Metrics scored only on datasets whose rules ask for them (`DatasetRules.sharp_boundaries`)."""
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -313,6 +339,10 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
     for name in METRICS:
         out[name] = float(np.mean([s[name] for s in scored])) if scored else None
+    for name in DETAIL_METRICS:
+        values = [s[name] for s in scored if s.get(name) is not None]
+        if values:
+            out[name] = float(np.mean(values))
     return out
 
 

@@ -33,7 +33,10 @@ METRIC_LABELS = {
     "delta2": "δ2↑",
     "delta3": "δ3↑",
     "rmse": "RMSE↓",
+    "boundary_f1": "BF1↑",
 }
+DETAIL_COLUMNS = ("boundary_f1",)
+"""Shown after a dataset's chosen metrics wherever some method has them (sharp-edged sets)."""
 LOWER_IS_BETTER = frozenset({"abs_rel", "rmse"})
 COUNTS = {
     "samples": "samples",
@@ -157,6 +160,16 @@ def _choose_datasets(summaries: list[dict], datasets: list[str] | None) -> list[
     return list(datasets)
 
 
+def _detail_metrics(summaries: list[dict], dataset: str, chosen: tuple[str, ...]) -> list[str]:
+    """The `DETAIL_COLUMNS` some summary has a value of for `dataset` (and not chosen already)."""
+    return [
+        m
+        for m in DETAIL_COLUMNS
+        if m not in chosen
+        and any(s["datasets"].get(dataset, {}).get(m) is not None for s in summaries)
+    ]
+
+
 def build_table(
     summaries: list[dict[str, Any]],
     datasets: list[str] | None = None,
@@ -172,7 +185,11 @@ def build_table(
     bad = [m for m in metrics if m not in METRIC_LABELS]
     if bad:
         raise ValueError(f"unknown metrics {bad}; known: {list(METRIC_LABELS)}")
-    columns = [(d, m) for d in _choose_datasets(summaries, datasets) for m in metrics]
+    columns = [
+        (d, m)
+        for d in _choose_datasets(summaries, datasets)
+        for m in (*metrics, *_detail_metrics(summaries, d, metrics))
+    ]
     values = [[_number(s["datasets"].get(d, {}).get(m)) for d, m in columns] for s in summaries]
     by_column = [
         rank_column([row[j] for row in values], m in LOWER_IS_BETTER, decimals)
@@ -207,10 +224,10 @@ def _row(cells: list[str]) -> str:
 
 def table_markdown(table: Table) -> str:
     """The table as Markdown: a dataset header row, then a metric row, then one row per method."""
-    n_metrics = len({m for _, m in table.columns}) or 1
     header = ["Method"]
     for j, (dataset, _) in enumerate(table.columns):
-        header.append(_title(dataset) if j % n_metrics == 0 else "")
+        first = j == 0 or table.columns[j - 1][0] != dataset
+        header.append(_title(dataset) if first else "")
     lines = [
         _row([*header, "Avg. Rank"]),
         _row([":---", *[":---:"] * len(table.columns), ":---:"]),

@@ -6,6 +6,7 @@ bilinearly to the ground truth's size as the protocol does), scores every sample
 `evaluation.protocol.score` and writes
 
     OUT/per_sample.csv    dataset, key, status, valid pixels and every metric per sample
+    OUT/per_sample.json   the same rows as JSON (`boundary_f1` only where a dataset scores it)
     OUT/summary.json      per dataset: mean metrics, counts, the full protocol, timing
     OUT/figures/          with --figures: prediction | ground truth | error per sample and a
                           predicted-vs-true scatter per dataset
@@ -37,6 +38,7 @@ from evaluation.predict import (
     read_predictions_json,
 )
 from evaluation.protocol import (
+    DETAIL_METRICS,
     METRICS,
     PRED_SPACES,
     aligned_depth,
@@ -50,7 +52,15 @@ from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
-CSV_COLUMNS = ("dataset", "key", "status", "valid_pixels", "nonfinite_pixels", *METRICS)
+CSV_COLUMNS = (
+    "dataset",
+    "key",
+    "status",
+    "valid_pixels",
+    "nonfinite_pixels",
+    *METRICS,
+    *DETAIL_METRICS,
+)
 
 
 @dataclass(frozen=True)
@@ -242,7 +252,8 @@ def resolve_pred_space(out: Path, record: dict[str, Any] | None, given: str | No
 def score_all(
     out: Path, datasets: list[BenchmarkDataset], settings: ScoreSettings
 ) -> dict[str, Any]:
-    """Score every dataset; write per_sample.csv and summary.json; return the summary."""
+    """Score every dataset; write per_sample.csv, per_sample.json and summary.json; return the
+    summary."""
     out = Path(out)
     record = read_predictions_json(out)
     pred_space = resolve_pred_space(out, record, settings.pred_space)
@@ -268,6 +279,7 @@ def score_all(
         summary["datasets"][ds.name] = entry
         rows += ds_rows
     write_bytes(out / "per_sample.csv", rows_csv(rows).encode())
+    write_json(out / "per_sample.json", {"schema": SCHEMA, "samples": rows})
     write_json(out / "summary.json", summary)
     return summary
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,9 @@ def test_tensor_score_equals_numpy_score(dataset, pred_space, score_space):
     assert got["status"] == want["status"] and got["valid_pixels"] == want["valid_pixels"]
     for name in ("abs_rel", "delta1", "delta2", "delta3", "rmse"):
         assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), name
+    assert ("boundary_f1" in got) == ("boundary_f1" in want) == (dataset == "middlebury")
+    if dataset == "middlebury":
+        assert got["boundary_f1"] == pytest.approx(want["boundary_f1"], rel=1e-9)
 
 
 def test_tensor_score_empty_and_degenerate():
@@ -102,7 +107,9 @@ def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path, dtype
     on_cpu = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
     monkeypatch.setattr(score_module, "score_device", lambda device: torch.device("cpu"))
     on_device = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
-    for name in ("abs_rel", "delta1", "rmse", "scored"):
+    (row,) = json.loads((tmp_path / "per_sample.json").read_text())["samples"]
+    assert row["key"] == "motorcycle" and row["boundary_f1"] == pytest.approx(on_cpu["boundary_f1"])
+    for name in ("abs_rel", "delta1", "rmse", "scored", "boundary_f1"):
         assert on_device[name] == pytest.approx(on_cpu[name], rel=1e-9)
 
 

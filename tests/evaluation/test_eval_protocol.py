@@ -115,6 +115,23 @@ def test_middlebury_sample_perfect_and_ramp_predictions():
     ramp = np.tile(np.linspace(1.0, 2.0, 741), (500, 1))
     worse = score(ramp, depth, "middlebury", "disparity")
     assert worse["status"] == "ok" and 0.02 < worse["abs_rel"] < 1.0 and worse["delta1"] < 1.0
+    # Middlebury's ground truth has sharp edges: boundary F1 is scored, after the alignment
+    assert perfect["boundary_f1"] == pytest.approx(1.0) and worse["boundary_f1"] == 0.0
+    doubled = score(2.5 * disparity, depth, "middlebury", "disparity")
+    assert doubled["boundary_f1"] == pytest.approx(1.0)
+
+
+def test_boundary_f1_is_scored_after_alignment_on_sharp_sets_only():
+    gt = np.full((60, 80), 4.0)
+    gt[20:40, 30:50] = 2.0
+    disparity = 1.0 / gt
+    shifted = disparity + 5.0  # the fit removes the shift: the aligned map is exact
+    sharp = score(shifted, gt, "middlebury", "disparity")
+    assert sharp["boundary_f1"] == pytest.approx(1.0)
+    assert "boundary_f1" not in score(shifted, gt, "scannet", "disparity")
+    summary = summarize([sharp, {**sharp, "boundary_f1": 0.5}, {"status": "empty_mask"}])
+    assert summary["boundary_f1"] == pytest.approx(0.75)
+    assert "boundary_f1" not in summarize([score(shifted, gt, "scannet", "disparity")])
 
 
 @pytest.mark.slow

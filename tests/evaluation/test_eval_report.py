@@ -143,6 +143,25 @@ def test_missing_dataset_and_null_metric_are_dashes_and_unranked():
     assert not table.best(0, 0)  # a single value in a column is not marked
 
 
+def test_boundary_f1_column_follows_the_datasets_that_have_it():
+    a = summary("a", {"nyu": {"abs_rel": 0.05, "delta1": 0.9}, "middlebury": {"abs_rel": 0.1}})
+    b = summary("b", {"middlebury": {"abs_rel": 0.2, "delta1": 0.8, "boundary_f1": 0.31}})
+    a["datasets"]["middlebury"]["boundary_f1"] = 0.42
+    table = build_table([a, b])
+    assert table.columns == [
+        ("nyu", "abs_rel"),
+        ("nyu", "delta1"),
+        ("middlebury", "abs_rel"),
+        ("middlebury", "delta1"),
+        ("middlebury", "boundary_f1"),
+    ]
+    j = table.columns.index(("middlebury", "boundary_f1"))
+    assert [row[j] for row in table.ranks] == [1, 2]  # higher is better
+    rows = table_markdown(table).splitlines()
+    assert rows[0] == "| Method | NYUv2 |  | Middlebury |  |  | Avg. Rank |"
+    assert rows[2].endswith("| AbsRel↓ | δ1↑ | BF1↑ |  |")
+
+
 def test_dataset_and_metric_selection():
     table = build_table(table4_summaries(), datasets=["eth3d", "nyu"], metrics=("delta1",))
     assert table.columns == [("eth3d", "delta1"), ("nyu", "delta1")]
