@@ -1,5 +1,6 @@
 """Evaluation figures drawn with numpy and PIL only: colour maps, per-sample panels
-(prediction | ground truth | AbsRel error) and predicted-vs-true density scatter plots."""
+(prediction | ground truth | AbsRel error), boundary panels (where detail is lost) and
+predicted-vs-true density scatter plots."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from evaluation.boundary import EDGE_FIGURE_THRESHOLD, edge_maps
 from pipeline.toolkit.colormap import apply_colormap
 
 INVALID = (128, 128, 128)
@@ -114,6 +116,47 @@ def sample_panel(
     titles = ("prediction (aligned)", f"ground truth {lo:.2f}..{hi:.2f} m", "AbsRel 0..0.5")
     for k, title in enumerate(titles):
         _label(draw, (k * (w + GAP) + 4, 4), title, font_size)
+    return np.asarray(image)
+
+
+EDGE_COLOURS = {"both": (60, 220, 90), "missed": (235, 60, 60), "spurious": (70, 140, 255)}
+"""Boundary panel: edges in both maps (green), only in the ground truth (red: detail lost), only
+in the prediction (blue)."""
+
+
+def _any_resize(edges: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Shrink a bool map to `size` keeping every set pixel visible (a box filter, then > 0)."""
+    if edges.shape[::-1] == size:
+        return edges
+    image = Image.fromarray(edges.astype(np.uint8) * 255).resize(size, Image.BOX)
+    return np.asarray(image) > 0
+
+
+def edge_panel(
+    pred_depth: np.ndarray,
+    gt_depth: np.ndarray,
+    mask: np.ndarray | None,
+    t: float = EDGE_FIGURE_THRESHOLD,
+) -> np.ndarray:
+    """uint8 `[H, W, 3]`: the ground truth's edges against the prediction's at threshold `t`
+    (what boundary F1 counts, `evaluation.boundary.edge_maps`) on the dimmed ground truth, so a
+    user sees where detail is lost. Downscaled like `sample_panel`, edges kept visible."""
+    if pred_depth.shape != gt_depth.shape:
+        raise ValueError(f"prediction {pred_depth.shape} and ground truth {gt_depth.shape} differ")
+    gt_edges, pred_edges = edge_maps(gt_depth, mask, t), edge_maps(pred_depth, mask, t)
+    scale = min(1.0, MAX_PANEL_WIDTH / gt_depth.shape[1])
+    w, h = (max(1, math.floor(n * scale)) for n in gt_depth.shape[::-1])
+    gt = _resize(gt_depth, (w, h))
+    g_e, p_e = _any_resize(gt_edges, (w, h)), _any_resize(pred_edges, (w, h))
+    valid = np.isfinite(gt) & (gt > 0)
+    lo, hi = np.percentile(gt[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    canvas = (colorize(gt, hi, lo, invalid_mask=~valid) * 0.35).astype(np.uint8)
+    canvas[g_e & p_e] = EDGE_COLOURS["both"]
+    canvas[g_e & ~p_e] = EDGE_COLOURS["missed"]
+    canvas[p_e & ~g_e] = EDGE_COLOURS["spurious"]
+    image = Image.fromarray(canvas)
+    draw, size = ImageDraw.Draw(image), max(10, min(24, h // 25))
+    _label(draw, (4, 4), f"edges at t={t:g}: both / only ground truth / only prediction", size)
     return np.asarray(image)
 
 

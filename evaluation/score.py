@@ -8,8 +8,9 @@ bilinearly to the ground truth's size as the protocol does), scores every sample
     OUT/per_sample.csv    dataset, key, status, valid pixels and every metric per sample
     OUT/per_sample.json   the same rows as JSON (`boundary_f1` only where a dataset scores it)
     OUT/summary.json      per dataset: mean metrics, counts, the full protocol, timing
-    OUT/figures/          with --figures: prediction | ground truth | error per sample and a
-                          predicted-vs-true scatter per dataset
+    OUT/figures/          with --figures: prediction | ground truth | error per sample, a
+                          predicted-vs-true scatter per dataset, and on sets with sharp edges
+                          `<key>_edges.png`: ground-truth against predicted edges at t = 1.15
 
 A sample without a prediction file, or with one of the wrong shape, stops the run with the file
 named: nothing is skipped silently.
@@ -38,6 +39,7 @@ from evaluation.predict import (
     read_predictions_json,
 )
 from evaluation.protocol import (
+    DATASETS,
     DETAIL_METRICS,
     METRICS,
     PRED_SPACES,
@@ -168,13 +170,16 @@ class _Scored(torch.utils.data.Dataset):
 
     def _figure(self, key: str, pred: np.ndarray, sample: Any) -> np.ndarray:
         """Write the sample's panel; return a deterministic subsample of (pred, gt) pairs."""
-        from evaluation.figures import sample_panel, save_png
+        from evaluation.figures import edge_panel, sample_panel, save_png
 
         depth, mask = aligned_depth(
             pred, sample.depth, self.ds.name, self.pred_space, sample.valid_mask
         )
         panel = sample_panel(depth, sample.depth, mask)
         save_png(panel, self.out / "figures" / self.ds.name / f"{key}.png")
+        if DATASETS.get(self.ds.name).sharp_boundaries:
+            edges = edge_panel(depth, sample.depth, mask)
+            save_png(edges, self.out / "figures" / self.ds.name / f"{key}_edges.png")
         est, ref = depth[mask], sample.depth[mask]
         step = max(1, est.size // SCATTER_POINTS_PER_SAMPLE)
         return np.stack([est[::step], ref[::step]]).astype(np.float32)

@@ -144,3 +144,32 @@ def test_save_png_round_trip(tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG" and image.mode == "RGB"
         assert (np.asarray(image) == panel).all()
+
+
+def test_edge_panel_colours_found_missed_and_spurious_edges():
+    from evaluation.figures import EDGE_COLOURS, edge_panel
+
+    gt = np.full((40, 60), 4.0)
+    gt[10:30, 10:25] = 2.0  # found: the prediction has this square
+    gt[10:30, 40:50] = 2.0  # missed: the prediction has no second square
+    pred = np.full_like(gt, 4.0)
+    pred[10:30, 10:25] = 2.0
+    pred[35:38, 5:8] = 1.0  # spurious
+    panel = edge_panel(pred, gt, None)
+    assert panel.shape == (40, 60, 3)
+    colour = {
+        name: tuple(panel[y, x])
+        for name, (y, x) in {"both": (20, 10), "missed": (20, 40), "spurious": (36, 5)}.items()
+    }
+    assert colour == EDGE_COLOURS
+    assert tuple(panel[20, 55]) not in EDGE_COLOURS.values()  # no edge there
+
+
+def test_edge_panel_of_a_large_map_keeps_one_pixel_edges_visible():
+    from evaluation.figures import EDGE_COLOURS, edge_panel
+
+    gt = np.full((600, 4000), 4.0)
+    gt[:, 2001:] = 2.0  # one column of edges
+    panel = edge_panel(gt, gt, None)
+    assert panel.shape[1] <= 1800
+    assert (panel == EDGE_COLOURS["both"]).all(axis=-1).any()

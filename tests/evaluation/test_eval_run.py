@@ -194,9 +194,11 @@ def test_figures_and_report_over_two_methods(tiny, tmp_path):
         )  # fmt: skip
     assert (tmp_path / "dav2" / "figures" / "middlebury" / "motorcycle.png").is_file()
     assert (tmp_path / "dav2" / "figures" / "middlebury_scatter.png").is_file()
+    assert (tmp_path / "dav2" / "figures" / "middlebury" / "motorcycle_edges.png").is_file()
     report = tmp_path / "report.md"
     output = _invoke("report", tmp_path / "dav2", tmp_path / "dpt", "--out", report)
     assert "dav2" in output and "dpt" in output and "**" in report.read_text()
+    assert "BF1↑" in report.read_text()  # Middlebury's ground truth has sharp edges
     assert report.with_suffix(".csv").is_file() and report.with_suffix(".json").is_file()
 
 
