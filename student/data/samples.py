@@ -11,10 +11,10 @@ Baseline mode (the paper's "Base": whole image, no crops): the full image is res
 and label stay pixel-aligned; no letterbox padding that the losses would have to mask), and the
 label is the teacher's `full` map; there are no tiles.
 
-A horizontal flip mirrors image, labels and tile boxes together (`flip_boxes`: `x → S − x`, x0/x1
-swapped).
-Photometric augmentation changes `image_aug` only. Non-finite label pixels are NaN; `valid`
-marks the finite pixels of `sc`. Only the label maps used are decoded (`read` is called for them).
+A horizontal flip mirrors image, labels and tile boxes together (`flip_boxes`: `x → S − x`,
+x0/x1 swapped). Photometric augmentation changes `image_aug` only. Non-finite label pixels are
+NaN; `valid` marks the finite pixels of `sc`. Only the label maps used are decoded (`read` is
+called for them). `collate` pads the tiles of a batch (`pad_tiles`).
 """
 
 from __future__ import annotations
