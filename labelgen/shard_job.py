@@ -22,35 +22,27 @@ from torch.utils.data import DataLoader, Dataset
 from labelgen.batching import Done, OrderedBatcher, device_failure, is_broken_device
 from labelgen.views import FullSize, build_views
 from pipeline.images.decode import decode_rgb
+from pipeline.images.shards import ImageShardReader
 from pipeline.labels.store import ShardSummary, open_writer
-from pipeline.toolkit import tario
-
-IMAGE_EXTS = ("jpg", "png")
 
 
 class ShardViews(Dataset):
     """Image `i` of one image shard as `(key, {view: uint8 [3,h,w]} | None, error | None)`.
 
-    Opens the tar lazily in each DataLoader worker; reads members by offset, never extracts.
+    The shard is read by `ImageShardReader` (headers checked here, the file opened lazily in
+    each DataLoader worker; members read by offset, never extracted).
     """
 
     def __init__(self, image_shard: Path, plan: dict[str, Any], tile: int, full_size: FullSize):
         self.path, self.plan, self.tile, self.full_size = Path(image_shard), plan, tile, full_size
-        members = tario.group_by_key(tario.scan(self.path), self.path)
-        missing = [key for key in plan if key not in members]
+        self.reader = ImageShardReader(self.path)
+        missing = [key for key in plan if key not in self.reader]
         if missing:
             raise ValueError(
                 f"{self.path}: {len(missing)} planned keys are not in the image shard "
                 f"(first: {missing[0]!r}); the dataset is inconsistent, re-run `pipeline prepare`"
             )
         self.keys = list(plan)
-        self.members = [self._image_member(key, members[key]) for key in self.keys]
-
-    def _image_member(self, key: str, exts: dict[str, tario.Member]) -> tario.Member:
-        for ext in IMAGE_EXTS:
-            if ext in exts:
-                return exts[ext]
-        raise tario.ShardError(f"{self.path}: key {key!r} has no image member ({IMAGE_EXTS})")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -58,8 +50,7 @@ class ShardViews(Dataset):
     def __getitem__(self, i: int) -> tuple[str, dict[str, torch.Tensor] | None, str | None]:
         key = self.keys[i]
         try:
-            with open(self.path, "rb") as f:
-                rgb = decode_rgb(tario.read_member(f, self.members[i], self.path))
+            rgb = decode_rgb(self.reader.read(key)[0])
             return key, build_views(rgb, self.plan[key], self.tile, self.full_size), None
         except Exception as e:  # noqa: BLE001 - recorded per image, the shard goes on
             return key, None, f"view building failed: {type(e).__name__}: {e}"

@@ -8,9 +8,8 @@ from pipeline.images.decode import (
     prepare_image,
 )
 from pipeline.images.shards import (
-    ImageRecord,
+    ImageShardReader,
     ImageShardWriter,
-    iter_image_records,
     read_image_shard,
     shard_keys,
 )
@@ -19,12 +18,11 @@ from pipeline.images.sources import Item, list_items, make_key
 __all__ = [
     "Accepted",
     "DecodeParams",
-    "ImageRecord",
+    "ImageShardReader",
     "ImageShardWriter",
     "Item",
     "Rejected",
     "decode_rgb",
-    "iter_image_records",
     "list_items",
     "make_key",
     "prepare_image",

@@ -28,8 +28,7 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from pipeline.dataset import DatasetInfo
 from pipeline.images.decode import decode_rgb
-from pipeline.images.shards import IMAGE_EXTS
-from pipeline.toolkit import tario
+from pipeline.images.shards import ImageShardReader
 from student.data.columns import as_dataset
 from student.data.stream import DistillStream
 
@@ -147,12 +146,9 @@ def image_bytes(dataset: DatasetInfo | Path | str, count: int) -> list[bytes]:
     info = as_dataset(dataset)
     out: list[bytes] = []
     for shard in info.shards:
-        path = info.layout.image_shard(shard.index)
-        groups = tario.group_by_key(tario.scan(path), path)
-        with open(path, "rb") as f:
-            for exts in groups.values():
-                member = next(exts[e] for e in IMAGE_EXTS if e in exts)
-                out.append(tario.read_member(f, member, path))
+        with ImageShardReader(info.layout.image_shard(shard.index)) as reader:
+            for key in reader.keys:
+                out.append(reader.read(key)[0])
                 if len(out) == count:
                     return out
     return out

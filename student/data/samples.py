@@ -11,9 +11,10 @@ Baseline mode (the paper's "Base": whole image, no crops): the full image is res
 and label stay pixel-aligned; no letterbox padding that the losses would have to mask), and the
 label is the teacher's `full` map; there are no tiles.
 
-A horizontal flip mirrors image, labels and tile boxes together (`x → S − x`, x0/x1 swapped).
-Photometric augmentation changes `image_aug` only. Non-finite label pixels are NaN; `valid`
-marks the finite pixels of `sc`. Only the label maps used are decoded (`read` is called for them).
+A horizontal flip mirrors image, labels and tile boxes together (`flip_boxes`: `x → S − x`,
+x0/x1 swapped). Photometric augmentation changes `image_aug` only. Non-finite label pixels are
+NaN; `valid` marks the finite pixels of `sc`. Only the label maps used are decoded (`read` is
+called for them). `collate` pads the tiles of a batch (`pad_tiles`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from torch import Tensor
 from torch.utils.data import get_worker_info
 
 from student.data.augment import AugmentSettings, photometric
+
+BoxesLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
 ReadLabel = Callable[[str], np.ndarray]
 """`read(map name) -> float32 (H, W)` disparity of one view of the current key and teacher."""
@@ -58,6 +61,25 @@ def resize_label(values: np.ndarray, size: int) -> np.ndarray:
     return np.array(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def flip_boxes(boxes: BoxesLike, width: int | float | Tensor) -> Tensor:
+    """Mirror `[..., 4]` boxes `[x0, y0, x1, y1]` in an image of width `width` (or widths `[...]`).
+
+    `x0' = width - x1`, `x1' = width - x0`; applying it twice gives the boxes back.
+    """
+    b = torch.as_tensor(boxes)
+    if not b.is_floating_point():  # a fractional width must not be truncated
+        b = b.to(torch.float64)
+    if b.shape[-1:] != (4,):
+        raise ValueError(f"boxes must have a last dimension of 4, got {tuple(b.shape)}")
+    w = torch.as_tensor(width, dtype=b.dtype, device=b.device)
+    if w.dim() > 0:
+        w = w.reshape(*w.shape, *([1] * (b.dim() - 1 - w.dim())))
+    out = b.clone()
+    out[..., 0] = w - b[..., 2]
+    out[..., 2] = w - b[..., 0]
+    return out
+
+
 def map_tile_boxes(
     region: Sequence[int], tiles: Sequence[Sequence[int]], size: int, flip: bool
 ) -> np.ndarray:
@@ -66,7 +88,7 @@ def map_tile_boxes(
     side = x1 - x0
     boxes = (np.asarray(tiles, dtype=np.float64).reshape(-1, 4) - [x0, y0, x0, y0]) * size / side
     if flip:
-        boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], 1)
+        boxes = flip_boxes(boxes, size).numpy()
     return boxes.astype(np.float32)
 
 
@@ -186,27 +208,43 @@ def _stack(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack(list(tensors), out=out)
 
 
+def pad_tiles(tiles: Sequence[Tensor], boxes: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Tiles `[T_b, h, w]` and boxes `[T_b, 4]` of B samples, zero-padded to `[B, Tmax, h, w]`
+    and `[B, Tmax, 4]` (dtypes kept), with the real counts `tile_count [B]` (int64): the form
+    of the batch and of `student.losses.local_global_loss`. All tiles have one size `h × w`."""
+    if len(tiles) != len(boxes):
+        raise ValueError(
+            f"tiles and boxes must have one entry per sample, got {len(tiles)}, {len(boxes)}"
+        )
+    if not tiles:
+        raise ValueError("tiles must hold at least one sample")
+    sizes = {tuple(t.shape[-2:]) for t in tiles}
+    if len(sizes) > 1:
+        raise ValueError(f"tiles must all have one size to be padded, got {sorted(sizes)}")
+    (h, w), most = sizes.pop(), max(t.shape[0] for t in tiles)
+    out = _empty((len(tiles), most, h, w), tiles[0].dtype)
+    out_boxes = torch.zeros(len(tiles), most, 4, dtype=boxes[0].dtype)
+    for i, (t, b) in enumerate(zip(tiles, boxes, strict=True)):
+        if t.shape[0] != b.shape[0]:
+            raise ValueError(f"sample {i}: {t.shape[0]} tiles but {b.shape[0]} tile boxes")
+        out[i, : t.shape[0]] = t
+        out[i, t.shape[0] :] = 0.0
+        out_boxes[i, : b.shape[0]] = b
+    return out, out_boxes, torch.tensor([t.shape[0] for t in tiles], dtype=torch.int64)
+
+
 def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack samples into a batch (see `student.data` for the batch format).
 
     Tiles of varying count are zero-padded to `[B, Tmax, S, S]` (boxes to `[B, Tmax, 4]`) with
-    `tile_count [B]` the real counts; keys and teachers become lists.
+    `tile_count [B]` the real counts (`pad_tiles`); keys and teachers become lists.
     """
     if not samples:
         raise ValueError("cannot collate an empty batch")
-    b, size = len(samples), samples[0]["image"].shape[-1]
-    tmax = max(s["tiles"].shape[0] for s in samples)
-    tiles = _empty((b, tmax, size, size))
-    boxes = torch.zeros(b, tmax, 4)
-    for i, s in enumerate(samples):
-        t = s["tiles"].shape[0]
-        tiles[i, :t] = s["tiles"]
-        tiles[i, t:] = 0.0
-        boxes[i, :t] = s["tile_boxes"]
     names = ("image", "image_aug", "sc", "valid")
     out: dict[str, Any] = {name: _stack([s[name] for s in samples]) for name in names}
-    out.update(tiles=tiles, tile_boxes=boxes)
-    out["tile_count"] = torch.tensor([s["tiles"].shape[0] for s in samples], dtype=torch.int64)
+    tiles = pad_tiles([s["tiles"] for s in samples], [s["tile_boxes"] for s in samples])
+    out.update(zip(("tiles", "tile_boxes", "tile_count"), tiles, strict=True))
     out["region"] = torch.tensor([s["region"] for s in samples], dtype=torch.int64)
     out["flip"] = torch.tensor([s["flip"] for s in samples], dtype=torch.bool)
     out["key"] = [s["key"] for s in samples]

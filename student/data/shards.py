@@ -12,7 +12,6 @@ uses them (DataLoader workers open their own), never inherited.
 from __future__ import annotations
 
 import io
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from PIL import Image
 from pipeline.dataset import DatasetInfo
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.images.decode import decode_rgb
-from pipeline.images.shards import IMAGE_EXTS
+from pipeline.images.shards import ImageShardReader
 from pipeline.labels.store import ShardReader, open_reader
 from pipeline.toolkit import tario
 from student.data.columns import to_disparity
@@ -108,8 +107,8 @@ class OpenShard:
         layout = info.layout
         self.index, self.name = index, shard.name
         self.image_path = layout.image_shard(index)
-        self._groups = tario.group_by_key(tario.scan(self.image_path), self.image_path)
-        self.keys = list(self._groups)
+        self.images = ImageShardReader(self.image_path)
+        self.keys = self.images.keys
         if len(self.keys) != shard.count:
             raise tario.ShardError(
                 f"shard {shard.name}: {self.image_path} holds {len(self.keys)} keys but "
@@ -120,7 +119,6 @@ class OpenShard:
         check_lockstep(shard.name, self.image_path, self.keys, plan_path, list(self.plans))
         self.columns = dict(columns)
         self.readers: dict[str, ShardReader] = {}
-        self._fd: int | None = None
         try:
             for name, spec in self.columns.items():
                 path = layout.label_shard(name, index, spec.suffix)
@@ -128,7 +126,6 @@ class OpenShard:
                 self.readers[name] = reader
                 check_origin(path, reader.extra_meta, name, shard.name)
                 check_lockstep(shard.name, self.image_path, self.keys, path, reader.keys)
-            self._fd = os.open(self.image_path, os.O_RDONLY)
         except BaseException:
             self.close()
             raise
@@ -145,15 +142,7 @@ class OpenShard:
     def image(self, key: str, request: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
         """Decode the image of `key`: `(uint8 [h, w, 3], d)`, reduced by d (see `decode_reduced`;
         d = 1 without `request`). The size is checked against the plan."""
-        exts = self._groups[key]
-        found = [e for e in IMAGE_EXTS if e in exts]
-        if len(found) != 1:
-            raise tario.ShardError(
-                f"{self.image_path}: key {key!r} has members {sorted(exts)}, not one of "
-                f"{IMAGE_EXTS}; re-create it with `pipeline prepare`"
-            )
-        member = exts[found[0]]
-        data = self._member(member)
+        data, ext = self.images.read(key)
         try:
             if request is None:
                 rgb, d, size = decode_rgb(data), 1, None
@@ -161,7 +150,7 @@ class OpenShard:
                 rgb, d, size = decode_reduced(data, request)
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt images
             raise tario.ShardError(
-                f"{self.image_path}: key {key!r} ({member.name}) does not decode ({e}); check "
+                f"{self.image_path}: key {key!r} ({key}.{ext}) does not decode ({e}); check "
                 "the dataset with `pipeline verify` and prepare it again"
             ) from e
         height, width = self.plans[key]["size"]
@@ -174,14 +163,6 @@ class OpenShard:
             )
         return rgb, d
 
-    def _member(self, member: tario.Member) -> bytes:
-        if self._fd is None:
-            raise ValueError(f"{self.image_path}: shard is closed")
-        data = os.pread(self._fd, member.size, member.offset)
-        if len(data) != member.size:
-            raise tario.ShardError(f"{self.image_path}: member {member.name!r} is truncated")
-        return data
-
     def read(self, teacher: str, key: str, name: str) -> np.ndarray:
         """One label map of one key, as disparity: float32 (h, w), non-finite → NaN."""
         values = self.readers[teacher].read(key, name)
@@ -191,9 +172,7 @@ class OpenShard:
         for reader in self.readers.values():
             reader.close()
         self.readers = {}
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.images.close()
 
 
 class ShardPool:

@@ -15,15 +15,12 @@ from .cross_context import (
 from .feature import FeatureAlignment, feature_alignment
 from .gradient import gradient_matching
 from .normalize import normalized_l1, normalized_l1_per_image, normalized_maps
-from .tiles import collate_tiles, flip_boxes
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "NORMALIZATIONS",
     "FeatureAlignment",
-    "collate_tiles",
     "feature_alignment",
-    "flip_boxes",
     "gradient_matching",
     "local_global_gradient",
     "local_global_loss",

@@ -5,13 +5,27 @@
 - `local_global_loss`: each teacher tile label (`r{k}.t{j}`, the teacher's prediction of a
   native-resolution tile box inside the region) against the matching crop of the student's
   prediction of the whole region; every tile normalized on its own; mean over the tiles of a
-  sample, then over the samples that have a tile with valid pixels. Resampling: see `tiles.py`.
+  sample, then over the samples that have a tile with valid pixels.
 - `local_global_gradient`: gradient matching on the same tile crops (the gradient term of a run
   without `L_sc`, whose only labels are the tiles).
 - `total_loss`: `L = L_sc + λ1·L_lg + λ2·L_feat + λ3·L_grad`, λ = (0.5, 1.0, 2.0).
 
-Horizontal flips happen before: the caller flips the image and the labels together and mirrors
-the region and tile boxes with `flip_boxes(boxes, image_width)`.
+Tiles come as the training batch holds them (`student.data.samples.collate`): labels
+`tiles [B, T, h, w]` padded beyond `tile_count [B]`, boxes `tile_boxes [B, T, 4]`; the padding
+is ignored whatever it holds. Boxes are `[x0, y0, x1, y1]`, half-open, in the coordinates of the
+region boxes `region_box [B, 4]` (original image pixels, or the S×S frame of the prediction as in
+training). The student predicts the region at `Hp × Wp`, so a tile covers
+`Hp · (y1 - y0) / (ry1 - ry0)` × `Wp · (x1 - x0) / (rx1 - rx0)` prediction pixels.
+
+Resampling direction: the teacher's tile label (e.g. 560² for a 560-pixel native tile) is resampled
+DOWN to the crop's size in prediction pixels (area averaging; bilinear if that size is larger than
+the label), and the student's prediction is sampled bilinearly at the exact centers of the crop's
+pixels (fractional box edges, no rounding of the box): cheaper than upsampling the crop to 560² and
+it adds no detail the student never predicted. A label NaN anywhere under an output pixel makes
+that pixel invalid.
+
+Horizontal flips happen before: the sample builder flips the image and the labels together and
+mirrors the region and tile boxes (`student.data.samples.flip_boxes`).
 """
 
 from __future__ import annotations
@@ -25,13 +39,11 @@ from torch import Tensor
 from ._common import EPS, as_bhw, compute_dtype
 from .gradient import gradient_matching
 from .normalize import normalized_l1, normalized_l1_per_image
-from .tiles import crop_grid, crop_sizes, labels_on_canvas
 
 TERMS = ("sc", "lg", "feat", "grad")
 DEFAULT_WEIGHTS: dict[str, float] = {"lg": 0.5, "feat": 1.0, "grad": 2.0}
 
-TilesLike = Tensor | Sequence[Tensor]
-BoxesLike = Tensor | Sequence[Tensor] | Sequence[Sequence[Sequence[float]]]
+BoxLike = Tensor | Sequence[Sequence[float]]
 
 
 def shared_context_loss(
@@ -48,36 +60,83 @@ def shared_context_loss(
     return normalized_l1(pred_region, label_region, mask, norm, eps)
 
 
-def _sample_tiles(
-    tiles: TilesLike, tile_boxes: BoxesLike, tile_count: Tensor | Sequence[int] | None, batch: int
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Per-sample lists of labels `[T_b, h, w]` and boxes `[T_b, 4]` (float64)."""
-    if len(tiles) != batch or len(tile_boxes) != batch:
-        raise ValueError(
-            f"tiles and tile_boxes must have one entry per sample ({batch}), "
-            f"got {len(tiles)} and {len(tile_boxes)}"
-        )
-    if tile_count is None:
-        counts = [None] * batch
-    else:  # one host read (a GPU sync), not one per sample
-        counts = [int(c) for c in torch.as_tensor(tile_count).tolist()]
-    if len(counts) != batch:
-        raise ValueError(f"tile_count must have {batch} entries, got {len(counts)}")
-    labels, boxes = [], []
-    for b in range(batch):
-        lab = tiles[b][None] if tiles[b].dim() == 2 else as_bhw(tiles[b], f"tiles[{b}]")
-        box = torch.as_tensor(tile_boxes[b], dtype=torch.float64).reshape(-1, 4)
-        if lab.shape[0] != box.shape[0]:
-            raise ValueError(f"sample {b}: {lab.shape[0]} tiles but {box.shape[0]} tile boxes")
-        if counts[b] is None:
-            keep = ~torch.isnan(box).all(1)  # NaN rows are padding
-        elif 0 <= counts[b] <= box.shape[0]:
-            keep = torch.arange(box.shape[0]) < counts[b]
-        else:
-            raise ValueError(f"tile_count[{b}] = {counts[b]} is not in [0, {box.shape[0]}]")
-        labels.append(lab[keep.to(lab.device)])
-        boxes.append(box[keep].to(lab.device))
-    return labels, boxes
+def _real_tiles(
+    tiles: Tensor, tile_boxes: BoxLike, tile_count: Tensor | Sequence[int], batch: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The real tiles of a padded batch in sample order: labels `[N, h, w]`, boxes `[N, 4]`
+    (float64, on the labels' device) and the sample `[N]` (int64) of each."""
+    if not isinstance(tiles, Tensor) or tiles.dim() != 4 or tiles.shape[0] != batch:
+        got = tuple(tiles.shape) if isinstance(tiles, Tensor) else type(tiles).__name__
+        raise ValueError(f"tiles must be [{batch}, T, h, w] (padded, as collate gives), got {got}")
+    most = tiles.shape[1]
+    boxes = torch.as_tensor(tile_boxes, dtype=torch.float64, device=tiles.device)
+    if tuple(boxes.shape) != (batch, most, 4):
+        raise ValueError(f"tile_boxes must be [{batch}, {most}, 4], got {tuple(boxes.shape)}")
+    count = torch.as_tensor(tile_count, device=tiles.device)
+    if tuple(count.shape) != (batch,):
+        raise ValueError(f"tile_count must be [{batch}], got {tuple(count.shape)}")
+    for b, c in enumerate(count.tolist()):  # one host read (a GPU sync) for the check
+        if not 0 <= c <= most:
+            raise ValueError(f"tile_count[{b}] = {c} is not in [0, {most}]")
+    keep = torch.arange(most, device=tiles.device)[None] < count[:, None]
+    return tiles[keep], boxes[keep], keep.nonzero()[:, 0]
+
+
+def crop_sizes(tile_boxes: Tensor, region_boxes: Tensor, pred_hw: tuple[int, int]) -> Tensor:
+    """Size `[N, 2]` (rows, cols; int64, ≥ 1) of each tile in prediction pixels."""
+    th = (tile_boxes[:, 3] - tile_boxes[:, 1]) / (region_boxes[:, 3] - region_boxes[:, 1])
+    tw = (tile_boxes[:, 2] - tile_boxes[:, 0]) / (region_boxes[:, 2] - region_boxes[:, 0])
+    sizes = torch.stack([th * pred_hw[0], tw * pred_hw[1]], 1)
+    return sizes.round().clamp(min=1).to(torch.int64)
+
+
+def crop_grid(
+    tile_boxes: Tensor, region_boxes: Tensor, sizes: Tensor, canvas: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """`grid_sample` grid `[N, Gh, Gw, 2]` (float64) at the crop pixel centers, and `inside`.
+
+    Pixel (i, j) of tile n samples original point `(x0 + (j + .5)·(x1 - x0)/gw, y0 + ...)`, mapped
+    to the region's normalized coordinates (`align_corners=False`). `inside [N, Gh, Gw]` is False on
+    the canvas padding (i ≥ gh or j ≥ gw) and where the point falls outside the region.
+    """
+    gh, gw = canvas
+    ii = torch.arange(gh, dtype=torch.float64, device=tile_boxes.device)
+    jj = torch.arange(gw, dtype=torch.float64, device=tile_boxes.device)
+    t, r, s = tile_boxes.double(), region_boxes.double(), sizes.double()
+    ys = t[:, 1:2] + (ii + 0.5) * ((t[:, 3] - t[:, 1]) / s[:, 0])[:, None]
+    xs = t[:, 0:1] + (jj + 0.5) * ((t[:, 2] - t[:, 0]) / s[:, 1])[:, None]
+    gy = 2 * (ys - r[:, 1:2]) / (r[:, 3] - r[:, 1])[:, None] - 1
+    gx = 2 * (xs - r[:, 0:1]) / (r[:, 2] - r[:, 0])[:, None] - 1
+    ok_y = (ii[None] < s[:, :1]) & (gy.abs() <= 1)
+    ok_x = (jj[None] < s[:, 1:]) & (gx.abs() <= 1)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1)
+    return grid, ok_y[:, :, None] & ok_x[:, None, :]
+
+
+def resample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Labels `[N, h, w]` resampled to `size`: area averaging down, bilinear up."""
+    h, w = labels.shape[-2:]
+    if (h, w) == tuple(size):
+        return labels
+    x = labels[:, None]
+    if size[0] <= h and size[1] <= w:
+        return F.interpolate(x, size=size, mode="area")[:, 0]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def labels_on_canvas(labels: Tensor, sizes: Tensor, canvas: tuple[int, int]) -> Tensor:
+    """Each label of `[N, h, w]` resampled to its size `sizes[n]` on a NaN canvas `[N, Gh, Gw]`.
+
+    Resampling runs in at least float32 (labels may be stored as float16).
+    """
+    dtype = torch.promote_types(labels.dtype, torch.float32)
+    out = torch.full((labels.shape[0], *canvas), float("nan"), dtype=dtype, device=labels.device)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for n, (gh, gw) in enumerate(sizes.tolist()):  # one device-to-host read for all tiles
+        groups.setdefault((gh, gw), []).append(n)
+    for (gh, gw), idx in groups.items():
+        out[idx, :gh, :gw] = resample_labels(labels[idx].to(dtype), (gh, gw))
+    return out
 
 
 def _check_boxes(boxes: Tensor, name: str) -> None:
@@ -95,7 +154,7 @@ def _per_sample_mean(per_tile: Tensor, has: Tensor, sample: Tensor, batch: int) 
 
 
 def _crops_and_labels(
-    pred: Tensor, labels: list[Tensor], boxes: Tensor, regions: Tensor, sample: Tensor
+    pred: Tensor, labels: Tensor, boxes: Tensor, regions: Tensor, sample: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per tile n: the crop of `pred[sample[n]]` under `boxes[n]` and the label resampled to it.
 
@@ -118,49 +177,44 @@ def _crops_and_labels(
 
 def _tile_views(
     pred_region: Tensor,
-    tiles: TilesLike,
-    tile_boxes: BoxesLike,
-    region_box: Tensor | Sequence[Sequence[float]],
-    tile_count: Tensor | Sequence[int] | None,
+    tiles: Tensor,
+    tile_boxes: BoxLike,
+    region_box: BoxLike,
+    tile_count: Tensor | Sequence[int],
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor] | None]:
     """The prediction `[B, Hp, Wp]` (at least float32) and, unless there is no tile, per tile:
     `(crops, labels, inside, sample)` as `_crops_and_labels` gives them and the tile's sample."""
     pred = as_bhw(pred_region, "pred_region")
     pred = pred.to(compute_dtype(pred))  # sample crops in at least float32 (bf16 autocast)
     batch = pred.shape[0]
-    labels, boxes = _sample_tiles(tiles, tile_boxes, tile_count, batch)
+    labels, boxes, sample = _real_tiles(tiles, tile_boxes, tile_count, batch)
     regions = torch.as_tensor(region_box, dtype=torch.float64, device=pred.device).reshape(-1, 4)
     if regions.shape[0] != batch:
         raise ValueError(f"region_box must be [{batch}, 4], got {tuple(regions.shape)}")
     _check_boxes(regions, "region_box")
-    sample = torch.cat([torch.full((b.shape[0],), i) for i, b in enumerate(boxes)]).to(pred.device)
-    flat_labels = [lab for per in labels for lab in per]
-    if not flat_labels:
+    if labels.shape[0] == 0:
         return pred, None
-    flat_boxes = torch.cat(boxes)
-    _check_boxes(flat_boxes, "tile_boxes")
-    crops, target, inside = _crops_and_labels(
-        pred, flat_labels, flat_boxes, regions[sample], sample
-    )
+    boxes, sample = boxes.to(pred.device), sample.to(pred.device)
+    _check_boxes(boxes, "tile_boxes")
+    crops, target, inside = _crops_and_labels(pred, labels, boxes, regions[sample], sample)
     return pred, (crops, target, inside, sample)
 
 
 def local_global_loss(
     pred_region: Tensor,
-    tiles: TilesLike,
-    tile_boxes: BoxesLike,
-    region_box: Tensor | Sequence[Sequence[float]],
-    tile_count: Tensor | Sequence[int] | None = None,
+    tiles: Tensor,
+    tile_boxes: BoxLike,
+    region_box: BoxLike,
+    tile_count: Tensor | Sequence[int],
     norm: str = "hybrid",
     eps: float = EPS,
 ) -> Tensor:
     """`L_lg` (scalar): teacher tile labels vs crops of the student's prediction of the region.
 
     pred_region: `[B, Hp, Wp]` or `[B, 1, Hp, Wp]`, the student's prediction of each region box.
-    tiles: a list of B `[T_b, h, w]` labels, or padded `[B, T, h, w]` (`collate_tiles`).
-    tile_boxes: a list of B `[T_b, 4]`, or padded `[B, T, 4]`; region_box: `[B, 4]`. Boxes are
-    `[x0, y0, x1, y1]` in original image pixels. Padded tiles are those beyond `tile_count[b]`
-    (`[B]`) when given, else those whose box row is all NaN (what `collate_tiles` writes).
+    tiles `[B, T, h, w]`, tile_boxes `[B, T, 4]` and tile_count `[B]`: the batch's padded tiles
+    (`collate`); the tiles beyond `tile_count[b]` are padding. region_box: `[B, 4]`. Boxes are
+    `[x0, y0, x1, y1]` in the region boxes' coordinates (see the module docstring).
     Label pixels that are not finite, and crop pixels outside the region, are ignored.
     """
     pred, views = _tile_views(pred_region, tiles, tile_boxes, region_box, tile_count)
@@ -173,10 +227,10 @@ def local_global_loss(
 
 def local_global_gradient(
     pred_region: Tensor,
-    tiles: TilesLike,
-    tile_boxes: BoxesLike,
-    region_box: Tensor | Sequence[Sequence[float]],
-    tile_count: Tensor | Sequence[int] | None = None,
+    tiles: Tensor,
+    tile_boxes: BoxLike,
+    region_box: BoxLike,
+    tile_count: Tensor | Sequence[int],
     norm: str = "global",
     scales: int = 4,
     eps: float = EPS,

@@ -1,4 +1,4 @@
-"""`student.data.samples` and `augment`: one sample's tensors, flips, tile boxes, collate."""
+"""`student.data.samples` and `augment`: a sample's tensors, flips, tile boxes, padding, collate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from student.data.samples import (
     baseline_sample,
     collate,
     cross_context_sample,
+    flip_boxes,
     map_tile_boxes,
+    pad_tiles,
 )
 
 S = 112
@@ -198,3 +200,31 @@ def test_tile_subset() -> None:
     tiles = entry["regions"][0]["tiles"]
     expected = map_tile_boxes(entry["regions"][0]["box"], [tiles[1], tiles[3]], S, True)
     np.testing.assert_array_equal(out["tile_boxes"].numpy(), expected)
+
+
+def test_flip_boxes_round_trip():
+    boxes = torch.tensor([[[10, 5, 50, 40], [0, 0, 100, 20]], [[3, 4, 7, 9], [1, 1, 2, 2]]])
+    widths = torch.tensor([100, 30])
+    once = flip_boxes(boxes, widths)
+    assert once[0, 0].tolist() == [50, 5, 90, 40]
+    assert once[1, 0].tolist() == [23, 4, 27, 9]
+    assert torch.equal(flip_boxes(once, widths), boxes.double())
+    assert flip_boxes([10, 5, 50, 40], 100).tolist() == [50, 5, 90, 40]
+    assert flip_boxes([[1, 2, 3, 4]], 10.5).tolist() == [[7.5, 2, 9.5, 4]]  # not truncated
+    with pytest.raises(ValueError, match="boxes"):
+        flip_boxes([1, 2, 3], 10)
+
+
+def test_pad_tiles_keeps_dtypes_and_refuses_what_does_not_stack() -> None:
+    tiles = [torch.rand(2, 8, 8, dtype=torch.float16), torch.rand(0, 8, 8, dtype=torch.float16)]
+    boxes = [torch.rand(2, 4, dtype=torch.float64), torch.zeros(0, 4, dtype=torch.float64)]
+    padded, padded_boxes, count = pad_tiles(tiles, boxes)
+    assert padded.dtype == torch.float16 and padded_boxes.dtype == torch.float64
+    assert padded.shape == (2, 2, 8, 8) and count.tolist() == [2, 0] and count.dtype == torch.int64
+    assert torch.equal(padded[0], tiles[0]) and (padded[1] == 0).all()
+    with pytest.raises(ValueError, match="one size"):
+        pad_tiles([torch.zeros(1, 8, 8), torch.zeros(1, 4, 4)], [torch.zeros(1, 4)] * 2)
+    with pytest.raises(ValueError, match="sample 0: 2 tiles but 1 tile boxes"):
+        pad_tiles([torch.zeros(2, 8, 8)], [torch.zeros(1, 4)])
+    with pytest.raises(ValueError, match="one entry per sample"):
+        pad_tiles([torch.zeros(2, 8, 8)], [])

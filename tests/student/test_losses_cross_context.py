@@ -1,4 +1,4 @@
-"""Shared-context, local-global and total losses; tile box helpers."""
+"""Shared-context, local-global and total losses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
+from student.data.samples import flip_boxes, pad_tiles
 from student.losses import (
-    collate_tiles,
-    flip_boxes,
     gradient_matching,
     local_global_gradient,
     local_global_loss,
@@ -44,6 +43,21 @@ def region_and_tiles(x0: int, y0: int, side: int, steps: list[int], phase: float
     return pred, labels, torch.tensor(boxes, dtype=torch.float64), torch.tensor(region)
 
 
+def on_tiles(fn, pred, labels, boxes, regions, **kwargs):
+    """`fn` (`local_global_loss` or `_gradient`) of per-sample tile lists `[T_b, h, w]` and boxes
+    `[T_b, 4]`, given in the training batch's padded form (`pad_tiles`, as `collate` pads)."""
+    tiles, padded_boxes, count = pad_tiles(labels, boxes)
+    return fn(pred, tiles, padded_boxes, regions, count, **kwargs)
+
+
+def lg_loss(pred, labels, boxes, regions, **kwargs):
+    return on_tiles(local_global_loss, pred, labels, boxes, regions, **kwargs)
+
+
+def lg_gradient(pred, labels, boxes, regions, **kwargs):
+    return on_tiles(local_global_gradient, pred, labels, boxes, regions, **kwargs)
+
+
 def batch_of_two():
     """Sample 0: 4 tiles of a 200-pixel region; sample 1: 2 tiles of a 160-pixel region."""
     p0, l0, b0, r0 = region_and_tiles(30, 10, 200, [0, 88])
@@ -55,9 +69,9 @@ def batch_of_two():
 @pytest.mark.parametrize("norm", ["global", "hybrid", "local", "none"])
 def test_consistent_tiles_give_near_zero_and_wrong_mapping_does_not(norm):
     pred, labels, boxes, regions = batch_of_two()
-    good = local_global_loss(pred, labels, boxes, regions, norm=norm)
+    good = lg_loss(pred, labels, boxes, regions, norm=norm)
     shifted = [b + torch.tensor([25.0, 15.0, 25.0, 15.0], dtype=torch.float64) for b in boxes]
-    wrong = local_global_loss(pred, labels, shifted, regions, norm=norm)
+    wrong = lg_loss(pred, labels, shifted, regions, norm=norm)
     scale = 1.0 if norm != "none" else 0.1  # raw disparity units for `none`
     assert good.item() < 0.05 * scale  # resampling differences only (bilinear vs area)
     assert wrong.item() > 20 * good.item() and wrong.item() > 0.1 * scale
@@ -65,38 +79,39 @@ def test_consistent_tiles_give_near_zero_and_wrong_mapping_does_not(norm):
 
 def test_exact_box_mapping_beats_one_pixel_shifts():
     pred, labels, boxes, regions = batch_of_two()
-    good = local_global_loss(pred, labels, boxes, regions, norm="global")
+    good = lg_loss(pred, labels, boxes, regions, norm="global")
     for shift in ([1.0, 0, 1.0, 0], [-1.0, 0, -1.0, 0], [0, 1.0, 0, 1.0], [0, -1.0, 0, -1.0]):
         moved = [b + torch.tensor(shift, dtype=torch.float64) for b in boxes]
-        assert local_global_loss(pred, labels, moved, regions, norm="global") > 1.5 * good
+        assert lg_loss(pred, labels, moved, regions, norm="global") > 1.5 * good
 
 
-def test_list_padded_and_counted_interfaces_agree():
+def test_padding_is_ignored_and_samples_weigh_the_same():
     pred, labels, boxes, regions = batch_of_two()
-    from_lists = local_global_loss(pred, labels, boxes, regions)
-    tiles, padded_boxes, count = collate_tiles(labels, boxes)
+    tiles, padded_boxes, count = pad_tiles(labels, boxes)
     assert tiles.shape == (2, 4, LABEL, LABEL) and count.tolist() == [4, 2]
-    assert torch.isnan(tiles[1, 2:]).all()
-    from_padded = local_global_loss(pred, tiles, padded_boxes, regions)
-    from_counted = local_global_loss(pred, tiles, padded_boxes, regions, tile_count=count)
-    assert torch.allclose(from_lists, from_padded) and torch.allclose(from_lists, from_counted)
+    assert (tiles[1, 2:] == 0).all() and (padded_boxes[1, 2:] == 0).all()
+    base = local_global_loss(pred, tiles, padded_boxes, regions, count)
+    # whatever the padding holds (zeros as collate writes them, NaN, a valid tile) is ignored
+    tiles[1, 2:], padded_boxes[1, 2:] = float("nan"), float("nan")
+    assert torch.equal(local_global_loss(pred, tiles, padded_boxes, regions, count), base)
+    tiles[1, 2:], padded_boxes[1, 2:] = tiles[0, :2], padded_boxes[0, :2]
+    assert torch.equal(local_global_loss(pred, tiles, padded_boxes, regions, count), base)
     # per-sample mean, then batch mean: sample 1's two tiles weigh as much as sample 0's four
     per_sample = [
-        local_global_loss(pred[i : i + 1], [labels[i]], [boxes[i]], regions[i : i + 1])
-        for i in range(2)
+        lg_loss(pred[i : i + 1], [labels[i]], [boxes[i]], regions[i : i + 1]) for i in range(2)
     ]
-    assert torch.allclose(from_lists, (per_sample[0] + per_sample[1]) / 2)
+    assert torch.allclose(base, (per_sample[0] + per_sample[1]) / 2)
 
 
 def test_tile_gradient_term_matches_consistent_tiles_and_is_per_tile_invariant():
     pred, labels, boxes, regions = batch_of_two()
-    good = local_global_gradient(pred, labels, boxes, regions)
+    good = lg_gradient(pred, labels, boxes, regions)
     shifted = [b + torch.tensor([25.0, 15.0, 25.0, 15.0], dtype=torch.float64) for b in boxes]
-    wrong = local_global_gradient(pred, labels, shifted, regions)
+    wrong = lg_gradient(pred, labels, shifted, regions)
     assert good.item() < 0.1 and wrong.item() > 15 * good.item()  # resampling differences only
     changed = [labels[0].clone(), labels[1]]
     changed[0][1] = 3.0 * changed[0][1] - 2.0  # each tile is normalized on its own
-    assert torch.allclose(local_global_gradient(pred, changed, boxes, regions), good, rtol=1e-4)
+    assert torch.allclose(lg_gradient(pred, changed, boxes, regions), good, rtol=1e-4)
 
 
 def test_tile_gradient_term_of_an_aligned_tile_is_gradient_matching_of_the_crop():
@@ -104,17 +119,17 @@ def test_tile_gradient_term_of_an_aligned_tile_is_gradient_matching_of_the_crop(
     field = sample_box([0, 0, 64, 64], PRED, PRED)[None]  # prediction pixel = image pixel
     label = sample_box([16, 8, 48, 40], 32, 32, phase=0.7)  # another field under the tile
     box = torch.tensor([[16.0, 8.0, 48.0, 40.0]], dtype=torch.float64)
-    got = local_global_gradient(field, [label[None]], [box], [[0.0, 0.0, 64.0, 64.0]])
+    got = lg_gradient(field, [label[None]], [box], [[0.0, 0.0, 64.0, 64.0]])
     want = gradient_matching(field[:, 8:40, 16:48], label[None])
     assert got.item() > 0.01 and torch.allclose(got, want, rtol=1e-6)
-    empty = local_global_gradient(field, [label[None][:0]], [box[:0]], [[0.0, 0.0, 64.0, 64.0]])
+    empty = lg_gradient(field, [label[None][:0]], [box[:0]], [[0.0, 0.0, 64.0, 64.0]])
     assert empty.item() == 0
 
 
 def test_four_d_prediction_and_gradients():
     pred, labels, boxes, regions = batch_of_two()
     pred = pred[:, None].clone().float().requires_grad_()
-    loss = local_global_loss(pred, [lab.float() for lab in labels], boxes, regions)
+    loss = lg_loss(pred, [lab.float() for lab in labels], boxes, regions)
     loss.backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
 
@@ -122,18 +137,18 @@ def test_four_d_prediction_and_gradients():
 def test_each_tile_normalized_on_its_own():
     """Scaling one tile's label by any a > 0 and shifting it leaves the loss unchanged."""
     pred, labels, boxes, regions = batch_of_two()
-    base = local_global_loss(pred, labels, boxes, regions, norm="hybrid")
+    base = lg_loss(pred, labels, boxes, regions, norm="hybrid")
     changed = [labels[0].clone(), labels[1]]
     changed[0][1] = 3.0 * changed[0][1] - 2.0
-    moved = local_global_loss(pred, changed, boxes, regions, norm="hybrid")
+    moved = lg_loss(pred, changed, boxes, regions, norm="hybrid")
     assert torch.allclose(base, moved, rtol=1e-4)
 
 
 def test_flip_consistency():
     pred, labels, boxes, regions = batch_of_two()
     width = torch.tensor([260.0, 240.0])  # original image widths of the two samples
-    base = local_global_loss(pred, labels, boxes, regions)
-    flipped = local_global_loss(
+    base = lg_loss(pred, labels, boxes, regions)
+    flipped = lg_loss(
         pred.flip(-1),
         [lab.flip(-1) for lab in labels],
         [flip_boxes(b, w) for b, w in zip(boxes, width, strict=True)],
@@ -142,38 +157,34 @@ def test_flip_consistency():
     assert torch.allclose(base, flipped, rtol=1e-5, atol=1e-8)
 
 
-def test_flip_boxes_round_trip():
-    boxes = torch.tensor([[[10, 5, 50, 40], [0, 0, 100, 20]], [[3, 4, 7, 9], [1, 1, 2, 2]]])
-    widths = torch.tensor([100, 30])
-    once = flip_boxes(boxes, widths)
-    assert once[0, 0].tolist() == [50, 5, 90, 40]
-    assert once[1, 0].tolist() == [23, 4, 27, 9]
-    assert torch.equal(flip_boxes(once, widths), boxes.double())
-    assert flip_boxes([10, 5, 50, 40], 100).tolist() == [50, 5, 90, 40]
-    assert flip_boxes([[1, 2, 3, 4]], 10.5).tolist() == [[7.5, 2, 9.5, 4]]  # not truncated
-    with pytest.raises(ValueError, match="boxes"):
-        flip_boxes([1, 2, 3], 10)
-
-
 def test_no_tiles_gives_zero_with_gradient():
     pred = torch.rand(2, PRED, PRED, requires_grad=True)
     empty = [torch.zeros(0, LABEL, LABEL), torch.zeros(0, LABEL, LABEL)]
     boxes = [torch.zeros(0, 4), torch.zeros(0, 4)]
-    loss = local_global_loss(pred, empty, boxes, [[0, 0, 100, 100]] * 2)
+    loss = lg_loss(pred, empty, boxes, [[0, 0, 100, 100]] * 2)
     loss.backward()
     assert loss.item() == 0.0 and (pred.grad == 0).all()
 
 
 def test_local_global_validation():
     pred, labels, boxes, regions = batch_of_two()
+    tiles, padded_boxes, count = pad_tiles(labels, boxes)
     with pytest.raises(ValueError, match="region_box"):
-        local_global_loss(pred, labels, boxes, regions[:1])
+        local_global_loss(pred, tiles, padded_boxes, regions[:1], count)
     with pytest.raises(ValueError, match="tiles"):
-        local_global_loss(pred, labels[:1], boxes, regions)
+        local_global_loss(pred, tiles[:1], padded_boxes, regions, count)
+    with pytest.raises(ValueError, match=r"tiles must be \[2, T, h, w\]"):  # the lists: refused
+        local_global_loss(pred, labels, boxes, regions, count)
+    with pytest.raises(ValueError, match=r"tile_boxes must be \[2, 4, 4\]"):
+        local_global_loss(pred, tiles, padded_boxes[:, :2], regions, count)
+    with pytest.raises(ValueError, match=r"tile_count\[1\] = 5 is not in \[0, 4\]"):
+        local_global_loss(pred, tiles, padded_boxes, regions, torch.tensor([4, 5]))
+    with pytest.raises(ValueError, match=r"tile_count must be \[2\]"):
+        local_global_loss(pred, tiles, padded_boxes, regions, count[:1])
     bad = [b.clone() for b in boxes]
     bad[0][0, 2] = bad[0][0, 0]
     with pytest.raises(ValueError, match="tile_boxes"):
-        local_global_loss(pred, labels, bad, regions)
+        lg_loss(pred, labels, bad, regions)
 
 
 def test_shared_context_is_normalized_l1():
@@ -203,8 +214,8 @@ def test_total_loss_weights():
 
 def test_half_precision_labels_and_bf16_prediction():
     pred, labels, boxes, regions = batch_of_two()
-    base = local_global_loss(pred.float(), [lab.float() for lab in labels], boxes, regions)
-    low = local_global_loss(pred.to(torch.bfloat16), [lab.half() for lab in labels], boxes, regions)
+    base = lg_loss(pred.float(), [lab.float() for lab in labels], boxes, regions)
+    low = lg_loss(pred.to(torch.bfloat16), [lab.half() for lab in labels], boxes, regions)
     assert low.dtype == torch.float32
     assert torch.allclose(low, base, rtol=0.2, atol=0.01)  # bf16 prediction: ~3 digits
 
