@@ -31,7 +31,8 @@ from pipeline.labels.store import open_writer
 from pipeline.model.depth_anything import depth_anything_config
 from pipeline.toolkit.config import load_config
 from student.config import TrainSettings
-from student.train import Job, Trainer
+from student.rundir import Job
+from student.trainer import Trainer
 
 # Per 560² image: student forward + backward (0.42 / 4.68 TFLOP) plus the frozen encoder's
 # forward of the feature term (0.12 / 1.22), counted with torch.utils.flop_counter.FlopCounterMode.
@@ -101,7 +102,7 @@ def time_steps(trainer: Trainer, batches: list[Any] | Any, steps: int) -> tuple[
         terms = trainer.micro_step(batch, 1.0)
         if terms is None:
             raise RuntimeError("non-finite loss in the benchmark")
-        trainer.optimizer_step()
+        trainer.optimization.step()
         _sync(trainer.device)
         if i >= WARMUP:
             times.append(time.perf_counter() - start)

@@ -5,7 +5,7 @@ The paper's setting is the default; `configs/` holds the ablations as files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.model.precision import PRECISIONS
 from student.data.augment import AugmentSettings
@@ -13,7 +13,9 @@ from student.losses import NORMALIZATIONS
 
 NORMS = (*NORMALIZATIONS, "auto")
 """What each loss term's normalization setting takes: a normalization, or `auto` (resolved from
-the number of teachers when the run starts)."""
+the number of teachers when the run starts, `LossSettings.resolved`)."""
+NORM_SETTINGS = ("norm_sc", "norm_lg", "norm_grad")
+"""The normalization settings of `LossSettings`, one per loss term."""
 MODES = ("cross_context", "baseline")
 """`data.mode`: cross-context views (regions + tiles) or the paper's baseline (whole image)."""
 
@@ -55,13 +57,21 @@ class LossSettings:
     shared-context label, or the tiles (mapped as in L_lg) when shared_context is false."""
     norm_sc: str = "auto"
     """Normalization of L_sc: global, hybrid, local, none; auto = hybrid with several teachers,
-    none with one."""
+    none with one (resolved when the run starts; the run's config.yaml holds the result)."""
     norm_lg: str = "hybrid"
-    """Normalization of L_lg."""
+    """Normalization of L_lg (the same choices as norm_sc, auto included)."""
     norm_grad: str = "global"
-    """Normalization inside the gradient-matching term."""
+    """Normalization inside the gradient-matching term (the same choices as norm_sc, auto
+    included)."""
     feat_margin: float = 0.85
     """Tokens whose cosine similarity to the frozen encoder exceeds this contribute nothing."""
+
+    def resolved(self, n_teachers: int) -> LossSettings:
+        """These settings with every `auto` normalization made concrete: hybrid with several
+        teachers (their scales differ), none with one. A run resolves them once, when it starts,
+        and its `config.yaml` records the result (so `--resume` reads concrete values)."""
+        auto = "hybrid" if n_teachers > 1 else "none"
+        return replace(self, **{n: auto for n in NORM_SETTINGS if getattr(self, n) == "auto"})
 
 
 @dataclass
@@ -117,7 +127,7 @@ class TrainSettings:
             raise ValueError(f"data.mode must be one of {MODES}, got {self.data.mode!r}")
         if self.data.size % 14:
             raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
-        for name in ("norm_sc", "norm_lg", "norm_grad"):
+        for name in NORM_SETTINGS:
             if getattr(self.loss, name) not in NORMS:
                 raise ValueError(f"loss.{name} must be one of {NORMS}")
         if self.precision not in PRECISIONS:

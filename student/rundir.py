@@ -1,16 +1,39 @@
-"""A training run directory: resolved config, environment, metrics and checkpoints."""
+"""A training run directory and the job it records: `config.yaml` (dataset, teachers, init and
+resolved settings), `env.json`, `metrics.jsonl`, `model/` and `checkpoints/`.
+
+`metrics.jsonl` is written by `student.metrics`, the checkpoints by `student.checkpoint`.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.toolkit.atomic import write_bytes
+from pipeline.toolkit.config import from_dict, to_dict
 from pipeline.toolkit.environment import environment as pipeline_environment
+from student.config import TrainSettings
+
+
+@dataclass
+class Job:
+    """What one `student train` invocation trains."""
+
+    dataset: Path
+    teachers: list[str]
+    init: str
+    run_dir: Path
+    settings: TrainSettings
+
+    def resolved(self) -> Job:
+        """The job with its `auto` loss normalizations made concrete for its teachers (what the
+        run's `config.yaml` records)."""
+        loss = self.settings.loss.resolved(len(self.teachers))
+        return replace(self, settings=replace(self.settings, loss=loss))
 
 
 def environment(world_size: int) -> dict[str, Any]:
@@ -30,9 +53,36 @@ class RunDir:
         return self.root / "metrics.jsonl"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (with `tensorboard=true`)."""
+        return self.root / "tensorboard"
+
+    @property
     def architecture(self) -> Path:
         """`model/`: the init's model config and image processor, without weights."""
         return self.root / "model"
+
+    def write_job(self, job: Job) -> None:
+        """Record `job` in `config.yaml` (what `--resume` and `student export` read)."""
+        self.write_config(
+            {
+                "dataset": str(job.dataset),
+                "teachers": job.teachers,
+                "init": str(job.init),
+                "settings": to_dict(job.settings),
+            }
+        )
+
+    def read_job(self) -> Job:
+        """The job `config.yaml` records, its settings checked like a settings file."""
+        saved = self.read_config()
+        return Job(
+            Path(saved["dataset"]),
+            list(saved["teachers"]),
+            saved["init"],
+            self.root,
+            from_dict(TrainSettings, saved["settings"]),
+        )
 
     def write_config(self, run: dict[str, Any]) -> None:
         write_bytes(self.config, yaml.safe_dump(run, sort_keys=False).encode())
@@ -54,18 +104,3 @@ class RunDir:
             first.setdefault("resumes", []).append({"step": resumed_at, **env})
             env = first
         write_bytes(path, json.dumps(env, indent=1).encode())
-
-    def log_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-
-    def truncate_metrics(self, after_step: int) -> None:
-        """On resume, drop records of steps after the checkpoint (they will be redone)."""
-        if not self.metrics.exists():
-            return
-        keep = [
-            line
-            for line in self.metrics.read_text().splitlines()
-            if line and json.loads(line)["step"] <= after_step
-        ]
-        write_bytes(self.metrics, ("\n".join(keep) + "\n" if keep else "").encode())

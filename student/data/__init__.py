@@ -1,9 +1,10 @@
 """Streaming training data: image, plan and label shards in lockstep → augmented batches.
 
+    from student.config import DataSettings
     from student.data.loader import make_loader
     from student.data.stream import DistillStream
 
-    stream = DistillStream(DATASET, ["dav2-l", "dpt"], batch_size=4, seed=0)
+    stream = DistillStream(DATASET, ["dav2-l", "dpt"], DataSettings(size=518), batch_size=4, seed=0)
     loader = make_loader(stream, workers=4)
     for epoch in range(start_epoch, epochs):
         stream.set_epoch(epoch)

@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from student.config import MODES
+from student.config import MODES, DataSettings
 from student.data.loader import bench_decode, bench_loader
 
 
@@ -37,9 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.teacher,
             workers,
             args.batches,
+            DataSettings(mode=args.mode, size=args.size),
             batch_size=args.batch_size,
-            size=args.size,
-            mode=args.mode,
         )
         per = rate / max(workers, 1)
         print(f"{workers:>7} {rate:>10.1f} {per:>10.1f} {per / decode:>8.0%}")

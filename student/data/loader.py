@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from pipeline.dataset import DatasetInfo
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
+from student.config import DataSettings
 from student.data.columns import as_dataset
 from student.data.stream import DistillStream
 
@@ -111,17 +112,15 @@ def bench_loader(
     teachers: Sequence[str],
     workers: int,
     batches: int,
+    data: DataSettings | None = None,
     *,
     batch_size: int = 4,
-    size: int = 560,
-    mode: str = "cross_context",
 ) -> float:
     """Samples per second of the full loader (decode + crops + labels + augmentation + collate)
-    over `batches` batches after a first warm-up batch (worker start-up excluded). With
-    `workers=0` everything runs in this process on one torch thread."""
-    stream = DistillStream(
-        dataset, teachers, batch_size=batch_size, size=size, mode=mode, rank=0, world=1
-    )
+    of the stream of `data` (None: the defaults) over `batches` batches after a first warm-up
+    batch (worker start-up excluded; `data.workers` is not used: `workers` is). With `workers=0`
+    everything runs in this process on one torch thread."""
+    stream = DistillStream(dataset, teachers, data, batch_size=batch_size, rank=0, world=1)
     batches = min(batches, len(stream) - 1)
     if batches < 1:
         raise ValueError(f"the dataset gives {len(stream)} batches; need at least 2 to time")

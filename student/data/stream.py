@@ -49,9 +49,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from pipeline.dataset import DatasetInfo
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.toolkit.distributed import worker_info
-from student.config import MODES
+from student.config import MODES, DataSettings
 from student.data import schedule as sch
-from student.data.augment import AugmentSettings
 from student.data.columns import (
     as_dataset,
     check_columns,
@@ -104,13 +103,19 @@ def steps_per_epoch(
 class DistillStream(IterableDataset):
     """Iterable of pre-collated batches for one rank; see the module docstring.
 
+    `data`: what the student reads (`student.config.DataSettings`: mode, teacher weights, teacher
+    per sample, input size, shuffle buffer, augmentation; its `workers` are the loader's, see
+    `make_loader`); None: the defaults. `batch_size`, `seed` and `accumulate` (micro-batches per
+    optimizer iteration, which share a teacher) are the training's; `rank` and `world` default to
+    the launcher's; `epoch` is the first epoch to stream.
+
     `max_tiles`: use at most this many tiles of a region per sample, a random subset drawn per
     sample (None: all; an unbiased estimate of the local-global term that bounds label decoding
     and batch memory on large images). `reduced_decode`: let JPEG decoding shrink an image by
     2/4/8 when the crop is shrunk at least that much anyway (`shards.decode_reduced`; False:
     always decode at full size, as `decode_rgb`).
 
-    Use with `student.data.make_loader` (a DataLoader with `batch_size=None`). Call
+    Use with `student.data.loader.make_loader` (a DataLoader with `batch_size=None`). Call
     `set_epoch(e)` before each epoch (persistent workers would not see it).
     """
 
@@ -118,39 +123,32 @@ class DistillStream(IterableDataset):
         self,
         dataset_dir: DatasetInfo | Path | str,
         teachers: Sequence[str],
+        data: DataSettings | None = None,
         *,
         batch_size: int = 4,
-        mode: str = "cross_context",
-        teacher_weights: Sequence[float] | Mapping[str, float] | None = None,
-        per_sample_teacher: bool = False,
         seed: int = 0,
-        shuffle_buffer: int = 64,
-        size: int = 560,
-        augment: AugmentSettings | None = None,
+        accumulate: int = 1,
         rank: int | None = None,
         world: int | None = None,
         epoch: int = 0,
         max_tiles: int | None = None,
         reduced_decode: bool = True,
-        accumulate: int = 1,
     ) -> None:
         super().__init__()
-        _check_args(mode, batch_size, seed, shuffle_buffer, size, epoch)
-        if max_tiles is not None and max_tiles < 1:
-            raise ValueError(f"max_tiles must be ≥ 1 or None (all tiles), got {max_tiles}")
+        data = data if data is not None else DataSettings()
+        _check_args(data, batch_size, seed, epoch, max_tiles)
         self.max_tiles, self.reduced_decode = max_tiles, reduced_decode
         self.info = as_dataset(dataset_dir)
         self.teachers = list(teachers)
         manifests = check_columns(self.info, self.teachers)
         self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
-        self.probabilities = sch.normalized_weights(self.teachers, teacher_weights)
+        self.probabilities = sch.normalized_weights(self.teachers, data.teacher_weights or None)
         self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}
         self.usable = usable_counts(self.info, manifests)
         self.skipped = skip_counts(failed_keys(manifests))
-        self.mode, self.batch_size, self.seed = mode, batch_size, seed
-        self.per_sample_teacher, self.shuffle_buffer = per_sample_teacher, shuffle_buffer
-        self.size = size
-        self.augment = augment if augment is not None else AugmentSettings()
+        self.mode, self.batch_size, self.seed = data.mode, batch_size, seed
+        self.per_sample_teacher, self.shuffle_buffer = data.per_sample_teacher, data.shuffle_buffer
+        self.size, self.augment = data.size, data.augment
         self.rank, self.world = _rank_world(rank, world)
         self.accumulate = accumulate
         self.steps = sch.steps_for(sum(self.usable), self.world, batch_size, accumulate)
@@ -377,15 +375,17 @@ def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
 
 
 def _check_args(
-    mode: str, batch_size: int, seed: int, shuffle_buffer: int, size: int, epoch: int
+    data: DataSettings, batch_size: int, seed: int, epoch: int, max_tiles: int | None
 ) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if data.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {data.mode!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if seed < 0 or epoch < 0:
         raise ValueError(f"seed and epoch must be ≥ 0, got seed={seed}, epoch={epoch}")
-    if shuffle_buffer < 0:
-        raise ValueError(f"shuffle_buffer must be ≥ 0, got {shuffle_buffer}")
-    if size < 14:
-        raise ValueError(f"size must be ≥ 14 pixels, got {size}")
+    if data.shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer must be ≥ 0, got {data.shuffle_buffer}")
+    if data.size < 14:
+        raise ValueError(f"size must be ≥ 14 pixels, got {data.size}")
+    if max_tiles is not None and max_tiles < 1:
+        raise ValueError(f"max_tiles must be ≥ 1 or None (all tiles), got {max_tiles}")

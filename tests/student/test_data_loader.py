@@ -13,6 +13,7 @@ from data_helpers import (
     two_column_dataset,
 )
 
+from student.config import DataSettings
 from student.data.loader import bench_decode, bench_loader, make_loader
 from student.data.stream import DistillStream
 
@@ -31,7 +32,7 @@ def ds(tmp_path_factory) -> Path:
 
 
 def stream(ds: Path, **kw) -> DistillStream:
-    return DistillStream(ds, ["a", "b"], size=S, rank=0, world=1, **kw)
+    return DistillStream(ds, ["a", "b"], DataSettings(size=S), rank=0, world=1, **kw)
 
 
 def test_two_workers_give_every_sample_once_in_step_order(ds: Path) -> None:
@@ -100,4 +101,5 @@ def test_make_loader_checks(ds: Path) -> None:
 
 def test_bench_helpers(ds: Path) -> None:
     assert bench_decode(ds, 5) > 0
-    assert bench_loader(ds, ["a"], workers=0, batches=1, batch_size=2, size=S) > 0
+    data = DataSettings(size=S)
+    assert bench_loader(ds, ["a"], workers=0, batches=1, data=data, batch_size=2) > 0

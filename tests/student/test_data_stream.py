@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, plan_shard_bytes
 from pipeline.toolkit import tario
 from pipeline.toolkit.tario import ShardError
+from student.config import DataSettings
 from student.data import schedule as sch
 from student.data import shards as shards_module
 from student.data.augment import AugmentSettings
@@ -46,10 +48,16 @@ def ds(base: Path, tmp_path: Path) -> Path:
     return copy_dataset(base, tmp_path / "ds")
 
 
+DATA = {f.name for f in fields(DataSettings)}
+
+
 def stream(ds: Path, teachers=("a", "b"), **kw) -> DistillStream:
-    kw.setdefault("size", S)
+    """A rank-0-of-1 stream of S-pixel batches of one; `kw` holds `DataSettings` fields and the
+    stream's own keywords."""
+    data = DataSettings(**{"size": S, **{k: kw.pop(k) for k in DATA & set(kw)}})
     kw.setdefault("batch_size", 1)
-    return DistillStream(ds, list(teachers), rank=kw.pop("rank", 0), world=kw.pop("world", 1), **kw)
+    kw = {"rank": 0, "world": 1, **kw}
+    return DistillStream(ds, list(teachers), data, **kw)
 
 
 def keys(batches) -> list[str]:
@@ -72,7 +80,7 @@ def test_batches_and_one_teacher_per_batch(base: Path) -> None:
 
 
 def test_weights_pick_teachers(base: Path) -> None:
-    only_b = stream(base, teacher_weights={"a": 0, "b": 1})
+    only_b = stream(base, teacher_weights=[0, 1])
     assert {t for b in only_b for t in b["teacher"]} == {"b"}  # also reads the zarr column
     per_sample = stream(base, batch_size=5, per_sample_teacher=True, seed=1)
     teachers = [t for e in range(4) for t in _epoch(per_sample, e)[0]["teacher"]]
@@ -235,10 +243,10 @@ def test_max_tiles_and_tile_labels_match_their_boxes(base: Path) -> None:
 def test_rank_and_world_from_the_launcher(base: Path, monkeypatch) -> None:
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    s = DistillStream(base, ["a"], size=S, batch_size=1)
+    s = DistillStream(base, ["a"], DataSettings(size=S), batch_size=1)
     assert (s.rank, s.world, len(s)) == (1, 2, 2)
     with pytest.raises(ValueError, match="rank 2"):
-        DistillStream(base, ["a"], size=S, rank=2, world=2)
+        DistillStream(base, ["a"], DataSettings(size=S), rank=2, world=2)
 
 
 def test_resume_position_past_the_epoch_starts_the_next(base: Path) -> None:

@@ -225,7 +225,7 @@ def test_training_gradient_term_uses_the_labels_of_the_enabled_terms(shared_cont
     """Without L_sc (the local-global-only ablations) the region label supervises nothing."""
     from student.config import TrainSettings
     from student.losses.cross_context import local_global_gradient as tile_gradient
-    from student.train import compute_losses
+    from student.objective import Objective
 
     pred, labels, boxes, regions = region_and_tiles(0, 0, 200, [0, 88])
     scale = PRED / 200  # the batch's boxes are in prediction pixels of the 560-like region
@@ -240,7 +240,8 @@ def test_training_gradient_term_uses_the_labels_of_the_enabled_terms(shared_cont
     s.loss.shared_context = shared_context
     noisy = dict(batch, sc=batch["sc"] + 0.3 * torch.randn_like(batch["sc"]))
     out = {"pred": pred[None].float()}
-    clean, perturbed = (compute_losses(out, b, s, 1, None) for b in (batch, noisy))
+    objective = Objective(s.loss, n_teachers=1)
+    clean, perturbed = (objective(out, b) for b in (batch, noisy))
     if shared_context:
         assert perturbed["grad"] > 10 * clean["grad"]
     else:
@@ -253,7 +254,7 @@ def test_training_gradient_term_uses_the_labels_of_the_enabled_terms(shared_cont
 def test_training_terms_of_a_batch_without_tiles_still_reach_the_prediction():
     """Under DDP every rank must give every parameter a gradient, even with no tile."""
     from student.config import TrainSettings
-    from student.train import compute_losses
+    from student.objective import Objective
 
     s = TrainSettings()
     s.loss.shared_context = False
@@ -265,7 +266,7 @@ def test_training_terms_of_a_batch_without_tiles_still_reach_the_prediction():
         "tile_boxes": torch.full((1, 1, 4), float("nan"), dtype=torch.float64),
         "tile_count": torch.tensor([0]),
     }
-    terms = compute_losses({"pred": pred}, batch, s, 1, None)
+    terms = Objective(s.loss, n_teachers=1)({"pred": pred}, batch)
     assert terms["lg"].item() == 0 and terms["grad"].item() == 0
     terms["loss"].backward()
     assert pred.grad is not None

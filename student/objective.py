@@ -1,0 +1,73 @@
+"""The training objective: `L = L_sc + λ_lg·L_lg + λ_feat·L_feat + λ_grad·L_grad` of a batch.
+
+`Objective` is built once per run from the loss settings and the number of teachers: the `auto`
+normalizations are resolved then (`LossSettings.resolved`), not on every micro-batch. Calling it
+on the student's output and a batch of `DistillStream` gives the named terms and their weighted
+total `loss` (what `metrics.jsonl` records, and what the trainer backpropagates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from student.config import LossSettings
+from student.losses import (
+    FeatureAlignment,
+    gradient_matching,
+    local_global_gradient,
+    local_global_loss,
+    normalized_l1,
+    total_loss,
+)
+
+
+class Objective:
+    """The loss terms of `loss` (settings) for a run with `n_teachers` teachers.
+
+    `feature_width`: the student's token width, for the feature-alignment term (None: no such
+    term, e.g. a caller without tokens). Student and frozen encoder share that width, so the
+    alignment has no projection: it holds no parameter to train or to place on a device.
+    """
+
+    def __init__(
+        self, loss: LossSettings, n_teachers: int, feature_width: int | None = None
+    ) -> None:
+        self.loss = loss.resolved(n_teachers)
+        self.weights = {"lg": loss.lambda_lg, "feat": loss.lambda_feat, "grad": loss.lambda_grad}
+        self.align = (
+            FeatureAlignment(feature_width, feature_width, margin=loss.feat_margin)
+            if feature_width is not None and loss.lambda_feat > 0
+            else None
+        )
+
+    def __call__(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, Any]:
+        """The named loss terms of one batch and their weighted total `loss`."""
+        s = self.loss
+        pred = out["pred"].float()
+        target, valid = batch["sc"], batch["valid"]
+        terms: dict[str, torch.Tensor] = {}
+        if s.shared_context:
+            terms["sc"] = normalized_l1(pred, target, valid, s.norm_sc)
+        # Computed even for a batch without tiles (then 0, with a zero gradient): under DDP every
+        # rank must give every parameter a gradient, whatever its batch holds.
+        if s.local_global:
+            tile_args = _tile_args(pred, batch)
+            terms["lg"] = local_global_loss(pred, *tile_args, norm=s.norm_lg)
+        if self.align is not None:
+            terms["feat"] = self.align(out["tokens"].float(), out["frozen_tokens"].float())
+        if s.lambda_grad > 0:  # on the labels the distillation terms use
+            if s.shared_context:
+                terms["grad"] = gradient_matching(pred, target, valid, norm=s.norm_grad)
+            elif s.local_global:
+                terms["grad"] = local_global_gradient(pred, *tile_args, norm=s.norm_grad)
+        return total_loss(terms, self.weights)
+
+
+def _tile_args(pred: torch.Tensor, batch: dict[str, Any]) -> tuple[Any, ...]:
+    """What the local-global terms take besides the prediction: the batch's tiles, their boxes,
+    the region (the whole S×S prediction) and the tile counts."""
+    size = float(pred.shape[-1])
+    region = torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
+    return batch["tiles"], batch["tile_boxes"], region, batch["tile_count"]

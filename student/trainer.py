@@ -1,0 +1,222 @@
+"""The step loop of `student train` on one rank: micro-batches from the stream, forward under
+autocast, the objective, backward (no DDP sync until the last micro-batch of a step), one
+optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint.
+
+A step whose loss or gradient is not finite is skipped on every rank alike (so DDP's collectives
+stay matched) and recorded; `max_bad_steps` skipped steps in a row stop the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from pipeline.model.precision import PRECISIONS
+from student.checkpoint import save_checkpoint, set_rng_states
+from student.data.loader import make_loader
+from student.data.stream import DistillStream
+from student.metrics import MetricsLog, step_record
+from student.model import Student, load_student
+from student.objective import Objective
+from student.optim import Optimization
+from student.rundir import Job, RunDir
+
+log = logging.getLogger("student")
+
+HOST_ONLY = frozenset({"image"})
+"""Batch members training never reads on the device (the student sees `image_aug`)."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """Too many consecutive non-finite losses: the message names the step and the keys."""
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True)
+        if isinstance(v, torch.Tensor) and k not in HOST_ONLY
+        else v
+        for k, v in batch.items()
+    }
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=PRECISIONS[precision])
+
+
+class Trainer:
+    """Owns the model, objective, optimization and data stream of one rank."""
+
+    def __init__(self, job: Job, device: torch.device, rank: int, world: int) -> None:
+        s = job.settings
+        self.job, self.s, self.device, self.rank, self.world = job, s, device, rank, world
+        torch.manual_seed(s.seed)  # identical model init on every rank
+        self.student: Student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0).to(
+            device
+        )
+        self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size)
+        fp16 = device.type == "cuda" and s.precision == "fp16"
+        self.optimization = Optimization.for_student(self.student, s.optim, s.steps, fp16)
+        self.model = (
+            DistributedDataParallel(
+                self.student, device_ids=[device] if device.type == "cuda" else None
+            )
+            if world > 1
+            else self.student
+        )
+        self.stream = DistillStream(
+            job.dataset,
+            job.teachers,
+            s.data,
+            batch_size=s.batch_size,
+            seed=s.seed,
+            rank=rank,
+            world=world,
+            accumulate=s.optim.accumulate,
+        )
+        self.loader = make_loader(self.stream, workers=s.data.workers)
+        self.step = 0
+        self.bad_in_a_row = 0
+        self.metrics: MetricsLog | None = None  # rank 0 during `fit`
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.student.model.state_dict(),
+            **self.optimization.state_dict(),
+            "data": self.stream.state_dict(),
+            "epoch": self.stream.state_dict()["epoch"],
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.student.model.load_state_dict(ckpt["model"])
+        self.optimization.load_state_dict(ckpt)
+        self.stream.load_state_dict(ckpt["data"])
+        set_rng_states(ckpt["rng"])
+        self.step = int(ckpt["step"])
+
+    # -- one optimizer step ----------------------------------------------------------------------
+    def micro_step(
+        self, batch: dict[str, Any], scale: float, sync: bool = True
+    ) -> dict[str, torch.Tensor] | None:
+        """Forward and backward of one micro-batch. `sync=False` (all but the last micro-batch of
+        an accumulated step) leaves the gradients unreduced under DDP: the last backward
+        all-reduces the accumulated sum once."""
+        batch = _to(batch, self.device)
+        quiet = self.model.no_sync() if not sync and self.world > 1 else contextlib.nullcontext()
+        with quiet:
+            with _autocast(self.device, self.s.precision):
+                out = self.model(batch["image_aug"])
+            terms = self.objective(out, batch)
+            if not self.all_finite(terms["loss"]):
+                return None  # skipped on every rank alike, so DDP's collectives stay matched
+            self.optimization.backward(terms["loss"] * scale)
+        return {k: v.detach() for k, v in terms.items()}
+
+    def teachers_of(self, batch: dict[str, Any]) -> str | list[str]:
+        """What `metrics.jsonl` records of a micro-batch's teacher: its name, or with
+        `per_sample_teacher` the name of each sample's."""
+        if self.s.data.per_sample_teacher:
+            return list(batch["teacher"])
+        return batch["teacher"][0]
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return bool(bad.item() == 0)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Micro-batches forever, epoch after epoch, from the stream's resume position."""
+        epoch = self.stream.state_dict()["epoch"]
+        while True:
+            self.stream.set_epoch(epoch)
+            yield from self.loader
+            epoch += 1
+
+    def fit(self, run: RunDir) -> None:
+        """Train from `self.step` to `steps`, recording into and checkpointing to `run`."""
+        s = self.s
+        data = self.batches()
+        bar = tqdm(
+            total=s.steps,
+            initial=self.step,
+            desc="train",
+            disable=self.rank != 0,
+            dynamic_ncols=True,
+        )
+        if self.rank == 0:
+            self.metrics = MetricsLog(run, self.step, tensorboard=s.tensorboard)
+        try:
+            self.loop(run, data, bar)
+        finally:
+            bar.close()
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def loop(self, run: RunDir, data: Iterator[dict[str, Any]], bar: tqdm) -> None:
+        s, acc = self.s, self.s.optim.accumulate
+        while self.step < s.steps:
+            started = time.perf_counter()
+            self.model.train()
+            micro, keys, waited = [], [], 0.0
+            for i in range(acc):
+                t0 = time.perf_counter()
+                batch = next(data)
+                waited += time.perf_counter() - t0
+                keys += batch["key"]
+                terms = self.micro_step(batch, 1.0 / acc, sync=i == acc - 1)
+                if terms is not None:
+                    micro.append((terms, self.teachers_of(batch)))
+            if len(micro) < acc:
+                self.optimization.zero_grad()
+                self.skip_bad_step(keys, "non-finite loss")
+                continue
+            lrs = self.optimization.learning_rates()  # this step's
+            grad_norm = self.optimization.step()
+            if grad_norm is None:
+                self.skip_bad_step(keys, "non-finite gradient")
+                continue
+            self.bad_in_a_row = 0
+            self.step += 1
+            if self.metrics is not None and (self.step % s.log_every == 0 or self.step == s.steps):
+                elapsed = time.perf_counter() - started
+                self.metrics.step(step_record(self.step, micro, lrs, grad_norm, waited, elapsed))
+            if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+                self.checkpoint(run)
+            bar.update()
+
+    def skip_bad_step(self, keys: list[str], why: str) -> None:
+        """Record a step that was not taken. Its record carries the step it would have been
+        (`step + 1`), so a resume from `step` drops it with the steps it redoes."""
+        self.bad_in_a_row += 1
+        attempted = self.step + 1
+        log.warning("step %d: %s, step skipped (keys %s)", attempted, why, keys)
+        if self.metrics is not None:
+            self.metrics.append({"step": attempted, "skipped": why, "keys": keys})
+        if self.bad_in_a_row >= self.s.max_bad_steps:
+            raise NonFiniteLoss(
+                f"{self.bad_in_a_row} non-finite losses or gradients in a row at step {attempted} "
+                f"(last batch keys: {keys}); check those labels with `pipeline verify` and the "
+                "learning rate, or resume from an earlier checkpoint"
+            )
+
+    def checkpoint(self, run: RunDir) -> None:
+        """Save this step's checkpoint (rank 0; every rank waits for it)."""
+        if self.rank == 0:
+            save_checkpoint(run.root, self.step, self.state())
+            if self.metrics is not None:
+                self.metrics.flush()
+        if self.world > 1:
+            dist.barrier()
