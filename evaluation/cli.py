@@ -1,16 +1,21 @@
 """`evaluation`: score teachers and students on the zero-shot depth benchmarks.
 
 Thin commands over `evaluation.predict`, `evaluation.score`, `evaluation.report` and
-`evaluation.crop_analysis`. `run` is `predict` then `score` into the same directory.
+`evaluation.crop_analysis`. `run` is `predict` then `score` into the same directory. The flags
+of `PredictSettings` and `ScoreSettings` are derived from their fields (`pipeline.toolkit.options`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
+from evaluation.predict import PredictSettings
+from evaluation.score import ScoreSettings
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import SettingsOptions, settings_command
 
 app = typer.Typer(
     help="Zero-shot evaluation of teachers and students (NYUv2, KITTI, ETH3D, ScanNet, DIODE, "
@@ -37,22 +42,21 @@ def _datasets(texts: list[str] | None):
     return [open_dataset(text) for text in texts]
 
 
-def _predict(model, dataset, out, processing_res, batch_size, device, precision, workers, name):
+def _predict(model: str, dataset, out: Path, settings: PredictSettings, name: str | None):
     from evaluation.models import load_predictor
-    from evaluation.predict import PredictSettings, predict
+    from evaluation.predict import predict
     from pipeline.toolkit.devices import resolve_device
 
     datasets = _datasets(dataset)
-    settings = PredictSettings(processing_res, batch_size, workers, device, precision)
-    predictor = load_predictor(model, str(resolve_device(device)), precision, name)
+    device = str(resolve_device(settings.device))
+    predictor = load_predictor(model, device, settings.precision, name)
     predict(predictor, datasets, out, settings)
     return datasets
 
 
-def _score(out, datasets, pred_space, score_space, figures, workers, name, device) -> None:
-    from evaluation.score import ScoreSettings, score_all
+def _score(out, datasets, settings: ScoreSettings) -> None:
+    from evaluation.score import score_all
 
-    settings = ScoreSettings(pred_space, score_space, figures, workers, name, device)
     summary = score_all(out, datasets, settings)
     typer.echo(f"{'dataset':<11} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
     for ds_name, entry in summary["datasets"].items():
@@ -68,26 +72,13 @@ def _score(out, datasets, pred_space, score_space, figures, workers, name, devic
 OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
 MODEL_OPT = typer.Option(..., "--model", help=MODEL_HELP)
 DATASET_OPT = typer.Option(None, "--dataset", help=f"{DATASET_HELP} Repeatable.")
-RES_OPT = typer.Option(
-    None,
-    "--processing-res",
-    help="Long side of the model input; 0 = native. Default: each dataset's protocol size "
-    "(native; ETH3D 756, DIODE 640).",
-)
-BATCH_OPT = typer.Option(1, "--batch-size", help="Images per forward pass.")
-DEVICE_OPT = typer.Option("auto", "--device", help="Torch device (auto: CUDA if available).")
-PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16.")
-WORKERS_OPT = typer.Option(2, "--workers", help="Processes reading the benchmark files.")
 NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
-PRED_SPACE_OPT = typer.Option(
-    None, "--pred-space", help="disparity or depth (default: what predictions.json says)."
-)
-SCORE_SPACE_OPT = typer.Option(
-    "depth",
-    "--score-space",
-    help="depth (Marigold convention) or disparity (Depth Anything convention).",
-)
-FIGURES_OPT = typer.Option(False, "--figures", help="Write per-sample panels and scatter plots.")
+RUN_SCORE_FIELDS = ("score_space", "figures", "name")
+"""What `evaluation run` takes of `ScoreSettings`; the prediction space is the one just written,
+and --workers and --device (of `PredictSettings`) serve both steps."""
+CROP_FIELDS = ("processing_res", "device", "workers")
+"""What `evaluation crop-analysis` takes of `PredictSettings`: it predicts one image at a time in
+fp32 (the settings' defaults)."""
 
 
 @app.command("check-data")
@@ -106,58 +97,47 @@ def check_data(
 
 @app.command()
 @user_errors
+@settings_command
 def predict(
     model: str = MODEL_OPT,
     dataset: list[str] = DATASET_OPT,
     out: Path = OUT_OPT,
-    processing_res: int = RES_OPT,
-    batch_size: int = BATCH_OPT,
-    device: str = DEVICE_OPT,
-    precision: str = PRECISION_OPT,
-    workers: int = WORKERS_OPT,
+    settings: PredictSettings = SettingsOptions(PredictSettings),
     name: str = NAME_OPT,
 ) -> None:
     """Write one raw prediction (.npy) per sample; a re-run predicts only what is missing."""
-    _predict(model, dataset, out, processing_res, batch_size, device, precision, workers, name)
+    _predict(model, dataset, out, settings, name)
     typer.echo(f"predictions in {out}/predictions; next: evaluation score {out} --dataset ...")
 
 
 @app.command()
 @user_errors
+@settings_command
 def score(
     out: Path = typer.Argument(..., help="Evaluation directory holding predictions/."),
     dataset: list[str] = DATASET_OPT,
-    pred_space: str = PRED_SPACE_OPT,
-    score_space: str = SCORE_SPACE_OPT,
-    figures: bool = FIGURES_OPT,
-    workers: int = WORKERS_OPT,
-    name: str = NAME_OPT,
-    device: str = DEVICE_OPT,
+    settings: ScoreSettings = SettingsOptions(ScoreSettings),
 ) -> None:
     """Score prediction files (from `evaluation predict` or elsewhere) with the protocol."""
-    _score(out, _datasets(dataset), pred_space, score_space, figures, workers, name, device)
+    _score(out, _datasets(dataset), settings)
 
 
 @app.command()
 @user_errors
+@settings_command
 def run(
     model: str = MODEL_OPT,
     dataset: list[str] = DATASET_OPT,
     out: Path = OUT_OPT,
-    processing_res: int = RES_OPT,
-    batch_size: int = BATCH_OPT,
-    device: str = DEVICE_OPT,
-    precision: str = PRECISION_OPT,
-    workers: int = WORKERS_OPT,
-    name: str = NAME_OPT,
-    score_space: str = SCORE_SPACE_OPT,
-    figures: bool = FIGURES_OPT,
+    predict_settings: PredictSettings = SettingsOptions(PredictSettings),
+    score_settings: ScoreSettings = SettingsOptions(ScoreSettings, fields=RUN_SCORE_FIELDS),
 ) -> None:
-    """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out."""
-    datasets = _predict(
-        model, dataset, out, processing_res, batch_size, device, precision, workers, name
-    )
-    _score(out, datasets, None, score_space, figures, workers, name, device)
+    """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out.
+
+    --workers and --device serve both steps."""
+    datasets = _predict(model, dataset, out, predict_settings, score_settings.name)
+    shared = {"workers": predict_settings.workers, "device": predict_settings.device}
+    _score(out, datasets, dataclasses.replace(score_settings, **shared))
 
 
 @app.command()
@@ -177,21 +157,20 @@ def report(
 
 @app.command("crop-analysis")
 @user_errors
+@settings_command
 def crop_analysis(
     model: str = MODEL_OPT,
     dataset: list[str] = DATASET_OPT,
     out: Path = typer.Option(
         Path("crop-analysis"), "--out", help="Directory for predictions and crop_analysis.json."
     ),
-    processing_res: int = RES_OPT,
-    device: str = DEVICE_OPT,
-    workers: int = WORKERS_OPT,
+    settings: PredictSettings = SettingsOptions(PredictSettings, fields=CROP_FIELDS),
 ) -> None:
     """The paper's Figure 2: global vs local least squares on the central (w/2, h/2) crop."""
     from evaluation.crop_analysis import analyse_crops
     from evaluation.predict import read_predictions_json
 
-    datasets = _predict(model, dataset, out, processing_res, 1, device, "fp32", workers, None)
+    datasets = _predict(model, dataset, out, settings, None)
     pred_space = read_predictions_json(out)["pred_space"]
     result = analyse_crops(out, datasets, pred_space)
     typer.echo(f"{'dataset':<11} {'global AbsRel':>13} {'local AbsRel':>12} {'local better':>12}")

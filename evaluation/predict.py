@@ -40,8 +40,8 @@ SCHEMA = 1
 @dataclass(frozen=True)
 class PredictSettings:
     processing_res: int | None = None
-    """Long side the image is resized to before the model: None = each dataset's protocol size,
-    0 = native resolution everywhere, R = long side R everywhere."""
+    """Long side the image is resized to before the model: unset (None) = each dataset's protocol
+    size (native; ETH3D 756, DIODE 640), 0 = native resolution everywhere, R = long side R."""
     batch_size: int = 1
     """Images per forward pass (consecutive images of equal size are batched)."""
     workers: int = 2

@@ -68,7 +68,7 @@ CSV_COLUMNS = (
 @dataclass(frozen=True)
 class ScoreSettings:
     pred_space: str | None = None
-    """`disparity` or `depth`; None = what predictions.json records."""
+    """`disparity` or `depth`; unset (None) = what predictions.json records."""
     score_space: str = "depth"
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
     figures: bool = False
@@ -76,7 +76,7 @@ class ScoreSettings:
     workers: int = 2
     """Worker processes that read ground truth and predictions and score them."""
     name: str | None = None
-    """Method name in reports; None = the model's name from predictions.json."""
+    """Method name in reports; unset (None) = the model's name from predictions.json."""
     device: str = "auto"
     """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
     scores in the worker processes. `auto` = CUDA when available."""

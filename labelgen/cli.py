@@ -1,16 +1,20 @@
 """`labelgen`: run teachers over a prepared dataset and write their label columns.
 
-Thin commands: parse flags, call one library function.
+Thin commands: parse flags, call one library function. The flags of `RunSettings` are derived
+from its fields (`pipeline.toolkit.options`): their defaults and help live there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import typer
 
+from labelgen.settings import RunSettings
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import SettingsOptions, settings_command
 
 app = typer.Typer(
     help="Label generation (stage 1): run each teacher once over the full images, the planned "
@@ -37,38 +41,21 @@ def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
     return specs
 
 
+ESTIMATE_FIELDS = ("format", "codec", "batch_size", "precision", "device", "workers")
+"""What `labelgen estimate` takes of `RunSettings`: the rest concerns a whole run (claims,
+overwriting a column, background compression) or its terminal output."""
+
+
 @app.command()
 @user_errors
+@settings_command
 def run(
     dataset: Path = typer.Option(..., help="A prepared dataset directory."),
     teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
     teachers_file: Path = typer.Option(
         None, help="YAML list of teachers (name, adapter, source, options)."
     ),
-    format: str = typer.Option("wds", "--format", help="Label backend: wds or zarr."),
-    codec: str = typer.Option(
-        "pcodec-f16", help="Label codec: pcodec-f16, blosc-zstd-f16, pcodec-f32."
-    ),
-    batch_size: int = typer.Option(16, help="Views per forward pass (halved on out-of-memory)."),
-    precision: str = typer.Option("bf16", help="bf16, fp16 or fp32 (CPU always runs fp32)."),
-    device: str = typer.Option("auto", help="Torch device; auto = cuda:LOCAL_RANK or cpu."),
-    workers: int = typer.Option(4, help="DataLoader workers decoding images and building views."),
-    encode_threads: int = typer.Option(4, help="Threads compressing labels in the background."),
-    claim: bool = typer.Option(
-        False,
-        "--claim",
-        help="Claim shards with expiring lock files instead of a static split by rank.",
-    ),
-    claim_ttl: float = typer.Option(
-        900.0, help="Seconds before an unrefreshed claim is taken over."
-    ),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Replace a column whose teacher weights, options, precision, codec or backend "
-        "changed.",
-    ),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    settings: RunSettings = SettingsOptions(RunSettings),
     redo: list[str] = typer.Option(
         None,
         "--redo",
@@ -81,22 +68,8 @@ def run(
     Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim.
     """
     from labelgen.run import run as run_labels
-    from labelgen.settings import RunSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = RunSettings(
-        format=format,
-        codec=codec,
-        batch_size=batch_size,
-        precision=precision,
-        device=device,
-        workers=workers,
-        encode_threads=encode_threads,
-        claim=claim,
-        claim_ttl=claim_ttl,
-        overwrite=overwrite,
-        progress=progress,
-    )
     reports = run_labels(dataset, _specs(teacher, teachers_file), settings, redo=redo or None)
     for report in reports:
         typer.echo(report.summary())
@@ -106,39 +79,26 @@ def run(
 
 @app.command()
 @user_errors
+@settings_command
 def estimate(
     dataset: Path = typer.Option(..., help="A prepared dataset directory."),
     teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
     teachers_file: Path = typer.Option(None, help="YAML list of teachers."),
     sample: int = typer.Option(8, help="Images of the first shard to label for the estimate."),
-    format: str = typer.Option("wds", "--format", help="Label backend: wds or zarr."),
-    codec: str = typer.Option("pcodec-f16", help="Label codec."),
-    batch_size: int = typer.Option(16, help="Views per forward pass."),
-    precision: str = typer.Option("bf16", help="bf16, fp16 or fp32 (CPU always runs fp32)."),
-    device: str = typer.Option("auto", help="Torch device; auto = cuda or cpu."),
-    workers: int = typer.Option(2, help="DataLoader workers."),
+    settings: RunSettings = SettingsOptions(RunSettings, fields=ESTIMATE_FIELDS),
 ) -> None:
     """Label a small sample, then print views and bytes per image per teacher and the projected
     disk and device-hours for the whole dataset on this device. Writes nothing to the dataset."""
     from labelgen.estimate import estimate_teacher, format_estimates
-    from labelgen.settings import RunSettings
     from pipeline.toolkit.devices import resolve_device
 
     if sample < 1:
         raise ValueError(f"--sample must be ≥ 1, got {sample}")
-    settings = RunSettings(
-        format=format,
-        codec=codec,
-        batch_size=batch_size,
-        precision=precision,
-        device=device,
-        workers=workers,
-        progress=False,
-    )
+    settings = dataclasses.replace(settings, progress=False)
     settings.validate()
     specs = _specs(teacher, teachers_file)
     estimates = [estimate_teacher(dataset, spec, settings, sample) for spec in specs]
-    typer.echo(format_estimates(estimates, str(resolve_device(device))))
+    typer.echo(format_estimates(estimates, str(resolve_device(settings.device))))
 
 
 @app.command("tiny-checkpoint")

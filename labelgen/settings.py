@@ -1,27 +1,33 @@
-"""Settings of `labelgen run` and `labelgen estimate`: each field is a flag of the same name."""
+"""Settings of `labelgen run` and `labelgen estimate`: each field is a flag of the same name,
+derived from the field (`pipeline.toolkit.options`), so its default and help text live here.
+
+The module imports no torch, so that the command line starts (and `--help` answers) quickly.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.store import BACKENDS
-from pipeline.model.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("labelgen")
 
 
 @dataclass
 class RunSettings:
-    """Settings of `labelgen run` (each field is a flag of the same name)."""
+    """Settings of `labelgen run` (each field is the flag of the same name, `batch_size` is
+    `--batch-size`); `labelgen estimate` takes the ones that matter for a sample."""
 
     format: str = "wds"
     """Label backend: 'wds' (tar per shard + offset index) or 'zarr' (Zarr v3 group per shard)."""
     codec: str = "pcodec-f16"
-    """Label codec (see `pipeline.labels.codecs`)."""
+    """Label codec: pcodec-f16, blosc-zstd-f16 or pcodec-f32 (see `pipeline.labels.codecs`)."""
     batch_size: int = 16
     """Views per teacher forward pass; halved automatically on out-of-memory."""
     precision: str = "bf16"
@@ -45,6 +51,8 @@ class RunSettings:
     """Show a progress bar."""
 
     def validate(self) -> None:
+        from pipeline.model.precision import PRECISIONS
+
         BACKENDS.get(self.format)
         get_codec(self.codec)
         if self.precision not in PRECISIONS:

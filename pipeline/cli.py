@@ -1,6 +1,7 @@
 """`pipeline`: prepare a dataset directory, inspect and verify it, run the demo and benchmarks.
 
-Thin commands: each parses its flags and calls one library function.
+Thin commands: each parses its flags and calls one library function. The flags of `prepare` are
+derived from the fields of `PrepareSettings` (`pipeline.toolkit.options`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import typer
 
+from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import SettingsOptions, settings_command
 
 app = typer.Typer(
     help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
@@ -24,6 +27,7 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 @user_errors
+@settings_command
 def prepare(
     images: list[str] = typer.Option(
         ...,
@@ -31,34 +35,14 @@ def prepare(
         help="A folder of images (recursive), a WebDataset or SA-1B tar, or a glob. Repeatable.",
     ),
     out: Path = typer.Option(..., "--out", help="The dataset directory to write."),
-    shard_size: int = typer.Option(1000, help="Images per shard."),
-    regions: int = typer.Option(2, help="K: square regions planned per image."),
-    seed: int = typer.Option(0, help="Seed of the crop plan (the plan is a pure function of it)."),
-    min_overlap: float = typer.Option(
-        0.25, help="Minimum overlap of neighbouring tiles, as a fraction of the tile side."
-    ),
-    workers: int = typer.Option(0, help="Decoding processes; 0 = min(4, usable CPUs)."),
-    min_side: int = typer.Option(64, help="Reject images whose short side is below this (px)."),
-    max_pixels: int = typer.Option(
-        89_478_485, help="Reject larger images as possible decompression bombs."
-    ),
+    settings: PrepareSettings = SettingsOptions(PrepareSettings),
 ) -> None:
     """Turn images into image shards, a crop plan and dataset.json under --out.
 
     Bad images are recorded in dataset.json under 'rejected' with the reason; the run goes on.
     """
-    from pipeline.dataset.prepare import PrepareSettings
     from pipeline.dataset.prepare import prepare as run_prepare
 
-    settings = PrepareSettings(
-        shard_size=shard_size,
-        regions=regions,
-        seed=seed,
-        min_overlap=min_overlap,
-        workers=workers or None,
-        min_side=min_side,
-        max_pixels=max_pixels,
-    )
     result = run_prepare(images, out, settings)
     typer.echo(result.summary())
 

@@ -1,13 +1,20 @@
-"""`student`: train, export and run the distilled student. Thin commands over library functions."""
+"""`student`: train, export and run the distilled student. Thin commands over library functions.
+
+`student train` loads its settings as `defaults <- --config FILE <- --set key=value <- flags`: the
+flags `--steps` and `--batch-size` are derived from the `TrainSettings` fields they set.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import SettingsOptions, settings_command
+from student.config import TrainSettings
 
 app = typer.Typer(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
@@ -17,8 +24,13 @@ app = typer.Typer(
 )
 
 
+TRAIN_FLAGS = SettingsOptions(TrainSettings, fields=("steps", "batch_size"), overrides=True)
+"""The settings `student train` also takes as flags; the others come from `--config` and `--set`."""
+
+
 @app.command()
 @user_errors
+@settings_command
 def train(
     out: Path = typer.Option(..., "--out", help="Run directory (config, metrics, checkpoints)."),
     dataset: Path = typer.Option(None, help="A dataset directory with the teachers' columns."),
@@ -26,8 +38,7 @@ def train(
         None, "--teacher", help="Label column to learn from (repeatable)."
     ),
     init: str = typer.Option(None, help="Depth Anything HF directory or hub id to start from."),
-    steps: int = typer.Option(None, help="Optimizer steps (default 20000)."),
-    batch_size: int = typer.Option(None, help="Samples per rank per micro-batch (default 4)."),
+    flags: dict[str, Any] = TRAIN_FLAGS,
     config: Path = typer.Option(None, help="YAML settings file (see configs/)."),
     set_: list[str] = typer.Option(
         None, "--set", help="Override a setting: --set loss.lambda_lg=0.5"
@@ -38,15 +49,15 @@ def train(
 ) -> None:
     """Train a student; launch with `torchrun --nproc-per-node N --no-python student train ...`."""
     from pipeline.toolkit.config import load_config
-    from student.config import TrainSettings
     from student.train import prepare_job, run_training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = None
     if resume:
         given = {
-            "--dataset": dataset, "--teacher": teacher, "--init": init, "--steps": steps,
-            "--batch-size": batch_size, "--config": config, "--set": set_,
+            "--dataset": dataset, "--teacher": teacher, "--init": init,
+            **{TRAIN_FLAGS.flag(name): value for name, value in flags.items()},
+            "--config": config, "--set": set_,
         }  # fmt: skip
         ignored = [flag for flag, value in given.items() if value]
         if ignored:
@@ -56,10 +67,7 @@ def train(
                 "`student export`)"
             )
     else:
-        overrides = list(set_ or [])
-        overrides += [f"steps={steps}"] if steps is not None else []
-        overrides += [f"batch_size={batch_size}"] if batch_size is not None else []
-        settings = load_config(TrainSettings, config, overrides)
+        settings = load_config(TrainSettings, config, list(set_ or []), values=flags)
     job = prepare_job(out, dataset, list(teacher or []), init, settings, resume)
     run_dir = run_training(job, resume=resume)
     typer.echo(f"run directory: {run_dir}\nnext: student export {run_dir} --out HF_DIR")

@@ -1,7 +1,9 @@
-"""Every command's --help runs; `pipeline prepare` end to end through the CLI."""
+"""Every command's --help runs and explains the options derived from the settings classes with
+their defaults; `pipeline prepare` end to end through the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,10 +11,19 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from evaluation.cli import CROP_FIELDS, RUN_SCORE_FIELDS
 from evaluation.cli import app as evaluation_app
+from evaluation.predict import PredictSettings
+from evaluation.score import ScoreSettings
+from labelgen.cli import ESTIMATE_FIELDS
 from labelgen.cli import app as labelgen_app
+from labelgen.settings import RunSettings
 from pipeline.cli import app as pipeline_app
+from pipeline.dataset.prepare import PrepareSettings
+from pipeline.toolkit.options import OVERRIDE_NOTE
+from pipeline.toolkit.settings_doc import field_docs
 from student.cli import app as student_app
+from student.config import TrainSettings
 
 runner = CliRunner()
 APPS = {
@@ -43,6 +54,80 @@ def test_every_help_runs(name):
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (name, path, result.output)
         assert "Usage" in result.output
+
+
+ALL = None
+DERIVED = [  # (app, command, settings class, the fields it takes (None: all), overrides)
+    (labelgen_app, "run", RunSettings, ALL, False),
+    (labelgen_app, "estimate", RunSettings, ESTIMATE_FIELDS, False),
+    (pipeline_app, "prepare", PrepareSettings, ALL, False),
+    (evaluation_app, "predict", PredictSettings, ALL, False),
+    (evaluation_app, "score", ScoreSettings, ALL, False),
+    (evaluation_app, "run", PredictSettings, ALL, False),
+    (evaluation_app, "run", ScoreSettings, RUN_SCORE_FIELDS, False),
+    (evaluation_app, "crop-analysis", PredictSettings, CROP_FIELDS, False),
+    (student_app, "train", TrainSettings, ("steps", "batch_size"), True),
+]
+
+
+def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
+    """First flag -> its row of `COMMAND --help` (whitespace collapsed, one row per option)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    rows = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
+    return {row.lstrip("* ").split()[0]: row for row in rows if row.lstrip("* ").startswith("--")}
+
+
+def _shown_default(name: str, default, overrides: bool) -> str | None:
+    """What typer prints for a default: `[default: 4]`, `[default: progress]` for a bool that
+    is on, nothing for an off switch or None; `[default: (4)]` for an override flag."""
+    if overrides:
+        return f"[default: ({default})]"
+    if default is None or default is False:
+        return None
+    return f"[default: {name}]" if default is True else f"[default: {default}]"
+
+
+@pytest.mark.parametrize(
+    ("app", "command", "cls", "fields", "overrides"),
+    DERIVED,
+    ids=[f"{c}-{cls.__name__}" for _, c, cls, _, _ in DERIVED],
+)
+def test_help_explains_every_derived_option_with_the_dataclass_default(
+    app, command, cls, fields, overrides, monkeypatch
+):
+    rows = _help_rows(app, command, monkeypatch)
+    docs, defaults = field_docs(cls), cls()
+    for name in fields or [f.name for f in dataclasses.fields(cls)]:
+        flag = "--" + name.replace("_", "-")
+        assert flag in rows, (command, flag, sorted(rows))
+        assert docs[name] in rows[flag], (command, flag, rows[flag])
+        assert not overrides or OVERRIDE_NOTE in rows[flag]
+        shown = _shown_default(name, getattr(defaults, name), overrides)
+        assert shown is None or shown in rows[flag], (command, flag, shown, rows[flag])
+
+
+def test_estimate_takes_the_workers_default_of_run(monkeypatch):
+    run = _help_rows(labelgen_app, "run", monkeypatch)["--workers"]
+    estimate = _help_rows(labelgen_app, "estimate", monkeypatch)["--workers"]
+    assert f"[default: {RunSettings().workers}]" in run and run == estimate
+    assert "--claim" not in _help_rows(labelgen_app, "estimate", monkeypatch)
+
+
+def test_bool_flags_keep_their_spellings(monkeypatch):
+    rows = _help_rows(labelgen_app, "run", monkeypatch)
+    assert rows["--claim"].split()[:2] == ["--claim", "<bool>"]
+    assert rows["--overwrite"].split()[:2] == ["--overwrite", "<bool>"]
+    assert rows["--progress"].split()[:2] == ["--progress", "--no-progress"]
+    assert _help_rows(evaluation_app, "score", monkeypatch)["--figures"].split()[1] == "<bool>"
+
+
+def test_resume_refuses_the_setting_flags_by_name(tmp_path):
+    args = ["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "5"]
+    result = runner.invoke(student_app, [*args, "--batch-size", "2", "--set", "seed=1"])
+    assert result.exit_code == 2, result.output
+    assert "leave out --steps, --batch-size, --set (to change settings" in result.output
 
 
 def test_prepare_through_the_cli_records_rejected_images(photo_folder, tmp_path):
@@ -84,6 +169,16 @@ def test_prepare_bad_flag_is_a_clear_error(photo_folder, tmp_path):
     )
     assert result.exit_code == 2
     assert "--shard-size" in result.output and "Traceback" not in result.output
+
+
+def test_prepare_workers_zero_is_refused_with_the_fix(photo_folder, tmp_path):
+    out = tmp_path / "ds"
+    args = ["prepare", "--images", str(photo_folder), "--out", str(out), "--workers", "0"]
+    result = runner.invoke(pipeline_app, args)
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output.strip() == (
+        "error: --workers must be ≥ 1, got 0 (leave it out for min(4, usable CPUs))"
+    )
 
 
 def test_benchmarks_run_from_the_cli():

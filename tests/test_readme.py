@@ -26,8 +26,11 @@ ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
 SECTIONS = [
-    ("`student train` (`--config FILE`, `--set key=value`)", TrainSettings),
-    ("`labelgen run` (flags)", RunSettings),
+    (
+        "`student train` (`--config FILE`, `--set key=value`, `--steps`, `--batch-size`)",
+        TrainSettings,
+    ),
+    ("`labelgen run` / `estimate` (flags)", RunSettings),
     ("`pipeline prepare` (flags)", PrepareSettings),
     ("`evaluation predict` / `run` (flags)", PredictSettings),
     ("`evaluation score` / `run` (flags)", ScoreSettings),

@@ -48,28 +48,31 @@ from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    """Options of `pipeline prepare`; all but `workers` are recorded in dataset.json."""
+    """Options of `pipeline prepare`, each the flag of the same name (`shard_size` is
+    `--shard-size`); all but `workers` are recorded in dataset.json."""
 
     shard_size: int = 1000
-    """Images per shard (`--shard-size`); the last shard may hold fewer."""
+    """Images per shard; the last shard may hold fewer."""
     regions: int = 2
-    """Square regions planned per image, K (`--regions`)."""
+    """K: square regions planned per image."""
     seed: int = 0
-    """Crop-plan seed (`--seed`)."""
+    """Seed of the crop plan (the plan is a pure function of it, the image keys and sizes)."""
     min_overlap: float = 0.25
-    """Minimum overlap of neighbouring tiles, fraction of the tile side (`--min-overlap`)."""
+    """Minimum overlap of neighbouring tiles, as a fraction of the tile side."""
     min_side: int = 64
-    """Reject images whose short side is below this many pixels (`--min-side`)."""
+    """Reject images whose short side is below this many pixels."""
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
-    """Reject images with more pixels, as possible decompression bombs (`--max-pixels`)."""
+    """Reject images with more pixels, as possible decompression bombs."""
     workers: int | None = None
-    """Decoding processes; None (`--workers 0`): min(4, usable CPUs). 1 decodes in-process."""
+    """Decoding processes, at least 1 (1 decodes in-process); unset (None): min(4, usable CPUs)."""
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ValueError(f"--shard-size must be ≥ 1, got {self.shard_size}")
         if self.workers is not None and self.workers < 1:
-            raise ValueError(f"--workers must be ≥ 1, got {self.workers}")
+            raise ValueError(
+                f"--workers must be ≥ 1, got {self.workers} (leave it out for min(4, usable CPUs))"
+            )
         self.plan_params()  # validates --regions, --seed, --min-overlap
         self.decode_params()  # validates --min-side, --max-pixels
 

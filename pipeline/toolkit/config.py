@@ -1,4 +1,5 @@
-"""Settings as dataclasses, loaded as `defaults <- YAML file <- --set a.b=c`, shared by every CLI.
+"""Settings as dataclasses, loaded as `defaults <- YAML file <- --set a.b=c <- flags`, shared by
+every CLI (the flags that set a field directly are derived from it: `pipeline.toolkit.options`).
 
 Unknown keys are errors that name the key and list the valid ones; values are checked against the
 field types, so a typo never silently falls back to a default.
@@ -109,9 +110,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(cls: type[T], path: Path | str | None = None, overrides: list[str] = ()) -> T:
-    """Build settings `cls` from its defaults, then a YAML file, then `--set` overrides."""
-    values: dict[str, Any] = {}
+def load_config(
+    cls: type[T],
+    path: Path | str | None = None,
+    overrides: list[str] = (),
+    values: dict[str, Any] | None = None,
+) -> T:
+    """Build settings `cls` from its defaults, then a YAML file, then `--set` overrides, then
+    `values` (dotted key -> value: what a command's own flags set, checked like the rest)."""
+    tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         try:
@@ -120,10 +127,12 @@ def load_config(cls: type[T], path: Path | str | None = None, overrides: list[st
             raise ValueError(f"{path}: not valid YAML ({e})") from e
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of settings at the top level")
-        values = loaded
+        tree = loaded
     for text in overrides:
-        _set_path(values, *parse_override(text))
-    config = _build(cls, values)
+        _set_path(tree, *parse_override(text))
+    for key, value in (values or {}).items():
+        _set_path(tree, key, value)
+    config = _build(cls, tree)
     validate = getattr(config, "validate", None)
     if callable(validate):
         validate()

@@ -1,6 +1,7 @@
 """The configuration reference: every setting of a settings dataclass with its default and the
 docstring written under the field, rendered as a Markdown table (the README's reference is
-generated from the code this way and a test keeps the two equal)."""
+generated from the code this way and a test keeps the two equal). The command-line options derived
+from the same fields (`pipeline.toolkit.options`) take their help text from here too."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of a dataclass field (its factory called), or None when it has none."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -37,7 +39,7 @@ def settings_rows(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
     docs = field_docs(cls)
     rows: list[tuple[str, Any, str]] = []
     for f in dataclasses.fields(cls):
-        default = _default(f)
+        default = field_default(f)
         if dataclasses.is_dataclass(default):
             rows += settings_rows(type(default), f"{prefix}{f.name}.")
         else:

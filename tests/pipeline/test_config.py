@@ -60,3 +60,18 @@ def test_parse_override():
     assert parse_override("a.b=1e-4") == ("a.b", 1e-4)
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_override("nothing")
+
+
+def test_flag_values_win_over_the_file_and_set_and_are_checked(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 20\nlr: 1.0e-3\n")
+    cfg = load_config(Settings, path, ["steps=30", "loss.norm=local"], values={"steps": 40})
+    assert cfg.steps == 40 and cfg.lr == 1e-3 and cfg.loss.norm == "local"
+    assert load_config(Settings, path, values={}).steps == 20
+    nested = load_config(Settings, None, ["loss.lambda_lg=2"], values={"loss.norm": "none"})
+    assert nested.loss == Loss(lambda_lg=2.0, norm="none")
+    with pytest.raises(ValueError, match="steps: expected int"):
+        load_config(Settings, None, values={"steps": "many"})
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        load_config(Settings, path, ["steps=5"], values={"steps": 0})
+    assert load_config(Settings, None, ["steps=0"], values={"steps": 3}).steps == 3
