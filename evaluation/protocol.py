@@ -53,6 +53,18 @@ for _rules in (
     DatasetRules("scannet", 1e-3, 10.0),
     DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True),
     DatasetRules("middlebury", 1e-3, float("inf"), sharp_boundaries=True),
+    # MPI Sintel, final pass, every training frame (evaluation/datasets/sintel.py): valid depth
+    # and clip (0.001, 70) m, the range of DepthCrafter's published benchmark (Tencent/DepthCrafter
+    # benchmark/eval/eval.sh `--dataset_max_depth 70`, eval.py `1e-3 < gt < max`), which aligns per
+    # video where this protocol aligns per frame. Others: SharpDepth's loader 200 m, MoGe a cut
+    # relative to each image's 1st percentile; MiDaS published no evaluation code.
+    DatasetRules("sintel", 1e-3, 70.0, sharp_boundaries=True),
+    # iBims-1: no published relative-depth protocol. Validity is the official evaluate_ibims.py's
+    # (mask_invalid, mask_transp, depth > 0: the loader's mask), no range and no crop (our choice).
+    DatasetRules("ibims", 0.0, float("inf"), sharp_boundaries=True),
+    # Middlebury 2014, the full stereo set: no published relative-depth protocol; the built-in
+    # sample's rules (our choice): depth above 1 mm, unknown disparity invalid, no crop.
+    DatasetRules("middlebury2014", 1e-3, float("inf"), sharp_boundaries=True),
 ):
     DATASETS.register(_rules.name)(_rules)
 

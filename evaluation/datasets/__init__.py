@@ -2,10 +2,18 @@
 
 Users point at data they already have, in the preprocessed layout Marigold distributes (a
 directory or an uncompressed tar): `open_dataset("nyu=/data/nyu_labeled_extracted.tar")`.
-`middlebury` is built in. `check_data` validates a dataset before a long evaluation run.
+`sintel`, `ibims` and `middlebury2014` read their authors' own release layouts (sets with sharp
+ground-truth edges). `middlebury` is built in. `check_data` validates a dataset before a long
+evaluation run.
 """
 
-from evaluation.datasets import builtin, layouts  # noqa: F401 (registers the loaders)
+from evaluation.datasets import (  # noqa: F401 (registers the loaders)
+    builtin,
+    ibims,
+    layouts,
+    middlebury2014,
+    sintel,
+)
 from evaluation.datasets.api import check_data, check_sample, open_dataset, parse_dataset_arg
 from evaluation.datasets.base import (
     DATASET_LOADERS,

@@ -297,7 +297,7 @@ def test_parse_dataset_arg():
     )
     assert parse_dataset_arg("middlebury") == ("middlebury", None, {})
     assert parse_dataset_arg("diode=/d,subset=indoors")[2] == {"subset": "indoors"}
-    with pytest.raises(ValueError, match="valid: diode, eth3d, kitti, middlebury, nyu, scannet"):
+    with pytest.raises(ValueError, match="valid: " + ", ".join(DATASET_LOADERS.names()) + "$"):
         parse_dataset_arg("nyuv2=/data/nyu.tar")
     with pytest.raises(ValueError, match="unknown option 'crop' for nyu; valid: split"):
         parse_dataset_arg("nyu=/data/nyu.tar,crop=eigen")

@@ -98,8 +98,8 @@ def test_disparity_score_space_differs_in_abs_rel_only_when_it_should():
 
 
 def test_unknown_dataset_lists_valid_ones():
-    with pytest.raises(ValueError, match="valid: diode, eth3d, kitti, middlebury, nyu, scannet"):
-        score(np.ones((2, 2)), np.ones((2, 2)), "sintel", "depth")
+    with pytest.raises(ValueError, match="valid: " + ", ".join(DATASETS.names()) + "$"):
+        score(np.ones((2, 2)), np.ones((2, 2)), "spring", "depth")
 
 
 def test_middlebury_sample_perfect_and_ramp_predictions():
