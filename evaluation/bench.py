@@ -71,10 +71,10 @@ def halves_seconds(workdir: Path, samples: int, device: str, size: str) -> dict[
     from evaluation.models import load_predictor
     from evaluation.predict import PredictSettings, predict
     from evaluation.score import ScoreSettings, score_all
-    from student.bench_train import write_student
+    from pipeline.model.depth_anything import write_depth_anything
 
     ds = open_dataset(f"eth3d={write_eth3d_dataset(workdir / 'eth3d', samples)}")
-    predictor = load_predictor(str(write_student(workdir / "model", size)), device)
+    predictor = load_predictor(str(write_depth_anything(workdir / "model", size)), device)
     out = workdir / "eval"
     start = time.perf_counter()
     predict(predictor, [ds], out, PredictSettings(workers=0, device=device))

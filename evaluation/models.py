@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-from labelgen.teachers import TEACHERS
-from labelgen.teachers.base import Teacher
+from labelgen.teachers import TEACHERS, Teacher, TeacherSpec, load_teacher, parse_teacher_spec
 from labelgen.teachers.source import looks_like_path
-from labelgen.teachers.spec import TeacherSpec, load_teacher, parse_teacher_spec
+from labelgen.teachers.spec import spec_adapter
 from pipeline.toolkit.cliutil import first_line
 
 # model_type of a Hugging Face config -> the adapter that loads it
@@ -78,16 +77,12 @@ def is_run_dir(path: Path) -> bool:
 
 
 def teacher_spec_of(text: str) -> TeacherSpec | None:
-    """The teacher spec `text` names (`[NAME=]ADAPTER:SOURCE[,...]`), or None."""
-    head = text.split(",", 1)[0]
-    name, eq, rest = head.partition("=")
-    adapter = (rest if eq else head).partition(":")[0]
-    if ":" not in head or adapter not in TEACHERS:
+    """The teacher spec `text` names (`[NAME=]ADAPTER:SOURCE[,...]`, named after its SOURCE when
+    `NAME=` is left out), or None when `text` names no registered adapter."""
+    adapter = spec_adapter(text)
+    if adapter is None or adapter not in TEACHERS:
         return None
-    if eq:
-        return parse_teacher_spec(text)
-    source = text.partition(":")[2].split(",", 1)[0]
-    return parse_teacher_spec(f"{display_name(source)}={text}")
+    return parse_teacher_spec(text, default_name=display_name)
 
 
 def hf_adapter(source: str) -> str:
@@ -123,7 +118,7 @@ def load_predictor(
     if not path.exists() and looks_like_path(spec):
         raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)
-    teacher = load_teacher(f"{tname}={hf_adapter(spec)}:{spec}", device, precision)
+    teacher = load_teacher(TeacherSpec(tname, hf_adapter(spec), spec), device, precision)
     return Predictor(tname, spec, "hf", teacher)
 
 
@@ -138,7 +133,7 @@ def _load_run(run_dir: Path, device: str, precision: str, name: str | None) -> P
     tname = name or display_name(str(run_dir))
     with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
         export_run(run_dir, Path(tmp))
-        teacher = load_teacher(f"{tname}=depth-anything-v2:{tmp}", device, precision)
+        teacher = load_teacher(TeacherSpec(tname, "depth-anything-v2", tmp), device, precision)
     teacher.source = str(run_dir)
     extra = {"checkpoint": str(checkpoint)}
     return Predictor(tname, str(run_dir), "student", teacher, extra)

@@ -26,7 +26,12 @@ import torch
 from labelgen.run import run
 from labelgen.settings import RunSettings
 from labelgen.shard_job import ShardViews
-from labelgen.teachers import load_teacher, parse_teacher_spec, write_tiny_checkpoint
+from labelgen.teachers import (
+    load_teacher,
+    parse_teacher_spec,
+    write_checkpoint,
+    write_tiny_checkpoint,
+)
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset, synthetic_photos
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard
@@ -154,52 +159,6 @@ def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
     return result
 
 
-def full_depth_anything_large(out_dir: Path) -> Path:
-    """A randomly initialised Depth Anything V2 Large (335 M parameters), saved like the hub's."""
-    from transformers import DepthAnythingForDepthEstimation
-
-    from labelgen.teachers.base import IMAGENET_MEAN, IMAGENET_STD
-    from labelgen.teachers.tiny import _save_processor
-    from pipeline.model.depth_anything import depth_anything_config
-
-    model = DepthAnythingForDepthEstimation(depth_anything_config("large"))
-    model.save_pretrained(out_dir)
-    _save_processor(out_dir, 518, 14, True, IMAGENET_MEAN, IMAGENET_STD)
-    return out_dir
-
-
-def full_genpercept(out_dir: Path) -> Path:
-    """A randomly initialised GenPercept: Stable Diffusion 2.1's UNet (4 input channels) and VAE."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from safetensors.torch import save_file
-
-    from labelgen.teachers.genpercept import CONFIG_FILE, EMBEDDING_FILE, EMBEDDING_KEY
-
-    UNet2DConditionModel(
-        sample_size=96,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        cross_attention_dim=1024,
-        attention_head_dim=(5, 10, 20, 20),
-        use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    ).save_pretrained(out_dir / "unet")
-    AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=768,
-    ).save_pretrained(out_dir / "vae")
-    save_file({EMBEDDING_KEY: torch.randn(1, 2, 1024)}, str(out_dir / EMBEDDING_FILE))
-    (out_dir / CONFIG_FILE).write_text(json.dumps({"kind": "disparity"}) + "\n")
-    return out_dir
-
-
 def bench_gpu(
     workdir: Path, images: int, batch: int, smoke: bool, repeats: int = 3
 ) -> list[dict[str, Any]]:
@@ -210,18 +169,12 @@ def bench_gpu(
     size = (480, 720) if smoke else (1500, 2250)
     dataset = synthetic_dataset(workdir, images, size, shards=1)
     encode_threads = 1 if smoke else min(12, os.cpu_count() or 1)
-    teachers = {
-        "dav2-large": ("depth-anything-v2", full_depth_anything_large),
-        "genpercept": ("genpercept", full_genpercept),
-    }
+    # name -> (adapter, size of the random checkpoint; tiny ones in smoke mode)
+    teachers = {"dav2-large": ("depth-anything-v2", "large"), "genpercept": ("genpercept", "full")}
     precision = "fp32" if device.type == "cpu" else "bf16"
     rows = []
-    for name, (adapter, build) in teachers.items():
-        ckpt = workdir / name
-        if smoke:
-            write_tiny_checkpoint(adapter, ckpt)
-        else:
-            build(ckpt)
+    for name, (adapter, full) in teachers.items():
+        ckpt = write_checkpoint(adapter, workdir / name, "tiny" if smoke else full)
         spec = f"{name}={adapter}:{ckpt}"
         teacher = load_teacher(spec, device=str(device), precision=precision)
         views = all_views(dataset, 560, teacher.full_view_size)

@@ -28,7 +28,7 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
-from pipeline.model.depth_anything import depth_anything_config
+from pipeline.model.depth_anything import write_depth_anything
 from pipeline.toolkit.config import load_config
 from student.config import TrainSettings
 from student.rundir import Job
@@ -39,14 +39,6 @@ from student.trainer import Trainer
 TRAIN_FLOPS = {"small": 0.54e12, "large": 5.90e12}
 WARMUP = 3
 PEAK = 990e12
-
-
-def write_student(out: Path, size: str) -> Path:
-    """A randomly initialised Depth Anything V2 of `size` (`depth_anything.SIZES`)."""
-    from transformers import DepthAnythingForDepthEstimation
-
-    DepthAnythingForDepthEstimation(depth_anything_config(size)).save_pretrained(out)
-    return out
 
 
 def write_dataset(root: Path, images: int, shape: tuple[int, int]) -> Path:
@@ -118,7 +110,7 @@ def bench_size(
     The data stall is `1 - replay / loader` of the total times (negative values are reported as
     they are: noise). Totals, not medians: a loader stall shows up as a few long waits.
     """
-    init = write_student(workdir / f"student-{size}", size)
+    init = write_depth_anything(workdir / f"student-{size}", size)
     settings = load_config(
         TrainSettings,
         None,

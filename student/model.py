@@ -14,12 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import keep_float32
 from pipeline.toolkit.cliutil import first_line
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 INIT_HELP = (
     "pass a Hugging Face directory or hub id of a Depth Anything model (e.g. "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from labelgen.teachers.source import weights_sha256
 from pipeline.labels.manifest import OUTPUT_KINDS, invariance_of
 from pipeline.model.precision import check_precision
 from pipeline.toolkit.registry import Registry
@@ -25,10 +26,7 @@ from pipeline.toolkit.registry import Registry
 if TYPE_CHECKING:
     from labelgen.teachers.spec import TeacherSpec
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# name -> Teacher subclass; `load_teacher` calls `cls.from_spec(spec, device, precision)`.
+# name -> Teacher subclass; `factory.load_teacher` calls `cls.from_spec(spec, device, precision)`.
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
 
 
@@ -73,8 +71,6 @@ class Teacher(ABC):
     @classmethod
     def weights_identity(cls, spec: TeacherSpec) -> str:
         """Content hash of the weights `spec` names, computed without loading the model."""
-        from labelgen.teachers.source import weights_sha256
-
         return weights_sha256(spec.source, spec.options.get("revision"))
 
     @classmethod

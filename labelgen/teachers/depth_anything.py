@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labelgen.teachers.base import IMAGENET_MEAN, IMAGENET_STD, TEACHERS
+from labelgen.teachers.base import TEACHERS
 from labelgen.teachers.hf import (
     InputRule,
     TransformersTeacher,
@@ -17,6 +17,7 @@ from labelgen.teachers.hf import (
     processor_short_side,
 )
 from labelgen.teachers.spec import TeacherSpec, option_int
+from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 
 
 @TEACHERS.register("depth-anything-v2")

@@ -13,8 +13,6 @@ from typing import Any
 import torch
 
 from labelgen.teachers.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TEACHERS,
     Teacher,
     ceil_to_multiple,
@@ -25,6 +23,7 @@ from labelgen.teachers.base import (
 from labelgen.teachers.source import load_from_source, read_json_file
 from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
 from pipeline.labels.manifest import OUTPUT_KINDS
+from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import PRECISIONS, keep_float32
 
 

@@ -13,15 +13,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
+from labelgen.teachers.spec import TeacherSpec
 from pipeline.toolkit.cliutil import first_line
 from pipeline.toolkit.hashing import sha256_file
-
-if TYPE_CHECKING:
-    from labelgen.teachers.spec import TeacherSpec
 
 T = TypeVar("T")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")

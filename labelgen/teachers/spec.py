@@ -1,19 +1,18 @@
-"""Teacher specs: `NAME=ADAPTER:SOURCE[,key=value...]` on the command line or a YAML list, and
-`load_teacher`, which turns a spec into a ready `Teacher` through the registry."""
+"""Teacher specs as values: `NAME=ADAPTER:SOURCE[,key=value...]` on the command line, a YAML list
+of teachers, and the option-value parsers the adapters use. A leaf module: it knows the syntax,
+not the adapters (`labelgen.teachers.factory` checks a spec against the registry and loads it).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from labelgen.teachers.base import TEACHERS, Teacher
-from labelgen.teachers.source import check_source
-from pipeline.model.precision import check_precision
 from pipeline.toolkit.cliutil import parse_options
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -42,47 +41,49 @@ class TeacherSpec:
         return f"{self.name}={self.adapter}:{self.source}{opts}"
 
 
-def valid_options(adapter: str) -> dict[str, str]:
-    """Option key -> help for `adapter` (common options included)."""
-    return {**COMMON_OPTIONS, **TEACHERS.get(adapter).options_help}
+Check = Callable[[TeacherSpec], TeacherSpec]
+"""A check a parsed spec goes through (the factory's `validate_spec`); returns the spec."""
 
 
-def validate_spec(spec: TeacherSpec) -> TeacherSpec:
-    """Check the name, the adapter and the option keys; returns `spec` unchanged."""
-    if not NAME_RE.match(spec.name):
-        raise ValueError(
-            f"teacher name {spec.name!r} is invalid: use lower-case letters, digits, '-' or '_' "
-            f"(no dots, it names the label column), e.g. {SPEC_EXAMPLE.split('=')[0]}"
-        )
-    valid = valid_options(spec.adapter)  # unknown adapter: ValueError listing valid ones
-    unknown = sorted(set(spec.options) - set(valid))
-    if unknown:
-        listing = ", ".join(f"{k} ({h})" for k, h in sorted(valid.items()))
-        raise ValueError(
-            f"teacher {spec.name!r}: unknown option(s) {unknown} for adapter {spec.adapter!r}; "
-            f"valid: {listing}"
-        )
-    if not spec.source:
-        raise ValueError(f"teacher {spec.name!r}: empty SOURCE in {SPEC_FORMAT}")
+def _unchecked(spec: TeacherSpec) -> TeacherSpec:
     return spec
 
 
-def parse_teacher_spec(text: str) -> TeacherSpec:
-    """Parse `NAME=ADAPTER:SOURCE[,key=value...]`, e.g. `SPEC_EXAMPLE`."""
-    name, sep, rest = text.strip().partition("=")
+def spec_adapter(text: str) -> str | None:
+    """The ADAPTER of `[NAME=]ADAPTER:SOURCE[,key=value...]`, or None when `text` has no `:`
+    before its first comma (then it is a path or a hub id, not a teacher spec). `NAME=` is there
+    when an `=` comes before that comma."""
+    head = text.split(",", 1)[0]
+    if ":" not in head:
+        return None
+    _, eq, rest = head.partition("=")
+    return (rest if eq else head).partition(":")[0]
+
+
+def parse_spec_text(text: str, default_name: Callable[[str], str] | None = None) -> TeacherSpec:
+    """Split `NAME=ADAPTER:SOURCE[,key=value...]` (e.g. `SPEC_EXAMPLE`) into a `TeacherSpec`: the
+    syntax only, the adapter and its options are the factory's to check. With `default_name`,
+    `NAME=` may be left out (`ADAPTER:SOURCE[,...]`, read as `spec_adapter` reads it) and the
+    teacher is named `default_name(SOURCE)`."""
+    text = text.strip()
+    unnamed = default_name is not None and "=" not in text.split(",", 1)[0]
+    name, sep, rest = ("", "=", text) if unnamed else text.partition("=")
     adapter, sep2, rest = rest.partition(":")
     if not (sep and sep2):
         raise ValueError(f"teacher spec {text!r}: expected {SPEC_FORMAT}, e.g. {SPEC_EXAMPLE}")
     source, *pairs = rest.split(",")
     options = parse_options(pairs, f"teacher spec {text!r}")
-    return validate_spec(TeacherSpec(name.strip(), adapter.strip(), source.strip(), options))
+    source = source.strip()
+    if unnamed and default_name is not None:
+        name = default_name(source)
+    return TeacherSpec(name.strip(), adapter.strip(), source, options)
 
 
 def _option_str(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _spec_from_entry(entry: Any, where: str) -> TeacherSpec:
+def _spec_from_entry(entry: Any, where: str, check: Check) -> TeacherSpec:
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected a mapping with keys {list(_YAML_KEYS)}, got {entry!r}")
     unknown = sorted(set(entry) - set(_YAML_KEYS))
@@ -99,13 +100,14 @@ def _spec_from_entry(entry: Any, where: str) -> TeacherSpec:
         {str(k): _option_str(v) for k, v in options.items()},
     )
     try:
-        return validate_spec(spec)
+        return check(spec)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
 
 
-def load_teacher_specs_yaml(path: Path | str) -> list[TeacherSpec]:
-    """Read a YAML list of `{name, adapter, source, options}` (or `{teachers: [...]}`)."""
+def read_specs_yaml(path: Path | str, check: Check = _unchecked) -> list[TeacherSpec]:
+    """Read a YAML list of `{name, adapter, source, options}` (or `{teachers: [...]}`); each spec
+    goes through `check`, whose `ValueError` is reported with the file and the entry's number."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -117,31 +119,12 @@ def load_teacher_specs_yaml(path: Path | str) -> list[TeacherSpec]:
         raise ValueError(
             f"{path}: expected a non-empty YAML list of teachers, each with keys {list(_YAML_KEYS)}"
         )
-    specs = [_spec_from_entry(e, f"{path}: teacher #{i + 1}") for i, e in enumerate(data)]
+    specs = [_spec_from_entry(e, f"{path}: teacher #{i + 1}", check) for i, e in enumerate(data)]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"{path}: teacher names must be unique, repeated: {dupes}")
     return specs
-
-
-def load_teacher(
-    spec: TeacherSpec | str, device: torch.device | str = "cpu", precision: str = "fp32"
-) -> Teacher:
-    """Load the teacher a spec (or spec string) names, on `device` at `precision`
-    (`bf16|fp16|fp32`). Weights are read with `from_pretrained(SOURCE)`."""
-    if isinstance(spec, str):
-        spec = parse_teacher_spec(spec)
-    validate_spec(spec)
-    check_precision(precision)
-    return TEACHERS.get(spec.adapter).from_spec(spec, torch.device(device), precision)
-
-
-def weights_identity(spec: TeacherSpec) -> str:
-    """Content hash of the teacher's weights, without loading the model (cheap: files only)."""
-    validate_spec(spec)
-    check_source(spec)  # a missing local directory says so, not "invalid repo id"
-    return TEACHERS.get(spec.adapter).weights_identity(spec)
 
 
 # ---- option values (each adapter parses its own, with messages naming teacher and option) ----

@@ -153,3 +153,23 @@ def test_a_missing_local_directory_is_named_before_any_hub_lookup(tmp_path):
     spec = parse_teacher_spec(f"x=depth-anything-v2:{tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         weights_identity(spec)
+
+
+def test_spec_syntax_is_read_without_the_registry():
+    from labelgen.teachers.spec import parse_spec_text, spec_adapter
+
+    # an unknown adapter is the factory's to refuse, not the syntax's
+    assert parse_spec_text("x=midas-v9:/a,k=v") == TeacherSpec("x", "midas-v9", "/a", {"k": "v"})
+    assert spec_adapter("dpt:Intel/dpt-large,full_size=384") == "dpt"
+    assert spec_adapter("x=dpt:Intel/dpt-large") == "dpt"
+    assert spec_adapter("Intel/dpt-large") is None
+    assert spec_adapter("/ckpt/dpt,x=dpt:y") is None  # no ':' before the first comma
+
+
+def test_name_may_be_left_out_when_a_default_name_is_given():
+    spec = parse_teacher_spec("dpt:/ckpt/mine,full_size=384", default_name=lambda s: "from-source")
+    assert spec == TeacherSpec("from-source", "dpt", "/ckpt/mine", {"full_size": "384"})
+    named = parse_teacher_spec("a=dpt:/ckpt/mine", default_name=lambda s: "unused")
+    assert named.name == "a"
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_teacher_spec("dpt:/ckpt/mine,stepz=1", default_name=lambda s: "x")

@@ -48,15 +48,15 @@ def test_genpercept_without_kind_says_how_to_declare_it(tiny_dir, tmp_path):
 
 
 def test_genpercept_separate_vae_and_text_encoder_fallback(tiny_dir, tmp_path):
-    from labelgen.teachers.tiny import tiny_clip_text_encoder, tiny_clip_tokenizer
+    from labelgen.teachers.checkpoints import clip_text_encoder, clip_tokenizer
 
     src = tiny_dir("genpercept")
     ckpt = tmp_path / "gp"
     shutil.copytree(src / "unet", ckpt / "unet")
     (ckpt / "genpercept.json").write_text(json.dumps({"kind": "depth"}))
-    tokenizer = tiny_clip_tokenizer()
+    tokenizer = clip_tokenizer()
     tokenizer.save_pretrained(ckpt / "tokenizer")
-    tiny_clip_text_encoder(len(tokenizer)).save_pretrained(ckpt / "text_encoder")
+    clip_text_encoder("tiny", len(tokenizer)).save_pretrained(ckpt / "text_encoder")
     teacher = load_teacher(f"gp=genpercept:{ckpt},vae={src / 'vae'}")
     assert teacher.embedding.shape == (1, 2, 32)  # empty prompt, not padded: BOS + EOS
     assert teacher.predict(images(1, 64, 64)).shape == (1, 1, 64, 64)
