@@ -48,6 +48,7 @@ for _rules in (
     DatasetRules("scannet", 1e-3, 10.0),
     DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True),
     DatasetRules("middlebury", 1e-3, float("inf")),
+    DatasetRules("world", 1e-3, 1000.0),  # pipeline.world: mask file; scenes' far ≤ 400 m
 ):
     DATASETS.register(_rules.name)(_rules)
 

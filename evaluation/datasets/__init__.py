@@ -5,7 +5,7 @@ directory or an uncompressed tar): `open_dataset("nyu=/data/nyu_labeled_extracte
 `middlebury` is built in. `check_data` validates a dataset before a long evaluation run.
 """
 
-from evaluation.datasets import builtin, layouts  # noqa: F401 (registers the loaders)
+from evaluation.datasets import builtin, layouts, world  # noqa: F401 (registers the loaders)
 from evaluation.datasets.api import check_data, check_sample, open_dataset, parse_dataset_arg
 from evaluation.datasets.base import (
     DATASET_LOADERS,

@@ -21,7 +21,7 @@ Colour = tuple[float, float, float]
 class Light:
     """A sun (directional light) and the sky around it (linear RGB)."""
 
-    direction: tuple[float, float, float] = (0.3, -0.4, 0.866)
+    direction: tuple[float, float, float] = (0.3, -0.4, 0.8660254037844386)
     """Unit vector towards the sun (world frame)."""
     sun: Colour = (1.0, 0.95, 0.85)
     ambient: Colour = (0.35, 0.38, 0.45)
