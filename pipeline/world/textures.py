@@ -34,8 +34,9 @@ class Material:
     """How a surface looks: `pattern` mixes `colour_a` and `colour_b` (linear RGB in [0, 1]).
 
     The pattern repeats every `scale` metres (checker cell side, stripe period, noise feature
-    size), rotated by `angle_deg` in the surface plane. `grain` (0..1) multiplies the colour by
-    fine noise of feature size `grain_scale` metres. `cutout` removes parts of the surface:
+    size), rotated by `angle_deg` in the surface plane (the cut-out is not rotated). `grain`
+    (0..1) multiplies the colour by fine noise of feature size `grain_scale` metres. `cutout`
+    removes parts of the surface:
     `slats` keeps stripes of period `cutout_scale` along u with duty `cutout_fill` (fence boards),
     `grid` keeps bars of width `cutout_fill * cutout_scale` in both directions (wire mesh),
     `leaves` keeps noise above `1 - cutout_fill` at feature size `cutout_scale` (foliage).
@@ -92,7 +93,7 @@ class Material:
         """Whether the surface exists at `u`, `v` (bool `[N]`): the cut-out test of a hit."""
         if self.cutout == "none":
             return np.ones(u.shape, dtype=bool)
-        a, b = self._rotated(u, v)
+        a, b = u, v  # not rotated: slats stand across u (upright boards on an upright quad)
         s = self.cutout_scale
         if self.cutout == "slats":
             return np.mod(a / s, 1.0) < self.cutout_fill
