@@ -65,6 +65,9 @@ for _rules in (
     # Middlebury 2014, the full stereo set: no published relative-depth protocol; the built-in
     # sample's rules (our choice): depth above 1 mm, unknown disparity invalid, no crop.
     DatasetRules("middlebury2014", 1e-3, float("inf"), sharp_boundaries=True),
+    # The procedural world's test split (pipeline.world): exact z-depth, validity from its mask
+    # file (sky and hits beyond the scene's far distance, ≤ 400 m, are invalid).
+    DatasetRules("world", 1e-3, 1000.0, sharp_boundaries=True),
 ):
     DATASETS.register(_rules.name)(_rules)
 

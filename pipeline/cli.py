@@ -14,6 +14,7 @@ import typer
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.cliutil import user_errors
 from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.world.cli import world_app
 
 app = typer.Typer(
     help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks whose results go in BENCHMARKS.md.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(world_app, name="world")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from evaluation.datasets import (  # noqa: F401 (registers the loaders)
     layouts,
     middlebury2014,
     sintel,
+    world,
 )
 from evaluation.datasets.api import check_data, check_sample, open_dataset, parse_dataset_arg
 from evaluation.datasets.base import (
