@@ -19,6 +19,7 @@ from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.verify import verify_dataset
+from pipeline.labels.column import parse_shard_ranges
 
 # The reference was labelled with these; batch composition changes float results in the last bits.
 FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]
@@ -125,8 +126,8 @@ def test_redo_only_touches_the_named_shards(labelled, ckpt):
         (None, set()),
     ],
 )
-def test_parse_shard_list(base_dataset, values, expected):
-    assert labelgen.run.parse_shard_list(values, load_dataset(base_dataset)) == expected
+def test_parse_shard_ranges(base_dataset, values, expected):
+    assert parse_shard_ranges(values, load_dataset(base_dataset)) == expected
 
 
 @pytest.mark.parametrize("bad", ["000003", "x", "2-1", "-1"])
