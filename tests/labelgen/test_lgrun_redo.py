@@ -152,6 +152,30 @@ def test_zarr_shard_missing_a_chunk_is_relabelled(dataset, ckpt):
     assert column_bytes(column) == want
 
 
+def test_a_zarr_shard_missing_a_chunk_is_unusable_for_every_command(dataset, ckpt):
+    """One rule (`LabelColumn.check_shard`, sizes summed over the Zarr tree): `labelgen run`
+    relabels the shard, `student train` refuses the column, `pipeline verify` reports it."""
+    from pipeline.labels.column import RESIZED, LabelColumn
+    from student.data.columns import check_columns
+
+    label(dataset, [spec_str("dav", ckpt)], format="zarr")
+    column = dataset / "labels" / "dav"
+    want = column_bytes(column)
+    shard = column / "000001.zarr"
+    max((p for p in shard.rglob("*") if p.is_file() and p.name != "zarr.json"), key=str).unlink()
+    info = load_dataset(dataset)
+    assert LabelColumn(info, "dav").check_shard(info.shards[1]).status == RESIZED
+    (problem,) = verify_dataset(dataset, progress=False).problems
+    assert problem.startswith(f"{shard} has ") and problem.endswith("--redo 000001")
+    with pytest.raises(ValueError, match=r"'dav'.*shards 000001 differ in size.*--redo 000001"):
+        check_columns(dataset, ["dav"])
+    (again,) = label(dataset, [spec_str("dav", ckpt)], format="zarr")
+    assert again.shards_done == ["000001"] and again.shards_skipped == 2
+    assert column_bytes(column) == want
+    assert verify_dataset(dataset, progress=False).ok
+    assert list(check_columns(dataset, ["dav"])) == ["dav"]
+
+
 def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, monkeypatch):
     fail_shards(monkeypatch, "disk full (simulated)")
     (report,) = labelgen.run.run(
