@@ -19,6 +19,28 @@ import torch
 Predict = Callable[[torch.Tensor], torch.Tensor]  # uint8 [B,3,h,w] -> float32 [B,1,h,w] (CPU)
 
 
+def host_predictor(teacher: Any, device: torch.device) -> Predict:
+    """uint8 `[B,3,h,w]` on the host -> float32 `[B,1,h,w]` on the host.
+
+    On a GPU the result is copied back asynchronously into pinned memory: the returned tensor
+    carries a CUDA event (`.ready`) that readers wait for, so the host thread goes on to launch
+    the next batch while the copy runs.
+    """
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        if device.type != "cuda":
+            return teacher.predict(batch.float().div_(255.0)).float()
+        x = batch.pin_memory().to(device, non_blocking=True).float().div_(255.0)
+        out = teacher.predict(x).float()
+        host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        host.ready = torch.cuda.Event()
+        host.ready.record(torch.cuda.current_stream(device))  # the stream that runs the copy
+        return host
+
+    return predict
+
+
 @dataclass
 class Done:
     """One image with every view predicted (`maps`), or the error that stopped it."""

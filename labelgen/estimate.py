@@ -9,13 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labelgen.run import host_predictor
 from labelgen.settings import RunSettings, inference_precision
-from labelgen.shard_job import ShardJob, label_shard
+from labelgen.shard_job import LabelSettings, ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
-from pipeline.labels.store import BACKENDS
+from pipeline.labels.store import backend_suffix
 from pipeline.toolkit.devices import resolve_device
 
 
@@ -51,9 +50,9 @@ def estimate_teacher(
     teacher = load_teacher(
         spec, device=str(device), precision=inference_precision(settings, device)
     )
-    predict = host_predictor(teacher, device)
+    how = LabelSettings.of(teacher, device, settings)
     with tempfile.TemporaryDirectory(prefix="labelgen-estimate-") as tmp:
-        suffix = BACKENDS.get(settings.format).suffix
+        suffix = backend_suffix(settings.format)
         job = ShardJob(
             image_shard=info.layout.image_shard(0),
             plan=subset,
@@ -61,28 +60,16 @@ def estimate_teacher(
             out=Path(tmp) / f"sample{suffix}",
             backend=settings.format,
             codec=settings.codec,
-            tile=int(info.raw["plan_params"]["tile"]),
+            tile=info.plan_params.tile,
             meta={"estimate": True},
         )
         first = dict(itertools.islice(subset.items(), 1))  # warm-up: first-call costs
         label_shard(
             dataclasses.replace(job, plan=first, out=Path(tmp) / f"warm{suffix}"),
-            predict,
-            teacher.full_view_size,
-            {},
-            settings.batch_size,
-            0,
+            dataclasses.replace(how, workers=0, encode_threads=4, record_extra={}),
         )
         start = time.perf_counter()
-        summary, _ = label_shard(
-            job,
-            predict,
-            teacher.full_view_size,
-            {"kind": teacher.output_kind},
-            settings.batch_size,
-            settings.workers,
-            settings.encode_threads,
-        )
+        summary, _ = label_shard(job, how)
         seconds = time.perf_counter() - start
     n = len(subset)
     n_views = sum(1 + len(views(entry)) for entry in subset.values())

@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labelgen.batching import Done, OrderedBatcher, device_failure, is_broken_device
+from labelgen.batching import (
+    Done,
+    OrderedBatcher,
+    Predict,
+    device_failure,
+    host_predictor,
+    is_broken_device,
+)
+from labelgen.settings import RunSettings
 from labelgen.views import FullSize, build_views
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
-from pipeline.labels.store import ShardSummary, open_writer
+from pipeline.labels.manifest import ShardSummary
+from pipeline.labels.store import open_writer
 
 
 class ShardViews(Dataset):
@@ -117,18 +126,46 @@ class ShardJob:
     meta: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LabelSettings:
+    """How one teacher labels shards: its predictor and the batching, worker and encoding
+    settings (the same for every shard of a run)."""
+
+    predict: Predict
+    """uint8 `[B,3,h,w]` -> float32 `[B,1,h,w]` on the host (`batching.host_predictor`)."""
+    full_size: FullSize
+    """The size of the teacher's full view of an image (`teacher.full_view_size`)."""
+    batch_size: int
+    """Views per forward pass (halved on out-of-memory)."""
+    workers: int
+    """DataLoader worker processes decoding images and building views (0: in this process)."""
+    encode_threads: int = 4
+    """Threads compressing finished labels."""
+    record_extra: dict[str, Any] = field(default_factory=dict)
+    """Fields added to every key's record, e.g. `{"kind": "disparity"}`."""
+
+    @classmethod
+    def of(cls, teacher: Any, device: torch.device, s: RunSettings) -> LabelSettings:
+        """A loaded teacher on `device`, run with the batch, worker and encoding settings of
+        `labelgen run`; records carry the teacher's output kind."""
+        return cls(
+            host_predictor(teacher, device),
+            teacher.full_view_size,
+            s.batch_size,
+            s.workers,
+            s.encode_threads,
+            {"kind": teacher.output_kind},
+        )
+
+
 def label_shard(
     job: ShardJob,
-    predict: Callable[[torch.Tensor], torch.Tensor],
-    full_size: FullSize,
-    record_extra: dict[str, Any],
-    batch_size: int,
-    workers: int,
-    encode_threads: int = 4,
+    settings: LabelSettings,
     on_image: Callable[[int], None] = lambda n_views: None,
 ) -> tuple[ShardSummary, OrderedBatcher]:
     """Label every key of the shard; returns the published shard's summary and batch stats."""
-    dataset = ShardViews(job.image_shard, job.plan, job.tile, full_size)
+    dataset = ShardViews(job.image_shard, job.plan, job.tile, settings.full_size)
+    workers = settings.workers
     loader = DataLoader(
         dataset,
         batch_size=None,
@@ -137,7 +174,7 @@ def label_shard(
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
-    batcher = OrderedBatcher(predict, batch_size)
+    batcher = OrderedBatcher(settings.predict, settings.batch_size)
     keys = list(job.plan)
     with open_writer(
         job.out,
@@ -147,7 +184,7 @@ def label_shard(
         plan_sha256=job.plan_sha256,
         extra_meta=job.meta,
     ) as writer:
-        out = OrderedWriter(writer, record_extra, encode_threads)
+        out = OrderedWriter(writer, settings.record_extra, settings.encode_threads)
         try:
             for key, views, error in loader:
                 for done in batcher.add(key, views, error):

@@ -26,6 +26,7 @@ import torch
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
 from pipeline.model.depth_anything import write_depth_anything
@@ -65,7 +66,7 @@ def write_dataset(root: Path, images: int, shape: tuple[int, int]) -> Path:
         )
         for shard in info.shards:
             plan = load_plan_shard(info.layout.plan_shard(shard.index))
-            path = info.layout.label_shard(column, shard.index, ".tar")
+            path = LabelColumn(info, column).shard_path(shard.index)
             with open_writer(path, keys=list(plan), plan_sha256=shard.plan_sha256) as writer:
                 for j, (key, entry) in enumerate(plan.items()):
                     maps = {"full": smooth_map(518, round(518 * w / h), j)}

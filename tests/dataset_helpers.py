@@ -10,8 +10,9 @@ from PIL import Image
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import create_or_check, record_shard
-from pipeline.labels.store import BACKENDS, open_writer
+from pipeline.labels.store import open_writer
 
 
 def scene_image(height: int, width: int, seed: int) -> np.ndarray:
@@ -76,7 +77,7 @@ def write_fake_column(dataset: Path, column: str, backend: str = "wds", shards=N
         if shards is not None and shard.index not in shards:
             continue
         plan = load_plan_shard(info.layout.plan_shard(shard.index))
-        path = info.layout.label_shard(column, shard.index, BACKENDS.get(backend).suffix)
+        path = LabelColumn(info, column).shard_path(shard.index)
         with open_writer(
             path, backend=backend, keys=list(plan), plan_sha256=shard.plan_sha256
         ) as writer:

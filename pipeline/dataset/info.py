@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.dataset.plan import PlanParams
 from pipeline.toolkit.atomic import read_json
 
 
@@ -30,6 +31,11 @@ class DatasetInfo:
     @property
     def plan_hash(self) -> str:
         return self.raw["plan_hash"]
+
+    @property
+    def plan_params(self) -> PlanParams:
+        """The crop plan's parameters (tile size, regions, ...), as `pipeline prepare` recorded."""
+        return PlanParams(**self.raw["plan_params"])
 
     @property
     def num_samples(self) -> int:
@@ -60,3 +66,8 @@ def load_dataset(root: Path | str) -> DatasetInfo:
         for i, s in enumerate(raw["shards"])
     ]
     return DatasetInfo(layout, raw, shards)
+
+
+def as_dataset(dataset: DatasetInfo | Path | str) -> DatasetInfo:
+    """A `DatasetInfo` from itself or from a dataset directory (`load_dataset`)."""
+    return dataset if isinstance(dataset, DatasetInfo) else load_dataset(dataset)

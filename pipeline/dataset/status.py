@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset import DatasetInfo, load_dataset
-from pipeline.toolkit.atomic import read_json
+from pipeline.labels.column import LabelColumn, shard_ranges
 
 
 def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:
     """Per-shard state of one column: `done`, `failed` or `missing`, from its manifest."""
-    manifest = read_json(info.layout.manifest(column))
-    recorded = manifest.get("shards", {})
+    manifest = LabelColumn(info, column).manifest
+    recorded = manifest.shards
     shards = {}
     for shard in info.shards:
         entry = recorded.get(shard.name)
@@ -22,9 +22,9 @@ def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:
     nbytes = sum(int(e.get("bytes", 0)) for e in done)
     pixels = sum(int(e.get("pixels", 0)) for e in done)
     return {
-        "teacher": manifest.get("teacher", {}),
-        "codec": manifest.get("codec"),
-        "backend": manifest.get("backend"),
+        "teacher": manifest.teacher,
+        "codec": manifest.codec,
+        "backend": manifest.backend,
         "done": len(done),
         "failed": sum(e["status"] == "failed" for e in shards.values()),
         "missing": sum(e["status"] == "missing" for e in shards.values()),
@@ -47,21 +47,6 @@ def dataset_status(root: Path | str) -> dict[str, Any]:
         "plan_hash": info.plan_hash,
         "columns": {c: column_status(info, c) for c in info.layout.columns()},
     }
-
-
-def shard_ranges(names: list[str]) -> str:
-    """'000000-000003,000007' for a sorted list of shard names."""
-    out: list[str] = []
-    nums = [int(n) for n in names]
-    start = prev = None
-    for n in [*nums, None]:
-        if start is not None and (n is None or n != prev + 1):
-            out.append(f"{start:06d}" if start == prev else f"{start:06d}-{prev:06d}")
-            start = None
-        if n is not None and start is None:
-            start = n
-        prev = n
-    return ",".join(out)
 
 
 def _human_bytes(n: float) -> str:

@@ -1,8 +1,10 @@
 """`pipeline verify`: re-read every shard and prove it is what the manifests say.
 
 Checks, per image shard: checksum, keys, plan file checksum and plan keys; per label shard of each
-column: presence, checksum, plan hash, keys equal to the image shard in the same order, and a full
-decode of every stored map. Any single flipped byte in a shard is caught by the checksums.
+column: the rule every command applies (`LabelColumn.check_shard`: done, present with the recorded
+size, labelled from the current images), then checksum, plan hash, keys equal to the image shard
+in the same order, and a full decode of every stored map. Any single flipped byte in a shard is
+caught by the checksums.
 
 A label shard the manifest records as failed is a problem too (with its recorded error). Every
 label problem names the `labelgen run ... --redo SHARD` command that relabels the shard, built
@@ -13,7 +15,6 @@ corruption: they are listed as information and do not fail the verification.
 from __future__ import annotations
 
 import functools
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,10 @@ from tqdm import tqdm
 
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
-from pipeline.dataset.status import shard_ranges
 from pipeline.images.shards import shard_keys
-from pipeline.labels.manifest import made_from_other_images
-from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
-from pipeline.toolkit.atomic import read_json
+from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, shard_ranges
+from pipeline.labels.manifest import shard_checksum
+from pipeline.labels.store import open_reader
 from pipeline.toolkit.hashing import sha256_file
 
 
@@ -64,35 +64,6 @@ def _guarded(
         report.problems.append(f"{where}: {e}" + (f"; relabel it: {fix()}" if fix else ""))
 
 
-def relabel_command(root: Path, column: str, manifest: dict, shards: list[str] | None) -> str:
-    """The `labelgen run` command that (re)labels `shards` of a column (all missing ones when
-    None), with the teacher, backend, codec, precision and batch size its manifest records."""
-    weights = manifest.get("weights") or {}
-    adapter, source = manifest.get("adapter"), weights.get("source")
-    if adapter and source:
-        options = (manifest.get("extra") or {}).get("options") or {}
-        teacher = f"{column}={adapter}:{source}" + "".join(f",{k}={v}" for k, v in options.items())
-    else:
-        teacher = f"{column}=ADAPTER:SOURCE"
-    args = ["labelgen", "run", "--dataset", str(root), "--teacher", teacher]
-    if manifest.get("backend", "wds") != "wds":
-        args += ["--format", manifest["backend"]]
-    codec = (manifest.get("codec") or {}).get("name", "pcodec-f16")
-    if codec != "pcodec-f16":
-        args += ["--codec", codec]
-    if manifest.get("precision", "bf16") != "bf16":
-        args += ["--precision", manifest["precision"]]
-    # The batch size the column's shards were labelled with (label bytes depend on it).
-    entries = manifest.get("shards") or {}
-    sizes = {e.get("batch_size") for e in entries.values() if e.get("status") == "done"}
-    sizes.discard(None)
-    if len(sizes) == 1:
-        args += ["--batch-size", str(sizes.pop())]
-    if shards:
-        args += ["--redo", shard_ranges(shards)]
-    return shlex.join(args)
-
-
 def _check_images(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]]) -> None:
     path = info.layout.image_shard(shard.index)
     if sha256_file(path) != shard.image_sha256:
@@ -108,13 +79,9 @@ def _check_images(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]
 
 
 def _check_label_shard(
-    path: Path, entry: dict, shard: ShardInfo, keys: list[str] | None, report: VerifyReport
+    path: Path, sha256: str, shard: ShardInfo, keys: list[str] | None, report: VerifyReport
 ) -> None:
-    if not path.exists():
-        raise FileNotFoundError("listed as done in the manifest but missing")
-    if made_from_other_images(entry, shard.image_sha256):
-        raise ValueError("labelled from other images: the image shard was replaced since")
-    if shard_checksum(path) != entry.get("sha256"):
+    if shard_checksum(path) != sha256:
         raise ValueError("checksum differs from the manifest: the shard is corrupt")
     with open_reader(path, expected_plan_sha256=shard.plan_sha256) as reader:
         if keys is not None and list(reader.keys) != keys:
@@ -125,53 +92,66 @@ def _check_label_shard(
                 report.maps += 1
 
 
-def _check_column(
-    info: DatasetInfo, column: str, keys: dict[int, list[str]], report: VerifyReport, bar: tqdm
-) -> None:
-    manifest_path = info.layout.manifest(column)
-    manifest = read_json(manifest_path)
-    root = info.layout.root
-    if manifest.get("plan_sha256") != info.plan_hash:
-        command = relabel_command(root, column, manifest, None) + " --overwrite"
+def _open_column(info: DatasetInfo, name: str, report: VerifyReport) -> LabelColumn | None:
+    """The column, or None after reporting a manifest that cannot be read or that was made for
+    another crop plan (no shard of it can then be checked)."""
+    column = LabelColumn(info, name)
+    try:
+        manifest, _ = column.manifest, column.suffix
+    except ValueError as e:
+        report.problems.append(str(e))
+        return None
+    if manifest.plan_sha256 != info.plan_hash:
+        command = column.relabel_command() + " --overwrite"
         report.problems.append(
-            f"{manifest_path}: labels were made for another crop plan; relabel the column: "
-            f"{command}"
+            f"{column.manifest_path}: labels were made for another crop plan; relabel the "
+            f"column: {command}"
         )
+        return None
+    return column
+
+
+def _check_column(
+    info: DatasetInfo, name: str, keys: dict[int, list[str]], report: VerifyReport, bar: tqdm
+) -> None:
+    column = _open_column(info, name, report)
+    if column is None:
         bar.update(len(info.shards))
         return
-    suffix = BACKENDS.get(manifest.get("backend", "wds")).suffix
-    entries = manifest.get("shards", {})
     not_labelled = []
     for shard in info.shards:
-        entry = entries.get(shard.name)
-        path = info.layout.label_shard(column, shard.index, suffix)
-        fix = functools.partial(relabel_command, root, column, manifest, [shard.name])
-        if not entry:
+        check = column.check_shard(shard)
+        fix = functools.partial(column.relabel_command, [shard.name])
+        if check.status == NOT_LABELLED:
             not_labelled.append(shard.name)
-        elif entry.get("status") == "done":
+        elif check.status == FAILED:
+            error = column.manifest.shards[shard.name].get("error") or "no error recorded"
+            report.problems.append(
+                f"{check.path}: shard {shard.name} of column {name!r} is recorded as "
+                f"'failed' in the manifest ({error}); relabel it: {fix()}"
+            )
+        elif not check.usable:  # the rule every command applies (`LabelColumn.check_shard`)
             report.checked += 1
+            report.problems.append(f"{check.describe()}; relabel it: {fix()}")
+        else:
+            report.checked += 1
+            sha256 = column.manifest.shards[shard.name].get("sha256")
             _guarded(
                 report,
-                path,
+                check.path,
                 _check_label_shard,
-                path,
-                entry,
+                check.path,
+                sha256,
                 shard,
                 keys.get(shard.index),
                 report,
                 fix=fix,
             )
-        else:
-            error = entry.get("error") or "no error recorded"
-            report.problems.append(
-                f"{path}: shard {shard.name} of column {column!r} is recorded as "
-                f"{entry.get('status')!r} in the manifest ({error}); relabel it: {fix()}"
-            )
         bar.update()
     if not_labelled:
         report.notes.append(
-            f"{column}: shards {shard_ranges(not_labelled)} not labelled yet (not an error); "
-            f"label them: {relabel_command(root, column, manifest, None)}"
+            f"{name}: shards {shard_ranges(not_labelled)} not labelled yet (not an error); "
+            f"label them: {column.relabel_command()}"
         )
 
 

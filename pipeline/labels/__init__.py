@@ -1,54 +1,13 @@
 """The label store: per-teacher label columns of compressed depth maps.
 
+- `column`: one label column `labels/<name>/` of a dataset (`LabelColumn`): its manifest and
+  identity, the path of shard i, the one rule "shard i is usable", recording finished shards.
+- `manifest`: `labels/<column>/manifest.json` (provenance + per-shard status).
+- `store`: open one shard whatever its backend (`open_writer`, `open_reader`, `BACKENDS`).
+- `writer`, `reader`: the interface every backend implements (`ShardWriter`, `ShardReader`).
+- `wds`, `zarr_backend`: the two backends (tar + offset index; Zarr v3 group).
 - `codecs`: map <-> bytes codecs (`CODECS`, default `pcodec-f16`).
 - `record`: per-key records (map statistics, flags) and key / map-name rules.
-- `store`: the backend-independent interface (`open_writer`, `open_reader`, `BACKENDS`).
-- `wds`, `zarr_backend`: the two backends (tar + offset index; Zarr v3 group).
-- `manifest`: `labels/<column>/manifest.json` (provenance + per-shard status).
+
+The package imports none of its modules: import the one you need.
 """
-
-from pipeline.labels import wds, zarr_backend  # noqa: F401  (register the backends)
-from pipeline.labels.codecs import CODECS, DEFAULT_CODEC, Codec, get_codec
-from pipeline.labels.manifest import (
-    ColumnManifest,
-    ShardSummary,
-    create_or_check,
-    record_shard,
-    shard_checksum,
-    shard_entry,
-    shard_nbytes,
-)
-from pipeline.labels.record import check_key, check_map_name, map_stats
-from pipeline.labels.store import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    PlanMismatchError,
-    ShardReader,
-    ShardWriter,
-    open_reader,
-    open_writer,
-)
-
-__all__ = [
-    "BACKENDS",
-    "CODECS",
-    "DEFAULT_BACKEND",
-    "DEFAULT_CODEC",
-    "Codec",
-    "ColumnManifest",
-    "PlanMismatchError",
-    "ShardReader",
-    "ShardSummary",
-    "ShardWriter",
-    "check_key",
-    "check_map_name",
-    "create_or_check",
-    "get_codec",
-    "map_stats",
-    "open_reader",
-    "open_writer",
-    "record_shard",
-    "shard_checksum",
-    "shard_entry",
-    "shard_nbytes",
-]

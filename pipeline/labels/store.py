@@ -1,9 +1,9 @@
-"""The label-store interface: write and read ONE label-column shard, whatever the backend.
+"""The label store: write and read ONE label-column shard, whatever the backend.
 
-A shard holds one teacher's labels for the keys of one image shard, in the image shard's order.
-Per key: up to one map per name (`full`, `r{k}.sc`, `r{k}.t{j}`; 2-D float arrays) and a record
-(`record.py`). Backends (`BACKENDS`): `wds` (default, `NNNNNN.tar`, see `wds.py`) and `zarr`
-(`NNNNNN.zarr`, see `zarr_backend.py`).
+The interface is `writer.ShardWriter` and `reader.ShardReader`; the backends implement their
+hooks (`wds.py`: `NNNNNN.tar` plus an offset index, the default; `zarr_backend.py`: a Zarr v3
+group `NNNNNN.zarr`). This module is the one place that registers the built-in backends in
+`BACKENDS`, and the entry points every caller uses:
 
     with open_writer(path, keys=keys, plan_sha256=plan) as w:
         for key in keys:
@@ -13,384 +13,66 @@ Per key: up to one map per name (`full`, `r{k}.sc`, `r{k}.t{j}`; 2-D float array
     with open_reader(path, expected_plan_sha256=plan) as r:
         depth = r.read(r.keys[0], "r0.sc")                               # float32 (H, W)
 
-A writer publishes atomically on `close()`: until then the shard is a hidden temporary sibling,
-so readers never see a partial shard, and an exception (or a killed process) leaves nothing
-visible. Keys must be written exactly in the declared order.
-
-Keys and map names are validated as `record.check_key` / `record.check_map_name` describe.
+A third-party backend subclasses both bases and registers a `Backend` here:
+`BACKENDS.register("name")(Backend("name", MyWriter, MyReader))`.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.labels.codecs import DEFAULT_CODEC, Codec, codec_from_description, get_codec
-from pipeline.labels.manifest import ShardSummary, shard_checksum, shard_nbytes
-from pipeline.labels.record import (
-    as_map,
-    build_record,
-    check_keys,
-    check_map_name,
-    map_stats,
-    sorted_map_names,
-)
-from pipeline.toolkit.atomic import publishing
+from pipeline.labels.codecs import DEFAULT_CODEC, Codec, get_codec
+from pipeline.labels.reader import ShardReader
+from pipeline.labels.wds import WdsShardReader, WdsShardWriter
+from pipeline.labels.writer import ShardWriter
+from pipeline.labels.zarr_backend import ZarrShardReader, ZarrShardWriter
 from pipeline.toolkit.registry import Registry
-from pipeline.toolkit.tario import ShardError
 
-FORMAT = "depth-labels"
-FORMAT_VERSION = 1
 DEFAULT_BACKEND = "wds"
-
-BACKENDS: Registry[type] = Registry("label backend")
-
-
-class PlanMismatchError(ValueError):
-    """The shard's labels were made for a different crop plan than the caller's dataset."""
 
 
 @dataclass(frozen=True)
-class PreparedKey:
-    """One key ready to write: its record and each map's encoded payload."""
+class Backend:
+    """One label backend: its writer and reader classes (which agree on the shard suffix)."""
 
-    key: str
-    record: dict
-    payloads: dict[str, Any]
-    pixels: int
+    name: str
+    writer: type[ShardWriter]
+    reader: type[ShardReader]
 
+    def __post_init__(self) -> None:
+        if self.writer.suffix != self.reader.suffix or not self.writer.suffix:
+            raise ValueError(f"label backend {self.name!r}: writer and reader suffixes differ")
 
-class ShardWriter:
-    """Base writer: key order, validation, records, summary, atomic publish.
-
-    Backends implement `_begin(tmp)`, `_check_maps(key, arrays)` (optional),
-    `_put_map(key, name, arr)`, `_put_record(key, record)`, `_finish() -> sha256 | None` (the
-    checksum when it was computed while writing) and `_discard()`.
-    """
-
-    name = ""
-    suffix = ""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        codec: Codec,
-        keys: list[str],
-        plan_sha256: str,
-        extra_meta: dict | None = None,
-    ) -> None:
-        self.path = Path(path)
-        if self.path.suffix != self.suffix:
-            raise ValueError(f"{self.path}: a {self.name} label shard must end in {self.suffix!r}")
-        if not isinstance(plan_sha256, str) or not plan_sha256.strip():
-            raise ValueError(f"{self.path}: plan_sha256 must be a non-empty string")
-        self.codec = codec
-        self.keys = check_keys(list(keys))
-        self.plan_sha256 = plan_sha256
-        self.meta = self._make_meta(dict(extra_meta or {}))
-        self.summary = ShardSummary(self.path)
-        self._flags: Counter[str] = Counter()
-        self._next = 0
-        self._state = "open"
-        self._publisher = publishing(self.path)
-        self.tmp = self._publisher.__enter__()
-        try:
-            self._begin(self.tmp)
-        except BaseException as e:
-            self._abort(e)
-            raise
-
-    def _make_meta(self, extra_meta: dict) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "backend": self.name,
-            "codec": self.codec.describe(),
-            "plan_sha256": self.plan_sha256,
-            "keys": self.keys,
-            "extra": extra_meta,
-        }
-
-    def prepare(
-        self,
-        key: str,
-        maps: dict[str, np.ndarray] | None = None,
-        record_extra: dict | None = None,
-        error: str | None = None,
-    ) -> PreparedKey:
-        """Validate, compute the record and encode one key's maps, without writing anything.
-
-        Thread-safe and independent of key order: a caller may prepare keys in a thread pool
-        (encoding is the expensive part) and hand the results to `write_prepared` in order.
-        """
-        maps = dict(maps or {})
-        if not maps and error is None:
-            raise ValueError(f"{self.path}: key {key!r} has no maps and no error; pass error=...")
-        if error is not None and (not isinstance(error, str) or not error):
-            raise ValueError(f"{self.path}: key {key!r}: error must be a non-empty string")
-        names = sorted_map_names(check_map_name(n) for n in maps)
-        arrays = {n: as_map(key, n, maps[n]) for n in names}
-        stats = {n: map_stats(a, self.codec.storage_dtype) for n, a in arrays.items()}
-        record = build_record(stats, error=error, extra=record_extra)
-        try:
-            json.dumps(record, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"{self.path}: key {key!r}: record_extra is not plain JSON ({e})"
-            ) from e
-        self._check_maps(key, arrays)
-        payloads = {n: self._encode_map(a) for n, a in arrays.items()}
-        return PreparedKey(key, record, payloads, sum(a.size for a in arrays.values()))
-
-    def write_prepared(self, prepared: PreparedKey) -> dict:
-        """Write a prepared key; keys must arrive in shard order. Returns its record."""
-        key = prepared.key
-        self._check_next(key)
-        try:
-            for n, payload in prepared.payloads.items():
-                self._put_map(key, n, payload)
-            self._put_record(key, prepared.record)
-        except BaseException as e:  # a half-written key cannot be undone: give up the shard
-            self._abort(e)
-            raise
-        self._account(key, prepared.record, prepared.pixels)
-        self._next += 1
-        return prepared.record
-
-    def write(
-        self,
-        key: str,
-        maps: dict[str, np.ndarray] | None = None,
-        record_extra: dict | None = None,
-        error: str | None = None,
-    ) -> dict:
-        """Write the next key's maps (name -> (H, W) float array) and its record; returns it."""
-        self._check_next(key)
-        return self.write_prepared(self.prepare(key, maps, record_extra, error))
-
-    def _check_next(self, key: str) -> None:
-        if self._state != "open":
-            raise ValueError(f"{self.path}: writer is {self._state}; open a new writer")
-        if self._next >= len(self.keys):
-            raise ValueError(f"{self.path}: all {len(self.keys)} keys are written; got {key!r}")
-        expected = self.keys[self._next]
-        if key != expected:
-            raise ValueError(
-                f"{self.path}: keys must be written in shard order; expected {expected!r} "
-                f"(position {self._next}), got {key!r}"
-            )
-
-    def _account(self, key: str, record: dict, pixels: int) -> None:
-        self.summary.count += 1
-        self.summary.pixels += pixels
-        if record["error"] is not None:
-            self.summary.failures.append({"key": key, "error": record["error"]})
-        self._flags.update(record["flags"])
-        self.summary.flags = dict(sorted(self._flags.items()))
-
-    def close(self) -> ShardSummary:
-        """Publish the shard (all keys must be written); returns the summary."""
-        if self._state == "closed":
-            return self.summary
-        if self._state != "open":
-            raise ValueError(f"{self.path}: writer is {self._state}; nothing to publish")
-        if self._next != len(self.keys):
-            missing = self.keys[self._next :]
-            err = ValueError(
-                f"{self.path}: {len(missing)} of {len(self.keys)} keys were never written "
-                f"(first: {missing[0]!r}); the shard was not published"
-            )
-            self._abort(err)
-            raise err
-        try:
-            sha = self._finish()
-            self._publisher.__exit__(None, None, None)
-        except BaseException as e:
-            self._abort(e)
-            raise
-        self._state = "closed"
-        self.summary.sha256 = sha or shard_checksum(self.path)
-        self.summary.bytes = shard_nbytes(self.path)
-        return self.summary
-
-    def abort(self) -> None:
-        """Drop everything written so far; nothing becomes visible."""
-        if self._state == "open":
-            self._abort(RuntimeError(f"{self.path}: writing aborted"))
-
-    def _abort(self, exc: BaseException) -> None:
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        try:
-            self._discard()
-        finally:
-            self._publisher.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
-            self._abort(exc)
-        else:
-            self.close()
-
-    # -- backend hooks -------------------------------------------------------------------------
-    def _begin(self, tmp: Path) -> None:
-        raise NotImplementedError
-
-    def _check_maps(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """Reject maps the backend cannot store, before anything of the key is written."""
-
-    def _encode_map(self, arr: np.ndarray) -> Any:
-        """Turn a validated float32 map into what `_put_map` stores (thread-safe, pure)."""
-        raise NotImplementedError
-
-    def _put_map(self, key: str, name: str, payload: Any) -> None:
-        raise NotImplementedError
-
-    def _put_record(self, key: str, record: dict) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> str | None:
-        raise NotImplementedError
-
-    def _discard(self) -> None:
-        raise NotImplementedError
+    @property
+    def suffix(self) -> str:
+        """The shard's file (or directory) suffix, e.g. '.tar' or '.zarr'."""
+        return self.writer.suffix
 
 
-class ShardReader:
-    """Base reader: metadata checks, key lookup, per-map integrity checks against the record.
-
-    Backends implement `_load_meta() -> dict`, `_load_record(key) -> dict`,
-    `_read_map(key, name, shape) -> float32 array` and `_close()`.
-    """
-
-    name = ""
-    suffix = ""
-
-    def __init__(self, path: Path, *, expected_plan_sha256: str | None = None) -> None:
-        self.path = Path(path)
-        if self.path.suffix != self.suffix:
-            raise ValueError(f"{self.path}: a {self.name} label shard ends in {self.suffix!r}")
-        if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: label shard not found")
-        meta = self._load_meta()
-        self._check_meta(meta)
-        self.meta = meta
-        self.keys: list[str] = list(meta["keys"])
-        self._positions = {k: i for i, k in enumerate(self.keys)}
-        self.plan_sha256: str = meta["plan_sha256"]
-        self._codec = codec_from_description(meta["codec"], str(self.path))
-        self.codec: dict[str, Any] = {"name": self._codec.name, "params": self._codec.params}
-        self.extra_meta: dict = meta.get("extra") or {}
-        self._records: dict[str, dict] = {}
-        if expected_plan_sha256 is not None and expected_plan_sha256 != self.plan_sha256:
-            raise PlanMismatchError(
-                f"{self.path}: these labels were made for a different crop plan (shard plan "
-                f"{self.plan_sha256[:16]}, expected {expected_plan_sha256[:16]}); regenerate "
-                "this label column for the current plan or use the dataset it was made for"
-            )
-
-    def _check_meta(self, meta: Any) -> None:
-        ok = isinstance(meta, dict) and meta.get("format") == FORMAT
-        ok = ok and isinstance(meta.get("keys"), list) and isinstance(meta.get("plan_sha256"), str)
-        if not ok:
-            raise ShardError(f"{self.path}: not a label shard (bad metadata); re-create it")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ShardError(
-                f"{self.path}: format version {meta['format_version']} is newer than this "
-                f"code supports ({FORMAT_VERSION}); upgrade the pipeline"
-            )
-
-    def _position(self, key: str) -> int:
-        try:
-            return self._positions[key]
-        except KeyError:
-            raise KeyError(f"{self.path}: no key {key!r} in this shard") from None
-
-    def record(self, key: str) -> dict:
-        """The key's record (`record.py`): per-map stats, flags, error, extra fields."""
-        self._position(key)
-        if key not in self._records:
-            self._records[key] = self._load_record(key)
-        return self._records[key]
-
-    def names(self, key: str) -> list[str]:
-        """Map names stored for `key`, in canonical order (full, r0.sc, r0.t0, ...)."""
-        return sorted_map_names(self.record(key)["maps"])
-
-    def read(self, key: str, name: str) -> np.ndarray:
-        """Decode one map of one key to float32 (H, W); nothing else is decoded."""
-        stats = self.record(key)["maps"].get(name)
-        if stats is None:
-            raise KeyError(
-                f"{self.path}: key {key!r} has no map {name!r}; it has {self.names(key)}"
-            )
-        shape = tuple(int(s) for s in stats["shape"])
-        arr = self._read_map(key, name, shape)
-        if arr.shape != shape or int(np.count_nonzero(np.isnan(arr))) != stats["nan"]:
-            raise ShardError(
-                f"{self.path}: map {name!r} of key {key!r} does not match its record "
-                "(missing or corrupt data); re-create this shard"
-            )
-        return arr
-
-    def __iter__(self):
-        return iter(self.keys)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._positions
-
-    def close(self) -> None:
-        self._close()
-
-    def __enter__(self) -> ShardReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # -- backend hooks -------------------------------------------------------------------------
-    def _load_meta(self) -> dict:
-        raise NotImplementedError
-
-    def _load_record(self, key: str) -> dict:
-        raise NotImplementedError
-
-    def _read_map(self, key: str, name: str, shape: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
-
-    def _close(self) -> None:
-        pass
+BACKENDS: Registry[Backend] = Registry("label backend")
+for _backend in (
+    Backend("wds", WdsShardWriter, WdsShardReader),
+    Backend("zarr", ZarrShardWriter, ZarrShardReader),
+):
+    BACKENDS.register(_backend.name)(_backend)
 
 
-def _load_builtin_backends() -> None:
-    import pipeline.labels.wds  # noqa: F401
-    import pipeline.labels.zarr_backend  # noqa: F401
+def backend_suffix(backend: str) -> str:
+    """The shard suffix of a backend by name ('wds' -> '.tar'); unknown names list the valid."""
+    return BACKENDS.get(backend).suffix
 
 
 def backend_for_path(path: Path) -> str:
     """Infer the backend name from a shard's suffix ('.tar' -> wds, '.zarr' -> zarr)."""
-    _load_builtin_backends()
     suffix = Path(path).suffix
-    for name in BACKENDS.names():
-        if BACKENDS.get(name).suffix == suffix:
-            return name
     known = {BACKENDS.get(n).suffix: n for n in BACKENDS.names()}
-    raise ValueError(
-        f"{path}: cannot tell the label backend from suffix {suffix!r}; known: {known}"
-    )
+    if suffix not in known:
+        raise ValueError(
+            f"{path}: cannot tell the label backend from suffix {suffix!r}; known: {known}"
+        )
+    return known[suffix]
 
 
 def open_writer(
@@ -404,7 +86,6 @@ def open_writer(
     **options: Any,
 ) -> ShardWriter:
     """Start writing one label shard at `path` (suffix must match the backend)."""
-    _load_builtin_backends()
     codec_obj = get_codec(codec) if isinstance(codec, str) else codec
     cls = BACKENDS.get(backend).writer
     return cls(
@@ -420,6 +101,5 @@ def open_reader(
     **options: Any,
 ) -> ShardReader:
     """Open a published label shard; the backend is inferred from the suffix when not given."""
-    _load_builtin_backends()
     cls = BACKENDS.get(backend or backend_for_path(Path(path))).reader
     return cls(Path(path), expected_plan_sha256=expected_plan_sha256, **options)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.labels.codecs import Codec
-from pipeline.labels.store import BACKENDS, ShardReader, ShardWriter
+from pipeline.labels.reader import ShardReader
+from pipeline.labels.writer import ShardWriter
 from pipeline.toolkit.atomic import read_json, write_json
 from pipeline.toolkit.tario import (
     MAX_MEMBER_BYTES,
@@ -259,12 +260,3 @@ class WdsShardReader(ShardReader):
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
-
-
-@BACKENDS.register("wds")
-class WdsBackend:
-    """One tar per shard (`NNNNNN.tar`) + `NNNNNN.tar.idx.json`; see the module docstring."""
-
-    suffix = ".tar"
-    writer = WdsShardWriter
-    reader = WdsShardReader

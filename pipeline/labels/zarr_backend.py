@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.labels.reader import ShardReader
 from pipeline.labels.record import map_kind
-from pipeline.labels.store import BACKENDS, ShardReader, ShardWriter
+from pipeline.labels.writer import ShardWriter
 from pipeline.toolkit.atomic import read_json
 from pipeline.toolkit.tario import ShardError
 
@@ -215,12 +216,3 @@ class ZarrShardReader(ShardReader):
 
     def _close(self) -> None:
         self._arrays = {}
-
-
-@BACKENDS.register("zarr")
-class ZarrBackend:
-    """A Zarr v3 group per shard (`NNNNNN.zarr`); see the module docstring."""
-
-    suffix = ".zarr"
-    writer = ZarrShardWriter
-    reader = ZarrShardReader

@@ -8,6 +8,8 @@ the fix:
 - a column whose codec this installation cannot decode (not in the codec registry, or with
   parameters it does not take);
 - a column with a shard that is not `done` (or whose shard file is gone);
+- a column with a shard whose size on disk is not the one its manifest recorded (truncated or
+  replaced; summed over a Zarr shard's files, so a deleted chunk counts);
 - a column with shards labelled from other images than the dataset's image shards hold now
   (the image shard was replaced after labelling; each manifest entry records its sha256);
 - an affine-invariant *depth* teacher (`output_kind: depth`, `invariance: affine`).
@@ -28,20 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.dataset import DatasetInfo, load_dataset
-from pipeline.dataset.verify import relabel_command
+from pipeline.dataset.info import DatasetInfo, as_dataset
 from pipeline.labels.codecs import codec_from_description
-from pipeline.labels.manifest import ColumnManifest, made_from_other_images
-from pipeline.labels.store import BACKENDS, _load_builtin_backends
+from pipeline.labels.column import (
+    FAILED,
+    MISSING,
+    NOT_LABELLED,
+    OTHER_IMAGES,
+    RESIZED,
+    LabelColumn,
+    ShardCheck,
+)
+from pipeline.labels.manifest import ColumnManifest
 
 IDENTITY = "identity"
 INVERSE = "inverse"
-RELABEL = "labelgen run --dataset {root} --teacher {column}=ADAPTER:SOURCE"
-
-
-def as_dataset(dataset: DatasetInfo | Path | str) -> DatasetInfo:
-    """A `DatasetInfo` from itself or from a dataset directory."""
-    return dataset if isinstance(dataset, DatasetInfo) else load_dataset(dataset)
 
 
 def label_conversion(manifest: ColumnManifest) -> str:
@@ -75,118 +78,63 @@ def to_disparity(values: np.ndarray, conversion: str) -> np.ndarray:
     return out
 
 
-def column_suffix(manifest: ColumnManifest, path: Path) -> str:
-    """The shard file suffix of the column's backend ('.tar', '.zarr')."""
-    _load_builtin_backends()
-    if manifest.backend not in BACKENDS.names():
+def check_plan(column: LabelColumn) -> None:
+    if column.manifest.plan_sha256 != column.info.plan_hash:
         raise ValueError(
-            f"{path}: label backend {manifest.backend!r} is unknown; known: {BACKENDS.names()}"
-        )
-    return BACKENDS.get(manifest.backend).suffix
-
-
-def load_column(info: DatasetInfo, column: str) -> ColumnManifest:
-    """The manifest of one column, or a `ValueError` saying how to create it."""
-    path = info.layout.manifest(column)
-    if not path.is_file():
-        have = info.layout.columns()
-        fix = RELABEL.format(root=info.layout.root, column=column)
-        raise ValueError(
-            f"label column {column!r} not found: {path} does not exist (columns present: "
-            f"{have or 'none'}). Create it with `{fix}` or pick an existing column"
-        )
-    return ColumnManifest.load(path)
-
-
-def check_plan(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
-    if manifest.plan_sha256 != info.plan_hash:
-        raise ValueError(
-            f"label column {column!r} ({info.layout.manifest(column)}): labels were made for "
-            f"another crop plan (column plan {manifest.plan_sha256[:16]}, dataset plan "
-            f"{info.plan_hash[:16]}): relabel or use the matching dataset"
+            f"label column {column.name!r} ({column.manifest_path}): labels were made for "
+            f"another crop plan (column plan {column.manifest.plan_sha256[:16]}, dataset plan "
+            f"{column.info.plan_hash[:16]}): relabel or use the matching dataset"
         )
 
 
-def check_codec(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
+def check_codec(column: LabelColumn) -> None:
     """Refuse a column whose codec is unknown here, before any shard is opened."""
     try:
-        codec_from_description(manifest.codec, str(info.layout.manifest(column)))
+        codec_from_description(column.manifest.codec, str(column.manifest_path))
     except ValueError as e:
-        raise ValueError(f"label column {column!r}: {e}") from e
+        raise ValueError(f"label column {column.name!r}: {e}") from e
 
 
-def unfinished_shards(info: DatasetInfo, column: str, manifest: ColumnManifest) -> list[str]:
-    """Names of the dataset's shards that the column has not finished (or whose file is gone)."""
-    suffix = column_suffix(manifest, info.layout.manifest(column))
-    missing = []
-    for shard in info.shards:
-        done = manifest.is_done(shard.name)
-        if not done or not info.layout.label_shard(column, shard.index, suffix).exists():
-            missing.append(shard.name)
-    return missing
-
-
-def _refuse_shards(
-    info: DatasetInfo, column: str, manifest: ColumnManifest, shards: list[str], why: str
-) -> None:
-    """A ValueError naming the column's `shards` that cannot be used, why, and the command that
-    relabels them (nothing when `shards` is empty)."""
-    if shards:
-        fix = relabel_command(info.layout.root, column, manifest.to_dict(), shards)
-        raise ValueError(
-            f"label column {column!r} ({info.layout.manifest(column)}): shards "
-            f"{', '.join(shards)} {why}; relabel them: {fix}"
-        )
-
-
-def check_images(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
-    """Refuse labels made from other images than the image shards the dataset holds now."""
-    stale = [
-        shard.name
-        for shard in info.shards
-        if made_from_other_images(manifest.shards.get(shard.name, {}), shard.image_sha256)
-    ]
+def check_shards(column: LabelColumn) -> None:
+    """Refuse a column with a shard that is not usable (`LabelColumn.check_shard`, the rule
+    `labelgen run` and `pipeline verify` apply too): not done or gone, then resized, then
+    labelled from other images."""
+    checks = column.check_shards()
+    check_complete(column, checks)
     _refuse_shards(
-        info,
         column,
-        manifest,
-        stale,
+        [c.shard for c in checks if c.status == RESIZED],
+        "differ in size from the manifest (truncated or replaced since labelling)",
+    )
+    _refuse_shards(
+        column,
+        [c.shard for c in checks if c.status == OTHER_IMAGES],
         "were labelled from other images than the dataset now holds (its image shards were "
         "replaced since)",
     )
 
 
-def check_sizes(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
-    """Refuse a column whose single-file shards differ in size from what the manifest recorded
-    (truncated, or replaced by another file): one `stat` per shard. Directory shards are not
-    walked here; `pipeline verify` checks every shard's checksum."""
-    suffix = column_suffix(manifest, info.layout.manifest(column))
-    changed = []
-    for shard in info.shards:
-        path = info.layout.label_shard(column, shard.index, suffix)
-        recorded = manifest.shards.get(shard.name, {}).get("bytes")
-        if recorded is not None and path.is_file() and path.stat().st_size != recorded:
-            changed.append(shard.name)
-    _refuse_shards(
-        info,
-        column,
-        manifest,
-        changed,
-        "differ in size from the manifest (truncated or replaced since labelling)",
-    )
-
-
-def check_complete(info: DatasetInfo, column: str, manifest: ColumnManifest) -> None:
-    missing = unfinished_shards(info, column, manifest)
+def check_complete(column: LabelColumn, checks: list[ShardCheck]) -> None:
+    """Refuse a column that has not finished every shard of the dataset (or lost a file)."""
+    missing = [c.shard for c in checks if c.status in (NOT_LABELLED, FAILED, MISSING)]
     if missing:
         shown = ", ".join(missing[:10]) + (
             f", ... ({len(missing)} in all)" if len(missing) > 10 else ""
         )
         raise ValueError(
-            f"label column {column!r} ({info.layout.manifest(column)}) is not done for "
-            f"{len(missing)} of {len(info.shards)} shards: {shown}. Finish it with "
-            f"`{RELABEL.format(root=info.layout.root, column=column)}` (finished shards are "
-            "skipped)"
+            f"label column {column.name!r} ({column.manifest_path}) is not done for "
+            f"{len(missing)} of {len(column.info.shards)} shards: {shown}. Finish it with "
+            f"`{column.label_command()}` (finished shards are skipped)"
+        )
+
+
+def _refuse_shards(column: LabelColumn, shards: list[str], why: str) -> None:
+    """A ValueError naming the column's `shards` that cannot be used, why, and the command that
+    relabels them (nothing when `shards` is empty)."""
+    if shards:
+        raise ValueError(
+            f"label column {column.name!r} ({column.manifest_path}): shards "
+            f"{', '.join(shards)} {why}; relabel them: {column.relabel_command(shards)}"
         )
 
 
@@ -204,15 +152,13 @@ def check_columns(
     if duplicates:
         raise ValueError(f"teacher columns {duplicates} are given more than once")
     manifests: dict[str, ColumnManifest] = {}
-    for column in teachers:
-        manifest = load_column(info, column)
-        check_plan(info, column, manifest)
-        check_codec(info, column, manifest)
-        check_complete(info, column, manifest)
-        check_sizes(info, column, manifest)
-        check_images(info, column, manifest)
-        label_conversion(manifest)
-        manifests[column] = manifest
+    for name in teachers:
+        column = LabelColumn(info, name)
+        check_plan(column)
+        check_codec(column)
+        check_shards(column)
+        label_conversion(column.manifest)
+        manifests[name] = column.manifest
     return manifests
 
 

@@ -27,10 +27,10 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 
 from pipeline.dataset import DatasetInfo
+from pipeline.dataset.info import as_dataset
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
 from student.config import DataSettings
-from student.data.columns import as_dataset
 from student.data.stream import DistillStream
 
 log = logging.getLogger(__name__)

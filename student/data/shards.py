@@ -25,7 +25,9 @@ from pipeline.dataset import DatasetInfo
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
-from pipeline.labels.store import ShardReader, open_reader
+from pipeline.labels.column import LabelColumn
+from pipeline.labels.reader import ShardReader
+from pipeline.labels.store import open_reader
 from pipeline.toolkit import tario
 from student.data.columns import to_disparity
 
@@ -34,12 +36,15 @@ from student.data.columns import to_disparity
 class ColumnSpec:
     """What a worker needs to read one teacher column (picklable, no open files)."""
 
-    name: str
-    """Column (teacher) name under `labels/`."""
-    suffix: str
-    """Shard file suffix of its backend: '.tar' (wds) or '.zarr'."""
+    column: LabelColumn
+    """The teacher's label column (its manifest already read): where shard i is."""
     conversion: str
     """'identity' (disparity) or 'inverse' (metric depth → 1/d), see `columns.py`."""
+
+    @property
+    def name(self) -> str:
+        """Column (teacher) name under `labels/`."""
+        return self.column.name
 
 
 def decode_reduced(data: bytes, request: tuple[int, int]) -> tuple[np.ndarray, int, list[int]]:
@@ -121,7 +126,7 @@ class OpenShard:
         self.readers: dict[str, ShardReader] = {}
         try:
             for name, spec in self.columns.items():
-                path = layout.label_shard(name, index, spec.suffix)
+                path = spec.column.shard_path(index)
                 reader = open_reader(path, expected_plan_sha256=shard.plan_sha256)
                 self.readers[name] = reader
                 check_origin(path, reader.extra_meta, name, shard.name)

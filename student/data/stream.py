@@ -47,14 +47,14 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.dataset import DatasetInfo
+from pipeline.dataset.info import as_dataset
+from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.toolkit.distributed import worker_info
 from student.config import MODES, DataSettings
 from student.data import schedule as sch
 from student.data.columns import (
-    as_dataset,
     check_columns,
-    column_suffix,
     failed_keys,
     label_conversion,
     skip_counts,
@@ -163,8 +163,7 @@ class DistillStream(IterableDataset):
         self.stats: Counter[str] = Counter()
 
     def _spec(self, name: str, manifest: ColumnManifest) -> ColumnSpec:
-        suffix = column_suffix(manifest, self.info.layout.manifest(name))
-        return ColumnSpec(name, suffix, label_conversion(manifest))
+        return ColumnSpec(LabelColumn(self.info, name, manifest), label_conversion(manifest))
 
     # -- epochs and resume ---------------------------------------------------------------------
     def __len__(self) -> int:

@@ -15,8 +15,9 @@ from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.dataset.verify import verify_dataset
 from pipeline.images.shards import read_image_shard, shard_keys
 from pipeline.labels.codecs import get_codec
-from pipeline.labels.manifest import ColumnManifest, shard_nbytes
-from pipeline.labels.store import BACKENDS, open_reader, shard_checksum
+from pipeline.labels.column import LabelColumn
+from pipeline.labels.manifest import ColumnManifest, shard_checksum, shard_nbytes
+from pipeline.labels.store import open_reader
 
 TILE = 560
 
@@ -45,7 +46,8 @@ def test_every_key_and_planned_view_is_stored_in_order(labelled):
     for shard in info.shards:
         plan = load_plan_shard(info.layout.plan_shard(shard.index))
         keys = shard_keys(info.layout.image_shard(shard.index))
-        path = info.layout.label_shard("dav", shard.index, BACKENDS.get(fmt).suffix)
+        path = LabelColumn(info, "dav").shard_path(shard.index)
+        assert path.suffix == {"wds": ".tar", "zarr": ".zarr"}[fmt]
         with open_reader(path, expected_plan_sha256=shard.plan_sha256) as reader:
             assert list(reader.keys) == keys == list(plan)
             for key in keys:
@@ -97,7 +99,7 @@ def test_manifest_records_provenance_and_shard_checksums(labelled, ckpt):
     assert sorted(manifest.shards) == ["000000", "000001"]
     for shard in info.shards:
         entry = manifest.shards[shard.name]
-        path = info.layout.label_shard("dav", shard.index, BACKENDS.get(fmt).suffix)
+        path = LabelColumn(info, "dav").shard_path(shard.index)
         assert entry["status"] == "done"
         assert entry["count"] == shard.count
         assert entry["sha256"] == shard_checksum(path)

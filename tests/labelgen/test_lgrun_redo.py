@@ -19,6 +19,7 @@ from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.verify import verify_dataset
+from pipeline.labels.column import parse_shard_ranges
 
 # The reference was labelled with these; batch composition changes float results in the last bits.
 FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]
@@ -125,8 +126,8 @@ def test_redo_only_touches_the_named_shards(labelled, ckpt):
         (None, set()),
     ],
 )
-def test_parse_shard_list(base_dataset, values, expected):
-    assert labelgen.run.parse_shard_list(values, load_dataset(base_dataset)) == expected
+def test_parse_shard_ranges(base_dataset, values, expected):
+    assert parse_shard_ranges(values, load_dataset(base_dataset)) == expected
 
 
 @pytest.mark.parametrize("bad", ["000003", "x", "2-1", "-1"])
@@ -149,6 +150,30 @@ def test_zarr_shard_missing_a_chunk_is_relabelled(dataset, ckpt):
     (again,) = label(dataset, [spec_str("dav", ckpt)], env=one_shard, format="zarr")
     assert again.shards_done == ["000001"]
     assert column_bytes(column) == want
+
+
+def test_a_zarr_shard_missing_a_chunk_is_unusable_for_every_command(dataset, ckpt):
+    """One rule (`LabelColumn.check_shard`, sizes summed over the Zarr tree): `labelgen run`
+    relabels the shard, `student train` refuses the column, `pipeline verify` reports it."""
+    from pipeline.labels.column import RESIZED, LabelColumn
+    from student.data.columns import check_columns
+
+    label(dataset, [spec_str("dav", ckpt)], format="zarr")
+    column = dataset / "labels" / "dav"
+    want = column_bytes(column)
+    shard = column / "000001.zarr"
+    max((p for p in shard.rglob("*") if p.is_file() and p.name != "zarr.json"), key=str).unlink()
+    info = load_dataset(dataset)
+    assert LabelColumn(info, "dav").check_shard(info.shards[1]).status == RESIZED
+    (problem,) = verify_dataset(dataset, progress=False).problems
+    assert problem.startswith(f"{shard} has ") and problem.endswith("--redo 000001")
+    with pytest.raises(ValueError, match=r"'dav'.*shards 000001 differ in size.*--redo 000001"):
+        check_columns(dataset, ["dav"])
+    (again,) = label(dataset, [spec_str("dav", ckpt)], format="zarr")
+    assert again.shards_done == ["000001"] and again.shards_skipped == 2
+    assert column_bytes(column) == want
+    assert verify_dataset(dataset, progress=False).ok
+    assert list(check_columns(dataset, ["dav"])) == ["dav"]
 
 
 def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, monkeypatch):

@@ -13,8 +13,9 @@ from PIL import Image
 
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import create_or_check, record_shard
-from pipeline.labels.store import BACKENDS, open_writer
+from pipeline.labels.store import open_writer
 from pipeline.toolkit.atomic import read_json, write_json
 
 SIZES = [(700, 900), (480, 640), (1200, 800), (650, 650), (300, 420)]
@@ -105,7 +106,7 @@ def write_column(
             continue
         plan = load_plan_shard(info.layout.plan_shard(shard.index))
         keys = list(plan)[:: -1 if shard.index in reverse_keys else 1]
-        path = info.layout.label_shard(column, shard.index, BACKENDS.get(backend).suffix)
+        path = LabelColumn(info, column).shard_path(shard.index)
         with open_writer(path, backend=backend, keys=keys, plan_sha256=shard.plan_sha256) as w:
             for key in keys:
                 if key in errors:

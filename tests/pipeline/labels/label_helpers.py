@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.bench.codecs import middlebury_disparity, synthetic_scene
-from pipeline.labels import open_writer
-from pipeline.labels.store import BACKENDS
+from pipeline.labels.store import backend_suffix, open_writer
 from pipeline.toolkit.atomic import read_json
 
 BACKEND_NAMES = ["wds", "zarr"]
@@ -40,7 +39,7 @@ def key_maps(seed: int, view: int = VIEW, regions: int = 2) -> dict[str, np.ndar
 
 
 def shard_path(tmp_path: Path, backend: str, index: int = 0) -> Path:
-    return tmp_path / f"{index:06d}{BACKENDS.get(backend).suffix}"
+    return tmp_path / f"{index:06d}{backend_suffix(backend)}"
 
 
 def writer_options(backend: str) -> dict:

@@ -7,8 +7,7 @@ import pytest
 from label_helpers import middlebury
 
 from pipeline.bench.codecs import synthetic_scene, teacher_like
-from pipeline.labels import CODECS, DEFAULT_CODEC, get_codec
-from pipeline.labels.codecs import codec_from_description
+from pipeline.labels.codecs import CODECS, DEFAULT_CODEC, codec_from_description, get_codec
 
 F16_CODECS = ["pcodec-f16", "blosc-zstd-f16"]
 

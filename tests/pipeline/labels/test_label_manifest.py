@@ -8,7 +8,7 @@ import pytest
 from label_helpers import PLAN, shard_path, write_shard
 
 from pipeline import __version__
-from pipeline.labels import (
+from pipeline.labels.manifest import (
     ColumnManifest,
     create_or_check,
     record_shard,

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from label_helpers import OTHER_PLAN, PLAN, damage_map, key_maps, shard_path, write_shard
 
-from pipeline.labels import PlanMismatchError, open_reader, open_writer, shard_checksum
-from pipeline.labels.store import backend_for_path
+from pipeline.labels.manifest import shard_checksum
+from pipeline.labels.reader import PlanMismatchError
+from pipeline.labels.store import backend_for_path, open_reader, open_writer
 from pipeline.toolkit.tario import ShardError
 
 CODEC_TOLERANCE = {"pcodec-f16": 1e-3, "blosc-zstd-f16": 1e-3, "pcodec-f32": 0.0}
@@ -149,7 +150,7 @@ import sys, time
 from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
 from label_helpers import key_maps
-from pipeline.labels import open_writer
+from pipeline.labels.store import open_writer
 keys = [f"k{{i}}" for i in range(50)]
 with open_writer(Path({path!r}), backend={backend!r}, keys=keys, plan_sha256="p" * 64) as w:
     for i, key in enumerate(keys):

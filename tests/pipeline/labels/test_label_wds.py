@@ -11,7 +11,8 @@ import pytest
 import webdataset
 from label_helpers import PLAN, key_maps, shard_path, write_shard
 
-from pipeline.labels import get_codec, open_reader, open_writer
+from pipeline.labels.codecs import get_codec
+from pipeline.labels.store import open_reader, open_writer
 from pipeline.labels.wds import META_MEMBER, decode_payload, index_path
 from pipeline.toolkit.atomic import read_json, write_json
 from pipeline.toolkit.tario import ShardError

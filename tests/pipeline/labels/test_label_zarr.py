@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from label_helpers import PLAN, key_maps, shard_path, write_shard
 
-from pipeline.labels import open_reader, open_writer
+from pipeline.labels.store import open_reader, open_writer
 from pipeline.toolkit.tario import ShardError
 
 

@@ -1,0 +1,54 @@
+"""What one `labelgen run` did for one teacher column (`ColumnReport`), and its summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ColumnReport:
+    column: str
+    shards_done: list[str] = field(default_factory=list)
+    shards_skipped: int = 0
+    shards_failed: list[str] = field(default_factory=list)
+    shards_held: list[str] = field(default_factory=list)  # claimed by another live worker
+    images: int = 0
+    views: int = 0
+    failures: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def counter(self, bar: Any) -> Callable[[int], None]:
+        """A `label_shard` callback that counts each finished image and its views, and shows
+        them on the progress `bar`."""
+
+        def on_image(n_views: int) -> None:
+            self.images += 1
+            self.views += n_views
+            bar.update()
+            bar.set_postfix_str(f"{self.views / max(bar.format_dict['elapsed'], 1e-9):.1f} views/s")
+
+        return on_image
+
+    def add_shard(self, name: str, failures: int, flags: dict[str, int]) -> None:
+        """Count a labelled shard: its failed images and the maps of each flag."""
+        self.shards_done.append(name)
+        self.failures += failures
+        for flag, n in flags.items():
+            self.flags[flag] = self.flags.get(flag, 0) + n
+
+    def summary(self) -> str:
+        failed = "".join(f"\n  FAILED shard {f}" for f in self.shards_failed)
+        if self.shards_held:
+            failed += f"\n  shards held by other workers (--claim): {', '.join(self.shards_held)}"
+        if not self.shards_done and not self.shards_failed and not self.shards_held:
+            return f"{self.column}: nothing to do ({self.shards_skipped} shards already done)"
+        rate = self.views / self.seconds if self.seconds else 0.0
+        flags = ", ".join(f"{k}: {v}" for k, v in sorted(self.flags.items())) or "none"
+        return (
+            f"{self.column}: labelled {len(self.shards_done)} shards ({self.images} images, "
+            f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
+            f"flagged maps: {flags}"
+        ) + failed

@@ -1,0 +1,340 @@
+"""One label column `labels/<name>/` of a dataset: the contract between `labelgen` and `student`.
+
+`LabelColumn(dataset, name)` holds the column's rules that more than one command needs:
+
+- its manifest (`ColumnManifest`, read on first use; `reload()` reads it again);
+- its identity: runs that write into one column must agree on the teacher weights, crop plan,
+  codec, backend, precision and teacher options (`same_identity`, which refuses otherwise);
+- the path of shard i (`shard_path`), with the suffix of the column's backend;
+- the ONE rule "shard i is usable for this dataset" (`check_shard`), which `labelgen run`,
+  `student train` and `pipeline verify` all apply: the manifest lists the shard as done, its
+  file (or directory) is there with the size the manifest recorded (summed over a directory's
+  files, so a deleted Zarr chunk counts), and it was labelled from the image shard the dataset
+  holds now. Sizes only, no hashing: checksums are `pipeline verify`'s to compare;
+- recording a finished or a failed shard under the manifest lock (`record_done`,
+  `record_failed`), creating or replacing the column's header (`open`);
+- the `labelgen run` command that (re)labels shards of the column (`relabel_command`), and the
+  syntax of its `--redo` shard lists (`shard_ranges`, `parse_shard_ranges`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.dataset.info import DatasetInfo, ShardInfo, as_dataset
+from pipeline.dataset.layout import shard_name
+from pipeline.labels.codecs import DEFAULT_CODEC, get_codec
+from pipeline.labels.manifest import (
+    ColumnManifest,
+    create_or_check,
+    made_from_other_images,
+    manifest_lock,
+    record_shard,
+    shard_entry,
+    shard_nbytes,
+)
+from pipeline.labels.store import BACKENDS, DEFAULT_BACKEND
+
+LABEL_COMMAND = "labelgen run --dataset {root} --teacher {column}=ADAPTER:SOURCE"
+DEFAULT_PRECISION = "bf16"  # `labelgen run --precision`'s default: relabel commands omit it
+
+# What `check_shard` finds for one shard; only USABLE shards may be read or skipped.
+USABLE = "usable"
+NOT_LABELLED = "not labelled"  # no manifest entry yet
+FAILED = "failed"  # recorded as failed
+MISSING = "missing"  # done in the manifest, but the file is gone
+RESIZED = "resized"  # done, but the file's size is not the recorded one
+OTHER_IMAGES = "other images"  # done, but labelled from an image shard since replaced
+
+# What each identity field means, for the refusal of a column made with another identity.
+CHANGED = {
+    "weights.sha256": "other weights",
+    "plan_sha256": "another crop plan",
+    "codec": "another codec",
+    "backend": "another backend",
+    "precision": "another precision",
+    "extra.options": "other teacher options",
+}
+
+
+@dataclass(frozen=True)
+class ShardCheck:
+    """What the usable rule found for one shard of a column."""
+
+    shard: str
+    """Shard name, e.g. '000001'."""
+    path: Path
+    """The shard's path in the column."""
+    status: str
+    """`USABLE`, `NOT_LABELLED`, `FAILED`, `MISSING`, `RESIZED` or `OTHER_IMAGES`."""
+    size: int | None = None
+    """Bytes on disk (when the file is there)."""
+    recorded: int | None = None
+    """Bytes the manifest recorded."""
+
+    @property
+    def usable(self) -> bool:
+        return self.status == USABLE
+
+    def describe(self) -> str:
+        """Why a shard the manifest lists as done cannot be used, naming its file."""
+        if self.status == MISSING:
+            return f"{self.path} is listed as done in the manifest but missing"
+        if self.status == RESIZED:
+            return (
+                f"{self.path} has {self.size} bytes, the manifest recorded {self.recorded} "
+                "(truncated or replaced)"
+            )
+        if self.status == OTHER_IMAGES:
+            return (
+                f"{self.path} was labelled from other images than the dataset holds now (the "
+                "image shard was replaced since)"
+            )
+        return f"{self.path}: {self.status}"
+
+
+class LabelColumn:
+    """Label column `name` of a dataset (a `DatasetInfo` or its directory); see the module."""
+
+    def __init__(
+        self,
+        dataset: DatasetInfo | Path | str,
+        name: str,
+        manifest: ColumnManifest | None = None,
+    ) -> None:
+        """`manifest`: the column's manifest when the caller has just read it (else read on
+        first use)."""
+        self.info = as_dataset(dataset)
+        self.name = name
+        self.dir = self.info.layout.column_dir(name)  # checks the name
+        self.manifest_path = self.info.layout.manifest(name)
+        self._manifest = manifest
+
+    def __repr__(self) -> str:
+        return f"LabelColumn({str(self.info.layout.root)!r}, {self.name!r})"
+
+    # -- the manifest --------------------------------------------------------------------------
+    def reload(self) -> ColumnManifest | None:
+        """Read the manifest again (None while the column has none)."""
+        self._manifest = ColumnManifest.load_or_none(self.manifest_path)
+        return self._manifest
+
+    @property
+    def manifest(self) -> ColumnManifest:
+        """The manifest (read once); a `ValueError` naming the fix when the column has none."""
+        if self._manifest is None and self.reload() is None:
+            have = self.info.layout.columns()
+            raise ValueError(
+                f"label column {self.name!r} not found: {self.manifest_path} does not exist "
+                f"(columns present: {have or 'none'}). Create it with `{self.label_command()}` "
+                "or pick an existing column"
+            )
+        return self._manifest
+
+    @property
+    def suffix(self) -> str:
+        """The shard suffix of the column's backend ('.tar', '.zarr')."""
+        return self._suffix(self.manifest)
+
+    def shard_path(self, index: int) -> Path:
+        """Path of the column's shard `index` (a file, or a directory for Zarr)."""
+        return self.info.layout.label_shard(self.name, index, self.suffix)
+
+    def _suffix(self, manifest: ColumnManifest) -> str:
+        if manifest.backend not in BACKENDS:
+            raise ValueError(
+                f"{self.manifest_path}: label backend {manifest.backend!r} is unknown; known: "
+                f"{BACKENDS.names()}"
+            )
+        return BACKENDS.get(manifest.backend).suffix
+
+    # -- identity ------------------------------------------------------------------------------
+    def requested_identity(
+        self, *, weights_sha256: str, codec: str, backend: str, precision: str, options: dict
+    ) -> dict[str, Any]:
+        """The identity fields (`manifest.IDENTITY_FIELDS` but the output kind, which needs the
+        model) of a run about to label this column for this dataset."""
+        return {
+            "weights.sha256": weights_sha256,
+            "plan_sha256": self.info.plan_hash,
+            "codec": get_codec(codec).describe(),
+            "backend": backend,
+            "precision": precision,
+            "extra.options": dict(options),
+        }
+
+    def same_identity(self, requested: dict[str, Any], overwrite: bool) -> bool:
+        """Whether the column (read again) exists with the `requested` identity.
+
+        A column made with another identity is refused with a `ValueError` that names what
+        differs, unless `overwrite` (then False: none of its shards counts as done).
+        """
+        manifest = self.reload()
+        if manifest is None:
+            return False
+        old = manifest.identity()
+        diff = [k for k, v in requested.items() if old[k] != v]
+        if diff and not overwrite:
+            details = "; ".join(
+                f"{CHANGED[k]} ({_short(old[k])} there, {_short(requested[k])} now)" for k in diff
+            )
+            raise ValueError(
+                f"label column {manifest.column!r} ({self.manifest_path}) was made with "
+                f"{details}; use a new teacher name, or --overwrite to relabel the column"
+            )
+        return not diff
+
+    def open(self, provenance: dict[str, Any], overwrite: bool) -> bool:
+        """Create or check the manifest header (`manifest.create_or_check`); with `overwrite`,
+        replace a differing header and drop its shard entries (every shard is then relabelled).
+        Returns whether a header was replaced."""
+        try:
+            self._manifest = create_or_check(self.dir, provenance)
+            return False
+        except ValueError:
+            if not overwrite:
+                raise
+        with manifest_lock(self.dir):  # re-checked under the lock: another rank may have done it
+            new = ColumnManifest.from_dict({**provenance, "shards": {}}, str(self.manifest_path))
+            replaced = ColumnManifest.load(self.manifest_path).identity() != new.identity()
+            if replaced:
+                new.save(self.manifest_path)
+        self.reload()
+        return replaced
+
+    # -- shards --------------------------------------------------------------------------------
+    def check_shard(self, shard: ShardInfo) -> ShardCheck:
+        """The one rule "shard i is usable for this dataset" (see the module docstring), against
+        the manifest as last read."""
+        return self._check(self.manifest, shard)
+
+    def check_shards(self, names: set[str] | None = None) -> list[ShardCheck]:
+        """`check_shard` for every shard of the dataset (or those in `names`), in order."""
+        return [self.check_shard(s) for s in self.info.shards if names is None or s.name in names]
+
+    def _check(self, manifest: ColumnManifest, shard: ShardInfo) -> ShardCheck:
+        entry = manifest.shards.get(shard.name)
+        path = self.info.layout.label_shard(self.name, shard.index, self._suffix(manifest))
+        if entry is None:
+            return ShardCheck(shard.name, path, NOT_LABELLED)
+        if entry["status"] != "done":
+            return ShardCheck(shard.name, path, FAILED)
+        try:
+            size = shard_nbytes(path)
+        except OSError:
+            return ShardCheck(shard.name, path, MISSING)
+        recorded = entry.get("bytes")
+        recorded = None if recorded is None else int(recorded)
+        if recorded is not None and size != recorded:
+            return ShardCheck(shard.name, path, RESIZED, size, recorded)
+        if made_from_other_images(entry, shard.image_sha256):
+            return ShardCheck(shard.name, path, OTHER_IMAGES, size, recorded)
+        return ShardCheck(shard.name, path, USABLE, size, recorded)
+
+    def record_done(self, shard: ShardInfo, entry: dict[str, Any]) -> None:
+        """Record a published shard (`ShardSummary.manifest_entry()` plus extras) as done."""
+        self._manifest = record_shard(self.dir, shard.name, entry)
+
+    def record_failed(self, shard: ShardInfo, error: str) -> bool:
+        """Record a shard as failed, unless the manifest holds it as done and usable: a failed
+        `--redo`, or a worker that lost its claim while another finished the shard, leaves the
+        published labels valid, and they must stay usable. Checked and written under one hold of
+        the manifest lock. Returns False when the done labels were kept."""
+        entry = shard_entry("failed", error=error)
+        with manifest_lock(self.dir):
+            manifest = self.reload()
+            if manifest is None:
+                raise ValueError(f"{self.manifest_path} does not exist; open the column first")
+            if self._check(manifest, shard).usable:
+                return False
+            manifest.shards[shard.name] = entry
+            manifest.save(self.manifest_path)
+        return True
+
+    def clear_stale_temporaries(self, shard: ShardInfo) -> None:
+        """A killed run leaves hidden temporaries of the shard it was writing; drop them."""
+        for tmp in self.dir.glob(f".{shard.name}.*.tmp"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+    # -- commands ------------------------------------------------------------------------------
+    def label_command(self) -> str:
+        """The generic `labelgen run` command that creates or finishes the column."""
+        return LABEL_COMMAND.format(root=self.info.layout.root, column=self.name)
+
+    def relabel_command(self, shards: list[str] | None = None) -> str:
+        """The `labelgen run` command that (re)labels `shards` (all missing ones when None), with
+        the teacher, backend, codec, precision and batch size the manifest records."""
+        m = self.manifest
+        source = m.weights.get("source")
+        if m.adapter and source:
+            options = m.extra.get("options") or {}
+            teacher = f"{self.name}={m.adapter}:{source}"
+            teacher += "".join(f",{k}={v}" for k, v in options.items())
+        else:
+            teacher = f"{self.name}=ADAPTER:SOURCE"
+        args = ["labelgen", "run", "--dataset", str(self.info.layout.root), "--teacher", teacher]
+        if m.backend != DEFAULT_BACKEND:
+            args += ["--format", m.backend]
+        codec = m.codec.get("name", DEFAULT_CODEC)
+        if codec != DEFAULT_CODEC:
+            args += ["--codec", codec]
+        if m.precision != DEFAULT_PRECISION:
+            args += ["--precision", m.precision]
+        # The batch size the column's shards were labelled with (label bytes depend on it).
+        sizes = {e.get("batch_size") for e in m.shards.values() if e.get("status") == "done"}
+        sizes.discard(None)
+        if len(sizes) == 1:
+            args += ["--batch-size", str(sizes.pop())]
+        if shards:
+            args += ["--redo", shard_ranges(shards)]
+        return shlex.join(args)
+
+
+def shard_ranges(names: list[str]) -> str:
+    """'000000-000003,000007' for a sorted list of shard names (the syntax of `--redo`)."""
+    out: list[str] = []
+    nums = [int(n) for n in names]
+    start = prev = None
+    for n in [*nums, None]:
+        if start is not None and (n is None or n != prev + 1):
+            out.append(f"{start:06d}" if start == prev else f"{start:06d}-{prev:06d}")
+            start = None
+        if n is not None and start is None:
+            start = n
+        prev = n
+    return ",".join(out)
+
+
+def parse_shard_ranges(values: list[str] | None, info: DatasetInfo) -> set[str]:
+    """`--redo` values (`000003`, `3`, `000001-000004`, comma-separated, repeatable; what
+    `shard_ranges` writes) -> names of shards of the dataset; an unknown shard is an error."""
+    known = sorted(shard.name for shard in info.shards)
+    out: set[str] = set()
+    for part in (p.strip() for value in values or [] for p in value.split(",")):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last if sep else first)
+        except ValueError:
+            raise ValueError(
+                f"--redo {part!r}: expected shard numbers such as 000003 or 000001-000004"
+            ) from None
+        if lo > hi or shard_name(lo) not in known or shard_name(hi) not in known:
+            have = f"{known[0]} to {known[-1]}" if known else "none"
+            raise ValueError(f"--redo {part!r}: no such shard in this dataset (it has {have})")
+        out |= {name for name in known if lo <= int(name) <= hi}
+    return out
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text[:12] if isinstance(value, str) and len(text) == 64 else text
