@@ -10,7 +10,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from dataset_helpers import scene_image, write_photos  # noqa: E402, F401 (re-exported)
+from dataset_helpers import (  # noqa: E402
+    LAUNCHER_VARIABLES,
+    scene_image,  # noqa: F401 (re-exported)
+    write_photos,
+)
+
+
+@pytest.fixture
+def no_launcher_env(monkeypatch):
+    """A launcher's RANK/WORLD_SIZE/SLURM variables must not leak into a test."""
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

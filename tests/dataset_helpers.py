@@ -14,6 +14,20 @@ from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import create_or_check, record_shard
 from pipeline.labels.store import open_writer
 
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SLURM_LOCALID",
+)
+"""Variables that make a process a rank of a launched job (torchrun, SLURM); the tests of work
+splits run without them (fixture `no_launcher_env`)."""
+
 
 def scene_image(height: int, width: int, seed: int) -> np.ndarray:
     """A smooth synthetic RGB photo (gradients + a disc) of the given size, uint8 [H, W, 3]."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.dataset.layout import KEY_RE, check_key  # noqa: F401  (the label store's key rule)
+from pipeline.dataset.layout import check_key
 
 MAP_FLAGS = ("nan", "inf", "flat", "clipped")
 ERROR_FLAG = "error"

@@ -2,8 +2,8 @@
 
 A shard holds one teacher's labels for the keys of one image shard, in the image shard's order.
 Per key: up to one map per name (`full`, `r{k}.sc`, `r{k}.t{j}`; 2-D float arrays) and a record
-(`record.py`). Keys and map names are validated as `record.check_key` / `record.check_map_name`
-describe, and keys must be written exactly in the declared order.
+(`record.py`). Keys and map names are validated as `pipeline.dataset.layout.check_key` and
+`record.check_map_name` describe, and keys must be written exactly in the declared order.
 
 A writer publishes atomically on `close()`: until then the shard is a hidden temporary sibling,
 so readers never see a partial shard, and an exception (or a killed process) leaves nothing

@@ -13,7 +13,6 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from lgrun_helpers import (  # noqa: E402
     BASE_SIZES,
-    SPLIT_VARS,
     TEACHER,
     copy_dataset,
     label,
@@ -25,10 +24,8 @@ from labelgen.teachers import write_tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _no_split_env(monkeypatch):
+def _no_split_env(no_launcher_env):
     """A launcher's RANK/WORLD_SIZE/SLURM variables must not leak into these tests."""
-    for name in SPLIT_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from dataset_helpers import LAUNCHER_VARIABLES
 from PIL import Image
 
 from labelgen.run import run
@@ -23,17 +24,6 @@ FAST_FULL = 140
 # Photos of the shared dataset: (H, W). The first gets a region of 620 px with 2x2 tiles;
 # the others are smaller than a tile (one resized tile per region).
 BASE_SIZES = [(620, 760), (300, 420), (400, 380)]
-# Environment variables that decide the work split: cleared for every test.
-SPLIT_VARS = (
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_ARRAY_TASK_COUNT",
-    "SLURM_ARRAY_TASK_MIN",
-    "SLURM_PROCID",
-    "SLURM_NTASKS",
-)
 # Solid colours whose views a fake teacher can recognise from the pixels alone.
 COLOURS = {
     "red": (230, 20, 20),
@@ -159,7 +149,7 @@ def wrap_predict(
 
 def clean_env() -> dict[str, str]:
     """os.environ without the work-split variables, offline, for subprocesses."""
-    env = {k: v for k, v in os.environ.items() if k not in SPLIT_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     return env

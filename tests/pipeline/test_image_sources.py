@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from image_helpers import gradient, jpeg, make_tar
 
+from pipeline.dataset.layout import KEY_RE
 from pipeline.images.sources import input_items, list_items, make_key, tar_items
-from pipeline.labels.record import KEY_RE
 from pipeline.toolkit import tario
 
 # ---------------------------------------------------------------- sources

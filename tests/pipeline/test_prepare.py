@@ -13,13 +13,12 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline import __version__
-from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout
+from pipeline.dataset.layout import KEY_RE, SCHEMA_VERSION, DatasetLayout
 from pipeline.dataset.plan import PlanParams, load_plan_shard, plan_hash, plan_image
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.images.samples import SAMPLES, write_sample_images
 from pipeline.images.shards import read_image_shard, shard_keys
 from pipeline.images.sources import Item
-from pipeline.labels.record import KEY_RE
 
 FAST = PrepareSettings(shard_size=3, workers=1)
 

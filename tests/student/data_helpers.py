@@ -25,10 +25,6 @@ MapFn = Callable[[str, dict[str, Any], str, list[int]], np.ndarray]
 """`fn(key, plan entry, map name, box) -> (h, w) float32`; box is None for `full`."""
 
 
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_ARRAY_TASK_ID")
-"""Variables that make a process a rank of a launched job; loader tests run without them."""
-
-
 def ramp_image(height: int, width: int, seed: int) -> np.ndarray:
     """uint8 RGB whose red channel encodes x: R = 255·(x + 0.5)/W; green/blue vary with y/seed."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)

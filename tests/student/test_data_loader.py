@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from data_helpers import (
-    LAUNCHER_VARIABLES,
     all_keys,
     two_column_dataset,
 )
@@ -20,10 +19,7 @@ from student.data.stream import DistillStream
 S = 56
 
 
-@pytest.fixture(autouse=True)
-def _no_launcher_env(monkeypatch):
-    for name in LAUNCHER_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_launcher_env")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import (
-    LAUNCHER_VARIABLES,
     all_keys,
     constant,
     copy_dataset,
@@ -32,10 +31,7 @@ from student.data.stream import DistillStream, steps_per_epoch
 S = 56
 
 
-@pytest.fixture(autouse=True)
-def _no_launcher_env(monkeypatch):
-    for name in LAUNCHER_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_launcher_env")
 
 
 @pytest.fixture(scope="module")
