@@ -7,10 +7,13 @@ derived from the fields of `PrepareSettings` (`pipeline.toolkit.options`).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
 
+from pipeline.bench import BENCHMARKS
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.cliutil import user_errors
 from pipeline.toolkit.options import SettingsOptions, settings_command
@@ -95,27 +98,24 @@ def demo(
     run_demo(out, device=device)
 
 
-@bench_app.command("codecs")
-@user_errors
-def bench_codecs(
-    repeats: int = typer.Option(5, help="Timed repeats; medians are reported."),
-) -> None:
-    """Bytes per pixel, error and encode/decode speed of every label codec on depth maps."""
-    from pipeline.bench.codecs import main
+def _bench_command(name: str, module: str, summary: str) -> None:
+    """One `pipeline bench NAME` command: its arguments go to the benchmark module unparsed."""
 
-    main(["--repeats", str(repeats)])
+    def command(ctx: typer.Context) -> None:
+        done = subprocess.run([sys.executable, "-m", module, *ctx.args])
+        raise typer.Exit(done.returncode)
+
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    bench_app.command(
+        name,
+        help=f"{summary} (`python -m {module}`; --help lists its flags)",
+        context_settings=settings,
+        add_help_option=False,
+    )(command)
 
 
-@bench_app.command("prepare")
-@user_errors
-def bench_prepare(
-    images: int = typer.Option(24, help="Photo-sized JPEGs to generate."),
-    repeats: int = typer.Option(3, help="Timed repeats; medians are reported."),
-) -> None:
-    """`prepare` images/s per core against a bare JPEG decode of the same files."""
-    from pipeline.bench.prepare import main
-
-    main(["--images", str(images), "--repeats", str(repeats)])
+for _bench in BENCHMARKS.values():
+    _bench_command(_bench.name, _bench.module, _bench.summary)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -51,6 +54,8 @@ def _command_paths(app: typer.Typer) -> list[list[str]]:
 def test_every_help_runs(name):
     app = APPS[name]
     for path in _command_paths(app):
+        if name == "pipeline" and path[:1] == ["bench"] and len(path) == 2:
+            continue  # a benchmark's own process prints its help (tested below)
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (name, path, result.output)
         assert "Usage" in result.output
@@ -182,9 +187,43 @@ def test_prepare_workers_zero_is_refused_with_the_fix(photo_folder, tmp_path):
 
 
 def test_benchmarks_run_from_the_cli():
-    codecs = runner.invoke(pipeline_app, ["bench", "codecs", "--repeats", "1"])
-    assert codecs.exit_code == 0, codecs.output
-    assert "pcodec-f16" in codecs.output and "B/px" in codecs.output
-    prep = runner.invoke(pipeline_app, ["bench", "prepare", "--images", "2", "--repeats", "1"])
-    assert prep.exit_code == 0, prep.output
-    assert "prepare / decode" in prep.output
+    """`pipeline bench NAME ARGS` runs the benchmark module in its own process, flags passed on."""
+
+    def bench(*args: str) -> str:
+        command = [sys.executable, "-m", "pipeline.cli", "bench", *args]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    codecs = bench("codecs", "--repeats", "1")
+    assert "pcodec-f16" in codecs and "B/px" in codecs
+    assert "prepare / decode" in bench("prepare", "--images", "2", "--repeats", "1")
+    assert "usage: pipeline bench score" in bench("score", "--help")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "codecs", "--repeats", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "invalid int value" in done.stderr
+
+
+def test_every_benchmark_module_is_registered_and_explains_itself(capsys):
+    """One convention: each `<stage>/bench/<name>.py` (but shared helpers) is a registered
+    `pipeline bench` command whose `main(argv)` answers --help."""
+    import importlib
+
+    from pipeline.bench import BENCHMARKS
+
+    root = Path(__file__).resolve().parents[1]
+    found = {
+        ".".join(path.relative_to(root).with_suffix("").parts)
+        for stage in ("pipeline", "labelgen", "student", "evaluation")
+        for path in (root / stage / "bench").glob("*.py")
+        if path.stem not in ("__init__", "synthetic")
+    }
+    assert found == {b.module for b in BENCHMARKS.values()}
+    for bench in BENCHMARKS.values():
+        with pytest.raises(SystemExit) as done:
+            importlib.import_module(bench.module).main(["--help"])
+        assert done.value.code == 0
+        assert f"usage: pipeline bench {bench.name}" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Label codec benchmark on depth-like maps: size, error and single-thread speed.
 
-    python -m pipeline.bench.codecs [--repeats 5]
+    pipeline bench codecs [--repeats 5]
 
 Maps (float32, positive): the Middlebury "Motorcycle" ground-truth disparity shipped with
 scikit-image (invalid +inf pixels replaced by the nearest valid value), synthetic scenes (floor,
@@ -11,12 +11,12 @@ wall and spheres with mild noise) at 560×560 and 1500×2000, and a teacher-like
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from pipeline.bench import parser as bench_parser
 from pipeline.labels.codecs import CODECS, get_codec
 
 
@@ -133,7 +133,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
     args = parser.parse_args(argv)
     print(markdown_table(run_codec_bench(args.repeats)))

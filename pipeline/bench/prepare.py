@@ -1,6 +1,6 @@
 """Benchmark `pipeline prepare` against a bare PIL decode of the same photo-sized JPEGs.
 
-    python -m pipeline.bench.prepare [--images 48] [--repeats 3] [--json]
+    pipeline bench prepare [--images 48] [--repeats 3] [--json]
 
 Builds N JPEGs of 2250x1500 pixels (SA-1B size; quality 90) from the bundled scikit-image
 photos, then times, on one core:
@@ -16,7 +16,6 @@ share of a bare decode's speed that `prepare` keeps).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.bench import parser as bench_parser
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.images.samples import SAMPLES, sample_array
 
@@ -98,7 +98,7 @@ def run(count: int, repeats: int, workdir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--images", type=int, default=48, help="photos to generate (48)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; median (3)")
     parser.add_argument("--workdir", type=Path, help="where to write (default: a temp dir)")

@@ -1,4 +1,4 @@
-"""The DataLoader around a `DistillStream`, and throughput helpers for `student.data.bench`.
+"""The DataLoader around a `DistillStream`.
 
 `make_loader` builds a `DistillLoader`: a `torch.utils.data.DataLoader` with `batch_size=None`
 (the stream yields whole batches), which tells the stream each batch it hands out so that
@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from pipeline.dataset import DatasetInfo
-from pipeline.dataset.info import as_dataset
-from pipeline.images.decode import decode_rgb
-from pipeline.images.shards import ImageShardReader
-from student.config import DataSettings
 from student.data.stream import DistillStream
 
 log = logging.getLogger(__name__)
@@ -105,61 +98,3 @@ def make_loader(
         timeout=timeout,
         **extra,
     )
-
-
-def bench_loader(
-    dataset: DatasetInfo | Path | str,
-    teachers: Sequence[str],
-    workers: int,
-    batches: int,
-    data: DataSettings | None = None,
-    *,
-    batch_size: int = 4,
-) -> float:
-    """Samples per second of the full loader (decode + crops + labels + augmentation + collate)
-    of the stream of `data` (None: the defaults) over `batches` batches after a first warm-up
-    batch (worker start-up excluded; `data.workers` is not used: `workers` is). With `workers=0`
-    everything runs in this process on one torch thread."""
-    stream = DistillStream(dataset, teachers, data, batch_size=batch_size, rank=0, world=1)
-    batches = min(batches, len(stream) - 1)
-    if batches < 1:
-        raise ValueError(f"the dataset gives {len(stream)} batches; need at least 2 to time")
-    threads = torch.get_num_threads()
-    if workers == 0:
-        torch.set_num_threads(1)  # measure one core, as a worker (DataLoader workers use 1)
-    try:
-        it = iter(make_loader(stream, workers=workers, pin_memory=False))
-        next(it)
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(it)
-        elapsed = time.perf_counter() - start
-        del it
-    finally:
-        torch.set_num_threads(threads)
-    return batches * batch_size / elapsed
-
-
-def image_bytes(dataset: DatasetInfo | Path | str, count: int) -> list[bytes]:
-    """The stored bytes of the first `count` images of the dataset, in shard order."""
-    info = as_dataset(dataset)
-    out: list[bytes] = []
-    for shard in info.shards:
-        with ImageShardReader(info.layout.image_shard(shard.index)) as reader:
-            for key in reader.keys:
-                out.append(reader.read(key)[0])
-                if len(out) == count:
-                    return out
-    return out
-
-
-def bench_decode(dataset: DatasetInfo | Path | str, samples: int) -> float:
-    """Images per second of the bare decode (`decode_rgb`) of the same images, in this process
-    (one core), bytes read beforehand: the ceiling of one loader worker."""
-    data = image_bytes(dataset, samples)
-    if not data:
-        raise ValueError("the dataset has no images")
-    start = time.perf_counter()
-    for blob in data:
-        decode_rgb(blob)
-    return len(data) / (time.perf_counter() - start)

@@ -136,7 +136,7 @@ def test_boundary_f1_is_scored_after_alignment_on_sharp_sets_only():
 
 @pytest.mark.slow
 def test_scoring_benchmark_runs(capsys):
-    from evaluation.bench import main
+    from evaluation.bench.score import main
 
     main(["--repeats", "1", "--samples", "1", "--size", "tiny"])
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from labelgen.bench import main
+from labelgen.bench.labelling import main
 
 
 @pytest.mark.slow

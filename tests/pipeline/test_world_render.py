@@ -153,7 +153,7 @@ def test_lower_resolution_views_and_regions_reach_outside_the_frame():
 
 
 def test_bench_prints_a_markdown_row(capsys):
-    from pipeline.world.bench import main
+    from pipeline.bench.world_render import main
 
     result = main(["--images", "1", "--repeats", "1", "--height", "20", "--width", "30"])
     assert result["render_images_per_s_per_core"] > 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from student.bench_train import main
+from student.bench.train import main
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ from data_helpers import (
     two_column_dataset,
 )
 
+from student.bench.loader import bench_decode, bench_loader
 from student.config import DataSettings
-from student.data.loader import bench_decode, bench_loader, make_loader
+from student.data.loader import make_loader
 from student.data.stream import DistillStream
 
 S = 56

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from student import bench_losses
+from student.bench import losses as bench_losses
 from student.losses import normalized_l1
 
 

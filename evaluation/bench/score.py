@@ -1,8 +1,9 @@
 """Scoring against prediction on ETH3D-size samples (4032×6048), measured in one run.
 
-    python -m evaluation.bench [--samples 3] [--repeats 5] [--device cpu] [--size small]
+    pipeline bench score [--samples 3] [--repeats 5] [--device cpu] [--size small]
 
-1. The protocol alone: `score` on one in-memory sample (median of `--repeats`).
+1. The protocol alone: `score` on one in-memory sample (median of `--repeats`), and what boundary
+   F1 adds to it on a set with sharp edges (aligning the whole map, then `si_boundary_f1`).
 2. The commands' two halves on a synthetic dataset in ETH3D's layout (24 MP JPEGs and raw
    float32 ground truth): `evaluation predict` with a randomly initialised full-size Depth
    Anything V2 student (what a user scores; no download) against `evaluation score`, both in
@@ -12,7 +13,6 @@ The target is that scoring never costs more than prediction. Results go in BENCH
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from evaluation.protocol import score
+from evaluation.boundary import si_boundary_f1
+from evaluation.protocol import aligned_depth, score
+from pipeline.bench import parser as bench_parser
 
 ETH3D_SHAPE = (4032, 6048)
 
@@ -55,14 +57,21 @@ def write_eth3d_dataset(root: Path, samples: int, shape: tuple[int, int] = ETH3D
     return root
 
 
-def protocol_seconds(repeats: int) -> tuple[float, dict]:
+def protocol_seconds(repeats: int) -> tuple[float, float, dict]:
+    """Median seconds of the protocol's `score` of one ETH3D-size sample, and of what boundary
+    F1 adds on a set with sharp edges (the aligned map and `si_boundary_f1` with the mask),
+    timed alternately in the same run; and the protocol's result."""
     pred, gt = eth3d_like()
-    times, result = [], {}
+    times, detail, result = [], [], {}
     for _ in range(repeats):
         start = time.perf_counter()
         result = score(pred, gt, "eth3d", "disparity")
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        start = time.perf_counter()
+        aligned, mask = aligned_depth(pred, gt, "eth3d", "disparity")
+        result["boundary_f1"] = si_boundary_f1(aligned, gt, mask)
+        detail.append(time.perf_counter() - start)
+    return statistics.median(times), statistics.median(detail), result
 
 
 def halves_seconds(workdir: Path, samples: int, device: str, size: str) -> dict[str, float]:
@@ -86,16 +95,17 @@ def halves_seconds(workdir: Path, samples: int, device: str, size: str) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=3, help="0 = the protocol alone")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", default="small", help="student size: tiny, small or large")
     args = parser.parse_args(argv)
-    seconds, result = protocol_seconds(args.repeats)
+    seconds, detail, result = protocol_seconds(args.repeats)
     print(
         f"protocol: ETH3D-size 4032x6048, disparity prediction, median of {args.repeats}: "
-        f"{seconds:.2f} s per sample (abs_rel {result['abs_rel']:.4f})"
+        f"{seconds:.2f} s per sample (abs_rel {result['abs_rel']:.4f}); boundary F1 adds "
+        f"{detail:.2f} s = {detail / seconds:.2f}x the protocol (bf1 {result['boundary_f1']:.3f})"
     )
     if args.samples < 1:
         return

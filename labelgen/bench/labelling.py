@@ -1,7 +1,7 @@
 """Benchmarks of label generation (results go in BENCHMARKS.md).
 
-    python -m labelgen.bench cpu     # tiny teacher on CPU: share of wall time in the forward
-    python -m labelgen.bench gpu     # full-size random DAv2-L and GenPercept at 560 in bf16
+    pipeline bench labelgen cpu   # tiny teacher on CPU: share of wall time in the forward
+    pipeline bench labelgen gpu   # full-size random DAv2-L and GenPercept at 560 in bf16
 
 `gpu` builds, checks and times everything in one run: random full-size checkpoints saved and
 reloaded through the adapters, a prepared synthetic dataset of SA-1B-sized images, the bare
@@ -11,7 +11,6 @@ same script with tiny models and few images, so it can be checked on a CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from labelgen.teachers import (
     write_checkpoint,
     write_tiny_checkpoint,
 )
+from pipeline.bench import parser as bench_parser
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset, synthetic_photos
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard
@@ -215,7 +215,7 @@ def bench_gpu(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("mode", choices=["cpu", "gpu"])
     parser.add_argument("--images", type=int, default=None, help="images to label")
     parser.add_argument("--batch", type=int, default=32, help="views per forward (gpu)")

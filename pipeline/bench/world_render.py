@@ -1,6 +1,6 @@
 """Benchmark the world renderer: images/s per core at photo size (1500 x 2250 by default).
 
-    python -m pipeline.world.bench [--images 3] [--repeats 3] [--height 1500 --width 2250]
+    pipeline bench world-render [--images 3] [--repeats 3] [--height 1500 --width 2250]
                                    [--samples 1] [--json]
 
 Renders train scenes 0..N-1 of seed 0 in this process (one core: numpy's element-wise maths is
@@ -12,11 +12,11 @@ medians over the repeats, for the render alone and for render + encoding the fil
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
+from pipeline.bench import parser as bench_parser
 from pipeline.world.files import encode_npy, encode_png
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, make_scene
 from pipeline.world.render import render
@@ -79,7 +79,7 @@ def markdown_row(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--images", type=int, default=3, help="scenes per pass (3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; median (3)")
     parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT)

@@ -1,8 +1,8 @@
 """Training-step benchmark: real shards through the loader vs the same step on an in-memory
 batch (data stall), and images/s against the FLOP floor (results go in BENCHMARKS.md).
 
-    python -m student.bench_train --size small --size large     # on a GPU
-    python -m student.bench_train --smoke                          # tiny model on a CPU
+    pipeline bench train --size small --size large     # on a GPU
+    pipeline bench train --smoke                          # tiny model on a CPU
 
 The timed steps are one epoch's batches (the dataset is sized for it), fed by the loader, then
 the same batches replayed from memory; the stall compares the total times. One run builds
@@ -13,7 +13,6 @@ columns of real-size maps written through the label store, then times both loops
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pipeline.bench import parser as bench_parser
 from pipeline.bench.synthetic import smooth_map, synthetic_dataset
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
@@ -156,7 +156,7 @@ def bench_size(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--size", action="append", choices=["small", "large"], default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)

@@ -1,6 +1,6 @@
 """Benchmark of the normalized L1 loss: forward + backward at batch 4 × 560² on CPU.
 
-Run `python -m student.bench_losses` (options: `--batch`, `--size`, `--repeats`, `--threads`,
+Run `pipeline bench losses` (options: `--batch`, `--size`, `--repeats`, `--threads`,
 `--clock wall|cpu`, `--dense`). Prints a Markdown table of the median and minimum time of each
 normalization and of two slower implementations of `hybrid` that compute the same value:
 
@@ -17,7 +17,6 @@ units of the floor.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pipeline.bench import parser as bench_parser
 from student.losses import NORMALIZATIONS, normalized_l1
 from student.losses._common import EPS, levels_for, prepare, range_edges
 from student.losses.reference import reference_normalized_l1
@@ -216,7 +216,7 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=560)
     parser.add_argument("--repeats", type=int, default=7)

@@ -1,0 +1,1 @@
+"""Benchmarks of scoring (`pipeline bench score`; results in BENCHMARKS.md)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of label generation (`pipeline bench labelgen ...`; results in BENCHMARKS.md)."""
