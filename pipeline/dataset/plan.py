@@ -44,9 +44,9 @@ class PlanParams:
         if self.regions < 1:
             raise ValueError(f"--regions must be ≥ 1, got {self.regions}")
         if self.min_region < 1:
-            raise ValueError(f"min_region must be ≥ 1 pixel, got {self.min_region}")
+            raise ValueError(f"--min-region must be ≥ 1 pixel, got {self.min_region}")
         if self.tile < 2:
-            raise ValueError(f"tile must be ≥ 2 pixels, got {self.tile}")
+            raise ValueError(f"--tile must be ≥ 2 pixels, got {self.tile}")
         if not 0 <= self.min_overlap < 1:
             raise ValueError(f"--min-overlap must be in [0, 1), got {self.min_overlap}")
         if max_step(self.tile, self.min_overlap) < 1:

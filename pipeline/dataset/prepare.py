@@ -59,6 +59,10 @@ class PrepareSettings:
     """Seed of the crop plan (the plan is a pure function of it, the image keys and sizes)."""
     min_overlap: float = 0.25
     """Minimum overlap of neighbouring tiles, as a fraction of the tile side."""
+    tile: int = 560
+    """Side of the planned tiles in pixels (the paper's 560; smaller for small-scale studies)."""
+    min_region: int = 644
+    """Smallest region side in pixels (the paper's 644); shorter images get one region side."""
     min_side: int = 64
     """Reject images whose short side is below this many pixels."""
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
@@ -73,11 +77,17 @@ class PrepareSettings:
             raise ValueError(
                 f"--workers must be ≥ 1, got {self.workers} (leave it out for min(4, usable CPUs))"
             )
-        self.plan_params()  # validates --regions, --seed, --min-overlap
+        self.plan_params()  # validates --regions, --seed, --min-overlap, --tile, --min-region
         self.decode_params()  # validates --min-side, --max-pixels
 
     def plan_params(self) -> PlanParams:
-        return PlanParams(seed=self.seed, regions=self.regions, min_overlap=self.min_overlap)
+        return PlanParams(
+            seed=self.seed,
+            regions=self.regions,
+            min_region=self.min_region,
+            tile=self.tile,
+            min_overlap=self.min_overlap,
+        )
 
     def decode_params(self) -> DecodeParams:
         return DecodeParams(min_side=self.min_side, max_pixels=self.max_pixels)

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.world.degradation import Degradation
 
 world_app = typer.Typer(
     help="Procedural 3D worlds with exact per-pixel depth: a train split `pipeline prepare` "
@@ -40,3 +42,28 @@ def render_command(
     settings = WorldSettings(seed=seed, split=split, height=height, width=width, samples=samples)
     result = render_world(out, images, settings, workers=workers or None)
     typer.echo(result.summary())
+
+
+@world_app.command("labels")
+@user_errors
+@settings_command
+def labels_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A dataset prepared from a world split."),
+    world: Path = typer.Option(
+        ..., "--world", help="The split folder the dataset was prepared from (its scene records)."
+    ),
+    column: str = typer.Option(..., "--column", help="Label column to write, e.g. world-exact."),
+    degradation: Degradation = SettingsOptions(Degradation),
+    full_side: int = typer.Option(
+        None, "--full-side", help="Short side of the `full` labels; unset: the plan's tile side."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a column made otherwise."),
+) -> None:
+    """Write a label column of the world's exact depth for every planned view (no degradation),
+    or a degraded one (disparity; see `pipeline.world.labels`). Done shards are kept."""
+    from pipeline.world.labels import write_world_column
+
+    deg = degradation
+    written = write_world_column(dataset, world, column, deg, full_side, overwrite=overwrite)
+    kind = "exact depth" if deg.exact else f"degraded disparity ({deg.options()})"
+    typer.echo(f"{column}: {kind}; wrote {len(written)} shards")

@@ -13,6 +13,7 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline import __version__
+from pipeline.dataset import load_dataset
 from pipeline.dataset.layout import KEY_RE, SCHEMA_VERSION, DatasetLayout
 from pipeline.dataset.plan import PlanParams, load_plan_shard, plan_hash, plan_image
 from pipeline.dataset.prepare import PrepareSettings, prepare
@@ -337,3 +338,17 @@ def test_a_decoding_worker_that_dies_stops_the_run_with_a_message(tmp_path):
         decoding(items, PrepareSettings().decode_params(), workers=2) as results,
     ):
         list(results)
+
+
+def test_tile_and_region_sides_are_settings(tmp_path, photo_folder):
+    """Small-scale studies shrink the plan's geometry; the paper's values are the defaults."""
+    assert (PrepareSettings().tile, PrepareSettings().min_region) == (560, 644)
+    result = prepare([str(photo_folder)], tmp_path / "ds", PrepareSettings(tile=64, min_region=96))
+    params = load_dataset(result.out).plan_params
+    assert (params.tile, params.min_region) == (64, 96)
+    for entry in load_plan_shard(tmp_path / "ds" / "plan" / "000000.json").values():
+        for region in entry["regions"]:
+            assert all(t[2] - t[0] == 64 or t == region["box"] for t in region["tiles"])
+            assert region["box"][2] - region["box"][0] >= min(96, *entry["size"])
+    with pytest.raises(ValueError, match="--tile must be ≥ 2"):
+        PrepareSettings(tile=1)
