@@ -107,17 +107,22 @@ def tiny_checkpoint(
     adapter: str = typer.Argument(..., help="depth-anything-v2, dpt, genpercept, marigold or hf."),
     out_dir: Path = typer.Argument(..., help="Directory to write the checkpoint to."),
     seed: int = typer.Option(0, help="Seed of the random initialisation (same seed, same bytes)."),
+    size: str = typer.Option(
+        "tiny", help="Architecture size: tiny (tests, demo), mini (studies), small, large, full."
+    ),
 ) -> None:
-    """Write a tiny randomly initialised checkpoint of the adapter's real architecture.
+    """Write a randomly initialised checkpoint of the adapter's real architecture (tiny by
+    default).
 
-    It loads through the normal adapter (`from_pretrained(OUT_DIR)`), for tests, the demo and
-    benchmarks. It predicts no real depth.
+    It loads through the normal adapter (`from_pretrained(OUT_DIR)`), for tests, the demo,
+    benchmarks and as the initialisation of students or teachers trained from scratch. It
+    predicts no real depth.
     """
-    from labelgen.teachers import tiny_spec, write_tiny_checkpoint
+    from labelgen.teachers import tiny_spec, write_checkpoint
 
-    path = write_tiny_checkpoint(adapter, out_dir, seed=seed)
-    typer.echo(f"wrote a tiny {adapter} checkpoint to {path}")
-    typer.echo(f"use it as: --teacher {tiny_spec('tiny-' + adapter, adapter, path)}")
+    path = write_checkpoint(adapter, out_dir, size, seed=seed)
+    typer.echo(f"wrote a {size} {adapter} checkpoint to {path}")
+    typer.echo(f"use it as: --teacher {tiny_spec(size + '-' + adapter, adapter, path)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Every benchmark is a module `<package>/bench/<name>.py` of the stage it measures
 `main(argv)` that parses its own flags (argparse: `pipeline bench NAME --help` lists them), prints
 a Markdown table (or rows) for BENCHMARKS.md and, where it builds models or data, has a `--smoke`
 mode small enough for a CPU test. `pipeline bench NAME ARGS` runs `python -m MODULE ARGS` in its
-own process, so `pipeline` imports no stage. Shared synthetic data lives in `synthetic.py`.
+own process, so `pipeline` imports no stage. Helpers that are not benchmarks: `synthetic.py`
+(shared synthetic data) and `world_report.py` (the world study's report).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ BENCHMARKS = {
             "world-render",
             "pipeline.bench.world_render",
             "Procedural world rendering: images/s per core at 1500x2250.",
+        ),
+        Benchmark(
+            "world",
+            "pipeline.bench.world",
+            "The paper's ablations end to end on the procedural world (exact depth).",
         ),
         Benchmark(
             "labelgen",

@@ -19,14 +19,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # name -> (hidden, layers, heads, out_indices, neck_hidden_sizes, fusion_hidden_size)
 SIZES: dict[str, tuple[int, int, int, list[int], list[int], int]] = {
     "tiny": (32, 4, 2, [1, 2, 3, 4], [8, 16, 32, 32], 16),
+    "mini": (64, 4, 2, [1, 2, 3, 4], [16, 32, 64, 64], 32),
     "small": (384, 12, 6, [3, 6, 9, 12], [48, 96, 192, 384], 64),
     "large": (1024, 24, 16, [5, 12, 18, 24], [256, 512, 1024, 1024], 256),
 }
 # What a random checkpoint of a size sets on top of its architecture: the tiny one has a narrow
 # head and an initializer range larger than the default 0.02, so activations survive the depth of
-# the network and a random model's maps depend on the image. The others are as published.
+# the network and a random model's maps depend on the image; `mini` (the small ViT of the world
+# study, trained from scratch) keeps its head but needs the larger range too. The others are as
+# published.
 RANDOM_INIT: dict[str, dict[str, Any]] = {
     "tiny": {"head_hidden_size": 8, "initializer_range": 0.1},
+    "mini": {"initializer_range": 0.1},  # at 0.02 its outputs are ~1e-6: gradients underflow
 }
 
 

@@ -1,0 +1,135 @@
+"""The world study's report: per configuration the mean and standard deviation over seeds of
+AbsRel, δ1 and boundary F1 on the held-out world, beside the paper's published AbsRel for the
+direction; the `evaluation report` table of every run; one figure per configuration.
+
+Reads only files (each run's `summary.json`, predictions and the test split), so `pipeline`
+still imports no stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline.toolkit.colormap import apply_colormap
+
+METRICS = (("abs_rel", "AbsRel↓"), ("delta1", "δ1↑"), ("boundary_f1", "BF1↑"))
+PUBLISHED = re.compile(r"published ETH3D / DIODE AbsRel: ([0-9.]+) / ([0-9.]+)")
+
+
+def _result(study, name: str) -> dict[str, Any] | None:
+    path = study.path("eval", name, "summary.json")
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())["datasets"]["world"]
+
+
+def _stats(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _published(study, config: str) -> str:
+    header = (study.configs / config).read_text().splitlines()[0]
+    found = PUBLISHED.search(header)
+    return f"{found.group(1)} / {found.group(2)}" if found else "-"
+
+
+def rows(study) -> list[dict[str, Any]]:
+    """One row per teacher and per student configuration: values per seed and their summary."""
+    out = []
+    for name in ("t1", "t2"):
+        result = _result(study, name) or {}
+        out.append({"name": f"teacher {name}", "paper": "-",
+                    **{m: [result[m]] if m in result else [] for m, _ in METRICS}})  # fmt: skip
+    for student in study.configurations:
+        results = [_result(study, f"{student.name}-s{k}") for k in range(study.scale.seeds)]
+        values = {m: [r[m] for r in results if r and r.get(m) is not None] for m, _ in METRICS}
+        out.append({"name": student.name, "paper": _published(study, student.config), **values})
+    return out
+
+
+def table(study) -> str:
+    head = ["configuration", *[label for _, label in METRICS], "paper ETH3D / DIODE AbsRel"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows(study):
+        cells = [row["name"], *[_stats(row[m]) for m, _ in METRICS], row["paper"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _colour(disp: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """A disparity map in colour, stretched over its own 2nd..98th percentile (near bright)."""
+    disp = np.asarray(disp, dtype=np.float64)
+    ok = np.isfinite(disp) if valid is None else valid & np.isfinite(disp)
+    lo, hi = np.percentile(disp[ok], [2, 98]) if ok.any() else (0.0, 1.0)
+    rgb = apply_colormap((disp - lo) / max(hi - lo, 1e-12))
+    rgb[~ok] = 128
+    return rgb
+
+
+def _fit(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def figure(study, student, key: str) -> Path:
+    """image | exact disparity | the student's teachers | the student (first seed), one row."""
+    test = study.path("world", "test")
+    rgb = np.asarray(Image.open(test / f"{key}.png").convert("RGB"))
+    depth = np.load(test / f"{key}.depth.npy")
+    valid = np.load(test / f"{key}.mask.npy")
+    h, w = depth.shape
+    panels = [rgb, _colour(np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0), valid)]
+    for name in (*student.teachers, f"{student.name}-s0"):
+        pred = study.path("eval", name, "predictions", "world", f"{key}.npy")
+        if pred.is_file():
+            panels.append(_fit(_colour(np.load(pred)), h, w))
+    canvas = np.full((h, len(panels) * (w + 4) - 4, 3), 255, dtype=np.uint8)
+    for k, panel in enumerate(panels):
+        canvas[:, k * (w + 4) : k * (w + 4) + w] = panel
+    out = study.path("report", "figures", f"{student.name}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(out)
+    return out
+
+
+def write_report(study, seconds: float) -> Path:
+    """`report/study.md` (the table, how it was made, the figures) and `report/evaluation.md`."""
+    report = study.path("report")
+    report.mkdir(parents=True, exist_ok=True)
+    names = ["t1", "t2"] + [f"{n}" for n in sorted(p.name for p in study.path("eval").iterdir())]
+    evals = [str(study.path("eval", n)) for n in dict.fromkeys(names)]
+    study.run("report", ["evaluation", "report", *evals, "--out", str(report / "evaluation.md")])
+    key = sorted(p.name[: -len(".png")] for p in study.path("world", "test").glob("*.png"))[0]
+    figures = [figure(study, student, key) for student in study.configurations]
+    s = study.scale
+    text = [
+        "# World study",
+        "",
+        f"Scale: images {s.height}x{s.width}, tile {s.tile}, regions from {s.min_region} px, "
+        f"student input {s.size}; teachers {s.teacher_sizes} trained {s.teacher_steps} steps on "
+        f"{s.teacher_images} images of exact depth; students {s.student_steps} steps, batch "
+        f"{s.batch}, {s.seeds} seed(s), distilled on {s.student_images} images; test "
+        f"{s.test_images} images. Wall time {seconds / 60:.1f} min.",
+        "",
+        "Values: mean ± standard deviation over seeds on the held-out world (protocol: least "
+        "squares scale and shift in disparity, boundary F1 after alignment). Paper: published "
+        "ETH3D / DIODE AbsRel of the same configuration (direction only; other data and scale).",
+        "",
+        table(study),
+        "Figures (image | exact disparity | teacher(s) | student, seed 0): "
+        + ", ".join(f"`{f.relative_to(report)}`" for f in figures),
+        "",
+    ]
+    out = report / "study.md"
+    out.write_text("\n".join(text))
+    return out
