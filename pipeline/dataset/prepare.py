@@ -127,7 +127,7 @@ class PrepareResult:
         else:
             text += f"{self.num_rejected} rejected (see {where}, key 'rejected')"
         skipped = self.skipped.describe()
-        return text + (f"; skipped {skipped} (key 'skipped')" if skipped else "")
+        return text + (f"; skipped {skipped} (see key 'skipped')" if skipped else "")
 
 
 def process_item(item: Item, params: DecodeParams) -> Accepted | Rejected:

@@ -379,7 +379,7 @@ def test_odd_names_links_and_huge_headers_are_reported_not_fatal(
     assert record["num_skipped"] == 3
     assert result.summary().endswith(
         "; 3 rejected (see ds/dataset.json, key 'rejected'); skipped 1 non-image file (.txt: 1), "
-        "2 linked folders listed already (key 'skipped')"
+        "2 linked folders listed already (see key 'skipped')"
     )
     origins = {
         key: meta["origin"] for key, _, meta in read_image_shard(tmp_path / "ds/images/000000.tar")
