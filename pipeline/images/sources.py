@@ -301,7 +301,7 @@ def input_items(spec: str, skipped: Skipped | None = None) -> list[Item]:
         items = tar_items(spec)
     elif os.path.isfile(spec) and is_image_name(spec):
         items = [file_item(spec, spec.replace(os.sep, "/"), os.path.basename(spec))]
-    elif os.path.islink(spec):
+    elif os.path.islink(spec) and not os.path.exists(spec):
         raise ValueError(f"--images {display_name(spec)}: {unfollowable(spec)}")
     elif os.path.isfile(spec):
         raise ValueError(

@@ -248,6 +248,10 @@ def test_a_self_referencing_symlink_is_listed_with_its_reason(tmp_path: Path, mo
         assert "fix or remove the link" in items[2].error
     with pytest.raises(ValueError, match="--images in/x.jpg: a symlink loop"):
         input_items("in/x.jpg")
+    write(tmp_path / "notes.txt", b"x")
+    os.symlink("../notes.txt", tmp_path / "in/notes.jpg.txt")  # a working link: not "broken"
+    with pytest.raises(ValueError, match="--images in/notes.jpg.txt: not a folder, an"):
+        input_items("in/notes.jpg.txt")
 
 
 def test_symlinked_folders_are_followed_once(tmp_path: Path, monkeypatch) -> None:
