@@ -2,8 +2,9 @@
 
 Steps: list every input image (cheap, no decoding) and check keys are unique; decode in a process
 pool, in sorted key order; cut the accepted images into shards of `shard_size`; write image shard
-i then plan shard i (each atomically); write `dataset.json` last. Bad images are recorded in
-`dataset.json` under `rejected`, never fatal.
+i then plan shard i (each atomically); write `dataset.json` last. Bad images (and broken symlinks,
+folders that cannot be listed) are recorded in `dataset.json` under `rejected`, never fatal; what
+the listing skipped on purpose (other extensions, hidden entries...) is counted under `skipped`.
 
 Re-running into the same `--out` is allowed only with the same inputs and settings: it rewrites
 identical bytes (if the input files are unchanged), removes shards numbered past the new end, and
@@ -40,6 +41,7 @@ from pipeline.images.decode import (
     Rejected,
     prepare_image,
 )
+from pipeline.images.folders import Skipped, display_name
 from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
 from pipeline.toolkit import tario
@@ -66,7 +68,8 @@ class PrepareSettings:
     min_side: int = 64
     """Reject images whose short side is below this many pixels."""
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
-    """Reject images with more pixels, as possible decompression bombs."""
+    """Reject images with more pixels, as possible decompression bombs (the one limit: PIL's own
+    follows it, so it may be raised above PIL's default)."""
     workers: int | None = None
     """Decoding processes, at least 1 (1 decodes in-process); unset (None): min(4, usable CPUs)."""
 
@@ -118,6 +121,7 @@ class PrepareResult:
     rejected: list[dict[str, str]] = field(default_factory=list)
     plan_hash: str = ""
     seconds: float = 0.0
+    skipped: Skipped = field(default_factory=Skipped)
 
     @property
     def num_rejected(self) -> int:
@@ -125,11 +129,15 @@ class PrepareResult:
 
     def summary(self) -> str:
         shards = "shard" if self.num_shards == 1 else "shards"
-        text = f"prepared {self.num_samples} images into {self.num_shards} {shards} at {self.out}; "
+        out = display_name(str(self.out))
+        text = f"prepared {self.num_samples} images into {self.num_shards} {shards} at {out}; "
+        where = display_name(str(DatasetLayout(self.out).dataset_json))
         if not self.rejected:
-            return text + "none rejected"
-        where = DatasetLayout(self.out).dataset_json
-        return text + f"{self.num_rejected} rejected (see {where}, key 'rejected')"
+            text += "none rejected"
+        else:
+            text += f"{self.num_rejected} rejected (see {where}, key 'rejected')"
+        skipped = self.skipped.describe()
+        return text + (f"; skipped {skipped} (see key 'skipped')" if skipped else "")
 
 
 def process_item(item: Item, params: DecodeParams) -> Accepted | Rejected:
@@ -302,6 +310,7 @@ def dataset_record(
     shards: list[dict[str, Any]],
     rejected: list[Rejected],
     items: list[Item],
+    skipped: Skipped,
 ) -> dict[str, Any]:
     params = settings.plan_params()
     return {
@@ -314,6 +323,8 @@ def dataset_record(
         "num_listed": len(items),
         "num_samples": sum(s["count"] for s in shards),
         "num_rejected": len(rejected),
+        "num_skipped": skipped.total,
+        "skipped": skipped.to_json(),
         "shards": shards,
         "rejected": sorted(
             ({"origin": r.origin, "reason": r.reason} for r in rejected),
@@ -338,7 +349,8 @@ def prepare(
     start = time.perf_counter()
     layout = DatasetLayout(Path(out))
     old = check_out(layout, inputs, settings)
-    items = list_items(list(inputs))
+    skipped = Skipped()
+    items = list_items(list(inputs), skipped)
     check_labels_still_match(layout, old, listing_sha256(items))
     rejected: list[Rejected] = []
     with decoding(items, settings.decode_params(), settings.num_workers()) as results:
@@ -347,7 +359,7 @@ def prepare(
             shards = write_shards(layout, accepted_only(items, bar, rejected), settings)
     if not shards:
         raise _no_images_error(rejected)
-    record = dataset_record(inputs, settings, shards, rejected, items)
+    record = dataset_record(inputs, settings, shards, rejected, items, skipped)
     write_json(layout.dataset_json, record)
     remove_stale_shards(layout, len(shards))
     return PrepareResult(
@@ -358,4 +370,5 @@ def prepare(
         rejected=record["rejected"],
         plan_hash=record["plan_hash"],
         seconds=time.perf_counter() - start,
+        skipped=skipped,
     )

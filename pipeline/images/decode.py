@@ -14,18 +14,28 @@ transparent colour) is composited on white; 16-bit and 32-bit integer images are
 bit depth (`v * 255 / (2**bits - 1)`, never clipped); float images in [0, 1] are scaled by 255,
 other float ranges are stretched min..max. ICC profiles are ignored. Multi-frame files (TIFF, WebP,
 PNG animations) keep their first frame.
+
+`DecodeParams.max_pixels` (`--max-pixels`) is the one limit on image size: the header's size is
+checked against it before any pixel is decoded, and PIL's own decompression-bomb limit
+(`Image.MAX_IMAGE_PIXELS`) is set from it while `prepare_image` runs, in whichever process runs it,
+so a limit above PIL's default is honoured and a refusal always names the flag. Stored images
+passed that check, so `decode_rgb` opens them without PIL's limit.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
-PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS (its bomb warning)
+PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS; our default limit too
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8"
 ORIENTATION_TAG = 0x0112
 # start-of-frame markers (C4 DHT, C8 JPG and CC DAC are not frames)
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -41,16 +51,23 @@ class DecodeParams:
     min_side: int = 64
     """Images whose short side is below this many pixels are rejected (`--min-side`)."""
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
-    """Images with more pixels are rejected as possible decompression bombs (`--max-pixels`)."""
+    """Images with more pixels are rejected as possible decompression bombs (`--max-pixels`);
+    PIL's own limit follows it during the decode."""
 
     def __post_init__(self) -> None:
         if self.min_side < 1:
             raise ValueError(f"--min-side must be ≥ 1, got {self.min_side}")
-        if not 1 <= self.max_pixels <= 2 * PIL_MAX_IMAGE_PIXELS:
-            raise ValueError(
-                f"--max-pixels must be in [1, {2 * PIL_MAX_IMAGE_PIXELS}] (PIL refuses larger "
-                f"images outright), got {self.max_pixels}"
-            )
+        if self.max_pixels < 1:
+            raise ValueError(f"--max-pixels must be ≥ 1, got {self.max_pixels}")
+
+    def too_many_pixels(self, width: int, height: int) -> str:
+        """The reason to reject an image of this size, or '' if it is within `max_pixels`."""
+        if width * height <= self.max_pixels:
+            return ""
+        return (
+            f"decompression bomb guard: {width}x{height} = {width * height} pixels exceeds the "
+            f"limit of {self.max_pixels} (--max-pixels; raise it to accept larger images)"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,29 +186,42 @@ def keep_original(img: Image.Image, data: bytes, turn: int) -> bool:
     )
 
 
-def _open(data: bytes, origin: str, params: DecodeParams) -> Image.Image | Rejected:
-    """Open and fully decode the first frame, or say why not."""
-    if not data:
-        return Rejected(origin, "empty file (0 bytes)")
+@contextmanager
+def pil_pixel_limit(limit: int | None) -> Iterator[None]:
+    """PIL's decompression-bomb limit set to `limit` (None: off) inside the block, then restored.
+
+    PIL warns above the limit and refuses above twice it; the warning is silenced, as the size is
+    checked against `--max-pixels` by `_open`. The limit is a global of the process: callers
+    decode one image at a time per process (`prepare` decodes in its own worker processes).
+    """
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _open(data: bytes, origin: str, params: DecodeParams) -> Image.Image | Rejected:
+    """Open and fully decode the first frame, or say why not (under `pil_pixel_limit`)."""
+    if not data:
+        return Rejected(origin, "empty file (0 bytes)")
+    try:
+        with pil_pixel_limit(None):  # reads the header only; its size is checked just below
             img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        return Rejected(origin, f"decompression bomb guard: {e}")
     except Image.UnidentifiedImageError:
         return Rejected(origin, "not an image (no decoder recognises the bytes)")
     except Exception as e:  # PIL plugins raise many types on malformed headers
         return Rejected(origin, f"unreadable image header ({type(e).__name__}: {e})")
-    width, height = img.size
-    if width * height > params.max_pixels:
-        return Rejected(
-            origin,
-            f"decompression bomb guard: {width}x{height} = {width * height} pixels exceeds the "
-            f"limit of {params.max_pixels} (--max-pixels)",
-        )
+    too_big = params.too_many_pixels(*img.size)
+    if too_big:
+        return Rejected(origin, too_big)
     try:
         img.load()
+    except Image.DecompressionBombError as e:  # a frame or tile larger than the image
+        return Rejected(origin, f"decompression bomb guard: {e} (--max-pixels)")
     except Exception as e:
         return Rejected(origin, f"truncated or corrupt image data ({type(e).__name__}: {e})")
     return img
@@ -202,6 +232,11 @@ def prepare_image(
 ) -> Accepted | Rejected:
     """Validate and convert one input image into what the image shard stores (never raises)."""
     params = params or DecodeParams()
+    with pil_pixel_limit(params.max_pixels):
+        return _prepare(data, origin, params)
+
+
+def _prepare(data: bytes, origin: str, params: DecodeParams) -> Accepted | Rejected:
     img = _open(data, origin, params)
     if isinstance(img, Rejected):
         return img
@@ -230,7 +265,24 @@ def decode_rgb(data: bytes) -> np.ndarray:
     This is the decode labelling and training use. It applies no EXIF rotation: stored images are
     upright already, and their shape equals the size recorded in `{key}.json`.
     """
-    with Image.open(io.BytesIO(data)) as img:
+    with open_stored(data) as img:
         if img.mode != "RGB":
             img = img.convert("RGB")
         return np.array(img, dtype=np.uint8)
+
+
+def open_stored(data: bytes) -> Image.Image:
+    """Open a stored image (a JPEG or PNG that `prepare_image` accepted) without PIL's limit.
+
+    Its size passed `--max-pixels`, which may be above PIL's default limit, so `Image.open`'s
+    decompression-bomb check (a process-wide setting) is bypassed by opening with the format's
+    plugin directly. Bytes that are neither fall back to `Image.open` and its errors.
+    """
+    plugin = {PNG_MAGIC: PngImagePlugin.PngImageFile, JPEG_MAGIC: JpegImagePlugin.JpegImageFile}
+    for magic, factory in plugin.items():
+        if data.startswith(magic):
+            try:
+                return factory(io.BytesIO(data))
+            except Exception:  # noqa: BLE001 - a corrupt header: Image.open says what is wrong
+                break
+    return Image.open(io.BytesIO(data))

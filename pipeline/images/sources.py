@@ -5,22 +5,27 @@ Listing is cheap: it reads directory entries and tar headers, never pixels. Ever
 - a key: stable (same input → same key on any machine) and a valid WebDataset key, made from the
   path relative to the input root (folder, or the fixed leading part of a glob) with the extension
   removed, or from the tar member's key; path separators become `__` and every other character
-  outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first); a key that would start
+  outside `[A-Za-z0-9_-]` becomes `_` (names are NFC-normalised first, and the bytes of a name
+  that is not valid UTF-8 written as `\\xNN`: `caf\\xe9.jpg` → `caf_xe9`); a key that would start
   with `_` or `-` gets the prefix `k` (`_a.jpg` → `k_a`), and keys longer than `MAX_KEY_LEN` are
   shortened with a hash suffix, so every key is one the label store accepts
   (`pipeline.dataset.layout.check_key`, checked for every key made);
 - an origin for people: the input as the user wrote it joined with the relative part
   (`photos/a/b.jpg`, `data/sa_000000.tar:sa_1.jpg`), so it never depends on the working directory;
+  undecodable bytes of a name are escaped (`folders.display_name`), so JSON and logs can hold it;
 - a way to load its bytes (`Item.load`), picklable for worker processes.
 
-Hidden files and folders (names starting with '.') are skipped; symlinked sub-folders are not
-followed. In a tar, the image member of a key is the first of jpg, jpeg, png, webp, tif, tiff
-(case-insensitive); other members (SA-1B mask `.json`, captions...) are ignored.
+Folders are walked by `pipeline.images.folders` (hidden entries skipped, symlinked folders
+followed once, broken links found); files that are not images by their extension are skipped.
+What is skipped on purpose is counted in a `Skipped` the caller passes. In a tar, the image member
+of a key is the first of jpg, jpeg, png, webp, tif, tiff (case-insensitive); other members (SA-1B
+mask `.json`, captions...) are ignored.
 
-A damaged input tar never stops the listing: its intact members are listed as usual, and each
-damaged part (a truncated or oversized image member, a corrupt header, a tar that cannot be read
-at all) becomes one item whose `error` says what is wrong and how to fix it. Loading such an item
-raises that error, so `prepare` records it under `rejected` in dataset.json, like any bad image.
+A damaged input never stops the listing: the intact members of a tar are listed as usual, and
+each damaged part (a truncated or oversized image member, a corrupt header, a tar that cannot be
+read at all; a broken symlink, a folder that cannot be listed) becomes one item whose `error` says
+what is wrong and how to fix it. Loading such an item raises that error, so `prepare` records it
+under `rejected` in dataset.json, like any bad image.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ import os
 import re
 import tarfile
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.dataset.layout import check_key
+from pipeline.dataset.layout import KEY_RE, check_key
+from pipeline.images.folders import Skipped, display_name, unfollowable, walk_files
 from pipeline.toolkit import tario
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
@@ -51,9 +57,8 @@ _GLOB_MAGIC = re.compile(r"[*?[]")
 class Item:
     """One input image: where it is and how to read it (`offset` < 0: the whole file).
 
-    An item with an `error` is a damaged part of an input tar: `load` raises the error, so it is
-    rejected like an unreadable image. Its key is its origin, which holds a '.' and so can never
-    equal (or clash with) the key of an image.
+    An item with an `error` is a damaged part of an input (see `damaged_item`): `load` raises
+    the error, so it is rejected like an unreadable image.
     """
 
     key: str
@@ -74,9 +79,17 @@ class Item:
             return tario.read_member(f, member, Path(self.path))
 
 
+def damaged_item(origin: str, path: str, error: str) -> Item:
+    """An item that cannot be read, and why. Its key is its origin (which never is a valid key,
+    so it cannot clash with the key of an image; prefixed with './' in case it would be one)."""
+    origin = display_name(origin)
+    key = f"./{origin}" if KEY_RE.match(origin) else origin
+    return Item(key, origin, os.path.abspath(path), error=error)
+
+
 def make_key(relative: str) -> str:
     """A WebDataset key from a relative path without extension (see the module docstring)."""
-    text = unicodedata.normalize("NFC", relative).strip("/")
+    text = unicodedata.normalize("NFC", display_name(relative)).strip("/")
     key = "__".join(_BAD_KEY_CHARS.sub("_", part) for part in text.split("/"))
     if not key:
         raise ValueError(f"cannot make a key from the empty name {relative!r}")
@@ -92,7 +105,8 @@ def make_key(relative: str) -> str:
 
 
 def _join(given: str, relative: str) -> str:
-    return str(PurePosixPath(given.replace(os.sep, "/")) / relative)
+    """The origin of a file: the input as given joined with the relative part."""
+    return str(PurePosixPath(given.replace(os.sep, "/")) / relative) if relative else given
 
 
 def is_image_name(name: str) -> bool:
@@ -103,35 +117,28 @@ def is_tar_name(name: str) -> bool:
     return name.lower().endswith(".tar")
 
 
-def _walk_files(root: Path, relative: str = "") -> Iterator[tuple[str, os.DirEntry]]:
-    """`(posix path relative to root, entry)` of the non-hidden regular files under root, sorted."""
-    with os.scandir(root / relative if relative else root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        rel = f"{relative}/{entry.name}" if relative else entry.name
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk_files(root, rel)
-        elif entry.is_file():
-            yield rel, entry
-
-
 def file_item(path: str, origin: str, relative: str) -> Item:
     """An item for one image file; `relative` (with extension) makes the key."""
     stem = relative.rsplit(".", 1)[0]
-    return Item(make_key(stem), origin, os.path.abspath(path), -1, os.stat(path).st_size)
+    size = os.stat(path).st_size
+    return Item(make_key(stem), display_name(origin), os.path.abspath(path), -1, size)
 
 
-def folder_items(folder: str, root: str | None = None) -> list[Item]:
+def folder_items(
+    folder: str, root: str | None = None, skipped: Skipped | None = None
+) -> list[Item]:
     """Images under `folder`, recursively; keys relative to `root` (default: the folder)."""
-    base = Path(folder)
+    skipped = Skipped() if skipped is None else skipped
     prefix = os.path.relpath(folder, root).replace(os.sep, "/") if root is not None else "."
     out = []
-    for rel, entry in _walk_files(base):
-        if is_image_name(entry.name):
-            key_rel = rel if prefix == "." else f"{prefix}/{rel}"
-            out.append(file_item(entry.path, _join(folder, rel), key_rel))
+    for found in walk_files(folder, skipped):
+        if found.error:
+            out.append(damaged_item(_join(folder, found.rel), found.path, found.error))
+        elif is_image_name(found.rel):
+            key_rel = found.rel if prefix == "." else f"{prefix}/{found.rel}"
+            out.append(file_item(found.path, _join(folder, found.rel), key_rel))
+        else:
+            skipped.add_extension(found.rel)
     return out
 
 
@@ -240,10 +247,11 @@ def tar_items(tar: str) -> list[Item]:
         ext = next((e for e in TAR_IMAGE_EXTS if e in exts), None)
         if ext is not None and stem:
             m = exts[ext]
-            out.append(Item(make_key(stem), f"{tar}:{m.name}", path, m.offset, m.size))
+            origin = display_name(f"{tar}:{m.name}")
+            out.append(Item(make_key(stem), origin, path, m.offset, m.size))
     for bad in damage:
         origin = f"{tar}:{bad.member}" if bad.member else tar
-        out.append(Item(origin, origin, path, error=f"{tar}: {bad.reason}"))
+        out.append(damaged_item(origin, path, f"{display_name(tar)}: {bad.reason}"))
     return out
 
 
@@ -258,8 +266,9 @@ def glob_root(pattern: str) -> str:
     return "/".join(fixed) if fixed != [""] else "/"
 
 
-def glob_items(pattern: str) -> list[Item]:
+def glob_items(pattern: str, skipped: Skipped | None = None) -> list[Item]:
     """Images, tars and folders matched by a glob (`**` recurses); keys relative to its root."""
+    skipped = Skipped() if skipped is None else skipped
     matches = sorted(glob.glob(pattern, recursive=True))
     if not matches:
         raise ValueError(f"--images {pattern}: the pattern matches nothing; check it (quote it)")
@@ -267,25 +276,33 @@ def glob_items(pattern: str) -> list[Item]:
     out: list[Item] = []
     for match in matches:
         if os.path.isdir(match):
-            out.extend(folder_items(match, root=root))
+            out.extend(folder_items(match, root=root, skipped=skipped))
+        elif not os.path.exists(match):  # glob lists names: this one is a broken symlink
+            out.append(damaged_item(match, match, unfollowable(match)))
+        elif not os.path.isfile(match):
+            skipped.special += 1
         elif is_tar_name(match):
             out.extend(tar_items(match))
-        elif is_image_name(match) and os.path.isfile(match):
+        elif is_image_name(match):
             rel = os.path.relpath(match, root).replace(os.sep, "/")
             out.append(file_item(match, match.replace(os.sep, "/"), rel))
+        else:
+            skipped.add_extension(match)
     return out
 
 
-def input_items(spec: str) -> list[Item]:
+def input_items(spec: str, skipped: Skipped | None = None) -> list[Item]:
     """All items of one `--images` argument; raises if it is missing or holds no images."""
     if _GLOB_MAGIC.search(spec) and not os.path.exists(spec):
-        items = glob_items(spec)
+        items = glob_items(spec, skipped)
     elif os.path.isdir(spec):
-        items = folder_items(spec)
+        items = folder_items(spec, skipped=skipped)
     elif os.path.isfile(spec) and is_tar_name(spec):
         items = tar_items(spec)
     elif os.path.isfile(spec) and is_image_name(spec):
         items = [file_item(spec, spec.replace(os.sep, "/"), os.path.basename(spec))]
+    elif os.path.islink(spec) and not os.path.exists(spec):
+        raise ValueError(f"--images {display_name(spec)}: {unfollowable(spec)}")
     elif os.path.isfile(spec):
         raise ValueError(
             f"--images {spec}: not a folder, an uncompressed .tar or an image "
@@ -328,11 +345,12 @@ def check_unique(items: Iterable[Item]) -> None:
         )
 
 
-def list_items(inputs: list[str]) -> list[Item]:
-    """Every item of every input, duplicates checked, sorted by key."""
+def list_items(inputs: list[str], skipped: Skipped | None = None) -> list[Item]:
+    """Every item of every input, duplicates checked, sorted by key; what was skipped on purpose
+    is counted into `skipped`."""
     if not inputs:
         raise ValueError("no inputs: give at least one --images PATH")
-    items = [item for spec in inputs for item in input_items(spec)]
+    items = [item for spec in inputs for item in input_items(spec, skipped)]
     check_unique(items)
     return sorted(items, key=lambda item: item.key)
 

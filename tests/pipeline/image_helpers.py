@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +43,19 @@ def make_tar(path: Path, members: dict[str, bytes], dirs: tuple[str, ...] = ()) 
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = struct.pack(">I", zlib.crc32(kind + payload))
+    return struct.pack(">I", len(payload)) + kind + payload + crc
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG file that claims a huge size (its pixel data is missing)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b""))
+        + png_chunk(b"IEND", b"")
+    )

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
-from image_helpers import encode, gradient, jpeg
+from image_helpers import encode, gradient, jpeg, png_header_only
 from PIL import Image
 
 from pipeline.images.decode import (
+    PIL_MAX_IMAGE_PIXELS,
     Accepted,
     DecodeParams,
     Rejected,
@@ -65,25 +64,33 @@ def test_decompression_bomb_rejected_by_max_pixels() -> None:
     reject(jpeg(gradient(100, 100)), "decompression bomb", max_pixels=9_999)
 
 
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = struct.pack(">I", zlib.crc32(kind + payload))
-    return struct.pack(">I", len(payload)) + kind + payload + crc
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG file that claims a huge size (its pixel data is missing)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b""))
-        + png_chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_header_rejected_without_decoding() -> None:
     reject(png_header_only(30_000, 30_000), "decompression bomb")
     reject(png_header_only(10_000, 10_000), "decompression bomb")  # PIL warns only; we reject
+
+
+def test_max_pixels_is_the_one_limit_and_named() -> None:
+    """Above twice PIL's limit, PIL's own text used to be the reason; --max-pixels is the one."""
+    for side in (30_000, 10_000):
+        result = reject(png_header_only(side, side), f"{side}x{side} = {side * side} pixels")
+        assert f"limit of {PIL_MAX_IMAGE_PIXELS} (--max-pixels" in result.reason
+    small = reject(jpeg(gradient(100, 100)), "100x100 = 10000 pixels", max_pixels=9_999)
+    assert "limit of 9999 (--max-pixels" in small.reason
+
+
+def test_max_pixels_can_be_raised_above_pils_limit(monkeypatch) -> None:
+    """PIL's limit follows --max-pixels during the decode, and is restored after it."""
+    assert DecodeParams(max_pixels=10**9).max_pixels == 10**9  # used to be refused
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # a PIL whose limit is below ours
+    for data in (jpeg(gradient(100, 100)), encode(Image.fromarray(gradient(100, 100)), "PNG")):
+        assert accept(data, max_pixels=20_000).width == 100
+        reject(data, "limit of 9999 (--max-pixels", max_pixels=9_999)
+    assert Image.MAX_IMAGE_PIXELS == 1_000
+    stored = prepare_image(encode(Image.fromarray(gradient(100, 100)), "GIF"), "x")
+    assert isinstance(stored, Accepted) and stored.ext == "png"
+    decoded = decode_rgb(stored.data)  # readers of stored images: not held to PIL's limit
+    assert decoded.shape == (100, 100, 3)
+    assert decode_rgb(jpeg(gradient(100, 100))).shape == (100, 100, 3)
 
 
 def test_invalid_params_name_the_flag() -> None:

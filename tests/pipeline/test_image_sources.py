@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 from image_helpers import gradient, jpeg, make_tar
 
 from pipeline.dataset.layout import KEY_RE
+from pipeline.images.folders import Skipped
 from pipeline.images.sources import input_items, list_items, make_key, tar_items
 from pipeline.toolkit import tario
 
@@ -201,3 +204,116 @@ def test_tar_with_unsafe_member_refused(tmp_path: Path) -> None:
     path = make_tar(tmp_path / "evil.tar", {"../escape.jpg": jpeg(gradient())})
     with pytest.raises(tario.ShardError, match="unsafe member"):
         input_items(str(path))
+
+
+# ---------------------------------------------------------------- odd names and symlinks
+
+
+def test_a_name_not_in_utf8_gets_an_escaped_key_and_origin(tmp_path: Path, monkeypatch) -> None:
+    """`caf\\xe9.jpg` (Latin-1 bytes) used to make the whole run fail on a surrogate."""
+    monkeypatch.chdir(tmp_path)
+    data = jpeg(gradient())
+    (tmp_path / "photos").mkdir()
+    with open(os.fsencode(tmp_path / "photos") + b"/caf\xe9.jpg", "wb") as f:
+        f.write(data)
+    write(tmp_path / "photos/caf\u00e9.jpg", data)  # the same name in UTF-8: another key
+    tarred = os.fsdecode(b"t\xe9.jpg")
+    make_tar(tmp_path / "in.tar", {tarred: data})
+    items = list_items(["photos", "in.tar"])
+    assert [(i.key, i.origin) for i in items] == [
+        ("caf_", "photos/caf\u00e9.jpg"),
+        ("caf_xe9", "photos/caf\\xe9.jpg"),
+        ("t_xe9", "in.tar:t\\xe9.jpg"),
+    ]
+    assert all(i.load() == data for i in items) and all(KEY_RE.match(i.key) for i in items)
+    json.dumps([i.origin for i in items], ensure_ascii=False).encode()  # writable anywhere
+    assert [i.key for i in list_items(["photos", "in.tar"])] == [i.key for i in items]  # stable
+
+
+def test_a_self_referencing_symlink_is_listed_with_its_reason(tmp_path: Path, monkeypatch) -> None:
+    """It used to stop the listing with ELOOP."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "in/a.jpg", jpeg(gradient()))
+    os.symlink("x.jpg", tmp_path / "in/x.jpg")
+    os.symlink("y", tmp_path / "in/y")  # no extension: might have been a folder
+    for spec in ("in", "in/*"):
+        items = list_items([spec])
+        assert [(i.key, i.error != "") for i in items] == [
+            ("a", False),
+            ("in/x.jpg", True),
+            ("in/y", True),
+        ], spec
+        with pytest.raises(tario.ShardError, match="a symlink loop: its target 'x.jpg'"):
+            items[1].load()
+        assert "fix or remove the link" in items[2].error
+    with pytest.raises(ValueError, match="--images in/x.jpg: a symlink loop"):
+        input_items("in/x.jpg")
+    write(tmp_path / "notes.txt", b"x")
+    os.symlink("../notes.txt", tmp_path / "in/notes.jpg.txt")  # a working link: not "broken"
+    with pytest.raises(ValueError, match="--images in/notes.jpg.txt: not a folder, an"):
+        input_items("in/notes.jpg.txt")
+
+
+def test_symlinked_folders_are_followed_once(tmp_path: Path, monkeypatch) -> None:
+    """A linked folder used to be ignored; a folder reached twice is listed once, cycles end."""
+    monkeypatch.chdir(tmp_path)
+    data = jpeg(gradient())
+    write(tmp_path / "in/a/1.jpg", data)
+    write(tmp_path / "ext/b/2.jpg", data)
+    os.symlink("../ext", tmp_path / "in/linked")  # outside the input: followed
+    os.symlink("a", tmp_path / "in/0again")  # sorts first; the real path keeps the key
+    os.symlink(".", tmp_path / "in/cycle")
+    os.symlink("../../in", tmp_path / "ext/b/back")  # a cycle through the linked folder
+    skipped = Skipped()
+    items = list_items(["in"], skipped)
+    assert [(i.key, i.origin) for i in items] == [
+        ("a__1", "in/a/1.jpg"),
+        ("linked__b__2", "in/linked/b/2.jpg"),
+    ]
+    assert items[1].load() == data
+    assert skipped.linked_folders == 3 and skipped.describe() == "3 linked folders listed already"
+
+
+def test_dangling_links_are_listed_and_skipped_files_counted(tmp_path: Path, monkeypatch) -> None:
+    """A dangling link and the files of other extensions used to vanish without a word."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "in/ok.jpg", jpeg(gradient()))
+    write(tmp_path / "in/notes.txt", b"x")
+    write(tmp_path / "in/sub/README", b"x")
+    write(tmp_path / "in/sub/photo.HEIC", b"x")
+    write(tmp_path / "in/.DS_Store", b"x")
+    write(tmp_path / "in/.git/config", b"x")
+    os.symlink("missing.jpg", tmp_path / "in/gone.jpg")
+    os.mkfifo(tmp_path / "in/pipe.jpg")  # reading it would block forever
+    skipped = Skipped()
+    items = list_items(["in"], skipped)
+    assert [(i.key, i.origin) for i in items] == [
+        ("in/gone.jpg", "in/gone.jpg"),
+        ("ok", "in/ok.jpg"),
+    ]
+    with pytest.raises(tario.ShardError, match="a broken symlink: its target 'missing.jpg' does"):
+        items[0].load()
+    assert skipped.to_json() == {
+        "extension": {"": 1, ".heic": 1, ".txt": 1},
+        "hidden": 2,
+        "linked_folders": 0,
+        "special": 1,
+    }
+    assert skipped.describe() == (
+        "3 non-image files (no extension: 1, .heic: 1, .txt: 1), 2 hidden entries, "
+        "1 fifo, socket or device"
+    )
+    globbed = Skipped()
+    assert [i.key for i in list_items(["in/*"], globbed)] == ["in/gone.jpg", "ok"]
+    assert globbed.extension == {".txt": 1, "": 1, ".heic": 1} and globbed.special == 1
+
+
+def test_a_damaged_item_never_takes_the_key_of_an_image(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "foo.jpg", jpeg(gradient()))
+    os.symlink("nowhere", tmp_path / "foo")
+    items = list_items(["."])
+    assert [(i.key, i.origin, bool(i.error)) for i in items] == [
+        ("./foo", "foo", True),
+        ("foo", "foo.jpg", False),
+    ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import webdataset as wds
+from image_helpers import png_header_only
 from PIL import Image
 
 from pipeline import __version__
@@ -352,3 +354,56 @@ def test_tile_and_region_sides_are_settings(tmp_path, photo_folder):
             assert region["box"][2] - region["box"][0] >= min(96, *entry["size"])
     with pytest.raises(ValueError, match="--tile must be ≥ 2"):
         PrepareSettings(tile=1)
+
+
+def test_odd_names_links_and_huge_headers_are_reported_not_fatal(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Each of these used to stop the run or vanish without a word: a name that is not UTF-8, a
+    symlink to itself, a dangling one, a symlinked folder, other files, and a PNG claiming
+    30000 x 30000 pixels (rejected with PIL's text, and only in the decoding processes)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    with open(os.fsencode(tmp_path / "in") + b"/caf\xe9.png", "wb") as f:
+        f.write(png(seed=1))
+    (tmp_path / "in/ok.png").write_bytes(png(seed=2))
+    (tmp_path / "elsewhere/far.png").write_bytes(png(seed=3))
+    (tmp_path / "in/huge.png").write_bytes(png_header_only(30_000, 30_000))
+    (tmp_path / "in/notes.txt").write_text("x")
+    os.symlink("loop.jpg", tmp_path / "in/loop.jpg")
+    os.symlink("gone.jpg", tmp_path / "in/dangling.jpg")
+    os.symlink("../elsewhere", tmp_path / "in/linked")
+    os.symlink(".", tmp_path / "in/again")  # in/ again: listed once
+    os.symlink("../in", tmp_path / "elsewhere/back")  # a cycle through the linked folder
+    result = prepare(["in"], Path("ds"), FAST, progress=False)
+    assert (result.num_listed, result.num_samples, result.num_rejected) == (6, 3, 3)
+    record = json.loads((tmp_path / "ds/dataset.json").read_text(encoding="utf-8"))
+    reasons = {r["origin"]: r["reason"] for r in record["rejected"]}
+    assert sorted(reasons) == ["in/dangling.jpg", "in/huge.png", "in/loop.jpg"]
+    assert "a broken symlink: its target 'gone.jpg' does not exist" in reasons["in/dangling.jpg"]
+    assert "a symlink loop" in reasons["in/loop.jpg"]
+    assert "30000x30000 = 900000000 pixels exceeds the limit of" in reasons["in/huge.png"]
+    assert "(--max-pixels" in reasons["in/huge.png"]
+    assert record["skipped"] == {
+        "extension": {".txt": 1},
+        "hidden": 0,
+        "linked_folders": 2,
+        "special": 0,
+    }
+    assert record["num_skipped"] == 3
+    assert result.summary().endswith(
+        "; 3 rejected (see ds/dataset.json, key 'rejected'); skipped 1 non-image file (.txt: 1), "
+        "2 linked folders listed already (see key 'skipped')"
+    )
+    origins = {
+        key: meta["origin"] for key, _, meta in read_image_shard(tmp_path / "ds/images/000000.tar")
+    }
+    assert origins == {
+        "caf_xe9": "in/caf\\xe9.png",
+        "linked__far": "in/linked/far.png",
+        "ok": "in/ok.png",
+    }
+    first = snapshot(tmp_path / "ds")
+    prepare(["in"], Path("two"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    assert snapshot(tmp_path / "two") == first  # the limit holds in the decoding processes too
