@@ -40,6 +40,10 @@ from pipeline.bench import parser as bench_parser
 from pipeline.bench.world_report import write_report
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FROM_SCRATCH = ("optim.encoder_lr_ratio=1", "loss.lambda_feat=0", "optim.warmup_steps=10")
+"""Training from a random initialisation (teachers, the control): the encoder learns at the full
+rate, a short warm-up, and no feature alignment (it would hold the encoder near its random start;
+the paper's students start from a trained model)."""
 
 
 @dataclass(frozen=True)
@@ -203,11 +207,12 @@ class Study:
                 "exact",
             ],
         )
-        config = "ablations/table2-shared-only.yaml"  # exact labels: no normalization needed
+        config = "ablations/table1-shared-global.yaml"  # relative depth, as real teachers learn
 
         def teacher(k: int, name: str, size: str) -> None:
             init = self.random_init(size, k)
-            self.train(name, data, ["exact"], init, config, s.teacher_steps, s.teacher_lr, k, True)
+            self.train(name, data, ["exact"], init, config, s.teacher_steps, s.teacher_lr, k,
+                       export=True, extra=FROM_SCRATCH)  # fmt: skip
 
         self.parallel(
             [
@@ -252,7 +257,7 @@ class Study:
         )
         return out
 
-    def train(self, name, data, teachers, init, config, steps, lr, seed, export=False) -> None:
+    def train(self, name, data, teachers, init, config, steps, lr, seed, export=False, extra=()):
         """`student train` into runs/NAME (again from scratch when interrupted); with `export`
         also `student export` to runs/NAME/export (teachers: labelgen loads a model directory;
         students are evaluated from their run directory)."""
@@ -267,6 +272,8 @@ class Study:
                     "--set", f"checkpoint_every={steps}"]  # fmt: skip
             for teacher in teachers:
                 args += ["--teacher", teacher]
+            for override in extra:
+                args += ["--set", override]
             self.run(f"train {name}", args)
         if export:
             self.run(
@@ -297,6 +304,12 @@ class Study:
             ],
             done=out / "summary.json",
         )
+
+    def eval_side(self) -> int:
+        """The long side the test images are predicted at: their short side at the student's
+        input side, the scale at which students and teachers saw their training views."""
+        s = self.scale
+        return round(s.size * max(s.height, s.width) / min(s.height, s.width))
 
     def student_runs(self) -> list[tuple[Student, int]]:
         return [(st, seed) for st in STUDENTS for seed in range(self.scale.seeds)]
