@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.toolkit.atomic import follow_umask
 from pipeline.toolkit.colormap import apply_colormap
 from student.checkpoint import latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf, student_from_architecture
@@ -43,8 +44,13 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
 
 
 def export_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    """Write the run's student (at `step`, default: newest) as a Hugging Face directory `out`;
+    its weights get the mode the umask gives new files (safetensors writes them 0600)."""
     student, init = load_run_student(run_dir, step)
-    return save_hf(student, out, processor_source=init)
+    out = save_hf(student, out, processor_source=init)
+    for weights in Path(out).glob("*.safetensors"):
+        follow_umask(weights)
+    return out
 
 
 def load_any(model: Path) -> Student:
