@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.toolkit.atomic import follow_umask
-from pipeline.toolkit.colormap import apply_colormap
+from pipeline.toolkit.colormap import colorize_robust
 from student.checkpoint import latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir
@@ -60,13 +60,6 @@ def load_any(model: Path) -> Student:
     return load_student(model, frozen_encoder=False).eval()
 
 
-def colorize(disparity: np.ndarray) -> np.ndarray:
-    """uint8 RGB image of a disparity map, robustly scaled to its 2nd..98th percentiles."""
-    finite = np.isfinite(disparity)
-    lo, hi = np.percentile(disparity[finite], [2, 98]) if finite.any() else (0.0, 1.0)
-    return apply_colormap((np.nan_to_num(disparity, nan=lo) - lo) / max(hi - lo, 1e-12))
-
-
 @torch.inference_mode()
 def predict_image(student: Student, rgb: np.ndarray, device: str, short: int = 518) -> np.ndarray:
     """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]` (short side 518 inside)."""
@@ -111,6 +104,6 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
             raise ValueError(f"{path}: cannot read the image ({e})") from e
         disparity = predict_image(student, rgb, device)
         np.save(out / f"{stem}.npy", disparity.astype(np.float32))
-        Image.fromarray(colorize(disparity)).save(out / f"{stem}.png")
+        Image.fromarray(colorize_robust(disparity)).save(out / f"{stem}.png")
         written += [out / f"{stem}.npy", out / f"{stem}.png"]
     return written
