@@ -28,7 +28,6 @@ def apply_colormap(t: np.ndarray) -> np.ndarray:
     return np.rint(ANCHORS[i] * (1 - frac) + ANCHORS[i + 1] * frac).astype(np.uint8)
 
 
-
 def colorize_robust(values: np.ndarray) -> np.ndarray:
     """uint8 RGB `[H, W, 3]` of a map scaled to its own 2nd..98th percentiles (NaN shown as the
     low end): for maps of unknown scale and shift, such as raw disparity."""
