@@ -50,7 +50,10 @@ def _predict(model: str, dataset, out: Path, settings: PredictSettings, name: st
     datasets = _datasets(dataset)
     device = str(resolve_device(settings.device))
     predictor = load_predictor(model, device, settings.precision, name)
-    predict(predictor, datasets, out, settings)
+    record = predict(predictor, datasets, out, settings)
+    for ds_name, entry in record["datasets"].items():
+        for bad in entry.get("unreadable", ()):
+            typer.echo(f"{ds_name}: skipped unreadable sample {bad['key']}: {bad['error']}")
     return datasets
 
 
@@ -65,6 +68,7 @@ def _score(out, datasets, settings: ScoreSettings) -> None:
             f"{ds_name:<11} {entry['samples']:>7} {entry['scored']:>6} "
             f"{'-' if abs_rel is None else f'{abs_rel:.4f}':>7} "
             f"{'-' if delta1 is None else f'{delta1:.4f}':>6}"
+            + (f"  ({entry['unreadable']} unreadable, skipped)" if entry.get("unreadable") else "")
         )
     typer.echo(f"wrote {Path(out) / 'summary.json'} and per_sample.csv")
 
@@ -75,7 +79,8 @@ DATASET_OPT = typer.Option(None, "--dataset", help=f"{DATASET_HELP} Repeatable."
 NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
 RUN_SCORE_FIELDS = ("score_space", "figures", "name")
 """What `evaluation run` takes of `ScoreSettings`; the prediction space is the one just written,
-and --workers and --device (of `PredictSettings`) serve both steps."""
+and --workers, --device and --skip-bad-samples (of `PredictSettings`) serve both steps."""
+SHARED_FIELDS = ("workers", "device", "skip_bad_samples")
 CROP_FIELDS = ("processing_res", "device", "workers")
 """What `evaluation crop-analysis` takes of `PredictSettings`: it predicts one image at a time in
 fp32 (the settings' defaults)."""
@@ -134,9 +139,9 @@ def run(
 ) -> None:
     """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out.
 
-    --workers and --device serve both steps."""
+    --workers, --device and --skip-bad-samples serve both steps."""
     datasets = _predict(model, dataset, out, predict_settings, score_settings.name)
-    shared = {"workers": predict_settings.workers, "device": predict_settings.device}
+    shared = {f: getattr(predict_settings, f) for f in SHARED_FIELDS}
     _score(out, datasets, dataclasses.replace(score_settings, **shared))
 
 

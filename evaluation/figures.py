@@ -5,8 +5,6 @@ predicted-vs-true density scatter plots."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from evaluation.boundary import EDGE_FIGURE_THRESHOLD, edge_maps
+from pipeline.toolkit.atomic import publishing
 from pipeline.toolkit.colormap import apply_colormap
 
 INVALID = (128, 128, 128)
@@ -274,13 +273,6 @@ def scatter_plot(
 def save_png(image: np.ndarray, path: Path) -> Path:
     """Write `image` (uint8 `[H, W, 3]` or `[H, W]`) as PNG atomically, creating parent dirs."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with publishing(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
     return path

@@ -11,6 +11,10 @@ ScanNet; 756 for ETH3D; 640 for DIODE; `--processing-res` overrides) and passed 
 (whose adapter applies its own input rule and returns that size). `score` resizes the prediction
 bilinearly to the ground truth's size, so an ETH3D prediction is 1.5 MB, not 97 MB. Files are
 published atomically; a re-run predicts only what is missing.
+
+A benchmark file that cannot be decoded stops the run with one line naming it; with
+`--skip-bad-samples` the sample is skipped instead, listed under the dataset's `unreadable` in
+predictions.json (and counted by `score`), never silently.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from evaluation.datasets import BenchmarkDataset
+from evaluation.datasets import BenchmarkDataset, DatasetError
 from evaluation.models import Predictor
 from pipeline.toolkit.atomic import write_json
 from pipeline.toolkit.devices import resolve_device
@@ -50,6 +54,9 @@ class PredictSettings:
     """Torch device; `auto` = CUDA when available, else CPU."""
     precision: str = "fp32"
     """Model precision: fp32 (the protocol's default), bf16 or fp16."""
+    skip_bad_samples: bool = False
+    """Skip a sample whose benchmark files cannot be decoded, and count it (`unreadable` in
+    predictions.json and summary.json); without it the first such file stops the run."""
 
 
 def prediction_path(out: Path, dataset: str, key: str) -> Path:
@@ -92,8 +99,40 @@ def save_prediction(path: Path, pred: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class Failed:
+    """What a DataLoader worker hands back instead of raising a user error: torch would re-raise
+    it in the main process wrapped in the worker's traceback; `check_item` raises it as it was."""
+
+    key: str
+    error: Exception
+
+
+def catching(read: Any, key: str) -> Any:
+    """`read(key)`, or `Failed(key, error)` for a user error (a bad file: the message names it)."""
+    try:
+        return read(key)
+    except (ValueError, OSError) as error:  # DatasetError is a ValueError
+        return Failed(key, error)
+
+
+def check_item(item: Any, skip_bad: bool, unreadable: list[dict[str, str]]) -> bool:
+    """True for a read item; a `Failed` one is recorded in `unreadable` (an undecodable
+    benchmark sample, with `skip_bad`) or raised as the one-line error it was."""
+    if not isinstance(item, Failed):
+        return True
+    error = item.error
+    if not isinstance(error, DatasetError):
+        raise error
+    if not skip_bad:
+        raise DatasetError(f"{error} (--skip-bad-samples skips and counts such samples)")
+    unreadable.append({"key": item.key, "error": str(error)})
+    return False
+
+
 class _Images(torch.utils.data.Dataset):
-    """(key, rgb) of the samples still to predict, read in DataLoader workers."""
+    """(key, rgb) of the samples still to predict, read in DataLoader workers (`Failed` for
+    a sample that cannot be read)."""
 
     def __init__(self, ds: BenchmarkDataset, keys: list[str]) -> None:
         self.ds, self.keys = ds, keys
@@ -101,8 +140,8 @@ class _Images(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
-        return self.keys[i], self.ds.load_rgb(self.keys[i])
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray] | Failed:
+        return catching(lambda key: (key, self.ds.load_rgb(key)), self.keys[i])
 
 
 def no_collate(x: Any) -> Any:
@@ -110,10 +149,10 @@ def no_collate(x: Any) -> Any:
     return x
 
 
-def _batches(loader, batch_size: int):
+def _batches(items, batch_size: int):
     """Consecutive (key, rgb) of equal image size, at most `batch_size` at a time."""
     batch: list[tuple[str, np.ndarray]] = []
-    for key, rgb in loader:
+    for key, rgb in items:
         if batch and (len(batch) == batch_size or batch[0][1].shape != rgb.shape):
             yield batch
             batch = []
@@ -138,20 +177,24 @@ def predict_dataset(
     )
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"predict {ds.name}", unit="img", disable=not todo)
-    for batch in _batches(loader, settings.batch_size):
+    unreadable: list[dict[str, str]] = []
+    items = (item for item in loader if check_item(item, settings.skip_bad_samples, unreadable))
+    for batch in _batches(items, settings.batch_size):
         preds = predict_images(predictor, [rgb for _, rgb in batch], long_side, device)
         for (key, _), pred in zip(batch, preds, strict=True):
             save_prediction(prediction_path(out, ds.name, key), pred)
         bar.update(len(batch))
     bar.close()
     seconds = time.perf_counter() - start
+    done = len(todo) - len(unreadable)
     return {
         "dataset": ds.describe(),
         "samples": len(keys),
-        "predicted_now": len(todo),
+        "predicted_now": done,
+        "unreadable": unreadable,
         "processing_res": long_side or "native",
         "seconds": round(seconds, 3),
-        "seconds_per_sample": round(seconds / len(todo), 4) if todo else None,
+        "seconds_per_sample": round(seconds / done, 4) if done else None,
     }
 
 

@@ -12,11 +12,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline.toolkit.atomic import write_bytes
 
 PAPER_ORDER = ("nyu", "kitti", "diode", "scannet", "eth3d")
 DATASET_TITLES = {
@@ -43,7 +43,10 @@ COUNTS = {
     "scored": "scored",
     "empty_mask": "empty masks",
     "degenerate_fit": "degenerate fits",
+    "unreadable": "unreadable",
 }
+ABSENT_COUNTS = {"unreadable": 0}
+"""Counts a summary may lack: written before samples could be skipped, it skipped none."""
 # Protocol keys that follow from the model's output space; differing values are expected.
 _MODEL_KEYS = ("pred_space", "alignment")
 
@@ -145,7 +148,8 @@ def _details(summary: dict[str, Any]) -> dict[str, Any]:
                 "pred_space": summary["model"].get("pred_space"),
                 **summary.get("settings", {}),
             }
-        datasets[name] = {**{c: result.get(c) for c in COUNTS}, "protocol": protocol}
+        counts = {c: result.get(c, ABSENT_COUNTS.get(c)) for c in COUNTS}
+        datasets[name] = {**counts, "protocol": protocol}
     keep = ("model", "settings", "versions", "source")
     return {**{k: summary.get(k) for k in keep}, "datasets": datasets}
 
@@ -361,17 +365,6 @@ def table_json(table: Table) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(table: Table, out: Path) -> list[Path]:
     """Write `out` (Markdown), `out.with_suffix('.csv')` and `.json`; returns the three paths."""
     out = Path(out)
@@ -385,5 +378,5 @@ def write_report(table: Table, out: Path) -> list[Path]:
         json.dumps(table_json(table), indent=2, ensure_ascii=False) + "\n",
     ]
     for path, text in zip(paths, texts, strict=True):
-        _write_atomic(path, text)
+        write_bytes(path, text.encode())
     return paths

@@ -13,7 +13,9 @@ bilinearly to the ground truth's size as the protocol does), scores every sample
                           `<key>_edges.png`: ground-truth against predicted edges at t = 1.15
 
 A sample without a prediction file, or with one of the wrong shape, stops the run with the file
-named: nothing is skipped silently.
+named: nothing is skipped silently. With `--skip-bad-samples` a sample whose benchmark files
+cannot be decoded (here, or by `predict`: recorded in predictions.json) is skipped and counted
+(`unreadable` in summary.json, status `unreadable` in per_sample.csv); without it, it stops the run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.predict import (
     PREDICTIONS_JSON,
     SCHEMA,
+    catching,
+    check_item,
     no_collate,
     prediction_path,
     read_predictions_json,
@@ -80,6 +84,9 @@ class ScoreSettings:
     device: str = "auto"
     """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
     scores in the worker processes. `auto` = CUDA when available."""
+    skip_bad_samples: bool = False
+    """Skip a sample whose benchmark files cannot be decoded, and count it (`unreadable` in
+    summary.json); without it the first such file stops the run."""
 
 
 ASPECT_TOLERANCE = 0.02
@@ -133,16 +140,20 @@ class _Scored(torch.utils.data.Dataset):
         settings: ScoreSettings,
         pred_space: str,
         read_only: bool,
+        keys: list[str],
     ):
         self.ds, self.out, self.settings, self.pred_space = ds, out, settings, pred_space
         self.read_only = read_only
-        self.keys = ds.keys()
+        self.keys = keys
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
-        key = self.keys[i]
+        """What `_read` gives, or `Failed` for a sample that cannot be read."""
+        return catching(self._read, self.keys[i])
+
+    def _read(self, key: str) -> tuple[Any, ...]:
         sample = self.ds.load(key, rgb=False)
         pred = read_prediction(prediction_path(self.out, self.ds.name, key), sample.depth.shape)
         if self.read_only:
@@ -185,20 +196,47 @@ class _Scored(torch.utils.data.Dataset):
         return np.stack([est[::step], ref[::step]]).astype(np.float32)
 
 
-def score_dataset(
-    ds: BenchmarkDataset, out: Path, settings: ScoreSettings, pred_space: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-sample rows and the dataset's summary entry."""
+def _skipped_by_predict(
+    ds: BenchmarkDataset, out: Path, settings: ScoreSettings, predicted: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The samples without a prediction that `predict` found unreadable (skipped here with
+    --skip-bad-samples); any other missing prediction stops the run, naming the file."""
     keys = ds.keys()
     missing = [k for k in keys if not prediction_path(out, ds.name, k).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{out}/predictions/{ds.name}: no prediction for {len(missing)} of {len(ds)} samples "
-            f"(first: {missing[0]}.npy); run `evaluation predict` for it, or write KEY.npy files "
-            "(float [H, W] raw model output of the whole image, any size)"
-        )
+    known = {u["key"]: u for u in predicted.get("unreadable", ()) if u.get("key") in missing}
+    if settings.skip_bad_samples:
+        missing = [k for k in missing if k not in known]
+    if not missing:
+        return list(known.values())
+    first = missing[0]
+    why = (
+        f"`evaluation predict` could not read it ({known[first].get('error')}); "
+        "--skip-bad-samples skips and counts such samples"
+        if first in known
+        else "run `evaluation predict` for it, or write KEY.npy files "
+        "(float [H, W] raw model output of the whole image, any size)"
+    )
+    raise FileNotFoundError(
+        f"{out}/predictions/{ds.name}: no prediction for {len(missing)} of {len(keys)} samples "
+        f"(first: {first}.npy); {why}"
+    )
+
+
+def score_dataset(
+    ds: BenchmarkDataset,
+    out: Path,
+    settings: ScoreSettings,
+    pred_space: str,
+    predicted: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-sample rows and the dataset's summary entry; `predicted` is the dataset's record in
+    predictions.json (what `predict` could not read)."""
+    unreadable = _skipped_by_predict(ds, out, settings, predicted or {})
+    skipped = {u["key"] for u in unreadable}
     device = score_device(settings.device)
-    items = _Scored(ds, out, settings, pred_space, read_only=device is not None)
+    keys = ds.keys()
+    keys = [k for k in keys if k not in skipped]
+    items = _Scored(ds, out, settings, pred_space, device is not None, keys)
     loader = torch.utils.data.DataLoader(
         items,
         batch_size=None,
@@ -208,6 +246,8 @@ def score_dataset(
     rows, points = [], []
     start = time.perf_counter()
     for item in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
+        if not check_item(item, settings.skip_bad_samples, unreadable):
+            continue
         row, pts = item if device is None else items.score_on(device, *item)
         rows.append(row)
         if pts is not None:
@@ -217,11 +257,14 @@ def score_dataset(
         _scatter(np.concatenate(points, axis=1), ds.name, out)
     entry = {
         **summarize(rows),
+        "samples": len(rows) + len(unreadable),
+        "unreadable": len(unreadable),
         "protocol": protocol_description(ds.name, pred_space, settings.score_space),
         "dataset": ds.describe(),
         "score_seconds_per_sample": round(seconds / max(1, len(rows)), 4),
     }
-    return rows, entry
+    bad = [{"dataset": ds.name, "key": u["key"], "status": "unreadable", **u} for u in unreadable]
+    return rows + bad, entry
 
 
 def score_device(device: str) -> torch.device | None:
@@ -277,8 +320,8 @@ def score_all(
     }
     predicted = (record or {}).get("datasets", {})
     for ds in datasets:
-        ds_rows, entry = score_dataset(ds, out, settings, pred_space)
         info = predicted.get(ds.name, {})
+        ds_rows, entry = score_dataset(ds, out, settings, pred_space, info)
         entry["processing_res"] = info.get("processing_res")
         entry["predict_seconds_per_sample"] = info.get("seconds_per_sample")
         summary["datasets"][ds.name] = entry

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.toolkit.colormap import apply_colormap
+from pipeline.toolkit.atomic import follow_umask
+from pipeline.toolkit.colormap import colorize_robust
 from student.checkpoint import latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir
@@ -43,8 +44,13 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
 
 
 def export_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
+    """Write the run's student (at `step`, default: newest) as a Hugging Face directory `out`;
+    its weights get the mode the umask gives new files (safetensors writes them 0600)."""
     student, init = load_run_student(run_dir, step)
-    return save_hf(student, out, processor_source=init)
+    out = save_hf(student, out, processor_source=init)
+    for weights in Path(out).glob("*.safetensors"):
+        follow_umask(weights)
+    return out
 
 
 def load_any(model: Path) -> Student:
@@ -52,13 +58,6 @@ def load_any(model: Path) -> Student:
     if (Path(model) / "config.yaml").is_file():
         return load_run_student(model)[0]
     return load_student(model, frozen_encoder=False).eval()
-
-
-def colorize(disparity: np.ndarray) -> np.ndarray:
-    """uint8 RGB image of a disparity map, robustly scaled to its 2nd..98th percentiles."""
-    finite = np.isfinite(disparity)
-    lo, hi = np.percentile(disparity[finite], [2, 98]) if finite.any() else (0.0, 1.0)
-    return apply_colormap((np.nan_to_num(disparity, nan=lo) - lo) / max(hi - lo, 1e-12))
 
 
 @torch.inference_mode()
@@ -105,6 +104,6 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
             raise ValueError(f"{path}: cannot read the image ({e})") from e
         disparity = predict_image(student, rgb, device)
         np.save(out / f"{stem}.npy", disparity.astype(np.float32))
-        Image.fromarray(colorize(disparity)).save(out / f"{stem}.png")
+        Image.fromarray(colorize_robust(disparity)).save(out / f"{stem}.png")
         written += [out / f"{stem}.npy", out / f"{stem}.png"]
     return written

@@ -26,6 +26,7 @@ from labelgen.teachers.genpercept import CONFIG_FILE, EMBEDDING_FILE, EMBEDDING_
 from pipeline.model import depth_anything
 from pipeline.model.depth_anything import write_depth_anything
 from pipeline.model.random_init import lift_final_relu, save_dpt_processor, seeded
+from pipeline.toolkit.atomic import follow_umask
 
 # DPT with a plain ViT (MiDaS v3.0 layout): patch 16, 384 px, projected readout. The tiny one has
 # an initializer range larger than the default 0.02 (see `depth_anything.RANDOM_INIT`).
@@ -281,6 +282,7 @@ def write_checkpoint(adapter: str, out_dir: Path | str, size: str, seed: int = 0
         raise FileExistsError(f"{out_dir} is not empty; pass a new directory for the checkpoint")
     out_dir.mkdir(parents=True, exist_ok=True)
     writer(out_dir, size, seed)
+    follow_umask(out_dir)  # safetensors writes 0600: readable as the umask says, like a download
     return out_dir
 
 

@@ -222,7 +222,7 @@ def manifest_lock(column_dir: Path) -> Iterator[None]:
     """Exclusive inter-process lock on `column_dir/.manifest.lock` (blocks until acquired)."""
     column_dir = Path(column_dir)
     column_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(column_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(column_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -1,4 +1,9 @@
-"""Atomic publishing: a reader sees either nothing or the complete file, never a partial one."""
+"""Atomic publishing: a reader sees either nothing or the complete file, never a partial one.
+
+What is published gets the mode a plain `open` or `mkdir` would give it, `0o666 & ~umask` for
+files and `0o777 & ~umask` for directories (so others on a shared cluster read what the umask
+lets them), whatever the writing library chose (`tempfile` and safetensors write 0600).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,39 @@ def fsync_tree(path: Path) -> None:
         fsync_dir(Path(root))
 
 
+def current_umask() -> int:
+    """The process's umask, read from /proc where it can be (setting it to read it back would
+    briefly change it for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path, mode: int | None = None) -> None:
+    """chmod `path`, a file or a directory and everything under it, to `mode` (files; their
+    directories also get x where r is set), by default what the umask gives new files."""
+    mask = current_umask()
+    file_mode = (0o666 & ~mask) if mode is None else mode
+    dir_mode = (0o777 & ~mask) if mode is None else mode | (mode & 0o444) >> 2
+    path = Path(path)
+    if not path.is_dir():
+        os.chmod(path, file_mode)
+        return
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            os.chmod(os.path.join(root, name), file_mode)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), dir_mode)
+    os.chmod(path, dir_mode)
+
+
 def temporary_sibling(path: Path) -> Path:
     """A unique hidden name next to `path`; temporary names start with '.' and end in '.tmp'."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,8 +86,9 @@ def is_temporary(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def publishing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to fill; on success fsync it and rename it onto `path`.
+def publishing(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path to fill; on success set its mode (`follow_umask`: by default
+    what the umask gives), fsync it and rename it onto `path`.
 
     Works for files and directories. On error the temporary is removed and `path` is untouched.
     A directory that already exists is first renamed aside (a hidden temporary name) and deleted
@@ -70,6 +109,7 @@ def publishing(path: Path) -> Iterator[Path]:
         else:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+        follow_umask(tmp, mode)
         os.replace(tmp, path)
         fsync_dir(path.parent)
         if old is not None:
@@ -84,8 +124,8 @@ def publishing(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with publishing(Path(path)) as tmp:
+def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    with publishing(Path(path), mode) as tmp:
         tmp.write_bytes(data)
 
 

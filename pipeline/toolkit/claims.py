@@ -88,7 +88,7 @@ def try_claim(directory: Path, item: str, owner: str, ttl: float = 600.0) -> Cla
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{item}.lock"
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         try:
             age = time.time() - path.stat().st_mtime

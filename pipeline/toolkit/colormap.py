@@ -26,3 +26,11 @@ def apply_colormap(t: np.ndarray) -> np.ndarray:
     i = np.minimum(pos.astype(int), len(ANCHORS) - 2)
     frac = (pos - i)[..., None]
     return np.rint(ANCHORS[i] * (1 - frac) + ANCHORS[i + 1] * frac).astype(np.uint8)
+
+
+def colorize_robust(values: np.ndarray) -> np.ndarray:
+    """uint8 RGB `[H, W, 3]` of a map scaled to its own 2nd..98th percentiles (NaN shown as the
+    low end): for maps of unknown scale and shift, such as raw disparity."""
+    finite = np.isfinite(values)
+    lo, hi = np.percentile(values[finite], [2, 98]) if finite.any() else (0.0, 1.0)
+    return apply_colormap((np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-12))

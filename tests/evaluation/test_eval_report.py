@@ -205,6 +205,8 @@ def test_protocol_section_names_differing_score_spaces():
     section = text.split("## How these numbers were computed")[1]
     assert "### NYUv2" in section and "### ETH3D" in section
     assert "samples 10, scored 9, empty masks 1, degenerate fits 0" in section
+    # a summary written before samples could be skipped skipped none
+    assert "degenerate fits 0, unreadable 0;" in section
     assert "alignment: least squares scale and shift in disparity space" in section
     line = next(x for x in section.splitlines() if "differ in protocol" in x)
     assert "score space: depth (DepthAnything v2, Genpercept(Disparity)); disparity (Ours)" in line

@@ -32,6 +32,52 @@ def test_demo_end_to_end(tmp_path):
     depth = pipeline("depth-estimation", model=str(out / "student-hf"))
     prediction = depth(Image.open(next((out / "samples").glob("*.jpg"))))
     assert prediction["predicted_depth"].numel() > 0
+    # one picture: the photo, the three teachers' labels and the student's prediction
+    panel = out / "panel.png"
+    assert f"panel: the photo, each teacher's label, the student's prediction: {panel}" in text
+    photo = Image.open(out / "samples" / "motorcycle_left.png")
+    with Image.open(panel) as image:
+        assert image.height > 200 and image.width > 4.5 * image.height * photo.width / photo.height
+    assert (out / "preds" / "motorcycle_left.npy").is_file()
+    # the suggested next command writes where the demo wrote everything else
+    next_line = text.strip().splitlines()[-1]
+    assert next_line.startswith("Next:") and next_line.endswith(f"--out {out / 'preds'}")
+    assert text.count("s CPU)") >= 10  # every step says what it cost
+
+
+def test_panel_tiles_the_photo_and_each_map_at_the_photo_size(tmp_path):
+    import numpy as np
+
+    from pipeline.demo import PANEL_HEIGHT, write_panel
+
+    photo = np.zeros((50, 100, 3), np.uint8)
+    maps = {"a": np.random.default_rng(0).random((20, 40)), "b": np.full((50, 100), np.nan)}
+    with Image.open(write_panel(tmp_path / "p.png", photo, maps, gap=4)) as image:
+        assert image.size == (3 * 2 * PANEL_HEIGHT + 2 * 4, PANEL_HEIGHT + 18)
+        pixels = np.asarray(image.convert("RGB"))
+    tile = pixels[18:, 2 * PANEL_HEIGHT + 4 : 4 * PANEL_HEIGHT + 4]
+    assert len(np.unique(tile.reshape(-1, 3), axis=0)) > 10  # a coloured map, not blank
+
+
+def test_demo_steps_run_without_spinning_threads_unless_told(monkeypatch):
+    """On a machine shared with other work, PyTorch's OpenMP threads spinning while they wait
+    cost several times the CPU time of the demo's computations."""
+    import subprocess
+
+    import pipeline.demo as demo
+
+    envs = []
+
+    def run(args, env, **kw):
+        envs.append(env)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    demo._run("1/1", ["labelgen", "--help"])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    demo._run("1/1", ["labelgen", "--help"])
+    assert [e["OMP_WAIT_POLICY"] for e in envs] == ["PASSIVE", "ACTIVE"]
 
 
 def test_demo_rerun_resumes_an_interrupted_training(tmp_path, monkeypatch):
@@ -42,6 +88,7 @@ def test_demo_rerun_resumes_an_interrupted_training(tmp_path, monkeypatch):
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(demo, "_run", lambda step, args: calls.append((step, args)))
     monkeypatch.setattr(demo, "_evaluate", lambda *args: "report")
+    monkeypatch.setattr(demo, "_panel", lambda out, *args: out / "panel.png")
     out = tmp_path / "demo"
     run_dir = out / "runs" / "student"
 
