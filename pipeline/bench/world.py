@@ -21,7 +21,9 @@ imports no stage); only the labels' origin is special to the world:
    the `evaluation report` table, and one figure per configuration.
 
 Steps whose outputs are complete are skipped, so an interrupted study resumes. Independent
-steps run `--jobs` at a time, each with `cpus // jobs` torch threads.
+steps run `--jobs` at a time, each with `cpus // jobs` torch threads (and OpenMP threads that
+sleep while they wait, unless `OMP_WAIT_POLICY` says otherwise: spinning ones cost several times
+the CPU on a shared machine).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Study:
         if done is not None and done.exists():
             return
         stage, *rest = args
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "OMP_NUM_THREADS": str(self.threads)}
         start = time.perf_counter()
         done_proc = subprocess.run(
             [sys.executable, "-m", f"{stage}.cli", *rest], capture_output=True, text=True, env=env
