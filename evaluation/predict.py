@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.models import Predictor
 from pipeline.toolkit.atomic import write_json
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.progress import progress_bar
 
 PREDICTIONS_JSON = "predictions.json"
 SCHEMA = 1
@@ -137,7 +137,7 @@ def predict_dataset(
         collate_fn=no_collate,
     )
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"predict {ds.name}", unit="img", disable=not todo)
+    bar = progress_bar(len(todo), f"predict {ds.name}", "img", enabled=bool(todo))
     for batch in _batches(loader, settings.batch_size):
         preds = predict_images(predictor, [rgb for _, rgb in batch], long_side, device)
         for (key, _), pred in zip(batch, preds, strict=True):

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.device_score import resize_tensor, score_tensor
@@ -52,6 +51,7 @@ from evaluation.protocol import (
 from pipeline.toolkit.atomic import write_bytes, write_json
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.progress import progress_bar
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
 CSV_COLUMNS = (
@@ -207,11 +207,12 @@ def score_dataset(
     )
     rows, points = [], []
     start = time.perf_counter()
-    for item in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
-        row, pts = item if device is None else items.score_on(device, *item)
-        rows.append(row)
-        if pts is not None:
-            points.append(pts)
+    with progress_bar(len(items), f"score {ds.name}", "img") as bar:
+        for item in bar.iterate(loader):
+            row, pts = item if device is None else items.score_on(device, *item)
+            rows.append(row)
+            if pts is not None:
+                points.append(pts)
     seconds = time.perf_counter() - start
     if points:
         _scatter(np.concatenate(points, axis=1), ds.name, out)

@@ -28,8 +28,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 import pipeline
 from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout, shard_name
 from pipeline.dataset.plan import PlanParams, plan_hash, plan_image, plan_shard_bytes
@@ -44,6 +42,7 @@ from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
 from pipeline.toolkit import tario
 from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
+from pipeline.toolkit.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -332,9 +331,10 @@ def prepare(
     check_labels_still_match(layout, old, listing_sha256(items))
     rejected: list[Rejected] = []
     with decoding(items, settings.decode_params(), settings.num_workers()) as results:
-        bar = tqdm(results, total=len(items), unit="img", desc="prepare", disable=not progress)
+        bar = progress_bar(len(items), "prepare", "img", enabled=progress)
         with bar:
-            shards = write_shards(layout, accepted_only(items, bar, rejected), settings)
+            counted = bar.iterate(results)
+            shards = write_shards(layout, accepted_only(items, counted, rejected), settings)
     if not shards:
         raise _no_images_error(rejected)
     record = dataset_record(inputs, settings, shards, rejected, items)

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline.toolkit.atomic import read_json, write_bytes, write_json
+from pipeline.toolkit.progress import progress_bar
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, GENERATOR, SPLITS, make_scene
 from pipeline.world.render import render
 from pipeline.world.scene import Scene
@@ -207,7 +207,7 @@ def render_world(
     record = _claim_folder(out, settings)
     todo = [i for i in range(images) if not is_complete(out, settings, i)]
     n = min(workers or default_workers(), max(1, len(todo)))
-    bar = tqdm(total=len(todo), unit="img", desc=f"world {settings.split}", disable=not progress)
+    bar = progress_bar(len(todo), f"world {settings.split}", "img", enabled=progress)
     with bar:
         if n <= 1:
             for index in todo:
