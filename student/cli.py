@@ -13,14 +13,13 @@ from typing import Any
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from student.config import TrainSettings
 
-app = typer.Typer(
+app = command_app(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
     "label shards. Never loads a teacher.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
 )
 
 

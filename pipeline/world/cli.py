@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.options import command_app
 
-world_app = typer.Typer(
+world_app = command_app(
     help="Procedural 3D worlds with exact per-pixel depth: a train split `pipeline prepare` "
     "takes as it is, and a test split `evaluation --dataset world=DIR` scores on.",
     no_args_is_help=True,
