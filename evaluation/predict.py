@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from evaluation.datasets import BenchmarkDataset
 from evaluation.models import Predictor
 from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 from pipeline.toolkit.progress import progress_bar
@@ -44,10 +45,12 @@ class PredictSettings:
     size (native; ETH3D 756, DIODE 640), 0 = native resolution everywhere, R = long side R."""
     batch_size: int = 1
     """Images per forward pass (consecutive images of equal size are batched)."""
-    workers: int = 2
-    """DataLoader worker processes that read and decode the benchmark files."""
+    workers: int | None = None
+    """DataLoader worker processes that read and decode the benchmark files (0: in this
+    process); unset (None): min(4, usable CPUs)."""
     device: str = "auto"
-    """Torch device; `auto` = CUDA when available, else CPU."""
+    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
+    or e.g. cpu, cuda:1."""
     precision: str = "fp32"
     """Model precision: fp32 (the protocol's default), bf16 or fp16."""
 
@@ -133,7 +136,7 @@ def predict_dataset(
     loader = torch.utils.data.DataLoader(
         _Images(ds, todo),
         batch_size=None,
-        num_workers=settings.workers if len(todo) > 1 else 0,
+        num_workers=auto_workers(settings.workers) if len(todo) > 1 else 0,
         collate_fn=no_collate,
     )
     start = time.perf_counter()

@@ -49,6 +49,7 @@ from evaluation.protocol import (
     summarize,
 )
 from pipeline.toolkit.atomic import write_bytes, write_json
+from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 from pipeline.toolkit.progress import progress_bar
@@ -73,13 +74,15 @@ class ScoreSettings:
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
     figures: bool = False
     """Write per-sample panels and a scatter per dataset under OUT/figures."""
-    workers: int = 2
-    """Worker processes that read ground truth and predictions and score them."""
+    workers: int | None = None
+    """Worker processes that read ground truth and predictions and score them (0: in this
+    process); unset (None): min(4, usable CPUs)."""
     name: str | None = None
     """Method name in reports; unset (None) = the model's name from predictions.json."""
     device: str = "auto"
     """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
-    scores in the worker processes. `auto` = CUDA when available."""
+    scores in the worker processes. auto = this rank's GPU (cuda:LOCAL_RANK) when there is one,
+    else the CPU."""
 
 
 ASPECT_TOLERANCE = 0.02
@@ -202,7 +205,7 @@ def score_dataset(
     loader = torch.utils.data.DataLoader(
         items,
         batch_size=None,
-        num_workers=settings.workers if len(items) > 1 else 0,
+        num_workers=auto_workers(settings.workers) if len(items) > 1 else 0,
         collate_fn=no_collate,
     )
     rows, points = [], []

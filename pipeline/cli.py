@@ -89,7 +89,11 @@ def verify(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Where the demo writes everything."),
-    device: str = typer.Option("cpu", help="Torch device for the model steps."),
+    device: str = typer.Option(
+        "auto",
+        help="Torch device of the labelling: auto = this rank's GPU (cuda:LOCAL_RANK) when there "
+        "is one, else the CPU; or e.g. cpu.",
+    ),
 ) -> None:
     """Run the method end to end on bundled sample photos, offline."""
     from pipeline.demo import run_demo

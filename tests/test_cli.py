@@ -25,6 +25,7 @@ from pipeline.cli import app as pipeline_app
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.options import OVERRIDE_NOTE
 from pipeline.toolkit.settings_doc import field_docs
+from pipeline.world.cli import world_app
 from student.cli import app as student_app
 from student.config import TrainSettings
 
@@ -150,8 +151,40 @@ def test_help_explains_every_derived_option_with_the_dataclass_default(
 def test_estimate_takes_the_workers_default_of_run(monkeypatch):
     run = _help_rows(labelgen_app, "run", monkeypatch)["--workers"]
     estimate = _help_rows(labelgen_app, "estimate", monkeypatch)["--workers"]
-    assert f"[default: {RunSettings().workers}]" in run and run == estimate
+    assert RunSettings().workers is None and "min(4, usable CPUs)" in run and run == estimate
     assert "--claim" not in _help_rows(labelgen_app, "estimate", monkeypatch)
+
+
+SHARED = [  # every command with a --workers or --device flag
+    (pipeline_app, ["prepare"]),
+    (pipeline_app, ["demo"]),
+    (world_app, ["render"]),
+    (labelgen_app, ["run"]),
+    (labelgen_app, ["estimate"]),
+    (student_app, ["train"]),
+    (student_app, ["predict"]),
+    (evaluation_app, ["predict"]),
+    (evaluation_app, ["score"]),
+    (evaluation_app, ["run"]),
+    (evaluation_app, ["crop-analysis"]),
+]
+
+
+def test_workers_and_device_follow_one_rule_everywhere(monkeypatch):
+    """A `--workers` left unset is min(4, usable CPUs), `--device` defaults to auto (this rank's
+    GPU, else the CPU) in every command that has them."""
+    seen = {"--workers": 0, "--device": 0}
+    for app, path in SHARED:
+        rows = _help_rows(app, path[0], monkeypatch)
+        if "--workers" in rows:
+            seen["--workers"] += 1
+            assert "unset (None): min(4, usable CPUs)" in rows["--workers"], (path, rows)
+            assert "[default:" not in rows["--workers"], (path, rows["--workers"])
+        if "--device" in rows:
+            seen["--device"] += 1
+            assert "[default: auto]" in rows["--device"], (path, rows["--device"])
+            assert "this rank's GPU (cuda:LOCAL_RANK)" in rows["--device"], (path, rows)
+    assert seen == {"--workers": 8, "--device": 9}
 
 
 def test_bool_flags_keep_their_spellings_and_take_no_value(monkeypatch):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +41,7 @@ from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
 from pipeline.toolkit import tario
 from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
+from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
 
 
@@ -82,10 +82,7 @@ class PrepareSettings:
         return DecodeParams(min_side=self.min_side, max_pixels=self.max_pixels)
 
     def num_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        return min(4, len(usable) if usable else os.cpu_count() or 1)
+        return auto_workers(self.workers)
 
     def recorded(self) -> dict[str, Any]:
         """The settings that determine the output, as stored in dataset.json."""
