@@ -50,7 +50,7 @@ class RunSettings:
     """Replace a column whose teacher weights, options, precision, codec or backend changed
     (redo its shards)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show progress: a bar on a terminal, else a line every 30 s."""
 
     def validate(self) -> None:
         from pipeline.model.precision import PRECISIONS

@@ -121,9 +121,9 @@ class TrainSettings:
     CPU the sums of a step depend on them. Unset (None): OMP_NUM_THREADS, else the usable CPUs
     shared among the node's ranks, resolved when the run starts (config.yaml records it)."""
     deterministic: bool = False
-    """Deterministic kernels on GPU too (torch.use_deterministic_algorithms, cuDNN deterministic,
-    CUBLAS_WORKSPACE_CONFIG), so that two GPU runs give identical metrics, at some speed cost.
-    CPU runs always use them."""
+    """Deterministic kernels on GPU too, where PyTorch has them (torch.use_deterministic_algorithms,
+    cuDNN deterministic, CUBLAS_WORKSPACE_CONFIG), at some speed cost; a warning names each
+    operation that has none (README: Reproducibility). CPU runs always use them."""
     data: DataSettings = field(default_factory=DataSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
