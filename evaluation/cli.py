@@ -15,13 +15,12 @@ import typer
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
-app = typer.Typer(
+app = command_app(
     help="Zero-shot evaluation of teachers and students (NYUv2, KITTI, ETH3D, ScanNet, DIODE, "
     "Middlebury) with the Marigold protocol: predict, score, report.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
 )
 
 DATASET_HELP = (

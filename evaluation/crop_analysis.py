@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.predict import prediction_path
 from evaluation.protocol import DATASETS, METRICS, apply_fit, fit, metrics, scoring_mask
 from evaluation.score import load_prediction
 from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.progress import progress_bar
 
 
 def central_box(h: int, w: int) -> tuple[int, int, int, int]:
@@ -88,10 +88,11 @@ def analyse_crops(out: Path, datasets: list[BenchmarkDataset], pred_space: str) 
     result: dict[str, Any] = {"pred_space": pred_space, "crop": crop, "datasets": {}}
     for ds in datasets:
         rows = []
-        for key in tqdm(ds.keys(), desc=f"crop-analysis {ds.name}", unit="img"):
-            sample = ds.load(key, rgb=False)
-            pred = load_prediction(prediction_path(out, ds.name, key), sample.depth.shape)
-            rows.append(crop_scores(pred, sample.depth, ds.name, pred_space, sample.valid_mask))
+        with progress_bar(len(ds.keys()), f"crop-analysis {ds.name}", "img") as bar:
+            for key in bar.iterate(ds.keys()):
+                sample = ds.load(key, rgb=False)
+                pred = load_prediction(prediction_path(out, ds.name, key), sample.depth.shape)
+                rows.append(crop_scores(pred, sample.depth, ds.name, pred_space, sample.valid_mask))
         result["datasets"][ds.name] = summarize_crops(rows)
     write_json(Path(out) / "crop_analysis.json", result)
     return result

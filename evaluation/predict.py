@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset, DatasetError
 from evaluation.models import Predictor
 from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.progress import progress_bar
 
 PREDICTIONS_JSON = "predictions.json"
 SCHEMA = 1
@@ -48,10 +49,12 @@ class PredictSettings:
     size (native; ETH3D 756, DIODE 640), 0 = native resolution everywhere, R = long side R."""
     batch_size: int = 1
     """Images per forward pass (consecutive images of equal size are batched)."""
-    workers: int = 2
-    """DataLoader worker processes that read and decode the benchmark files."""
+    workers: int | None = None
+    """DataLoader worker processes that read and decode the benchmark files (0: in this
+    process); unset (None): min(4, usable CPUs)."""
     device: str = "auto"
-    """Torch device; `auto` = CUDA when available, else CPU."""
+    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
+    or e.g. cpu, cuda:1."""
     precision: str = "fp32"
     """Model precision: fp32 (the protocol's default), bf16 or fp16."""
     skip_bad_samples: bool = False
@@ -172,11 +175,11 @@ def predict_dataset(
     loader = torch.utils.data.DataLoader(
         _Images(ds, todo),
         batch_size=None,
-        num_workers=settings.workers if len(todo) > 1 else 0,
+        num_workers=auto_workers(settings.workers) if len(todo) > 1 else 0,
         collate_fn=no_collate,
     )
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"predict {ds.name}", unit="img", disable=not todo)
+    bar = progress_bar(len(todo), f"predict {ds.name}", "img", enabled=bool(todo))
     unreadable: list[dict[str, str]] = []
     items = (item for item in loader if check_item(item, settings.skip_bad_samples, unreadable))
     for batch in _batches(items, settings.batch_size):

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.device_score import resize_tensor, score_tensor
@@ -54,8 +53,10 @@ from evaluation.protocol import (
     summarize,
 )
 from pipeline.toolkit.atomic import write_bytes, write_json
+from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.progress import progress_bar
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
 CSV_COLUMNS = (
@@ -77,13 +78,15 @@ class ScoreSettings:
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
     figures: bool = False
     """Write per-sample panels and a scatter per dataset under OUT/figures."""
-    workers: int = 2
-    """Worker processes that read ground truth and predictions and score them."""
+    workers: int | None = None
+    """Worker processes that read ground truth and predictions and score them (0: in this
+    process); unset (None): min(4, usable CPUs)."""
     name: str | None = None
     """Method name in reports; unset (None) = the model's name from predictions.json."""
     device: str = "auto"
     """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
-    scores in the worker processes. `auto` = CUDA when available."""
+    scores in the worker processes. auto = this rank's GPU (cuda:LOCAL_RANK) when there is one,
+    else the CPU."""
     skip_bad_samples: bool = False
     """Skip a sample whose benchmark files cannot be decoded, and count it (`unreadable` in
     summary.json); without it the first such file stops the run."""
@@ -240,18 +243,19 @@ def score_dataset(
     loader = torch.utils.data.DataLoader(
         items,
         batch_size=None,
-        num_workers=settings.workers if len(items) > 1 else 0,
+        num_workers=auto_workers(settings.workers) if len(items) > 1 else 0,
         collate_fn=no_collate,
     )
     rows, points = [], []
     start = time.perf_counter()
-    for item in tqdm(loader, total=len(items), desc=f"score {ds.name}", unit="img"):
-        if not check_item(item, settings.skip_bad_samples, unreadable):
-            continue
-        row, pts = item if device is None else items.score_on(device, *item)
-        rows.append(row)
-        if pts is not None:
-            points.append(pts)
+    with progress_bar(len(items), f"score {ds.name}", "img") as bar:
+        for item in bar.iterate(loader):
+            if not check_item(item, settings.skip_bad_samples, unreadable):
+                continue
+            row, pts = item if device is None else items.score_on(device, *item)
+            rows.append(row)
+            if pts is not None:
+                points.append(pts)
     seconds = time.perf_counter() - start
     if points:
         _scatter(np.concatenate(points, axis=1), ds.name, out)

@@ -14,20 +14,26 @@ import typer
 
 from labelgen.settings import RunSettings
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
-app = typer.Typer(
+app = command_app(
     help="Label generation (stage 1): run each teacher once over the full images, the planned "
     "regions and their tiles, and write one compressed label column per teacher.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
 )
 
+TEACHER_SYNTAX = "NAME=ADAPTER:SOURCE[,key=value...]"
 TEACHER_HELP = (
-    "NAME=ADAPTER:SOURCE[,key=value...]: NAME is the label column, ADAPTER one of "
-    "depth-anything-v2, dpt, genpercept, marigold, hf; SOURCE a local directory or hub id. "
-    "Repeatable. Example: dav2-l=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf"
+    f"A teacher, {TEACHER_SYNTAX} (repeatable): NAME is the label column, ADAPTER one of "
+    "depth-anything-v2, dpt, genpercept, marigold, hf; SOURCE a local directory or hub id, "
+    "optionally followed by the adapter's options. Example below."
 )
+TEACHER_EXAMPLE = (
+    "Example: a teacher from the Hugging Face Hub, labelling column dav2-l:\n\n"
+    "\b\n--teacher dav2-l=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf"
+)
+"""The end of `run --help` and `estimate --help`: kept on one line (`\\b`), never wrapped."""
+TEACHER_OPTION = typer.Option(None, "--teacher", metavar="NAME=ADAPTER:SOURCE", help=TEACHER_HELP)
 
 
 def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
@@ -46,12 +52,12 @@ ESTIMATE_FIELDS = ("format", "codec", "batch_size", "precision", "device", "work
 overwriting a column, background compression) or its terminal output."""
 
 
-@app.command()
+@app.command(epilog=TEACHER_EXAMPLE)
 @user_errors
 @settings_command
 def run(
     dataset: Path = typer.Option(..., help="A prepared dataset directory."),
-    teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
+    teacher: list[str] = TEACHER_OPTION,
     teachers_file: Path = typer.Option(
         None, help="YAML list of teachers (name, adapter, source, options)."
     ),
@@ -77,12 +83,12 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=TEACHER_EXAMPLE)
 @user_errors
 @settings_command
 def estimate(
     dataset: Path = typer.Option(..., help="A prepared dataset directory."),
-    teacher: list[str] = typer.Option(None, "--teacher", help=TEACHER_HELP),
+    teacher: list[str] = TEACHER_OPTION,
     teachers_file: Path = typer.Option(None, help="YAML list of teachers."),
     sample: int = typer.Option(8, help="Images of the first shard to label for the estimate."),
     settings: RunSettings = SettingsOptions(RunSettings, fields=ESTIMATE_FIELDS),

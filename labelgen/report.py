@@ -28,7 +28,7 @@ class ColumnReport:
             self.images += 1
             self.views += n_views
             bar.update()
-            bar.set_postfix_str(f"{self.views / max(bar.format_dict['elapsed'], 1e-9):.1f} views/s")
+            bar.set_status(f"{self.views / max(bar.elapsed, 1e-9):.1f} views/s")
 
         return on_image
 

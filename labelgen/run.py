@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from labelgen.batching import DeviceFailure
 from labelgen.provenance import provenance, requested_identity
@@ -30,6 +29,7 @@ from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, parse_shar
 from pipeline.toolkit.claims import Claim, try_claim, worker_id
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
+from pipeline.toolkit.progress import Progress, progress_bar
 
 log = logging.getLogger("labelgen")
 
@@ -71,7 +71,7 @@ def _done_shards(item: _Item, overwrite: bool, names: set[str]) -> set[str]:
     return done
 
 
-def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: tqdm) -> None:
+def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) -> None:
     layout, s, column, report = ctx.info.layout, ctx.settings, item.column, item.report
     column.clear_stale_temporaries(shard)
     job = ShardJob(
@@ -100,7 +100,7 @@ def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: tqdm) -> None
         )
 
 
-def _label_or_fail(ctx: _Context, item: _Item, shard: ShardInfo, bar: tqdm) -> None:
+def _label_or_fail(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) -> None:
     """`_label_item`; a failure is recorded in the manifest and reported."""
     try:
         _label_item(ctx, item, shard, bar)
@@ -153,9 +153,7 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     item.how = LabelSettings.of(item.teacher, ctx.device, s)
     started = time.perf_counter()
     desc, total = f"{spec.name} [{ctx.worker}]", sum(shard.count for shard in todo)
-    with tqdm(
-        total=total, desc=desc, unit="img", disable=not s.progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(total, desc, "img", enabled=s.progress) as bar:
         for shard in todo:
             take, claim = _claim(ctx, item, shard)
             if not take:

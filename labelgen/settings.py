@@ -35,9 +35,11 @@ class RunSettings:
     head of Transformers teachers computes in float32 in any case, so labels are not rounded to
     bf16."""
     device: str = "auto"
-    """Torch device; 'auto' = cuda:LOCAL_RANK when a GPU is present, else cpu."""
-    workers: int = 4
-    """DataLoader worker processes decoding images and building views."""
+    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
+    or e.g. cpu, cuda:1."""
+    workers: int | None = None
+    """DataLoader worker processes decoding images and building views (0: in this process);
+    unset (None): min(4, usable CPUs)."""
     encode_threads: int = 4
     """Threads compressing finished labels while the device runs the next batches."""
     claim: bool = False
@@ -48,7 +50,7 @@ class RunSettings:
     """Replace a column whose teacher weights, options, precision, codec or backend changed
     (redo its shards)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show progress: a bar on a terminal, else a line every 30 s."""
 
     def validate(self) -> None:
         from pipeline.model.precision import PRECISIONS
@@ -59,7 +61,7 @@ class RunSettings:
             raise ValueError(
                 f"--precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}"
             )
-        if self.batch_size < 1 or self.workers < 0 or self.claim_ttl <= 0:
+        if self.batch_size < 1 or (self.workers or 0) < 0 or self.claim_ttl <= 0:
             raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
         if self.encode_threads < 1:
             raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")

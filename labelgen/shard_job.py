@@ -33,6 +33,7 @@ from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
 from pipeline.labels.manifest import ShardSummary
 from pipeline.labels.store import open_writer
+from pipeline.toolkit.cpus import auto_workers
 
 
 class ShardViews(Dataset):
@@ -152,7 +153,7 @@ class LabelSettings:
             host_predictor(teacher, device),
             teacher.full_view_size,
             s.batch_size,
-            s.workers,
+            auto_workers(s.workers),
             s.encode_threads,
             {"kind": teacher.output_kind},
         )

@@ -16,16 +16,15 @@ import typer
 from pipeline.bench import BENCHMARKS
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from pipeline.world.cli import world_app
 
-app = typer.Typer(
+app = command_app(
     help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
     "show which label columns exist, verify every byte, run the demo and benchmarks.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
 )
-bench_app = typer.Typer(help="Benchmarks whose results go in BENCHMARKS.md.", no_args_is_help=True)
+bench_app = command_app(help="Benchmarks whose results go in BENCHMARKS.md.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(world_app, name="world")
 
@@ -90,7 +89,11 @@ def verify(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Where the demo writes everything."),
-    device: str = typer.Option("cpu", help="Torch device for the model steps."),
+    device: str = typer.Option(
+        "auto",
+        help="Torch device of the labelling: auto = this rank's GPU (cuda:LOCAL_RANK) when there "
+        "is one, else the CPU; or e.g. cpu.",
+    ),
 ) -> None:
     """Run the method end to end on bundled sample photos, offline."""
     from pipeline.demo import run_demo

@@ -1,7 +1,8 @@
 """`student`: train, export and run the distilled student. Thin commands over library functions.
 
 `student train` loads its settings as `defaults <- --config FILE <- --set key=value <- flags`: the
-flags `--steps` and `--batch-size` are derived from the `TrainSettings` fields they set.
+flags `--steps` and `--batch-size` are derived from the `TrainSettings` fields they set. `--device`
+and `--progress/--no-progress` (`LaunchSettings`) are this process's, so `--resume` takes them too.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from typing import Any
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
-from student.config import TrainSettings
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
+from student.config import LaunchSettings, TrainSettings
 
-app = typer.Typer(
+app = command_app(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
     "label shards. Never loads a teacher.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
 )
 
 
@@ -46,10 +46,11 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out with its own config."
     ),
+    launch: LaunchSettings = SettingsOptions(LaunchSettings),
 ) -> None:
     """Train a student; launch with `torchrun --nproc-per-node N --no-python student train ...`."""
     from pipeline.toolkit.config import load_config
-    from student.train import prepare_job, run_training
+    from student.train import finished_message, prepare_job, run_training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = None
@@ -69,7 +70,11 @@ def train(
     else:
         settings = load_config(TrainSettings, config, list(set_ or []), values=flags)
     job = prepare_job(out, dataset, list(teacher or []), init, settings, resume)
-    run_dir = run_training(job, resume=resume)
+    finished = finished_message(job) if resume else None
+    if finished:
+        typer.echo(finished)
+        return
+    run_dir = run_training(job, resume=resume, launch=launch)
     typer.echo(f"run directory: {run_dir}\nnext: student export {run_dir} --out HF_DIR")
 
 
@@ -88,15 +93,18 @@ def export(
 
 @app.command()
 @user_errors
+@settings_command
 def predict(
     model: Path = typer.Argument(..., help="An exported HF directory or a run directory."),
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
-    device: str = typer.Option("cpu", help="Torch device."),
+    launch: LaunchSettings = SettingsOptions(LaunchSettings, fields=("device",)),
 ) -> None:
     """Predict disparity for each image: `.npy` (float32, input size) and a colour `.png`."""
+    from pipeline.toolkit.devices import resolve_device
     from student.export import predict_files
 
+    device = str(resolve_device(launch.device))
     for path in predict_files(model, images, out, device):
         typer.echo(f"wrote {path}")
 

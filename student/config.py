@@ -116,11 +116,21 @@ class TrainSettings:
     tensorboard: bool = False
     """Also write the metrics.jsonl values as TensorBoard scalars to RUN/tensorboard (needs the
     `tensorboard` extra: pip install "distill-any-depth-pipeline[tensorboard]")."""
+    threads: int | None = None
+    """Intra-op CPU threads of each rank (torch.set_num_threads), pinned for the whole run: on
+    CPU the sums of a step depend on them. Unset (None): OMP_NUM_THREADS, else the usable CPUs
+    shared among the node's ranks, resolved when the run starts (config.yaml records it)."""
+    deterministic: bool = False
+    """Deterministic kernels on GPU too, where PyTorch has them (torch.use_deterministic_algorithms,
+    cuDNN deterministic, CUBLAS_WORKSPACE_CONFIG), at some speed cost; a warning names each
+    operation that has none (README: Reproducibility). CPU runs always use them."""
     data: DataSettings = field(default_factory=DataSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
 
     def validate(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be ≥ 1 or unset, got {self.threads}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be ≥ 1 (--steps, --batch-size)")
         if self.data.mode not in MODES:
@@ -143,3 +153,16 @@ class TrainSettings:
                 "no distillation term: set loss.shared_context=true and/or loss.local_global=true "
                 "(the paper's baseline is configs/baseline.yaml)"
             )
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """How this process runs `student train` (and `predict`): not part of the run's settings,
+    not recorded in config.yaml, so a `--resume` may choose them anew."""
+
+    device: str = "auto"
+    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
+    or e.g. cpu, cuda:1."""
+    progress: bool = True
+    """Show the progress and the running loss: a bar on a terminal, else a line every log_every
+    steps and every 30 s."""

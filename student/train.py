@@ -4,7 +4,12 @@ One process per device (torchrun; gloo on CPU, NCCL on GPU). The run directory e
 `config.yaml` (the settings, with `auto` normalizations resolved), `env.json` (versions, git sha,
 world size), `metrics.jsonl` (every loss term, learning rate, data and step time, teacher drawn),
 `model/` (the init's config and image processor, so exporting needs only the run directory) and
-`checkpoints/`. `--resume` continues from the newest checkpoint with the run's own config.
+`checkpoints/`. `--resume` continues from the newest checkpoint with the run's own config (a
+finished run says so and does nothing).
+
+Reproducibility: a run pins its intra-op thread count (`threads`, recorded in config.yaml) and,
+on CPU (on GPU with `deterministic=true`), uses deterministic kernels only, so that two runs of
+the same settings give the same metrics whatever else the machine is doing (`reproducible`).
 
 This module is the run's life cycle (`prepare_job`, `run_training`); the step loop is
 `student.trainer`, the losses `student.objective`, the optimizer and schedule `student.optim`,
@@ -13,16 +18,21 @@ the records `student.metrics`, the directory `student.rundir`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from pipeline.toolkit.cpus import rank_threads
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import worker_info
-from student.checkpoint import latest_checkpoint, load_checkpoint
-from student.config import TrainSettings
+from student.checkpoint import NAME, latest_checkpoint, load_checkpoint
+from student.config import LaunchSettings, TrainSettings
 from student.metrics import truncate_metrics
 from student.model import save_architecture
 from student.rundir import Job, RunDir
@@ -31,39 +41,88 @@ from student.trainer import Trainer
 log = logging.getLogger("student")
 
 
-def setup_device() -> tuple[torch.device, int, int]:
+def setup_device(name: str = "auto") -> tuple[torch.device, int, int]:
     """Join the process group when launched with torchrun; returns (device, rank, world)."""
     info = worker_info()
-    device = resolve_device("auto")
+    device = resolve_device(name)
     if info.world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     use_device(device)
     return device, info.rank, info.world_size
 
 
-def run_training(job: Job, resume: bool = False) -> Path:
+def run_training(job: Job, resume: bool = False, launch: LaunchSettings | None = None) -> Path:
     """Train (or resume) the run in `job.run_dir`; returns the run directory."""
-    device, rank, world = setup_device()
+    launch = launch or LaunchSettings()
+    device, rank, world = setup_device(launch.device)
     run = RunDir(Path(job.run_dir))
     job.settings.validate()
-    job = job.resolved()  # once, when the run starts; config.yaml records the result
+    job = with_threads(job.resolved())  # once, when the run starts; config.yaml records them
     if not resume:
         _refuse_existing(run, world)
-    trainer = Trainer(job, device, rank, world)  # loads the init, checks dataset and columns
-    if not resume:
-        _start_run(run, job, world)  # only once every input has been checked
-    ckpt_path = latest_checkpoint(run.root) if resume else None
-    if ckpt_path is not None:
-        trainer.restore(load_checkpoint(ckpt_path))
-        log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
-    if rank == 0:
-        if resume:
-            truncate_metrics(run, trainer.step)
-        run.write_env(world, resumed_at=trainer.step if resume else None)
-    trainer.fit(run)
+    with reproducible(job.settings, device):
+        trainer = Trainer(job, device, rank, world, progress=launch.progress)  # checks inputs
+        if not resume:
+            _start_run(run, job, world)  # only once every input has been checked
+        ckpt_path = latest_checkpoint(run.root) if resume else None
+        if ckpt_path is not None:
+            trainer.restore(load_checkpoint(ckpt_path))
+            log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
+        if rank == 0:
+            if resume:
+                truncate_metrics(run, trainer.step)
+            run.write_env(world, resumed_at=trainer.step if resume else None)
+        trainer.fit(run)
     if world > 1:
         dist.barrier()
     return run.root
+
+
+def with_threads(job: Job) -> Job:
+    """The job with its `threads` made concrete (`pipeline.toolkit.cpus.rank_threads` when
+    unset): what the run pins, and its config.yaml records."""
+    threads = job.settings.threads or rank_threads()
+    return dataclasses.replace(job, settings=dataclasses.replace(job.settings, threads=threads))
+
+
+@contextlib.contextmanager
+def reproducible(s: TrainSettings, device: torch.device) -> Iterator[None]:
+    """Pin `s.threads` intra-op threads and, on CPU or with `s.deterministic`, use deterministic
+    kernels only (e.g. the CPU's parallel accumulating `index_put_` adds in the order its threads
+    happen to run); the process's previous choices are restored afterwards."""
+    cudnn = torch.backends.cudnn
+    before = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    )
+    torch.set_num_threads(int(s.threads or rank_threads()))
+    if device.type != "cuda" or s.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warns where none exists
+    if device.type == "cuda" and s.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first matmul
+        cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
+        cudnn.deterministic, cudnn.benchmark = before[3], before[4]
+
+
+def finished_message(job: Job) -> str | None:
+    """What `--resume` says of a run whose newest checkpoint is its last step, else None."""
+    latest = latest_checkpoint(Path(job.run_dir))
+    match = NAME.match(latest.name) if latest is not None else None
+    step, steps = (int(match.group(1)) if match else 0), job.settings.steps
+    if step < steps:
+        return None
+    return (
+        f"{job.run_dir} is already finished: it has {step} of {steps} steps, nothing to resume; "
+        f"next: student export {job.run_dir} --out HF_DIR"
+    )
 
 
 def _refuse_existing(run: RunDir, world: int) -> None:

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from pipeline.model.precision import PRECISIONS
+from pipeline.toolkit.progress import Progress, progress_bar
 from student.checkpoint import save_checkpoint, set_rng_states
+from student.console import RunningTerms
 from student.data.loader import make_loader
 from student.data.stream import DistillStream
 from student.metrics import MetricsLog, step_record
@@ -57,9 +58,12 @@ def _autocast(device: torch.device, precision: str):
 class Trainer:
     """Owns the model, objective, optimization and data stream of one rank."""
 
-    def __init__(self, job: Job, device: torch.device, rank: int, world: int) -> None:
+    def __init__(
+        self, job: Job, device: torch.device, rank: int, world: int, progress: bool = True
+    ) -> None:
         s = job.settings
         self.job, self.s, self.device, self.rank, self.world = job, s, device, rank, world
+        self.progress = progress and rank == 0  # the bar (or lines) with the running loss
         torch.manual_seed(s.seed)  # identical model init on every rank
         self.student: Student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0).to(
             device
@@ -88,6 +92,7 @@ class Trainer:
         self.step = 0
         self.bad_in_a_row = 0
         self.metrics: MetricsLog | None = None  # rank 0 during `fit`
+        self.running = RunningTerms(s.log_every)  # what the progress shows
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -149,12 +154,8 @@ class Trainer:
         """Train from `self.step` to `steps`, recording into and checkpointing to `run`."""
         s = self.s
         data = self.batches()
-        bar = tqdm(
-            total=s.steps,
-            initial=self.step,
-            desc="train",
-            disable=self.rank != 0,
-            dynamic_ncols=True,
+        bar = progress_bar(
+            s.steps, "train", "steps", initial=self.step, enabled=self.progress, every=s.log_every
         )
         if self.rank == 0:
             self.metrics = MetricsLog(run, self.step, tensorboard=s.tensorboard)
@@ -165,7 +166,7 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.close()
 
-    def loop(self, run: RunDir, data: Iterator[dict[str, Any]], bar: tqdm) -> None:
+    def loop(self, run: RunDir, data: Iterator[dict[str, Any]], bar: Progress) -> None:
         s, acc = self.s, self.s.optim.accumulate
         while self.step < s.steps:
             started = time.perf_counter()
@@ -195,7 +196,14 @@ class Trainer:
                 self.metrics.step(step_record(self.step, micro, lrs, grad_norm, waited, elapsed))
             if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                 self.checkpoint(run)
-            bar.update()
+            self.show(bar, micro)
+
+    def show(self, bar: Progress, micro: list[tuple[dict[str, torch.Tensor], Any]]) -> None:
+        """Count the step taken on the bar (or lines), with the running loss and its terms."""
+        if self.progress:
+            self.running.add(micro)
+            bar.set_status(self.running.status())
+        bar.update()
 
     def skip_bad_step(self, keys: list[str], why: str) -> None:
         """Record a step that was not taken. Its record carries the step it would have been

@@ -18,13 +18,14 @@ from evaluation.cli import CROP_FIELDS, RUN_SCORE_FIELDS
 from evaluation.cli import app as evaluation_app
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
-from labelgen.cli import ESTIMATE_FIELDS
+from labelgen.cli import ESTIMATE_FIELDS, TEACHER_SYNTAX
 from labelgen.cli import app as labelgen_app
 from labelgen.settings import RunSettings
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.options import OVERRIDE_NOTE
 from pipeline.toolkit.settings_doc import field_docs
+from pipeline.world.cli import world_app
 from student.cli import app as student_app
 from student.config import TrainSettings
 
@@ -61,6 +62,30 @@ def test_every_help_runs(name):
         assert "Usage" in result.output
 
 
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_help_fits_80_columns_without_cut_words_or_bool_values(name, monkeypatch):
+    """At 80 columns each option's help wraps under its flag: no word is cut with "…", no line
+    is wider, and a switch shows no `<bool>` value (typer's Rich panels did all three)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    app = APPS[name]
+    for path in _command_paths(app):
+        if name == "pipeline" and path[:1] == ["bench"] and len(path) == 2:
+            continue
+        output = runner.invoke(app, [*path, "--help"]).output
+        wide = [line for line in output.splitlines() if len(line) > 80]
+        assert not wide and "…" not in output and "<bool>" not in output, (path, output)
+
+
+@pytest.mark.parametrize("command", ["run", "estimate"])
+def test_teacher_syntax_and_example_are_whole_at_80_columns(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    output = runner.invoke(labelgen_app, [command, "--help"]).output
+    assert "--teacher NAME=ADAPTER:SOURCE" in output
+    assert TEACHER_SYNTAX in " ".join(output.split())
+    example = "--teacher dav2-l=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf"
+    assert example in output.splitlines()[-1]
+
+
 ALL = None
 DERIVED = [  # (app, command, settings class, the fields it takes (None: all), overrides)
     (labelgen_app, "run", RunSettings, ALL, False),
@@ -76,12 +101,22 @@ DERIVED = [  # (app, command, settings class, the fields it takes (None: all), o
 
 
 def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
-    """First flag -> its row of `COMMAND --help` (whitespace collapsed, one row per option)."""
-    monkeypatch.setenv("COLUMNS", "1000")
+    """First flag -> its row of `COMMAND --help` at 80 columns (an option's wrapped lines joined,
+    whitespace collapsed)."""
+    monkeypatch.setenv("COLUMNS", "80")
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
-    rows = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
-    return {row.lstrip("* ").split()[0]: row for row in rows if row.lstrip("* ").startswith("--")}
+    rows: dict[str, str] = {}
+    flag = None
+    for line in result.output.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            rows[flag] = " ".join(line.split())
+        elif flag and line.startswith("   "):
+            rows[flag] += " " + " ".join(line.split())
+        else:
+            flag = None
+    return rows
 
 
 def _shown_default(name: str, default, overrides: bool) -> str | None:
@@ -116,16 +151,48 @@ def test_help_explains_every_derived_option_with_the_dataclass_default(
 def test_estimate_takes_the_workers_default_of_run(monkeypatch):
     run = _help_rows(labelgen_app, "run", monkeypatch)["--workers"]
     estimate = _help_rows(labelgen_app, "estimate", monkeypatch)["--workers"]
-    assert f"[default: {RunSettings().workers}]" in run and run == estimate
+    assert RunSettings().workers is None and "min(4, usable CPUs)" in run and run == estimate
     assert "--claim" not in _help_rows(labelgen_app, "estimate", monkeypatch)
 
 
-def test_bool_flags_keep_their_spellings(monkeypatch):
+SHARED = [  # every command with a --workers or --device flag
+    (pipeline_app, ["prepare"]),
+    (pipeline_app, ["demo"]),
+    (world_app, ["render"]),
+    (labelgen_app, ["run"]),
+    (labelgen_app, ["estimate"]),
+    (student_app, ["train"]),
+    (student_app, ["predict"]),
+    (evaluation_app, ["predict"]),
+    (evaluation_app, ["score"]),
+    (evaluation_app, ["run"]),
+    (evaluation_app, ["crop-analysis"]),
+]
+
+
+def test_workers_and_device_follow_one_rule_everywhere(monkeypatch):
+    """A `--workers` left unset is min(4, usable CPUs), `--device` defaults to auto (this rank's
+    GPU, else the CPU) in every command that has them."""
+    seen = {"--workers": 0, "--device": 0}
+    for app, path in SHARED:
+        rows = _help_rows(app, path[0], monkeypatch)
+        if "--workers" in rows:
+            seen["--workers"] += 1
+            assert "unset (None): min(4, usable CPUs)" in rows["--workers"], (path, rows)
+            assert "[default:" not in rows["--workers"], (path, rows["--workers"])
+        if "--device" in rows:
+            seen["--device"] += 1
+            assert "[default: auto]" in rows["--device"], (path, rows["--device"])
+            assert "this rank's GPU (cuda:LOCAL_RANK)" in rows["--device"], (path, rows)
+    assert seen == {"--workers": 8, "--device": 9}
+
+
+def test_bool_flags_keep_their_spellings_and_take_no_value(monkeypatch):
     rows = _help_rows(labelgen_app, "run", monkeypatch)
-    assert rows["--claim"].split()[:2] == ["--claim", "<bool>"]
-    assert rows["--overwrite"].split()[:2] == ["--overwrite", "<bool>"]
-    assert rows["--progress"].split()[:2] == ["--progress", "--no-progress"]
-    assert _help_rows(evaluation_app, "score", monkeypatch)["--figures"].split()[1] == "<bool>"
+    assert rows["--claim"].split()[:2] == ["--claim", "Claim"]
+    assert rows["--overwrite"].split()[:2] == ["--overwrite", "Replace"]
+    assert rows["--progress"].split()[:3] == ["--progress", "/", "--no-progress"]
+    assert _help_rows(evaluation_app, "score", monkeypatch)["--figures"].split()[1] == "Write"
 
 
 def test_resume_refuses_the_setting_flags_by_name(tmp_path):

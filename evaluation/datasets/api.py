@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from evaluation.datasets.base import (
     DATASET_LOADERS,
@@ -18,6 +17,7 @@ from evaluation.datasets.base import (
 )
 from evaluation.protocol import DATASETS, scoring_mask
 from pipeline.toolkit.cliutil import parse_options
+from pipeline.toolkit.progress import progress_bar
 
 
 def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
@@ -100,7 +100,8 @@ def check_data(text: str, full: bool = False) -> dict[str, Any]:
     keys = ds.keys() if full else ds.keys()[:1]
     shapes: Counter[str] = Counter()
     empty, lo, hi = 0, float("inf"), 0.0
-    for key in tqdm(keys, desc=f"check {ds.name}", unit="sample", disable=not full):
+    bar = progress_bar(len(keys), f"check {ds.name}", "sample", enabled=full)
+    for key in bar.iterate(keys):
         sample = ds.load(key)
         check_sample(ds, key, sample)
         shapes["x".join(map(str, sample.depth.shape))] += 1

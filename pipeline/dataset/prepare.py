@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,8 +27,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 import pipeline
 from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout, shard_name
@@ -46,6 +43,8 @@ from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
 from pipeline.toolkit import tario
 from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
+from pipeline.toolkit.cpus import auto_workers
+from pipeline.toolkit.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -96,10 +95,7 @@ class PrepareSettings:
         return DecodeParams(min_side=self.min_side, max_pixels=self.max_pixels)
 
     def num_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        return min(4, len(usable) if usable else os.cpu_count() or 1)
+        return auto_workers(self.workers)
 
     def recorded(self) -> dict[str, Any]:
         """The settings that determine the output, as stored in dataset.json."""
@@ -354,9 +350,10 @@ def prepare(
     check_labels_still_match(layout, old, listing_sha256(items))
     rejected: list[Rejected] = []
     with decoding(items, settings.decode_params(), settings.num_workers()) as results:
-        bar = tqdm(results, total=len(items), unit="img", desc="prepare", disable=not progress)
+        bar = progress_bar(len(items), "prepare", "img", enabled=progress)
         with bar:
-            shards = write_shards(layout, accepted_only(items, bar, rejected), settings)
+            counted = bar.iterate(results)
+            shards = write_shards(layout, accepted_only(items, counted, rejected), settings)
     if not shards:
         raise _no_images_error(rejected)
     record = dataset_record(inputs, settings, shards, rejected, items, skipped)

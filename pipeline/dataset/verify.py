@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.images.shards import shard_keys
@@ -29,6 +27,7 @@ from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, shard_rang
 from pipeline.labels.manifest import shard_checksum
 from pipeline.labels.store import open_reader
 from pipeline.toolkit.hashing import sha256_file
+from pipeline.toolkit.progress import Progress, progress_bar
 
 
 @dataclass
@@ -112,7 +111,7 @@ def _open_column(info: DatasetInfo, name: str, report: VerifyReport) -> LabelCol
 
 
 def _check_column(
-    info: DatasetInfo, name: str, keys: dict[int, list[str]], report: VerifyReport, bar: tqdm
+    info: DatasetInfo, name: str, keys: dict[int, list[str]], report: VerifyReport, bar: Progress
 ) -> None:
     column = _open_column(info, name, report)
     if column is None:
@@ -168,7 +167,7 @@ def verify_dataset(
     chosen = [c for c in (columns or known) if c in known]
     keys: dict[int, list[str]] = {}
     total = len(info.shards) * (1 + len(chosen))
-    with tqdm(total=total, desc="verify", unit="shard", disable=not progress) as bar:
+    with progress_bar(total, "verify", "shard", enabled=progress) as bar:
         for shard in info.shards:
             report.checked += 1
             where = info.layout.image_shard(shard.index)

@@ -1,9 +1,10 @@
 """Command-line options derived from a settings dataclass, so that each setting is written once:
 its default and its help text are the field's default and the docstring under it.
 
-A command declares a group of fields as the default of one of its parameters, and
-`settings_command` turns that parameter into one typer option per field and hands the command
-the settings object built from them:
+Every command line of the project is a `command_app` (help in click's plain layout). A command
+declares a group of fields as the default of one of its parameters, and `settings_command` turns
+that parameter into one typer option per field and hands the command the settings object built
+from them:
 
     @app.command()
     @user_errors
@@ -42,12 +43,18 @@ SCALARS = (bool, int, float, str, Path)
 settings are set through a settings file or `--set` instead."""
 OVERRIDE_NOTE = "Overrides --config and --set."
 
-try:  # typer renders help as Rich markup when Rich is installed: `[x]` would vanish
-    from rich.markup import escape as _escape_markup
-except ImportError:  # pragma: no cover - typer without rich prints help as it is
 
-    def _escape_markup(text: str) -> str:
-        return text
+def command_app(help: str, **settings: Any) -> typer.Typer:
+    """A typer app laid out as every command line of the project is: click's plain help layout,
+    each option's help wrapped under its flag at any width, a switch shown without a value.
+
+    (typer's Rich panels, its default when Rich is installed, squeeze the help into a fifth
+    column that at 80 columns is some twenty characters wide, cut each word longer than that
+    with "…", e.g. `NAME=ADAPTER:SOURCE[,key=value...]` and its example, and label every
+    switch `<bool>` as if it took a value; they also read `[x]` in a help text as markup.)
+    `settings` go to `typer.Typer` (e.g. `no_args_is_help`)."""
+    settings.setdefault("pretty_exceptions_show_locals", False)
+    return typer.Typer(help=help, rich_markup_mode=None, **settings)
 
 
 def _kebab_flag(name: str) -> str:
@@ -121,7 +128,7 @@ class SettingsOptions:
 
     def _parameter(self, name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
         tp, optional = self._types[name]
-        help_text = _escape_markup(self.help(name))
+        help_text = self.help(name)
         if self.overrides:
             option = typer.Option(
                 None, self.spelling(name), help=help_text, show_default=str(self.default(name))

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from pipeline.world.degradation import Degradation
 
-world_app = typer.Typer(
+world_app = command_app(
     help="Procedural 3D worlds with exact per-pixel depth: a train split `pipeline prepare` "
     "takes as it is, and a test split `evaluation --dataset world=DIR` scores on.",
     no_args_is_help=True,
@@ -31,7 +31,12 @@ def render_command(
     samples: int = typer.Option(
         1, "--samples", help="Colour rays per pixel side (k: k x k, anti-aliased); depth: centre."
     ),
-    workers: int = typer.Option(0, "--workers", help="Rendering processes; 0 = min(4, CPUs)."),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        help="Rendering processes, at least 1 (1 renders in-process); unset (None): min(4, "
+        "usable CPUs).",
+    ),
 ) -> None:
     """Render N scenes: RGB PNG, z-depth and mask (.npy) and the scene (.json) per image.
 
@@ -40,7 +45,7 @@ def render_command(
     from pipeline.world.files import WorldSettings, render_world
 
     settings = WorldSettings(seed=seed, split=split, height=height, width=width, samples=samples)
-    result = render_world(out, images, settings, workers=workers or None)
+    result = render_world(out, images, settings, workers=workers)
     typer.echo(result.summary())
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,9 +27,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline.toolkit.atomic import read_json, write_bytes, write_json
+from pipeline.toolkit.cpus import auto_workers
+from pipeline.toolkit.progress import progress_bar
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, GENERATOR, SPLITS, make_scene
 from pipeline.world.render import render
 from pipeline.world.scene import Scene
@@ -180,9 +180,8 @@ class WorldResult:
 
 
 def default_workers() -> int:
-    """min(4, usable CPUs), as `pipeline prepare` uses."""
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return min(4, len(usable) if usable else os.cpu_count() or 1)
+    """min(4, usable CPUs), the rule of every `--workers` left unset (`pipeline.toolkit.cpus`)."""
+    return auto_workers(None)
 
 
 def render_world(
@@ -207,7 +206,7 @@ def render_world(
     record = _claim_folder(out, settings)
     todo = [i for i in range(images) if not is_complete(out, settings, i)]
     n = min(workers or default_workers(), max(1, len(todo)))
-    bar = tqdm(total=len(todo), unit="img", desc=f"world {settings.split}", disable=not progress)
+    bar = progress_bar(len(todo), f"world {settings.split}", "img", enabled=progress)
     with bar:
         if n <= 1:
             for index in todo:

@@ -13,7 +13,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from pipeline.toolkit.cliutil import user_errors
-from pipeline.toolkit.options import SettingsOptions, settings_command
+from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Toy:
 
 
 def _app(group: SettingsOptions, seen: list) -> typer.Typer:
-    app = typer.Typer()
+    app = command_app(help="A toy command line.")
 
     @app.command()
     @user_errors

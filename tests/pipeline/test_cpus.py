@@ -1,0 +1,51 @@
+"""The CPU rules: a `--workers` left unset is min(4, usable CPUs) wherever it is used, and a
+training rank's thread count comes from OMP_NUM_THREADS or the CPUs shared among the node's
+ranks."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from evaluation.predict import PredictSettings
+from evaluation.score import ScoreSettings
+from labelgen.settings import RunSettings
+from labelgen.shard_job import LabelSettings
+from pipeline.dataset.prepare import PrepareSettings
+from pipeline.toolkit import cpus
+from pipeline.toolkit.cpus import auto_workers, rank_threads, usable_cpus
+
+
+@pytest.fixture
+def cpus_available(monkeypatch):
+    """Pretend this process may run on `n` CPUs."""
+
+    def set_cpus(n: int) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+
+    return set_cpus
+
+
+def test_unset_workers_are_min_4_usable_cpus_in_every_stage(cpus_available):
+    fake_teacher = SimpleNamespace(full_view_size=None, output_kind="disparity")
+    for n, expected in ((1, 1), (2, 2), (64, cpus.WORKERS_CAP)):
+        cpus_available(n)
+        assert usable_cpus() == n and auto_workers(None) == expected
+        assert PrepareSettings().num_workers() == expected
+        how = LabelSettings.of(fake_teacher, torch.device("cpu"), RunSettings())
+        assert how.workers == expected
+    assert auto_workers(0) == 0 and auto_workers(7) == 7  # a count given is kept
+    assert PredictSettings().workers is None and ScoreSettings().workers is None
+
+
+def test_a_rank_takes_omp_num_threads_or_its_share_of_the_cpus(cpus_available):
+    cpus_available(16)
+    assert rank_threads({}) == 16
+    assert rank_threads({"LOCAL_WORLD_SIZE": "4"}) == 4
+    assert rank_threads({"LOCAL_WORLD_SIZE": "32"}) == 1
+    assert rank_threads({"OMP_NUM_THREADS": "3", "LOCAL_WORLD_SIZE": "4"}) == 3
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='x' is not an integer"):
+        rank_threads({"OMP_NUM_THREADS": "x"})

@@ -1,0 +1,72 @@
+"""Progress of long jobs: a bar on a terminal; in a log, plain lines at a fixed interval (and every
+N units) and a last one; nothing when disabled. Through `pipeline prepare` as a log sees it."""
+
+from __future__ import annotations
+
+import io
+
+from typer.testing import CliRunner
+
+from pipeline.cli import app as pipeline_app
+from pipeline.toolkit import progress as progress_module
+from pipeline.toolkit.progress import duration, progress_bar
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_in_a_log_it_writes_a_line_every_n_units_and_a_last_one():
+    log = io.StringIO()
+    with progress_bar(10, "train", "steps", every=4, interval=1e9, stream=log) as bar:
+        for step in range(10):
+            bar.set_status(f"loss {step}")
+            bar.update()
+    lines = log.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "train: 4/10 steps (40%)",
+        "train: 8/10 steps (80%)",
+        "train: 10/10 steps (100%)",
+    ]
+    assert lines[0].endswith("| loss 3") and lines[-1].endswith("| loss 9")
+    assert "\r" not in log.getvalue() and "left" in lines[0] and "left" not in lines[-1]
+
+
+def test_in_a_log_it_writes_a_line_at_the_interval(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr(progress_module, "LINE_INTERVAL_S", 0.0)  # every update is due
+    bar = progress_bar(3, "predict nyu", "img", initial=1, stream=log)
+    bar.update()
+    bar.update()
+    bar.close()
+    bar.close()  # closing twice writes nothing more
+    assert log.getvalue().splitlines()[0].startswith("predict nyu: 2/3 img (66%), ")
+    assert len(log.getvalue().splitlines()) == 2
+
+
+def test_disabled_it_shows_nothing_and_a_terminal_gets_a_bar():
+    log = io.StringIO()
+    bar = progress_bar(3, "verify", "shard", enabled=False, stream=log)
+    assert list(bar.iterate(range(3))) == [0, 1, 2] and bar.n == 3
+    assert log.getvalue() == ""
+    terminal = Terminal()
+    with progress_bar(3, "verify", "shard", stream=terminal) as bar:
+        bar.update(3)
+    assert "\r" in terminal.getvalue() and "3/3" in terminal.getvalue()
+
+
+def test_unknown_total_and_durations():
+    log = io.StringIO()
+    with progress_bar(None, "render", "img", stream=log) as bar:
+        bar.update(2)
+    assert log.getvalue().startswith("render: 2 img, ")
+    assert [duration(s) for s in (42, 129, 6300)] == ["42s", "2m09s", "1h45m"]
+
+
+def test_prepare_in_a_log_writes_progress_lines_not_a_bar(photo_folder, tmp_path):
+    args = ["prepare", "--images", str(photo_folder), "--out", str(tmp_path / "ds")]
+    result = CliRunner().invoke(pipeline_app, [*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output
+    assert "prepare: 5/5 img (100%), " in result.output
