@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 from pipeline.model.precision import PRECISIONS
 from student.data.augment import AugmentSettings
 from student.losses import NORMALIZATIONS
@@ -38,6 +39,10 @@ class DataSettings:
     """DataLoader worker processes per rank."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     """Flip (image and labels together) and photometric jitter/blur (student input only)."""
+    max_unusable: float = DEFAULT_MAX_UNUSABLE
+    """Refuse a teacher column whose unusable maps (no finite value, or one value everywhere)
+    exceed this fraction of its maps: its teacher's output is broken (`pipeline verify
+    --max-unusable` applies the same rule)."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pipeline.labels.column import (
     ShardCheck,
     shard_ranges,
 )
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
 
 STATES = {
     USABLE: "done",
@@ -74,8 +75,11 @@ def _notes(column: LabelColumn, shards: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
-def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:
-    """Per-shard state of one column (see the module docstring), totals and flagged maps."""
+def column_status(
+    info: DatasetInfo, column: str, max_unusable: float = DEFAULT_MAX_UNUSABLE
+) -> dict[str, Any]:
+    """Per-shard state of one column (see the module docstring), totals and flagged maps
+    (`unusable_problem`: the rule of `pipeline.labels.quality` with `max_unusable`)."""
     col = LabelColumn(info, column)
     manifest, checks = col.manifest, col.check_shards()
     shards = _shard_states(col, checks)
@@ -102,7 +106,7 @@ def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:
             "uncounted_shards": counts.unknown,
             "flagged": counts.describe(),
         },
-        "unusable_problem": col.unusable_problem(counts=counts),
+        "unusable_problem": col.unusable_problem(max_unusable, counts=counts),
         "notes": _notes(col, shards),
         "shards": shards,
     }
@@ -111,8 +115,9 @@ def column_status(info: DatasetInfo, column: str) -> dict[str, Any]:
 _STATE_NAMES = ("done", "failed", "missing", "foreign", "damaged")
 
 
-def dataset_status(root: Path | str) -> dict[str, Any]:
+def dataset_status(root: Path | str, max_unusable: float = DEFAULT_MAX_UNUSABLE) -> dict[str, Any]:
     """Everything `pipeline status --json` prints."""
+    check_max_unusable(max_unusable)
     info = load_dataset(root)
     return {
         "dataset": str(info.layout.root),
@@ -120,7 +125,7 @@ def dataset_status(root: Path | str) -> dict[str, Any]:
         "samples": info.num_samples,
         "rejected": len(info.rejected),
         "plan_hash": info.plan_hash,
-        "columns": {c: column_status(info, c) for c in info.layout.columns()},
+        "columns": {c: column_status(info, c, max_unusable) for c in info.layout.columns()},
     }
 
 
@@ -152,10 +157,10 @@ def _column_lines(name: str, col: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: {state} shards {shard_ranges(todo)}")
     if col["failures"]:
         lines.append(f"{name}: {col['failures']} images failed in finished shards (see manifest)")
-    if col["maps"]["flagged"] != "none":
-        lines.append(f"{name}: maps flagged: {col['maps']['flagged']}")
-    if col["unusable_problem"]:
+    if col["unusable_problem"]:  # names the flagged maps too
         lines.append(f"{name}: UNUSABLE: {col['unusable_problem']}")
+    elif col["maps"]["flagged"] != "none":
+        lines.append(f"{name}: maps flagged: {col['maps']['flagged']}")
     return lines
 
 

@@ -262,19 +262,21 @@ class LabelColumn:
     ) -> str | None:
         """The rule of `labels.quality`: None while at most `max_unusable` of the maps are
         unusable, else a one-line problem naming the column, its teacher, the shards and the
-        fix (`option`: how the user sets the threshold, for the message)."""
+        fix (`option`: the flag, or the `--set` key, that sets the threshold)."""
         check_max_unusable(max_unusable, option)
         counts = self.map_counts() if counts is None else counts
         if not counts.too_many_unusable(max_unusable):
             return None
-        m, shards = self.manifest, counts.unusable_shards
+        m, shards = self.manifest, sorted(counts.unusable_shards)
+        value = f"{max_unusable:g}"
+        setting = f"{option} {value}" if option.startswith("-") else f"--set {option}={value}"
         return (
-            f"label column {self.name!r} ({self.manifest_path}; teacher {m.teacher}, "
-            f"{m.adapter}:{m.weights.get('source')}): {counts.describe_unusable()} in shards "
-            f"{shard_ranges(sorted(shards))}, more than the {max_unusable:.0%} allowed ({option} "
-            f"{max_unusable:g}); maps flagged: {counts.describe()}. The teacher's output is "
-            f"broken: check its checkpoint and precision, then relabel: "
-            f"{self.relabel_command(sorted(shards))} --overwrite"
+            f"label column {self.name!r} (teacher {m.adapter}:{m.weights.get('source')}; "
+            f"{self.manifest_path}): {counts.describe_unusable()} in shards "
+            f"{shard_ranges(shards)}, more than the {max_unusable:.0%} allowed "
+            f"({setting}); maps flagged: "
+            f"{counts.describe()}. The teacher's output is broken: check its checkpoint and "
+            f"precision, then relabel: {self.relabel_command(shards)} --overwrite"
         )
 
     def record_done(self, shard: ShardInfo, entry: dict[str, Any]) -> None:
