@@ -117,7 +117,8 @@ class TrainSettings:
     """Steps between metric records in metrics.jsonl."""
     max_bad_steps: int = 20
     """The run stops at this many skipped steps in a row. A step is skipped (and recorded in
-    metrics.jsonl) when its loss or gradient is not finite, or on an fp16 overflow."""
+    metrics.jsonl) when its loss or gradient is not finite, on an fp16 overflow, or when a batch
+    holds no valid label pixel."""
     tensorboard: bool = False
     """Also write the metrics.jsonl values as TensorBoard scalars to RUN/tensorboard (needs the
     `tensorboard` extra: pip install "distill-any-depth-pipeline[tensorboard]")."""
