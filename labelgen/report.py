@@ -55,7 +55,7 @@ class ColumnReport:
             (
                 f"{self.column}: labelled {len(self.shards_done)} shards ({self.images} images, "
                 f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
-                f"maps flagged: {self.maps.describe()}"
+                f"flagged maps: {self.maps.describe()}"
             )
             + self._unusable()
             + failed

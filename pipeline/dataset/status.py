@@ -160,7 +160,7 @@ def _column_lines(name: str, col: dict[str, Any]) -> list[str]:
     if col["unusable_problem"]:  # names the flagged maps too
         lines.append(f"{name}: UNUSABLE: {col['unusable_problem']}")
     elif col["maps"]["flagged"] != "none":
-        lines.append(f"{name}: maps flagged: {col['maps']['flagged']}")
+        lines.append(f"{name}: flagged maps: {col['maps']['flagged']}")
     return lines
 
 

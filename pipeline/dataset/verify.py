@@ -228,7 +228,7 @@ def _check_maps(column: LabelColumn, report: VerifyReport, max_unusable: float) 
     if problem:  # names the flagged maps too
         report.problems.append(problem)
     elif counts.describe() != "none":
-        report.notes.append(f"{column.name}: maps flagged: {counts.describe()}")
+        report.notes.append(f"{column.name}: flagged maps: {counts.describe()}")
     if counts.unknown:
         report.notes.append(
             f"{column.name}: shards {shard_ranges(counts.unknown)} were labelled before map "

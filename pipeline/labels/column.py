@@ -274,7 +274,7 @@ class LabelColumn:
             f"label column {self.name!r} (teacher {m.adapter}:{m.weights.get('source')}; "
             f"{self.manifest_path}): {counts.describe_unusable()} in shards "
             f"{shard_ranges(shards)}, more than the {max_unusable:.0%} allowed "
-            f"({setting}); maps flagged: "
+            f"({setting}); flagged maps: "
             f"{counts.describe()}. The teacher's output is broken: check its checkpoint and "
             f"precision, then relabel: {self.relabel_command(shards)} --overwrite"
         )

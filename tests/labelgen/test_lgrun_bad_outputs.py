@@ -106,7 +106,7 @@ def test_flags_are_recorded_per_key_and_counted_per_shard(flagged):
     assert (entry["maps"], entry["unusable_maps"]) == (15, 3)
     assert entry["map_flags"] == {"clipped": 3, "flat": 3, "inf": 3, "nan": 3}
     assert (
-        "maps flagged: clipped 3 of 15 maps (1 of 5 images), flat 3 of 15 maps (1 of 5 images), "
+        "flagged maps: clipped 3 of 15 maps (1 of 5 images), flat 3 of 15 maps (1 of 5 images), "
         "inf 3 of 15 maps (1 of 5 images), nan 3 of 15 maps (1 of 5 images)"
     ) in report.summary()
     assert "WARNING" not in report.summary()  # 3 of 15 unusable: below the threshold
@@ -116,7 +116,7 @@ def test_flagged_column_still_verifies(flagged):
     ds, _ = flagged
     check = verify_dataset(ds, progress=False)
     assert check.ok, check.problems
-    assert "dav: maps flagged: clipped 3 of 15 maps (1 of 5 images)" in "\n".join(check.notes)
+    assert "dav: flagged maps: clipped 3 of 15 maps (1 of 5 images)" in "\n".join(check.notes)
     # The threshold is the user's: 3 of 15 unusable maps (20%) fail a stricter one.
     strict = verify_dataset(ds, progress=False, max_unusable=0.1)
     assert not strict.ok and "3 of 15 maps (20%) unusable" in strict.problems[0]
@@ -157,7 +157,7 @@ def test_a_nan_teacher_run_summary_counts_its_flagged_maps(broken):
         assert entry["map_flags"] == {"flat": entry["maps"], "nan": entry["maps"]}
         assert entry["unusable_maps"] == entry["maps"]
     summary = report.summary()
-    assert f"maps flagged: flat {maps} of {maps} maps (3 of 3 images), nan {maps} of {maps}" in (
+    assert f"flagged maps: flat {maps} of {maps} maps (3 of 3 images), nan {maps} of {maps}" in (
         summary
     )
     assert f"WARNING {maps} of {maps} maps (100%) unusable" in summary
@@ -173,7 +173,7 @@ def test_status_shows_the_unusable_maps_of_a_nan_teacher(broken):
     maps = col["maps"]["maps"]
     row = next(line for line in result.output.splitlines() if line.startswith("bad "))
     assert row.split()[-1] == f"{maps}/{maps}"
-    assert f"maps flagged: flat {maps} of {maps} maps (3 of 3 images)" in result.output
+    assert f"flagged maps: flat {maps} of {maps} maps (3 of 3 images)" in result.output
     assert "bad: UNUSABLE: label column 'bad'" in result.output
     assert str(ckpt_dir) in result.output
 
