@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.labels.quality import MapCounts
+
 
 @dataclass
 class ColumnReport:
@@ -17,8 +19,9 @@ class ColumnReport:
     images: int = 0
     views: int = 0
     failures: int = 0
-    flags: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)  # images (keys) carrying each flag
     seconds: float = 0.0
+    maps: MapCounts = field(default_factory=MapCounts)  # maps and images per flag
 
     def counter(self, bar: Any) -> Callable[[int], None]:
         """A `label_shard` callback that counts each finished image and its views, and shows
@@ -32,12 +35,14 @@ class ColumnReport:
 
         return on_image
 
-    def add_shard(self, name: str, failures: int, flags: dict[str, int]) -> None:
-        """Count a labelled shard: its failed images and the maps of each flag."""
+    def add_shard(self, name: str, entry: dict[str, Any]) -> None:
+        """Count a labelled shard from its manifest entry: its failed images, the images and the
+        maps of each flag."""
         self.shards_done.append(name)
-        self.failures += failures
-        for flag, n in flags.items():
+        self.failures += len(entry["failures"])
+        for flag, n in entry["flags"].items():
             self.flags[flag] = self.flags.get(flag, 0) + n
+        self.maps.add(name, entry)
 
     def summary(self) -> str:
         failed = "".join(f"\n  FAILED shard {f}" for f in self.shards_failed)
@@ -46,9 +51,22 @@ class ColumnReport:
         if not self.shards_done and not self.shards_failed and not self.shards_held:
             return f"{self.column}: nothing to do ({self.shards_skipped} shards already done)"
         rate = self.views / self.seconds if self.seconds else 0.0
-        flags = ", ".join(f"{k}: {v}" for k, v in sorted(self.flags.items())) or "none"
         return (
-            f"{self.column}: labelled {len(self.shards_done)} shards ({self.images} images, "
-            f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
-            f"flagged maps: {flags}"
-        ) + failed
+            (
+                f"{self.column}: labelled {len(self.shards_done)} shards ({self.images} images, "
+                f"{self.views} views, {rate:.1f} views/s); {self.failures} failed images; "
+                f"flagged maps: {self.maps.describe()}"
+            )
+            + self._unusable()
+            + failed
+        )
+
+    def _unusable(self) -> str:
+        """A warning line when the shards labelled now break the rule of
+        `pipeline.labels.quality` (with its default threshold)."""
+        if not self.maps.too_many_unusable():
+            return ""
+        return (
+            f"\n  WARNING {self.maps.describe_unusable()}: the teacher's output is broken; "
+            "`pipeline verify` fails this column and `student train` refuses it"
+        )

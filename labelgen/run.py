@@ -90,7 +90,7 @@ def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) -> 
     entry["batch_size"] = s.batch_size  # label bytes depend on it (see README): a relabel reuses it
     entry["image_sha256"] = shard.image_sha256  # the images labelled (replaced ones are detected)
     column.record_done(shard, entry)
-    report.add_shard(shard.name, len(summary.failures), summary.flags)
+    report.add_shard(shard.name, entry)
     if batcher.oom_retries:
         log.warning(
             "%s shard %s: %d batches split after out-of-memory",

@@ -15,6 +15,7 @@ import typer
 
 from pipeline.bench import BENCHMARKS
 from pipeline.dataset.prepare import PrepareSettings
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 from pipeline.toolkit.cliutil import user_errors
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from pipeline.world.cli import world_app
@@ -23,6 +24,14 @@ app = command_app(
     help="Dataset directories shared by both stages: prepare images into shards and a crop plan, "
     "show which label columns exist, verify every byte, run the demo and benchmarks.",
     no_args_is_help=True,
+)
+MAX_UNUSABLE = typer.Option(
+    DEFAULT_MAX_UNUSABLE,
+    "--max-unusable",
+    min=0.0,
+    max=1.0,
+    help="A column whose unusable maps (no finite value, or one value everywhere) exceed this "
+    "fraction of its maps is bad: its teacher's output is broken.",
 )
 bench_app = command_app(help="Benchmarks whose results go in BENCHMARKS.md.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -56,11 +65,13 @@ def prepare(
 def status(
     dataset: Path = typer.Argument(..., help="A prepared dataset directory."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    max_unusable: float = MAX_UNUSABLE,
 ) -> None:
-    """Columns x shards: done / failed / missing, samples, bytes and bytes per label pixel."""
+    """Columns x shards: done / failed / missing / foreign (made for another dataset), samples,
+    bytes, bytes per label pixel, unusable and flagged maps."""
     from pipeline.dataset.status import dataset_status, format_status
 
-    result = dataset_status(dataset)
+    result = dataset_status(dataset, max_unusable)
     typer.echo(json.dumps(result, indent=1) if as_json else format_status(result))
 
 
@@ -71,14 +82,16 @@ def verify(
     column: list[str] = typer.Option(
         None, "--column", help="Only this label column (repeatable); default: all columns."
     ),
+    max_unusable: float = MAX_UNUSABLE,
 ) -> None:
-    """Re-read every shard, check checksums, keys and plan hash, decode every map.
+    """Re-read every shard, check checksums, keys and plan hash, decode every map, and check
+    that each column's maps are usable (a broken teacher's are not).
 
     Exits 0 only if everything is intact; otherwise names each bad shard and why.
     """
     from pipeline.dataset.verify import verify_dataset
 
-    report = verify_dataset(dataset, column or None)
+    report = verify_dataset(dataset, column or None, max_unusable=max_unusable)
     for problem in report.problems:
         typer.echo(f"BAD {problem}", err=True)
     typer.echo(report.summary())

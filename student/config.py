@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 from pipeline.model.precision import PRECISIONS
 from student.data.augment import AugmentSettings
 from student.losses import NORMALIZATIONS
@@ -38,6 +39,10 @@ class DataSettings:
     """DataLoader worker processes per rank."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     """Flip (image and labels together) and photometric jitter/blur (student input only)."""
+    max_unusable: float = DEFAULT_MAX_UNUSABLE
+    """Refuse a teacher column whose unusable maps (no finite value, or one value everywhere)
+    exceed this fraction of its maps: its teacher's output is broken (`pipeline verify
+    --max-unusable` applies the same rule)."""
 
 
 @dataclass
@@ -112,7 +117,8 @@ class TrainSettings:
     """Steps between metric records in metrics.jsonl."""
     max_bad_steps: int = 20
     """The run stops at this many skipped steps in a row. A step is skipped (and recorded in
-    metrics.jsonl) when its loss or gradient is not finite, or on an fp16 overflow."""
+    metrics.jsonl) when its loss or gradient is not finite, on an fp16 overflow, or when a batch
+    holds no valid label pixel."""
     tensorboard: bool = False
     """Also write the metrics.jsonl values as TensorBoard scalars to RUN/tensorboard (needs the
     `tensorboard` extra: pip install "distill-any-depth-pipeline[tensorboard]")."""

@@ -64,6 +64,20 @@ class Objective:
                 terms["grad"] = local_global_gradient(pred, *tile_args, norm=s.norm_grad)
         return total_loss(terms, self.weights)
 
+    def label_pixels(self, batch: dict[str, Any]) -> torch.Tensor:
+        """How many valid (finite, unmasked) label pixels the distillation terms read in `batch`:
+        the shared-context labels and/or the real (not padding) tiles. 0 means the batch teaches
+        nothing (its loss is 0 with no gradient): the trainer skips such a step as a bad one."""
+        s = self.loss
+        count = torch.zeros((), dtype=torch.int64, device=batch["sc"].device)
+        if s.shared_context:
+            count = count + (batch["valid"] & torch.isfinite(batch["sc"])).sum()
+        if s.local_global:
+            tiles = batch["tiles"]
+            real = torch.arange(tiles.shape[1], device=tiles.device) < batch["tile_count"][:, None]
+            count = count + (torch.isfinite(tiles) & real[:, :, None, None]).sum()
+        return count
+
 
 def _tile_args(pred: torch.Tensor, batch: dict[str, Any]) -> tuple[Any, ...]:
     """What the local-global terms take besides the prediction: the batch's tiles, their boxes,

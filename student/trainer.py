@@ -2,8 +2,10 @@
 autocast, the objective, backward (no DDP sync until the last micro-batch of a step), one
 optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint.
 
-A step whose loss or gradient is not finite is skipped on every rank alike (so DDP's collectives
-stay matched) and recorded; `max_bad_steps` skipped steps in a row stop the run.
+A step whose loss or gradient is not finite, or one with a micro-batch without any valid label
+pixel (labels all NaN, Inf or masked: its loss would be 0 with no gradient), is skipped on every
+rank alike (so DDP's collectives stay matched) and recorded; `max_bad_steps` skipped steps in a
+row stop the run, naming the keys of the last one.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ HOST_ONLY = frozenset({"image"})
 """Batch members training never reads on the device (the student sees `image_aug`)."""
 
 
+NON_FINITE_LOSS = "non-finite loss"
+NON_FINITE_GRADIENT = "non-finite gradient"
+NO_LABELS = "no valid label pixel"
+"""Why a step is skipped (the `skipped` field of its metrics record)."""
+
+
 class NonFiniteLoss(RuntimeError):
-    """Too many consecutive non-finite losses: the message names the step and the keys."""
+    """Too many consecutive bad steps (non-finite loss or gradient, or no valid label pixel): the
+    message names the step and the keys."""
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -113,18 +122,19 @@ class Trainer:
     # -- one optimizer step ----------------------------------------------------------------------
     def micro_step(
         self, batch: dict[str, Any], scale: float, sync: bool = True
-    ) -> dict[str, torch.Tensor] | None:
-        """Forward and backward of one micro-batch. `sync=False` (all but the last micro-batch of
-        an accumulated step) leaves the gradients unreduced under DDP: the last backward
-        all-reduces the accumulated sum once."""
+    ) -> dict[str, torch.Tensor] | str:
+        """Forward and backward of one micro-batch: its loss terms, or why it is bad (then no
+        backward). `sync=False` (all but the last micro-batch of an accumulated step) leaves the
+        gradients unreduced under DDP: the last backward all-reduces the accumulated sum once."""
         batch = _to(batch, self.device)
         quiet = self.model.no_sync() if not sync and self.world > 1 else contextlib.nullcontext()
         with quiet:
             with _autocast(self.device, self.s.precision):
                 out = self.model(batch["image_aug"])
             terms = self.objective(out, batch)
-            if not self.all_finite(terms["loss"]):
-                return None  # skipped on every rank alike, so DDP's collectives stay matched
+            why = self.bad_batch(terms["loss"], self.objective.label_pixels(batch))
+            if why is not None:
+                return why  # skipped on every rank alike, so DDP's collectives stay matched
             self.optimization.backward(terms["loss"] * scale)
         return {k: v.detach() for k, v in terms.items()}
 
@@ -135,11 +145,14 @@ class Trainer:
             return list(batch["teacher"])
         return batch["teacher"][0]
 
-    def all_finite(self, loss: torch.Tensor) -> bool:
-        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    def bad_batch(self, loss: torch.Tensor, label_pixels: torch.Tensor) -> str | None:
+        """Why a micro-batch must not be stepped on (its loss is not finite, or it holds no valid
+        label pixel), on any rank; None when it is fine."""
+        bad = torch.stack([~torch.isfinite(loss.detach()), label_pixels == 0]).float()
         if self.world > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        return bool(bad.item() == 0)
+        non_finite, no_labels = bad.tolist()
+        return NON_FINITE_LOSS if non_finite else NO_LABELS if no_labels else None
 
     # -- the loop --------------------------------------------------------------------------------
     def batches(self) -> Iterator[dict[str, Any]]:
@@ -171,23 +184,25 @@ class Trainer:
         while self.step < s.steps:
             started = time.perf_counter()
             self.model.train()
-            micro, keys, waited = [], [], 0.0
+            micro, keys, bad, waited = [], [], [], 0.0
             for i in range(acc):
                 t0 = time.perf_counter()
                 batch = next(data)
                 waited += time.perf_counter() - t0
                 keys += batch["key"]
                 terms = self.micro_step(batch, 1.0 / acc, sync=i == acc - 1)
-                if terms is not None:
+                if isinstance(terms, str):
+                    bad.append(terms)
+                else:
                     micro.append((terms, self.teachers_of(batch)))
-            if len(micro) < acc:
+            if bad:
                 self.optimization.zero_grad()
-                self.skip_bad_step(keys, "non-finite loss")
+                self.skip_bad_step(keys, NON_FINITE_LOSS if NON_FINITE_LOSS in bad else NO_LABELS)
                 continue
             lrs = self.optimization.learning_rates()  # this step's
             grad_norm = self.optimization.step()
             if grad_norm is None:
-                self.skip_bad_step(keys, "non-finite gradient")
+                self.skip_bad_step(keys, NON_FINITE_GRADIENT)
                 continue
             self.bad_in_a_row = 0
             self.step += 1
@@ -213,12 +228,20 @@ class Trainer:
         log.warning("step %d: %s, step skipped (keys %s)", attempted, why, keys)
         if self.metrics is not None:
             self.metrics.append({"step": attempted, "skipped": why, "keys": keys})
-        if self.bad_in_a_row >= self.s.max_bad_steps:
+        if self.bad_in_a_row < self.s.max_bad_steps:
+            return
+        if why == NO_LABELS:
             raise NonFiniteLoss(
-                f"{self.bad_in_a_row} non-finite losses or gradients in a row at step {attempted} "
-                f"(last batch keys: {keys}); check those labels with `pipeline verify` and the "
-                "learning rate, or resume from an earlier checkpoint"
+                f"{self.bad_in_a_row} bad steps in a row at step {attempted}, the last with no "
+                f"valid label pixel (last batch keys: {keys}): their labels are all NaN, Inf or "
+                "masked. Check the teacher columns with `pipeline verify` and relabel the broken "
+                "one (`pipeline status` lists its unusable maps)"
             )
+        raise NonFiniteLoss(
+            f"{self.bad_in_a_row} non-finite losses or gradients in a row at step {attempted} "
+            f"(last batch keys: {keys}); check those labels with `pipeline verify` and the "
+            "learning rate, or resume from an earlier checkpoint"
+        )
 
     def checkpoint(self, run: RunDir) -> None:
         """Save this step's checkpoint (rank 0; every rank waits for it)."""

@@ -6,15 +6,22 @@ size, labelled from the current images), then checksum, plan hash, keys equal to
 in the same order, and a full decode of every stored map. Any single flipped byte in a shard is
 caught by the checksums.
 
-A label shard the manifest records as failed is a problem too (with its recorded error). Every
+A label shard the manifest records as failed is a problem too (with its recorded error), and so is
+a column whose maps are mostly unusable (`pipeline.labels.quality`: more than `max_unusable` of
+its maps hold no finite value or one value everywhere; its teacher's output is broken). Every
 label problem names the `labelgen run ... --redo SHARD` command that relabels the shard, built
-from the column's manifest. Shards a column has not labelled yet (no manifest entry) are not
-corruption: they are listed as information and do not fail the verification.
+from the column's manifest; an image or plan problem says how to restore or re-create the file
+(`pipeline prepare` with the inputs and settings dataset.json records) and which relabelling the
+columns then need. Shards a column has not labelled yet (no manifest entry) are not corruption:
+they are listed as information and do not fail the verification, as are flagged maps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +29,11 @@ from typing import Any
 
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
+from pipeline.dataset.prepare import PrepareSettings
 from pipeline.images.shards import shard_keys
 from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, shard_ranges
 from pipeline.labels.manifest import shard_checksum
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
 from pipeline.labels.store import open_reader
 from pipeline.toolkit.hashing import sha256_file
 from pipeline.toolkit.progress import Progress, progress_bar
@@ -55,12 +64,12 @@ def _guarded(
     *args: Any,
     fix: Callable[[], str] | None = None,
 ) -> None:
-    """Run one check; any exception becomes a problem naming the file (and `fix()`, the command
-    that repairs it, built only then), never a crash."""
+    """Run one check; any exception becomes a problem naming the file (and `fix()`, what repairs
+    it, built only then), never a crash."""
     try:
         check(*args)
     except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the scan
-        report.problems.append(f"{where}: {e}" + (f"; relabel it: {fix()}" if fix else ""))
+        report.problems.append(f"{where}: {e}" + (f"; {fix()}" if fix else ""))
 
 
 def _check_images(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]]) -> None:
@@ -70,11 +79,57 @@ def _check_images(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]
     keys[shard.index] = shard_keys(path)
     if len(keys[shard.index]) != shard.count:
         raise ValueError(f"{len(keys[shard.index])} keys, dataset.json says {shard.count}")
+
+
+def _check_plan(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]]) -> None:
     plan_path = info.layout.plan_shard(shard.index)
     if sha256_file(plan_path) != shard.plan_sha256:
-        raise ValueError(f"{plan_path} checksum differs from dataset.json: the plan is corrupt")
-    if list(load_plan_shard(plan_path)) != keys[shard.index]:
-        raise ValueError(f"{plan_path} keys differ from the image shard's")
+        raise ValueError("checksum differs from dataset.json: the plan is corrupt")
+    if shard.index in keys and list(load_plan_shard(plan_path)) != keys[shard.index]:
+        raise ValueError("keys differ from the image shard's")
+
+
+def prepare_command(info: DatasetInfo) -> str:
+    """The `pipeline prepare` command that re-creates the dataset's image and plan shards: the
+    inputs and the settings dataset.json records (those that differ from the defaults)."""
+    recorded, default = _leaves(info.raw), _leaves(PrepareSettings().recorded())
+    args = ["pipeline", "prepare"]
+    for source in info.raw.get("inputs", []):
+        args += ["--images", str(source)]
+    args += ["--out", str(info.layout.root)]
+    for f in dataclasses.fields(PrepareSettings):
+        if f.name in default and recorded.get(f.name, default[f.name]) != default[f.name]:
+            args += [f"--{f.name.replace('_', '-')}", str(recorded[f.name])]
+    return shlex.join(args)
+
+
+def _leaves(record: dict[str, Any]) -> dict[str, Any]:
+    """`{"decode": {"min_side": 64}, ...}` -> `{"min_side": 64, ...}` (the settings' fields)."""
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        out.update(_leaves(value) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _image_fix(info: DatasetInfo, shard: ShardInfo, what: str) -> str:
+    """What to do about a bad image or plan shard (`what`): restore or re-create it, and, when its
+    images change, which relabelling each column needs."""
+    text = (
+        f"restore the {what} shard from a backup, or re-create it with `{prepare_command(info)}` "
+        "(the same inputs and settings rewrite identical bytes while the input files are "
+        "unchanged)"
+    )
+    columns = [LabelColumn(info, c) for c in info.layout.columns()]
+    commands = []
+    for column in columns:
+        with contextlib.suppress(ValueError):  # a column without a readable manifest is reported
+            commands.append(column.relabel_command([shard.name]))
+    if commands and what == "image":
+        text += (
+            f"; if its images are not the same bytes again, relabel shard {shard.name} of every "
+            f"column made from it: {' ; '.join(commands)}"
+        )
+    return text
 
 
 def _check_label_shard(
@@ -96,11 +151,11 @@ def _open_column(info: DatasetInfo, name: str, report: VerifyReport) -> LabelCol
     another crop plan (no shard of it can then be checked)."""
     column = LabelColumn(info, name)
     try:
-        manifest, _ = column.manifest, column.suffix
+        _ = column.suffix  # reads the manifest, checks its backend
     except ValueError as e:
         report.problems.append(str(e))
         return None
-    if manifest.plan_sha256 != info.plan_hash:
+    if column.other_plan():
         command = column.relabel_command() + " --overwrite"
         report.problems.append(
             f"{column.manifest_path}: labels were made for another crop plan; relabel the "
@@ -111,7 +166,12 @@ def _open_column(info: DatasetInfo, name: str, report: VerifyReport) -> LabelCol
 
 
 def _check_column(
-    info: DatasetInfo, name: str, keys: dict[int, list[str]], report: VerifyReport, bar: Progress
+    info: DatasetInfo,
+    name: str,
+    keys: dict[int, list[str]],
+    report: VerifyReport,
+    bar: Progress,
+    max_unusable: float,
 ) -> None:
     column = _open_column(info, name, report)
     if column is None:
@@ -120,18 +180,18 @@ def _check_column(
     not_labelled = []
     for shard in info.shards:
         check = column.check_shard(shard)
-        fix = functools.partial(column.relabel_command, [shard.name])
+        fix = functools.partial(_relabel, column, shard)
         if check.status == NOT_LABELLED:
             not_labelled.append(shard.name)
         elif check.status == FAILED:
             error = column.manifest.shards[shard.name].get("error") or "no error recorded"
             report.problems.append(
                 f"{check.path}: shard {shard.name} of column {name!r} is recorded as "
-                f"'failed' in the manifest ({error}); relabel it: {fix()}"
+                f"'failed' in the manifest ({error}); {fix()}"
             )
         elif not check.usable:  # the rule every command applies (`LabelColumn.check_shard`)
             report.checked += 1
-            report.problems.append(f"{check.describe()}; relabel it: {fix()}")
+            report.problems.append(f"{check.describe()}; {fix()}")
         else:
             report.checked += 1
             sha256 = column.manifest.shards[shard.name].get("sha256")
@@ -152,12 +212,38 @@ def _check_column(
             f"{name}: shards {shard_ranges(not_labelled)} not labelled yet (not an error); "
             f"label them: {column.relabel_command()}"
         )
+    _check_maps(column, report, max_unusable)
+
+
+def _relabel(column: LabelColumn, shard: ShardInfo) -> str:
+    return f"relabel it: {column.relabel_command([shard.name])}"
+
+
+def _check_maps(column: LabelColumn, report: VerifyReport, max_unusable: float) -> None:
+    """The column's flagged maps as a note; too many unusable maps as a problem (the rule of
+    `pipeline.labels.quality`, over the usable shards)."""
+    counts = column.map_counts()
+    problem = column.unusable_problem(max_unusable, counts=counts)
+    if problem:  # names the flagged maps too
+        report.problems.append(problem)
+    elif counts.describe() != "none":
+        report.notes.append(f"{column.name}: flagged maps: {counts.describe()}")
+    if counts.unknown:
+        report.notes.append(
+            f"{column.name}: shards {shard_ranges(counts.unknown)} were labelled before map "
+            "counts were recorded: their unusable maps are not counted"
+        )
 
 
 def verify_dataset(
-    root: Path | str, columns: list[str] | None = None, progress: bool = True
+    root: Path | str,
+    columns: list[str] | None = None,
+    progress: bool = True,
+    max_unusable: float = DEFAULT_MAX_UNUSABLE,
 ) -> VerifyReport:
-    """Verify image shards, plan shards and the chosen label columns (default: all)."""
+    """Verify image shards, plan shards and the chosen label columns (default: all); a column
+    with more than `max_unusable` of its maps unusable is a problem."""
+    check_max_unusable(max_unusable)
     info = load_dataset(root)
     report = VerifyReport()
     known = info.layout.columns()
@@ -170,9 +256,13 @@ def verify_dataset(
     with progress_bar(total, "verify", "shard", enabled=progress) as bar:
         for shard in info.shards:
             report.checked += 1
-            where = info.layout.image_shard(shard.index)
-            _guarded(report, where, _check_images, info, shard, keys)
+            for check, path, what in (
+                (_check_images, info.layout.image_shard(shard.index), "image"),
+                (_check_plan, info.layout.plan_shard(shard.index), "plan"),
+            ):
+                fix = functools.partial(_image_fix, info, shard, what)
+                _guarded(report, path, check, info, shard, keys, fix=fix)
             bar.update()
         for column in chosen:
-            _check_column(info, column, keys, report, bar)
+            _check_column(info, column, keys, report, bar, max_unusable)
     return report

@@ -8,6 +8,7 @@
 - `wds`, `zarr_backend`: the two backends (tar + offset index; Zarr v3 group).
 - `codecs`: map <-> bytes codecs (`CODECS`, default `pcodec-f16`).
 - `record`: per-key records (map statistics, flags) and key / map-name rules.
+- `quality`: flag counts over a column's shards and the rule "too many unusable maps".
 
 The package imports none of its modules: import the one you need.
 """

@@ -10,7 +10,11 @@
   `student train` and `pipeline verify` all apply: the manifest lists the shard as done, its
   file (or directory) is there with the size the manifest recorded (summed over a directory's
   files, so a deleted Zarr chunk counts), and it was labelled from the image shard the dataset
-  holds now. Sizes only, no hashing: checksums are `pipeline verify`'s to compare;
+  holds now (its image hash and its number of samples). Sizes only, no hashing: checksums are
+  `pipeline verify`'s to compare; `other_plan` says whether the whole column was made for another
+  crop plan (another dataset);
+- how usable its maps are (`map_counts`, `unusable_problem`: the rule of `labels.quality` that
+  `pipeline verify` and `student train` apply);
 - recording a finished or a failed shard under the manifest lock (`record_done`,
   `record_failed`), creating or replacing the column's header (`open`);
 - the `labelgen run` command that (re)labels shards of the column (`relabel_command`), and the
@@ -38,6 +42,7 @@ from pipeline.labels.manifest import (
     shard_entry,
     shard_nbytes,
 )
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, MapCounts, check_max_unusable
 from pipeline.labels.store import BACKENDS, DEFAULT_BACKEND
 
 LABEL_COMMAND = "labelgen run --dataset {root} --teacher {column}=ADAPTER:SOURCE"
@@ -49,7 +54,7 @@ NOT_LABELLED = "not labelled"  # no manifest entry yet
 FAILED = "failed"  # recorded as failed
 MISSING = "missing"  # done in the manifest, but the file is gone
 RESIZED = "resized"  # done, but the file's size is not the recorded one
-OTHER_IMAGES = "other images"  # done, but labelled from an image shard since replaced
+OTHER_IMAGES = "other images"  # done, but labelled from other images (replaced, another dataset)
 
 # What each identity field means, for the refusal of a column made with another identity.
 CHANGED = {
@@ -93,7 +98,7 @@ class ShardCheck:
         if self.status == OTHER_IMAGES:
             return (
                 f"{self.path} was labelled from other images than the dataset holds now (the "
-                "image shard was replaced since)"
+                "image shard was replaced since, or the column was copied from another dataset)"
             )
         return f"{self.path}: {self.status}"
 
@@ -232,9 +237,47 @@ class LabelColumn:
         recorded = None if recorded is None else int(recorded)
         if recorded is not None and size != recorded:
             return ShardCheck(shard.name, path, RESIZED, size, recorded)
-        if made_from_other_images(entry, shard.image_sha256):
+        other_count = int(entry.get("count", shard.count)) != shard.count
+        if other_count or made_from_other_images(entry, shard.image_sha256):
             return ShardCheck(shard.name, path, OTHER_IMAGES, size, recorded)
         return ShardCheck(shard.name, path, USABLE, size, recorded)
+
+    def other_plan(self) -> bool:
+        """Whether the column was made for another crop plan than the dataset's (another
+        dataset, or the dataset prepared again with other settings): none of its shards fits."""
+        return self.manifest.plan_sha256 != self.info.plan_hash
+
+    # -- how usable the maps are ---------------------------------------------------------------
+    def map_counts(self, checks: list[ShardCheck] | None = None) -> MapCounts:
+        """Maps and images per flag over the column's usable shards (`checks`: those of
+        `check_shards()`, when the caller has them)."""
+        checks = self.check_shards() if checks is None else checks
+        return MapCounts.of({c.shard: self.manifest.shards[c.shard] for c in checks if c.usable})
+
+    def unusable_problem(
+        self,
+        max_unusable: float = DEFAULT_MAX_UNUSABLE,
+        option: str = "--max-unusable",
+        counts: MapCounts | None = None,
+    ) -> str | None:
+        """The rule of `labels.quality`: None while at most `max_unusable` of the maps are
+        unusable, else a one-line problem naming the column, its teacher, the shards and the
+        fix (`option`: the flag, or the `--set` key, that sets the threshold)."""
+        check_max_unusable(max_unusable, option)
+        counts = self.map_counts() if counts is None else counts
+        if not counts.too_many_unusable(max_unusable):
+            return None
+        m, shards = self.manifest, sorted(counts.unusable_shards)
+        value = f"{max_unusable:g}"
+        setting = f"{option} {value}" if option.startswith("-") else f"--set {option}={value}"
+        return (
+            f"label column {self.name!r} (teacher {m.adapter}:{m.weights.get('source')}; "
+            f"{self.manifest_path}): {counts.describe_unusable()} in shards "
+            f"{shard_ranges(shards)}, more than the {max_unusable:.0%} allowed "
+            f"({setting}); flagged maps: "
+            f"{counts.describe()}. The teacher's output is broken: check its checkpoint and "
+            f"precision, then relabel: {self.relabel_command(shards)} --overwrite"
+        )
 
     def record_done(self, shard: ShardInfo, entry: dict[str, Any]) -> None:
         """Record a published shard (`ShardSummary.manifest_entry()` plus extras) as done."""

@@ -6,7 +6,13 @@
      "precision": "bf16", "codec": {"name": "pcodec-f16", "params": {"level": 8}},
      "backend": "wds", "plan_sha256": "...", "code_version": "0.1.0", "extra": {},
      "shards": {"000000": {"status": "done", "count": 1000, "failures": [{"key", "error"}],
-                           "sha256": "...", "bytes": 123, "pixels": 456, "flags": {"nan": 2}}}}
+                           "sha256": "...", "bytes": 123, "pixels": 456, "flags": {"nan": 2},
+                           "maps": 6400, "map_flags": {"nan": 9}, "unusable_maps": 0}}}
+
+Flag counts: `flags` counts the keys (images) carrying each flag (a key carries the flags of any of
+its maps, plus `error`); `map_flags` counts the maps carrying each flag, out of `maps` maps;
+`unusable_maps` counts the maps that teach nothing (`record.map_unusable`). Entries written before
+the map counts were recorded lack the last three (readers treat them as unknown).
 
 No timestamps or host names are recorded: two runs that produce the same shards produce the same
 manifest bytes, whatever the order in which ranks finished (timing goes to the job's log).
@@ -65,6 +71,9 @@ class ShardSummary:
     flags: dict[str, int] = field(default_factory=dict)  # number of keys carrying each flag
     sha256: str | None = None
     bytes: int | None = None
+    maps: int = 0  # maps written
+    map_flags: dict[str, int] = field(default_factory=dict)  # number of maps carrying each flag
+    unusable_maps: int = 0  # maps that teach nothing (`record.map_unusable`)
 
     def manifest_entry(self) -> dict[str, Any]:
         return shard_entry(
@@ -75,6 +84,9 @@ class ShardSummary:
             nbytes=self.bytes,
             pixels=self.pixels,
             flags=self.flags,
+            maps=self.maps,
+            map_flags=self.map_flags,
+            unusable_maps=self.unusable_maps,
         )
 
 
@@ -87,6 +99,9 @@ def shard_entry(
     nbytes: int | None = None,
     pixels: int = 0,
     flags: dict[str, int] | None = None,
+    maps: int = 0,
+    map_flags: dict[str, int] | None = None,
+    unusable_maps: int = 0,
     error: str | None = None,
 ) -> dict[str, Any]:
     """One `shards` entry; `error` is the reason a whole shard failed (status 'failed')."""
@@ -98,6 +113,9 @@ def shard_entry(
         "bytes": nbytes,
         "pixels": pixels,
         "flags": dict(flags or {}),
+        "maps": maps,
+        "map_flags": dict(map_flags or {}),
+        "unusable_maps": unusable_maps,
     }
     if error is not None:
         entry["error"] = error

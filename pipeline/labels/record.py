@@ -11,6 +11,11 @@ A record looks like::
 `min`/`max`/`mean` are over finite values (null when there are none). `clipped` counts finite
 values beyond the storage dtype's range (stored as ± its max); `underflow` counts finite non-zero
 values below its smallest normal number (stored with reduced relative precision; no flag).
+`flat` is true when the finite values are all equal, or when there are none.
+
+A map is *unusable* (`map_unusable`) when it teaches nothing: it holds no finite value (all NaN or
+Inf) or one value everywhere. A map with some NaN or Inf pixels is flagged but still usable (the
+student ignores non-finite label pixels). `pipeline.labels.quality` counts unusable maps per column.
 
 Keys: 1-80 characters from `[A-Za-z0-9_-]`, starting with a letter or digit (they become tar
 member prefixes and Zarr node names: no dots, no slashes). Map names: `full`, `r{k}.sc`,
@@ -107,6 +112,12 @@ def map_flags(stats: dict) -> set[str]:
     if stats["flat"]:
         flags.add("flat")
     return flags
+
+
+def map_unusable(stats: dict) -> bool:
+    """Whether a map teaches nothing: no finite value (all NaN or Inf) or one value everywhere
+    (both make `flat` true; see the module docstring)."""
+    return bool(stats["flat"])
 
 
 def build_record(

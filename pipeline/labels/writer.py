@@ -27,7 +27,9 @@ from pipeline.labels.record import (
     build_record,
     check_keys,
     check_map_name,
+    map_flags,
     map_stats,
+    map_unusable,
     sorted_map_names,
 )
 from pipeline.toolkit.atomic import publishing
@@ -78,7 +80,8 @@ class ShardWriter:
         self.plan_sha256 = plan_sha256
         self.meta = self._make_meta(dict(extra_meta or {}))
         self.summary = ShardSummary(self.path)
-        self._flags: Counter[str] = Counter()
+        self._flags: Counter[str] = Counter()  # keys per flag
+        self._map_flags: Counter[str] = Counter()  # maps per flag
         self._next = 0
         self._state = "open"
         self._publisher = publishing(self.path)
@@ -176,6 +179,11 @@ class ShardWriter:
             self.summary.failures.append({"key": key, "error": record["error"]})
         self._flags.update(record["flags"])
         self.summary.flags = dict(sorted(self._flags.items()))
+        for stats in record["maps"].values():
+            self._map_flags.update(map_flags(stats))
+            self.summary.maps += 1
+            self.summary.unusable_maps += map_unusable(stats)
+        self.summary.map_flags = dict(sorted(self._map_flags.items()))
 
     def close(self) -> ShardSummary:
         """Publish the shard (all keys must be written); returns the summary."""

@@ -93,8 +93,8 @@ def time_steps(trainer: Trainer, batches: list[Any] | Any, steps: int) -> tuple[
         start = time.perf_counter()
         batch = next(source)
         terms = trainer.micro_step(batch, 1.0)
-        if terms is None:
-            raise RuntimeError("non-finite loss in the benchmark")
+        if isinstance(terms, str):  # why the micro-batch is bad
+            raise RuntimeError(f"{terms} in the benchmark")
         trainer.optimization.step()
         _sync(trainer.device)
         if i >= WARMUP:

@@ -12,6 +12,9 @@ the fix:
   replaced; summed over a Zarr shard's files, so a deleted chunk counts);
 - a column with shards labelled from other images than the dataset's image shards hold now
   (the image shard was replaced after labelling; each manifest entry records its sha256);
+- a column whose maps are mostly unusable (more than `max_unusable` of them hold no finite value
+  or one value everywhere: `pipeline.labels.quality`, the rule `pipeline verify` applies too): its
+  teacher's output is broken, and training on it would learn nothing;
 - an affine-invariant *depth* teacher (`output_kind: depth`, `invariance: affine`).
 
 Output kinds. The losses work in disparity space. `disparity` columns are used as stored. Metric
@@ -42,6 +45,7 @@ from pipeline.labels.column import (
     ShardCheck,
 )
 from pipeline.labels.manifest import ColumnManifest
+from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 
 IDENTITY = "identity"
 INVERSE = "inverse"
@@ -79,7 +83,7 @@ def to_disparity(values: np.ndarray, conversion: str) -> np.ndarray:
 
 
 def check_plan(column: LabelColumn) -> None:
-    if column.manifest.plan_sha256 != column.info.plan_hash:
+    if column.other_plan():
         raise ValueError(
             f"label column {column.name!r} ({column.manifest_path}): labels were made for "
             f"another crop plan (column plan {column.manifest.plan_sha256[:16]}, dataset plan "
@@ -114,6 +118,13 @@ def check_shards(column: LabelColumn) -> None:
     )
 
 
+def check_maps(column: LabelColumn, max_unusable: float = DEFAULT_MAX_UNUSABLE) -> None:
+    """Refuse a column whose maps are mostly unusable (`LabelColumn.unusable_problem`)."""
+    problem = column.unusable_problem(max_unusable, "data.max_unusable")
+    if problem:
+        raise ValueError(problem)
+
+
 def check_complete(column: LabelColumn, checks: list[ShardCheck]) -> None:
     """Refuse a column that has not finished every shard of the dataset (or lost a file)."""
     missing = [c.shard for c in checks if c.status in (NOT_LABELLED, FAILED, MISSING)]
@@ -139,11 +150,14 @@ def _refuse_shards(column: LabelColumn, shards: list[str], why: str) -> None:
 
 
 def check_columns(
-    dataset: DatasetInfo | Path | str, teachers: list[str]
+    dataset: DatasetInfo | Path | str,
+    teachers: list[str],
+    max_unusable: float = DEFAULT_MAX_UNUSABLE,
 ) -> dict[str, ColumnManifest]:
     """Validate the teacher columns a training run will read; `{teacher: manifest}` in order.
 
-    Raises `ValueError` naming the column, its manifest and the fix (see the module docstring).
+    Raises `ValueError` naming the column, its manifest and the fix (see the module docstring;
+    `max_unusable`: `data.max_unusable`).
     """
     info = as_dataset(dataset)
     if not teachers:
@@ -157,6 +171,7 @@ def check_columns(
         check_plan(column)
         check_codec(column)
         check_shards(column)
+        check_maps(column, max_unusable)
         label_conversion(column.manifest)
         manifests[name] = column.manifest
     return manifests

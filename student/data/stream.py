@@ -140,7 +140,7 @@ class DistillStream(IterableDataset):
         self.max_tiles, self.reduced_decode = max_tiles, reduced_decode
         self.info = as_dataset(dataset_dir)
         self.teachers = list(teachers)
-        manifests = check_columns(self.info, self.teachers)
+        manifests = check_columns(self.info, self.teachers, data.max_unusable)
         self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
         self.probabilities = sch.normalized_weights(self.teachers, data.teacher_weights or None)
         self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}

@@ -1,22 +1,29 @@
 """Bad teacher outputs and failures during a run: flagged maps (NaN, Inf, flat, beyond float16),
-an image whose inference raises, and out-of-memory batches retried in halves."""
+a broken teacher whose every map is NaN (status, verify and train see it), an image whose
+inference raises, and out-of-memory batches retried in halves."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from lgrun_helpers import colour_of, copy_dataset, label, make_dataset, spec_str, wrap_predict
+from typer.testing import CliRunner
 
+from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
+from pipeline.dataset.status import dataset_status
 from pipeline.dataset.verify import verify_dataset
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.labels.store import open_reader
 
 F16_MAX = float(np.finfo(np.float16).max)
+runner = CliRunner()
 SMALL = (200, 240)  # smaller than a tile: one region, one (resized) tile
 
 
@@ -95,13 +102,110 @@ def test_flags_are_recorded_per_key_and_counted_per_shard(flagged):
     assert entry["flags"] == {"clipped": 1, "flat": 1, "inf": 1, "nan": 1}
     assert entry["failures"] == []
     assert report.flags == {"clipped": 1, "flat": 1, "inf": 1, "nan": 1}
-    assert "flagged maps: clipped: 1, flat: 1, inf: 1, nan: 1" in report.summary()
+    # Maps are counted apart from images: each spoiled key has 3 maps (full, r0.sc, r0.t0).
+    assert (entry["maps"], entry["unusable_maps"]) == (15, 3)
+    assert entry["map_flags"] == {"clipped": 3, "flat": 3, "inf": 3, "nan": 3}
+    assert (
+        "flagged maps: clipped 3 of 15 maps (1 of 5 images), flat 3 of 15 maps (1 of 5 images), "
+        "inf 3 of 15 maps (1 of 5 images), nan 3 of 15 maps (1 of 5 images)"
+    ) in report.summary()
+    assert "WARNING" not in report.summary()  # 3 of 15 unusable: below the threshold
 
 
 def test_flagged_column_still_verifies(flagged):
     ds, _ = flagged
     check = verify_dataset(ds, progress=False)
     assert check.ok, check.problems
+    assert "dav: flagged maps: clipped 3 of 15 maps (1 of 5 images)" in "\n".join(check.notes)
+    # The threshold is the user's: 3 of 15 unusable maps (20%) fail a stricter one.
+    strict = verify_dataset(ds, progress=False, max_unusable=0.1)
+    assert not strict.ok and "3 of 15 maps (20%) unusable" in strict.problems[0]
+
+
+# ---- a broken teacher: every output NaN --------------------------------------------------------
+
+
+def nan_head_checkpoint(src: Path, out: Path) -> Path:
+    """A copy of the tiny checkpoint `src` whose last head bias is NaN: every output is NaN."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, out)
+    weights = out / "model.safetensors"
+    state = load_file(str(weights))
+    state["head.conv3.bias"] = torch.full_like(state["head.conv3.bias"], float("nan"))
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken(ckpt, base_dataset, tmp_path_factory):
+    """The base dataset (3 shards of 1 image) labelled by a teacher whose head bias is NaN."""
+    root = tmp_path_factory.mktemp("broken")
+    bad = nan_head_checkpoint(ckpt, root / "nan-ckpt")
+    ds = copy_dataset(base_dataset, root / "ds")
+    (report,) = label(ds, [spec_str("bad", bad)])
+    return ds, report, bad
+
+
+def test_a_nan_teacher_run_summary_counts_its_flagged_maps(broken):
+    ds, report, _ = broken
+    manifest = ColumnManifest.load(ds / "labels" / "bad" / "manifest.json")
+    maps = sum(e["maps"] for e in manifest.shards.values())
+    assert maps == report.views > 3  # every view is a map, and every map is NaN
+    for entry in manifest.shards.values():
+        assert entry["status"] == "done" and entry["flags"] == {"flat": 1, "nan": 1}
+        assert entry["map_flags"] == {"flat": entry["maps"], "nan": entry["maps"]}
+        assert entry["unusable_maps"] == entry["maps"]
+    summary = report.summary()
+    assert f"flagged maps: flat {maps} of {maps} maps (3 of 3 images), nan {maps} of {maps}" in (
+        summary
+    )
+    assert f"WARNING {maps} of {maps} maps (100%) unusable" in summary
+    assert "`pipeline verify` fails this column and `student train` refuses it" in summary
+
+
+def test_status_shows_the_unusable_maps_of_a_nan_teacher(broken):
+    ds, _, ckpt_dir = broken
+    col = dataset_status(ds)["columns"]["bad"]
+    assert col["done"] == 3 and col["maps"]["unusable"] == col["maps"]["maps"] > 0
+    result = runner.invoke(pipeline_app, ["status", str(ds)])
+    assert result.exit_code == 0, result.output
+    maps = col["maps"]["maps"]
+    row = next(line for line in result.output.splitlines() if line.startswith("bad "))
+    assert row.split()[-1] == f"{maps}/{maps}"
+    assert f"flagged maps: flat {maps} of {maps} maps (3 of 3 images)" in result.output
+    assert "bad: UNUSABLE: label column 'bad'" in result.output
+    assert str(ckpt_dir) in result.output
+
+
+def test_verify_fails_a_nan_teacher_naming_it(broken):
+    ds, _, ckpt_dir = broken
+    report = verify_dataset(ds, progress=False)
+    assert not report.ok and len(report.problems) == 1
+    (problem,) = report.problems
+    assert f"label column 'bad' (teacher depth-anything-v2:{ckpt_dir};" in problem
+    assert "in shards 000000-000002" in problem
+    assert "(100%) unusable (no finite value, or one value everywhere)" in problem
+    assert "--max-unusable 0.5" in problem and "labelgen run" in problem
+    result = runner.invoke(pipeline_app, ["verify", str(ds)])
+    assert result.exit_code == 1 and "BAD label column 'bad'" in result.output
+    result = runner.invoke(pipeline_app, ["verify", str(ds), "--max-unusable", "1"])
+    assert result.exit_code == 0, result.output  # the threshold is the user's
+
+
+def test_student_train_refuses_a_nan_teacher_column(broken, ckpt, tmp_path):
+    from student.cli import app as student_app
+    from student.data.columns import check_columns
+
+    ds, _, _ = broken
+    with pytest.raises(ValueError, match=r"label column 'bad' \(teacher depth-anything-v2:"):
+        check_columns(ds, ["bad"])
+    assert list(check_columns(ds, ["bad"], max_unusable=1.0)) == ["bad"]
+    args = ["train", "--out", str(tmp_path / "run"), "--dataset", str(ds), "--teacher", "bad"]
+    args += ["--init", str(ckpt), "--steps", "2", "--set", "data.workers=0"]
+    result = runner.invoke(student_app, args)
+    assert result.exit_code != 0
+    assert "unusable" in result.output and "--set data.max_unusable=0.5" in result.output
 
 
 # ---- an image whose inference raises -----------------------------------------------------------

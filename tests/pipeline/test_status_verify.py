@@ -126,3 +126,58 @@ def test_verify_names_the_redo_command_for_a_corrupt_label_shard(dataset):
     _flip_byte(dataset / "labels" / "alpha" / "000002.tar")
     (problem,) = verify_dataset(dataset, progress=False).problems
     assert "checksum" in problem and problem.endswith("--redo 000002")
+
+
+# ---- columns that do not fit the dataset, and what to do about bad image and plan shards ------
+
+
+def test_status_shows_a_column_copied_from_another_dataset_as_foreign(dataset, photo_folder):
+    import shutil
+
+    other = prepare_small(photo_folder, dataset.parent / "other", shard_size=3)  # 2 shards
+    write_fake_column(other, "alpha")
+    shutil.copytree(other / "labels" / "alpha", dataset / "labels" / "alpha")
+    alpha = dataset_status(dataset)["columns"]["alpha"]
+    assert (alpha["done"], alpha["foreign"], alpha["missing"]) == (0, 2, 1)
+    assert alpha["samples"] == 0 and alpha["bytes"] == 0 and alpha["maps"]["maps"] == 0
+    assert [e["status"] for e in alpha["shards"].values()] == ["foreign", "foreign", "missing"]
+    result = runner.invoke(app, ["status", str(dataset)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("alpha "))
+    assert row.split()[1:6] == ["0", "0", "1", "2", "0"]  # done failed missing foreign samples
+    assert "alpha: made for another crop plan" in result.output
+    assert "--overwrite" in result.output
+
+
+def test_status_shows_foreign_and_damaged_shards_with_the_fix(dataset):
+    from pipeline.labels.manifest import ColumnManifest
+
+    write_fake_column(dataset, "alpha")
+    path = dataset / "labels" / "alpha" / "manifest.json"
+    manifest = ColumnManifest.load(path)
+    manifest.shards["000000"]["count"] = 26  # labelled from another dataset's shard 000000
+    manifest.save(path)
+    (dataset / "labels" / "alpha" / "000002.tar").unlink()
+    alpha = dataset_status(dataset)["columns"]["alpha"]
+    assert (alpha["done"], alpha["foreign"], alpha["damaged"]) == (1, 1, 1)
+    assert alpha["samples"] == 2  # shard 000001 only
+    text = format_status(dataset_status(dataset))
+    assert "alpha: foreign shards 000000 (labelled from other images" in text
+    assert "--redo 000000" in text
+    assert "alpha: damaged shards 000002" in text and "--redo 000002" in text
+
+
+def test_verify_says_how_to_repair_a_bad_image_or_plan_shard(dataset):
+    write_fake_column(dataset, "alpha")
+    _flip_byte(dataset / "images" / "000001.tar", offset=700)
+    (dataset / "plan" / "000002.json").write_text("{}")
+    problems = verify_dataset(dataset, progress=False).problems
+    image = next(p for p in problems if "images/000001.tar" in p)
+    plan = next(p for p in problems if "000002.json" in p)
+    prepare = f"pipeline prepare --images {dataset.parent / 'photos'} --out {dataset}"
+    for problem in (image, plan):
+        assert "restore the" in problem and f"`{prepare} --shard-size 2`" in problem
+    assert "the image shard is corrupt" in image
+    assert "relabel shard 000001 of every column made from it" in image
+    assert image.endswith("--teacher alpha=fake:none --precision fp32 --redo 000001")
+    assert "the plan is corrupt" in plan and "relabel" not in plan
