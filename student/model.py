@@ -16,7 +16,7 @@ from torch import nn
 
 from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import keep_float32
-from pipeline.model.source import resolve_checkpoint
+from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 
 INIT_HELP = (
@@ -32,7 +32,12 @@ def _load_hf(source: str | Path, who: str) -> nn.Module:
     source, or another architecture, is a user error that says what to pass instead."""
     from transformers import AutoConfig, DepthAnythingForDepthEstimation
 
-    directory = resolve_checkpoint(source, who)
+    try:
+        directory = resolve_checkpoint(source, who)
+    except CheckpointUnavailable:
+        raise
+    except FileNotFoundError as e:  # a local directory that does not exist
+        raise FileNotFoundError(f"{e}; {INIT_HELP}") from None
     try:
         kind = AutoConfig.from_pretrained(str(directory)).model_type
         if kind != "depth_anything":
