@@ -32,8 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """The loopback hub serving a tiny Depth Anything V2 checkpoint (also returned) as REPO."""
+    """The loopback hub serving a tiny Depth Anything V2 checkpoint (also returned) as REPO,
+    with files no loader reads beside it (they are not downloaded)."""
     ckpt = write_tiny_checkpoint("depth-anything-v2", tmp_path_factory.mktemp("hub") / "ckpt")
+    (ckpt / "README.md").write_text("# tiny\n")
+    (ckpt / "model.fp16.safetensors").write_bytes(b"a precision variant")
+    (ckpt / "onnx").mkdir()
+    (ckpt / "onnx" / "model.onnx").write_bytes(b"an exported model")
     with hub_server({REPO: ckpt}) as server:
         yield server, ckpt
 

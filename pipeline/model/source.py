@@ -9,11 +9,12 @@ with `HF_HUB_OFFLINE=1` it is read from the cache only. A hub id that cannot be 
 `*.safetensors` files are checked against their own header first (`safetensors_problem`), so a
 truncated or damaged file is named instead of failing deep inside a loader.
 
-What a hub id brings: the repository's files except those no loader of the project reads
-(`NOT_LOADED`: other frameworks' weights, precision variants). `identity_files` is the matching
-rule for a checkpoint's content identity: its weight and JSON files that the loaders read, the
-same for a directory and a hub snapshot, so the same files give the same identity however they
-arrived (a download, `hf download`, a copy).
+What a hub id brings: the files the loaders of the project read (`LOADED`: weights,
+configuration, tokenizer and code files) except `NOT_LOADED` ones (precision variants, exported
+formats); README files, pictures and other frameworks' weights stay on the hub. `identity_files`
+is the matching rule for a checkpoint's content identity: its weight and JSON files that the
+loaders read, the same for a directory and a hub snapshot, so the same files give the same
+identity however they arrived (a download, `hf download`, a copy).
 """
 
 from __future__ import annotations
@@ -25,17 +26,10 @@ from pathlib import Path
 
 from pipeline.toolkit.cliutil import first_line
 
+LOADED = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model", "*.py")
+"""Repository files a loader may read (weights, configuration, tokenizer, remote code)."""
 NOT_LOADED = (
-    # other frameworks and formats
-    "*.onnx",
-    "*.onnx_data",
-    "*.h5",
-    "*.msgpack",
-    "*.tflite",
-    "*.ot",
-    "*.mlmodel",
-    "*.gguf",
-    "*.ckpt",
+    # exported formats
     "onnx/*",
     "coreml/*",
     "openvino/*",
@@ -44,7 +38,7 @@ NOT_LOADED = (
     "*.bf16.*",
     "*.non_ema.*",
 )
-"""Repository files that no loader of the project reads: not downloaded, not hashed."""
+"""Of those, the files no loader of the project reads: not downloaded, not hashed."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 IDENTITY_SUFFIXES = (*WEIGHT_SUFFIXES, ".json")
 
@@ -165,7 +159,8 @@ def _download(repo_id: str, who: str, revision: str | None, subfolder: str | Non
         RevisionNotFoundError,
     )
 
-    allow = [f"{subfolder.strip('/')}/*"] if subfolder else None
+    folder = f"{subfolder.strip('/')}/" if subfolder else ""
+    allow = [folder + pattern for pattern in LOADED]
     for name in ("httpx", "httpx2"):  # one log line per request otherwise, under INFO logging
         if logging.getLogger(name).level == logging.NOTSET:
             logging.getLogger(name).setLevel(logging.WARNING)
