@@ -211,6 +211,9 @@ def _label_todo(ctx: _Context, item: _Item, spec: TeacherSpec, todo: list[ShardI
                     claim.release()
     item.report.seconds = time.perf_counter() - started
     log.info("%s %s: labelled shards %s", ctx.worker, spec.name, item.report.shards_done)
+    if item.report.shards_held:  # finished by their workers meanwhile: not held any more
+        finished = _done_shards(item, False, set(item.report.shards_held), warn=False)
+        item.report.shards_held = [n for n in item.report.shards_held if n not in finished]
 
 
 def run(

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -152,3 +153,28 @@ def test_a_second_plain_run_on_the_same_column_is_refused_in_one_line(dataset, r
     assert again.exit_code == 0, again.output
     assert "dav: labelled 2 shards" in again.output
     assert column_bytes(column) == column_bytes(reference / "labels" / "dav")
+
+
+def test_a_held_shard_its_worker_finished_meanwhile_does_not_leave_the_column_incomplete(
+    dataset, reference, ckpt, monkeypatch
+):
+    import labelgen.run
+    from pipeline.labels.manifest import record_shard
+
+    column, done = dataset / "labels" / "dav", reference / "labels" / "dav"
+    real = labelgen.run.label_shard
+
+    def the_other_worker_finishes_000001(job, *args, **kwargs):
+        if job.out.name.startswith("000002"):
+            for path in done.glob("000001.*"):
+                shutil.copy(path, column / path.name)
+            entry = ColumnManifest.load(done / "manifest.json").shards["000001"]
+            record_shard(column, "000001", entry)
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(labelgen.run, "label_shard", the_other_worker_finishes_000001)
+    with held_by_another_process(column, "000001", ttl=900):
+        (report,) = label(dataset, [spec_str("dav", ckpt)], claim=True, claim_ttl=900)
+    assert report.shards_done == ["000000", "000002"] and report.shards_held == []
+    assert "not complete" not in report.summary()
+    assert column_bytes(column) == column_bytes(done)
