@@ -4,8 +4,15 @@ every command, against the loopback hub: tests/test_hub_ids.py.)"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from hub_server import hub_server
 from safetensors.torch import save_file
 
 from pipeline.model.depth_anything import write_depth_anything
@@ -90,3 +97,63 @@ def test_offline_hub_id_not_in_the_cache_is_one_line(tmp_path, monkeypatch):
     message = str(err.value)
     assert message.startswith("--init: hub id 'org/absent' at revision 'v2' is not in the")
     assert "`hf download org/absent --revision v2`" in message and "\n" not in message
+
+
+RESOLVE = """
+import json, sys
+from pipeline.model.source import resolve_checkpoint
+out = []
+for repo, revision, subfolder in json.loads(sys.argv[1]):
+    try:
+        out.append(str(resolve_checkpoint(repo, "--x", revision, subfolder)))
+    except OSError as err:
+        out.append("error: " + str(err))
+print(json.dumps(out))
+"""
+
+
+def _resolve(server, home, calls: list) -> list[str]:
+    env = {**os.environ, "HF_ENDPOINT": server.endpoint, "HF_HOME": str(home)}
+    env.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", RESOLVE, json.dumps(calls)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_hub_revisions_subfolders_and_unknown_ids_against_the_loopback_hub(tmp_path):
+    repo = tmp_path / "repo"
+    for name in ("model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        save_file({"w": torch.ones(2)}, str(repo / name))
+    (repo / "config.json").write_text("{}")
+    (repo / "vae" / "config.json").write_text("{}")
+    (repo / "README.md").write_text("# not downloaded")
+    with hub_server({"org/pipe": repo}) as server:
+        commit = server.repos["org/pipe"].commit
+        vae, at_commit, no_rev, no_repo = _resolve(
+            server,
+            tmp_path / "hf",
+            [
+                ["org/pipe", None, "vae"],
+                ["org/pipe", commit, None],
+                ["org/pipe", "v9", None],
+                ["org/nothing", None, None],
+            ],
+        )
+    assert Path(at_commit).name == commit and Path(vae) == Path(at_commit)
+    files = sorted(p.relative_to(at_commit).as_posix() for p in Path(at_commit).rglob("*.*"))
+    assert files == [
+        "config.json",
+        "model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]  # no README
+    fetched = [r.rsplit("/", 2)[-2:] for r in server.requests if "/resolve/" in r and "GET" in r]
+    assert fetched.count(["vae", "config.json"]) == 1  # the subfolder first, then the rest
+    assert (
+        no_rev == "error: --x: hub id 'org/pipe' has no revision 'v9'; give a branch, tag "
+        "or commit it has (option revision=), or leave it out for main"
+    )
+    assert no_repo.startswith("error: --x: 'org/nothing' is not a local directory, and the hub")
