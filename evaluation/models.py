@@ -24,12 +24,9 @@ from typing import Any
 import torch
 
 from labelgen.teachers import TEACHERS, Teacher, TeacherSpec, load_teacher, parse_teacher_spec
-from labelgen.teachers.source import looks_like_path
+from labelgen.teachers.hf import adapter_for_model_type
 from labelgen.teachers.spec import spec_adapter
-from pipeline.toolkit.cliutil import first_line
-
-# model_type of a Hugging Face config -> the adapter that loads it
-HF_ADAPTERS = {"depth_anything": "depth-anything-v2", "dpt": "dpt"}
+from pipeline.model.source import CheckpointUnavailable, looks_like_path, resolve_checkpoint
 
 
 @dataclass
@@ -86,22 +83,21 @@ def teacher_spec_of(text: str) -> TeacherSpec | None:
 
 
 def hf_adapter(source: str) -> str:
-    """The adapter for a Hugging Face directory or hub id, from its config's model_type."""
-    local = Path(source) / "config.json"
-    if local.is_file():
-        config = json.loads(local.read_text())
-    else:
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(source).to_dict()
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"--model {source!r} is not a run directory, a Hugging Face directory or hub id "
-                f"that can be loaded ({first_line(err)}), nor a teacher spec ADAPTER:SOURCE with "
-                f"ADAPTER in {sorted(TEACHERS)}"
-            ) from None
-    return HF_ADAPTERS.get(config.get("model_type", ""), "hf")
+    """The adapter for a Hugging Face directory or hub id (downloaded first when it is not in
+    the cache), from its config's model_type."""
+    try:
+        config = resolve_checkpoint(source, f"--model {source}") / "config.json"
+    except CheckpointUnavailable as err:
+        raise ValueError(
+            f"{err} (--model also takes a student run directory, or a teacher spec "
+            f"ADAPTER:SOURCE with ADAPTER in {sorted(TEACHERS)})"
+        ) from None
+    if not config.is_file():
+        raise ValueError(
+            f"--model {source}: {config.parent} has no config.json: not a Hugging Face model; "
+            f"give a run directory or a teacher spec ADAPTER:SOURCE, ADAPTER in {sorted(TEACHERS)}"
+        )
+    return adapter_for_model_type(json.loads(config.read_text()).get("model_type"))
 
 
 def load_predictor(

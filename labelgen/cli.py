@@ -47,6 +47,10 @@ def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
     return specs
 
 
+EXIT_NOT_COMPLETE = 3
+"""`labelgen run`'s exit status when the column is not complete yet: shards held by other
+`--claim` workers (distinct from 1, a failed shard, and 2, a user error)."""
+
 ESTIMATE_FIELDS = ("format", "codec", "batch_size", "precision", "device", "workers")
 """What `labelgen estimate` takes of `RunSettings`: the rest concerns a whole run (claims,
 overwriting a column, background compression) or its terminal output."""
@@ -72,6 +76,10 @@ def run(
     """Label every (teacher, shard) item not yet done; safe to kill and re-run.
 
     Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim.
+
+    Exit status: 0 done; 1 a shard failed (recorded; a re-run redoes it); 2 bad input (one
+    `error:` line); 3 not complete yet: with --claim, shards are held by other workers (run
+    again after their locks expire, as the summary says).
     """
     from labelgen.run import run as run_labels
 
@@ -81,6 +89,8 @@ def run(
         typer.echo(report.summary())
     if any(r.shards_failed for r in reports):
         raise typer.Exit(1)
+    if any(r.shards_held for r in reports):
+        raise typer.Exit(EXIT_NOT_COMPLETE)
 
 
 @app.command(epilog=TEACHER_EXAMPLE)

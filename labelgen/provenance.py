@@ -2,7 +2,10 @@
 
 The identity (weights, crop plan, codec, backend, precision, teacher options) is known before
 the model is loaded, so a finished column is skipped without loading it; the full provenance
-(output kind, input rule, ...) comes from the loaded teacher.
+(output kind, input rule, ...) comes from the loaded teacher. A teacher given by hub id is
+downloaded first (when it is not cached) to hash its files: the weights' identity is their
+content, the same as for those files given as a local directory; the hub id and the commit it
+resolved to are recorded beside it (`weights.source`, `weights.commit`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import pipeline
 from labelgen.settings import RunSettings
 from labelgen.teachers import TeacherSpec, weights_identity
+from labelgen.teachers.source import hub_commit
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.column import LabelColumn
 
@@ -32,11 +36,15 @@ def requested_identity(
 def provenance(column: LabelColumn, spec: TeacherSpec, teacher: Any, s: RunSettings) -> dict:
     """The column's manifest header for a loaded `teacher` (`ColumnManifest` fields)."""
     prov = teacher.provenance()
+    weights = {"source": spec.source, "sha256": prov["weights_sha256"]}
+    commit = hub_commit(spec)
+    if commit:
+        weights["commit"] = commit
     return {
         "column": spec.name,
         "teacher": spec.name,
         "adapter": spec.adapter,
-        "weights": {"source": spec.source, "sha256": prov["weights_sha256"]},
+        "weights": weights,
         "output_kind": prov["output_kind"],
         "invariance": prov["invariance"],
         "input_rule": prov["input_rule"],

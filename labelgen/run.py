@@ -26,12 +26,14 @@ from labelgen.teachers import TeacherSpec, load_teacher
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, parse_shard_ranges
-from pipeline.toolkit.claims import Claim, try_claim, worker_id
+from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, expires_in, try_claim, worker_id
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
 from pipeline.toolkit.progress import Progress, progress_bar
 
 log = logging.getLogger("labelgen")
+RUN_LOCK_TTL = 60.0
+"""Seconds a plain run's column lock (`_run_lock`) outlives its last refresh (every 15 s)."""
 
 
 @dataclass
@@ -55,7 +57,7 @@ class _Item:
     how: LabelSettings | None = None
 
 
-def _done_shards(item: _Item, overwrite: bool, names: set[str]) -> set[str]:
+def _done_shards(item: _Item, overwrite: bool, names: set[str], warn: bool = True) -> set[str]:
     """Shards of `names` done for the requested identity: usable by the rule every command
     applies (`LabelColumn.check_shard`); a done shard that is not (deleted, truncated, labelled
     from replaced images) is relabelled, with a warning. Another identity is refused, or with
@@ -66,7 +68,7 @@ def _done_shards(item: _Item, overwrite: bool, names: set[str]) -> set[str]:
     for check in item.column.check_shards(names):
         if check.usable:
             done.add(check.shard)
-        elif check.status not in (NOT_LABELLED, FAILED):
+        elif warn and check.status not in (NOT_LABELLED, FAILED):
             log.warning("%s: relabelling it", check.describe())
     return done
 
@@ -111,7 +113,7 @@ def _label_or_fail(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) 
         log.exception("%s shard %s failed", item.column.name, shard.name)
         error = f"{type(e).__name__}: {e}"
         _record_failure(item, shard, error)
-        item.report.shards_failed.append(f"{shard.name}: {error}")
+        item.report.add_failed(shard.name, error)
 
 
 def _record_failure(item: _Item, shard: ShardInfo, error: str) -> None:
@@ -125,9 +127,12 @@ def _claim(ctx: _Context, item: _Item, shard: ShardInfo) -> tuple[bool, Claim | 
     s = ctx.settings
     if not s.claim:
         return True, None
-    claim = try_claim(item.column.dir / ".claims", shard.name, ctx.owner, s.claim_ttl)
+    claims = item.column.dir / ".claims"
+    claim = try_claim(claims, shard.name, ctx.owner, s.claim_ttl)
     if claim is None:
         item.report.shards_held.append(shard.name)
+        left = expires_in(claims, shard.name, s.claim_ttl) or 0.0
+        item.report.held_expires_in = max(item.report.held_expires_in, left)
         return False, None
     if shard.name not in ctx.redo and shard.name in _done_shards(item, False, {shard.name}):
         claim.release()
@@ -135,18 +140,56 @@ def _claim(ctx: _Context, item: _Item, shard: ShardInfo) -> tuple[bool, Claim | 
     return True, claim
 
 
-def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
+def _run_lock(ctx: _Context, column: LabelColumn) -> Claim | None:
+    """The lock a plain (not `--claim`) run holds on a column while it labels it, one per rank:
+    a second run of the same rank on the same column (started by accident) is refused with a
+    plain message instead of both writing the same shards. The lock of a run that died is taken
+    over (at once on this host, `RUN_LOCK_TTL` after its last refresh from another host)."""
+    if ctx.settings.claim:
+        return None
+    w = ctx.worker
+    name = f"run-rank{w.rank}-of-{w.world_size}"
+    held = claim_or_wait(column.dir / ".claims", name, ctx.owner, RUN_LOCK_TTL)
+    if isinstance(held, LockInfo):
+        raise FileExistsError(
+            f"{column.dir}: another `labelgen run` is labelling this column as rank {w.rank} of "
+            f"{w.world_size} ({held.describe()}); let it finish or stop it, then run again (to "
+            "share a column's shards between runs, start each with --claim)"
+        )
+    return held
+
+
+def _todo(ctx: _Context, item: _Item, warn: bool = True) -> list[ShardInfo]:
+    """This worker's shards of the column that are not done (or are redone, `--redo`)."""
     s, info = ctx.settings, ctx.info
-    column = LabelColumn(info, spec.name)
-    precision = inference_precision(s, ctx.device)
-    item = _Item(column, requested_identity(column, spec, s, precision), ColumnReport(spec.name))
     candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
-    done = _done_shards(item, s.overwrite, {shard.name for shard in candidates})
+    done = _done_shards(item, s.overwrite, {shard.name for shard in candidates}, warn)
     todo = [shard for shard in candidates if shard.name in ctx.redo or shard.name not in done]
     item.report.shards_skipped = len(candidates) - len(todo)
-    if not todo:
+    return todo
+
+
+def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
+    column = LabelColumn(ctx.info, spec.name)
+    precision = inference_precision(ctx.settings, ctx.device)
+    requested = requested_identity(column, spec, ctx.settings, precision)
+    item = _Item(column, requested, ColumnReport(spec.name))
+    if not _todo(ctx, item, warn=False):
         return item.report
-    item.teacher = load_teacher(spec, device=str(ctx.device), precision=precision)
+    lock = _run_lock(ctx, column)
+    try:
+        todo = _todo(ctx, item)  # again: what another run finished before this one got the lock
+        if todo:
+            item.teacher = load_teacher(spec, device=str(ctx.device), precision=precision)
+            _label_todo(ctx, item, spec, todo)
+    finally:
+        if lock is not None:
+            lock.release()
+    return item.report
+
+
+def _label_todo(ctx: _Context, item: _Item, spec: TeacherSpec, todo: list[ShardInfo]) -> None:
+    s, column = ctx.settings, item.column
     if column.open(provenance(column, spec, item.teacher, s), s.overwrite):
         path = column.manifest_path
         log.warning("%s: replaced the column header (--overwrite); all shards are redone", path)
@@ -166,7 +209,9 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
                     claim.release()
     item.report.seconds = time.perf_counter() - started
     log.info("%s %s: labelled shards %s", ctx.worker, spec.name, item.report.shards_done)
-    return item.report
+    if item.report.shards_held:  # finished by their workers meanwhile: not held any more
+        finished = _done_shards(item, False, set(item.report.shards_held), warn=False)
+        item.report.shards_held = [n for n in item.report.shards_held if n not in finished]
 
 
 def run(

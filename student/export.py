@@ -57,7 +57,7 @@ def load_any(model: Path) -> Student:
     """A run directory (has config.yaml) or a Hugging Face directory / hub id."""
     if (Path(model) / "config.yaml").is_file():
         return load_run_student(model)[0]
-    return load_student(model, frozen_encoder=False).eval()
+    return load_student(model, frozen_encoder=False, who=f"student predict {model}").eval()
 
 
 @torch.inference_mode()

@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import keep_float32
+from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 
 INIT_HELP = (
@@ -25,16 +26,23 @@ INIT_HELP = (
 )
 
 
-def _load_hf(source: str | Path) -> nn.Module:
-    """`DepthAnythingForDepthEstimation.from_pretrained(source)`; a missing or unreachable
+def _load_hf(source: str | Path, who: str) -> nn.Module:
+    """`DepthAnythingForDepthEstimation.from_pretrained` of `source` (a directory, or a hub id
+    downloaded first when it is not cached: `pipeline.model.source`); a missing or unreachable
     source, or another architecture, is a user error that says what to pass instead."""
     from transformers import AutoConfig, DepthAnythingForDepthEstimation
 
     try:
-        kind = AutoConfig.from_pretrained(str(source)).model_type
+        directory = resolve_checkpoint(source, who)
+    except CheckpointUnavailable:
+        raise
+    except FileNotFoundError as e:  # a local directory that does not exist
+        raise FileNotFoundError(f"{e}; {INIT_HELP}") from None
+    try:
+        kind = AutoConfig.from_pretrained(str(directory)).model_type
         if kind != "depth_anything":
             raise ValueError(f"{source!r} holds a {kind!r} model, not Depth Anything; {INIT_HELP}")
-        return DepthAnythingForDepthEstimation.from_pretrained(str(source))
+        return DepthAnythingForDepthEstimation.from_pretrained(str(directory))
     except OSError as e:
         raise FileNotFoundError(
             f"cannot load a Depth Anything student from {source!r} ({first_line(e)}); {INIT_HELP}"
@@ -110,9 +118,10 @@ class Student(nn.Module):
         ]
 
 
-def load_student(source: str | Path, frozen_encoder: bool = True) -> Student:
-    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`."""
-    return Student(_load_hf(source), frozen_encoder=frozen_encoder)
+def load_student(source: str | Path, frozen_encoder: bool = True, who: str = "--init") -> Student:
+    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`; `who`
+    starts the message of an error (the flag or argument that named `source`)."""
+    return Student(_load_hf(source, who), frozen_encoder=frozen_encoder)
 
 
 def save_architecture(source: str | Path, out_dir: Path) -> Path:
@@ -122,8 +131,9 @@ def save_architecture(source: str | Path, out_dir: Path) -> Path:
     from transformers import AutoConfig
 
     out_dir = Path(out_dir)
-    AutoConfig.from_pretrained(str(source)).save_pretrained(out_dir)
-    _image_processor(source).save_pretrained(out_dir)
+    directory = resolve_checkpoint(source, "--init")
+    AutoConfig.from_pretrained(str(directory)).save_pretrained(out_dir)
+    _image_processor(directory).save_pretrained(out_dir)
     return out_dir
 
 
@@ -152,7 +162,7 @@ def _image_processor(source: str | Path | None):
     try:
         if source is None:
             raise ValueError("no processor source")
-        return AutoImageProcessor.from_pretrained(str(source))
+        return AutoImageProcessor.from_pretrained(str(resolve_checkpoint(source, "processor")))
     except (OSError, ValueError, TypeError):
         return DPTImageProcessor(
             size={"height": 518, "width": 518},

@@ -71,7 +71,7 @@ class Teacher(ABC):
     @classmethod
     def weights_identity(cls, spec: TeacherSpec) -> str:
         """Content hash of the weights `spec` names, computed without loading the model."""
-        return weights_sha256(spec.source, spec.options.get("revision"))
+        return weights_sha256(spec)
 
     @classmethod
     @abstractmethod

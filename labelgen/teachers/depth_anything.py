@@ -25,6 +25,7 @@ class DepthAnythingTeacher(TransformersTeacher):
     """Depth Anything V1/V2 and Distill Any Depth (relative models)."""
 
     adapter = "depth-anything-v2"
+    model_types = ("depth_anything",)
     options_help = {"full_size": "short side of the full view (default 518, the processor's)"}
 
     @classmethod

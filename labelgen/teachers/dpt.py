@@ -35,6 +35,7 @@ class DPTTeacher(TransformersTeacher):
     """MiDaS / DPT through transformers' `DPTForDepthEstimation`."""
 
     adapter = "dpt"
+    model_types = ("dpt",)
     options_help = {"full_size": "short side of the full view (default: processor size, 384)"}
 
     @classmethod

@@ -24,13 +24,13 @@ import torch
 from labelgen.teachers.base import TEACHERS, Teacher, ceil_to_multiple, long_side_size
 from labelgen.teachers.base import resize as resize_bilinear
 from labelgen.teachers.source import (
+    checkpoint_dir,
     combine_digests,
     diffusers_load_kwargs,
     fetch_file,
     is_local,
     load_from_source,
     read_json_file,
-    resolved_dir,
     weight_digests,
 )
 from labelgen.teachers.spec import TeacherSpec, option_choice, option_int
@@ -61,8 +61,17 @@ def resolve_kind(spec: TeacherSpec, meta: dict[str, Any]) -> str:
 
 
 def vae_spec(spec: TeacherSpec) -> TeacherSpec:
-    """The source the VAE is read from: option `vae=` or the checkpoint itself."""
-    return TeacherSpec(spec.name, spec.adapter, spec.options.get("vae", spec.source))
+    """The source the VAE is read from: option `vae=` (a directory, or a hub id of which only
+    `vae/` is downloaded) or the checkpoint itself."""
+    if "vae" not in spec.options:
+        return spec
+    return TeacherSpec(spec.name, spec.adapter, spec.options["vae"])
+
+
+def vae_subfolder(src: TeacherSpec) -> str | None:
+    """`vae`, or None for a local VAE source that is a VAE itself (`config.json` at its top)."""
+    top_level = is_local(src.source) and (Path(src.source).expanduser() / "config.json").is_file()
+    return None if top_level else "vae"
 
 
 def load_vae(spec: TeacherSpec, **kwargs) -> Any:
@@ -70,10 +79,10 @@ def load_vae(spec: TeacherSpec, **kwargs) -> Any:
     from diffusers import AutoencoderKL
 
     src = vae_spec(spec)
-    top_level = is_local(src.source) and (Path(src.source).expanduser() / "config.json").is_file()
-    if not top_level:
-        kwargs["subfolder"] = "vae"
-    return load_from_source(src, AutoencoderKL.from_pretrained, **kwargs)
+    if vae_subfolder(src):
+        kwargs["subfolder"] = vae_subfolder(src)
+    separate = src is not spec
+    return load_from_source(src, AutoencoderKL.from_pretrained, only_subfolder=separate, **kwargs)
 
 
 def load_embedding(spec: TeacherSpec) -> torch.Tensor:
@@ -184,9 +193,13 @@ def input_rule(vae: Any, full_long: int) -> dict[str, Any]:
 
 
 def genpercept_sha256(spec: TeacherSpec) -> str:
-    """Hash of the checkpoint's weight files, plus those of a separate `vae=` source."""
-    revision = spec.options.get("revision")
-    digests = weight_digests(resolved_dir(spec.source, revision))
-    if "vae" in spec.options:
-        digests += weight_digests(resolved_dir(spec.options["vae"]), prefix="vae-source/")
+    """Hash of the checkpoint's weight files, plus those of a separate `vae=` source (a local
+    one whole, the `vae/` folder of a hub id)."""
+    digests = weight_digests(checkpoint_dir(spec))
+    src = vae_spec(spec)
+    if src is not spec and is_local(src.source):
+        digests += weight_digests(checkpoint_dir(src), prefix="vae-source/")
+    elif src is not spec:
+        root = checkpoint_dir(src, subfolder="vae")
+        digests += weight_digests(root / "vae", prefix="vae-source/vae/")
     return combine_digests(digests)

@@ -8,7 +8,7 @@ applied to tensors on the device, so batches never leave the GPU for preprocessi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -112,8 +112,35 @@ def uses_beit(config: Any) -> bool:
     return "beit" in (getattr(config, "model_type", ""), getattr(backbone, "model_type", ""))
 
 
+def adapter_for_model_type(model_type: str | None) -> str:
+    """The adapter that loads a transformers checkpoint whose `config.json` says `model_type`:
+    the one that declares it in `model_types`, else the generic `hf`."""
+    for name in TEACHERS:
+        cls = TEACHERS.get(name)
+        if model_type in getattr(cls, "model_types", ()):
+            return name
+    return "hf"
+
+
+def check_model_type(cls: type[TransformersTeacher], spec: TeacherSpec) -> None:
+    """Refuse a checkpoint whose `config.json` names a `model_type` the adapter does not load
+    (e.g. Depth Anything V2 given to `dpt`), naming the adapter that does."""
+    kind = read_json_file(spec, "config.json").get("model_type")
+    if not cls.model_types or kind is None or kind in cls.model_types:
+        return
+    right = adapter_for_model_type(kind)
+    use = f"{spec.name}={right}:{spec.source}" + (",kind=..." if right == "hf" else "")
+    raise ValueError(
+        f"teacher {spec.name!r}: {spec.source} holds a {kind!r} model (config.json model_type), "
+        f"not one the {cls.adapter!r} adapter loads ({', '.join(cls.model_types)}); use {use}"
+    )
+
+
 class TransformersTeacher(Teacher):
     """A transformers model whose forward returns `predicted_depth` `[B,h,w]`."""
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    """`config.json` `model_type`s the adapter loads (empty: any depth model)."""
 
     def __init__(self, spec: TeacherSpec, device, precision, *, model, rule: InputRule, **kw):
         super().__init__(spec, device, precision, input_rule=rule.to_dict(), **kw)
@@ -143,6 +170,7 @@ class TransformersTeacher(Teacher):
     @classmethod
     def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
         cls.output_kind_of(spec, None)  # options errors before the (slow) load
+        check_model_type(cls, spec)
         model = load_from_source(spec, cls.model_class().from_pretrained, **cls.load_kwargs(spec))
         model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
         if isinstance(getattr(model, "head", None), torch.nn.Module):

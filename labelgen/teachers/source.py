@@ -1,10 +1,11 @@
 """Where teacher weights come from: a local directory or a hub id (through the normal HF cache).
 
-Every adapter loads with `from_pretrained(SOURCE)`; this module turns "not there" into one
-`FileNotFoundError` that names the source and says what to do, finds the local directory the
-weights were read from (the source itself, or the hub cache snapshot) and hashes its weight files
-and its JSON configuration (model, image processor, scheduler, pipeline index), which shape the
-labels as much as the weights do.
+A teacher's SOURCE is resolved to a local directory first (`checkpoint_dir`: the directory
+itself, or the hub snapshot, downloaded when it is not cached; `pipeline.model.source`); every
+adapter then loads with `from_pretrained(DIR)` and the identity hashes the same files. This
+module turns "not there" into one `FileNotFoundError` that names the teacher and the source and
+says what to do, and hashes the checkpoint's weight files and its JSON configuration (model,
+image processor, scheduler, pipeline index), which shape the labels as much as the weights do.
 """
 
 from __future__ import annotations
@@ -18,41 +19,39 @@ from typing import Any, TypeVar
 import torch
 
 from labelgen.teachers.spec import TeacherSpec
+from pipeline.model.source import identity_files, is_local_dir, looks_like_path, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 from pipeline.toolkit.hashing import sha256_file
 
 T = TypeVar("T")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
-CONFIG_SUFFIX = ".json"
 PATH_KEYS = ("_name_or_path",)  # where a checkpoint was saved from: not part of its content
 
 
 def is_local(source: str) -> bool:
     """True when `source` is an existing local directory."""
-    return Path(source).expanduser().is_dir()
+    return is_local_dir(source)
 
 
-def looks_like_path(source: str) -> bool:
-    """True when `source` cannot be a hub id (`org/name`): absolute, `./`, `~`, nested, ..."""
-    if source.startswith(("/", ".", "~")) or "\\" in source or source.count("/") > 1:
-        return True
-    first = source.split("/", 1)[0]
-    return "/" in source and Path(first).is_dir()
+def who(spec: TeacherSpec) -> str:
+    """How messages name the teacher."""
+    return f"teacher {spec.name!r}"
 
 
-def missing_message(spec: TeacherSpec, detail: str = "") -> str:
-    """The message for a source that is neither a local checkpoint nor a reachable hub id."""
+def missing_message(spec: TeacherSpec, detail: str = "", directory: Path | None = None) -> str:
+    """The message for a source that is no checkpoint of the adapter (`directory`: where a hub
+    id's files were found)."""
     why = f" ({detail})" if detail else ""
     if is_local(spec.source):
         what = f"directory {spec.source!r} is not a {spec.adapter} checkpoint{why}."
+    elif directory is not None:
+        what = f"hub id {spec.source!r} ({directory}) is not a {spec.adapter} checkpoint{why}."
     else:
         what = (
             f"{spec.source!r} is neither a local {spec.adapter} checkpoint directory nor a hub "
-            f"id that can be loaded{why}. Pass an existing directory or a hub id (cached, or "
-            f"with network access)."
+            f"id that can be loaded{why}. Pass an existing directory or a hub id."
         )
     return (
-        f"teacher {spec.name!r}: {what} For a small test model run "
+        f"{who(spec)}: {what} For a small test model run "
         f"`labelgen tiny-checkpoint {spec.adapter} DIR` and use {spec.name}={spec.adapter}:DIR"
     )
 
@@ -66,17 +65,26 @@ def check_source(spec: TeacherSpec) -> None:
         raise FileNotFoundError(missing_message(spec, f"directory {path} does not exist"))
 
 
-def load_from_source(spec: TeacherSpec, loader: Callable[..., T], **kwargs) -> T:
-    """`loader(SOURCE, **kwargs)` (a `from_pretrained`), with the hub revision option applied and
-    a missing checkpoint reported as `FileNotFoundError` naming the source."""
+def checkpoint_dir(spec: TeacherSpec, subfolder: str | None = None) -> Path:
+    """The local directory of the teacher's checkpoint: SOURCE itself, or the hub snapshot of
+    SOURCE at option `revision=` (downloaded first when it is not in the cache; with
+    `subfolder`, only that folder). See `pipeline.model.source.resolve_checkpoint`."""
     check_source(spec)
-    if "revision" in spec.options and not is_local(spec.source):
-        kwargs["revision"] = spec.options["revision"]
-    source = str(Path(spec.source).expanduser()) if is_local(spec.source) else spec.source
+    return resolve_checkpoint(spec.source, who(spec), spec.options.get("revision"), subfolder)
+
+
+def load_from_source(
+    spec: TeacherSpec, loader: Callable[..., T], only_subfolder: bool = False, **kwargs
+) -> T:
+    """`loader(DIR, **kwargs)` (a `from_pretrained`) on the checkpoint's local directory
+    (`checkpoint_dir`; with `only_subfolder`, a hub id brings only the `subfolder=` folder). A
+    checkpoint the loader cannot read is a `FileNotFoundError` naming the teacher and source."""
+    directory = checkpoint_dir(spec, kwargs.get("subfolder") if only_subfolder else None)
     try:
-        return loader(source, **kwargs)
+        return loader(str(directory), **kwargs)
     except OSError as err:
-        raise FileNotFoundError(missing_message(spec, first_line(err))) from err
+        hub = None if is_local(spec.source) else directory
+        raise FileNotFoundError(missing_message(spec, first_line(err), hub)) from err
 
 
 def diffusers_load_kwargs(dtype: torch.dtype) -> dict[str, Any]:
@@ -89,27 +97,15 @@ def diffusers_load_kwargs(dtype: torch.dtype) -> dict[str, Any]:
 
 
 def fetch_file(spec: TeacherSpec, filename: str) -> Path | None:
-    """Path of `filename` inside the checkpoint (downloaded through the HF cache for a hub id),
-    or None when the checkpoint has no such file."""
-    if is_local(spec.source):
-        path = Path(spec.source).expanduser() / filename
-        return path if path.is_file() else None
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(spec.source, filename, revision=spec.options.get("revision")))
-    except OSError:  # EntryNotFoundError, LocalEntryNotFoundError, ... (all OSError subclasses)
-        return None
+    """Path of `filename` inside the checkpoint (its hub snapshot for a hub id), or None when the
+    checkpoint has no such file."""
+    path = checkpoint_dir(spec) / filename
+    return path if path.is_file() else None
 
 
-def resolved_dir(source: str, revision: str | None = None) -> Path:
-    """The local directory the weights were read from: `source` itself or its hub cache
-    snapshot (call after loading, so the snapshot holds exactly what was downloaded)."""
-    if is_local(source):
-        return Path(source).expanduser().resolve()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(source, revision=revision, local_files_only=True))
+def hub_commit(spec: TeacherSpec) -> str | None:
+    """The commit of the hub snapshot the weights were read from (None for a directory)."""
+    return None if is_local(spec.source) else checkpoint_dir(spec).name
 
 
 def _config_sha256(path: Path) -> str:
@@ -125,13 +121,12 @@ def _config_sha256(path: Path) -> str:
 
 
 def weight_digests(directory: Path, prefix: str = "") -> list[tuple[str, str]]:
-    """`(relative name, sha256)` of every weight file (`*.safetensors`, `*.bin`) and JSON
-    configuration file under `directory`."""
+    """`(relative name, sha256)` of every file under `directory` that the checkpoint's identity
+    covers (`pipeline.model.source.identity_files`: the weights and JSON configuration the
+    loaders read)."""
     digests = []
-    for p in sorted(directory.rglob("*")):
-        if not p.is_file() or p.suffix not in (*WEIGHT_SUFFIXES, CONFIG_SUFFIX):
-            continue
-        digest = _config_sha256(p) if p.suffix == CONFIG_SUFFIX else sha256_file(p)
+    for p in identity_files(directory):
+        digest = _config_sha256(p) if p.suffix == ".json" else sha256_file(p)
         digests.append((prefix + p.relative_to(directory).as_posix(), digest))
     return digests
 
@@ -144,10 +139,13 @@ def combine_digests(digests: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def weights_sha256(source: str, revision: str | None = None) -> str:
-    """Content hash of the weight and JSON configuration files of a checkpoint (local directory
-    or cached hub id): the `weights_sha256` of a column's identity."""
-    return combine_digests(weight_digests(resolved_dir(source, revision)))
+def weights_sha256(source: str | TeacherSpec) -> str:
+    """Content hash of the weight and JSON configuration files of a checkpoint (a local directory
+    or a hub id, downloaded first when needed): the `weights_sha256` of a column's identity. The
+    same files give the same hash, from a directory or a hub id; the hub id and revision are
+    recorded beside it (`weights.source`, `weights.commit`), not in it."""
+    spec = source if isinstance(source, TeacherSpec) else TeacherSpec("checkpoint", "", source)
+    return combine_digests(weight_digests(checkpoint_dir(spec)))
 
 
 def read_json_file(spec: TeacherSpec, filename: str) -> dict[str, Any]:

@@ -56,6 +56,25 @@ def test_failed_shard_exits_1_and_is_redone_next_time(dataset, reference, ckpt, 
     assert column_bytes(dataset / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
 
 
+def test_a_shard_that_fails_midway_is_not_counted_as_labelled(dataset, ckpt, monkeypatch):
+    real = labelgen.run.label_shard
+
+    def fail_after_the_first_image(job, how, on_image):
+        def count_then_fail(n_views: int) -> None:
+            on_image(n_views)
+            raise RuntimeError("disk on fire")
+
+        hook = count_then_fail if job.out.name.startswith("000000") else on_image
+        return real(job, how, hook)
+
+    monkeypatch.setattr(labelgen.run, "label_shard", fail_after_the_first_image)
+    result = invoke("--dataset", str(dataset), "--teacher", spec_str("dav", ckpt), *FAST)
+    assert result.exit_code == 1, result.output
+    # shards 000001 and 000002: 1 + 2 views each; 000000's image (1 + 5 views) is not counted
+    assert "dav: labelled 2 shards (2 images, 6 views, " in result.output
+    assert "FAILED shard 000000: RuntimeError: disk on fire" in result.output
+
+
 def test_changed_weights_are_a_one_line_error(reference, tiny_ckpt, tmp_path):
     ds = copy_dataset(reference, tmp_path / "ds")
     before = tree_snapshot(ds / "labels")

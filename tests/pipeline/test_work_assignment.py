@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.toolkit.claims import try_claim
+from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, expires_in, lock_info, try_claim
 from pipeline.toolkit.distributed import my_share, worker_info
 
 
@@ -138,3 +142,94 @@ def test_device_names_resolve_to_this_ranks_gpu(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def write_lock(directory: Path, item: str, age: float = 0.0, **body) -> Path:
+    """A lock file of another worker, last refreshed `age` seconds ago."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / f"{item}.lock"
+    lock.write_text(json.dumps({"owner": "other", "claimed_at": 0, **body}))
+    when = time.time() - age
+    os.utime(lock, (when, when))
+    return lock
+
+
+def here(pid: int) -> dict:
+    """The lock fields of process `pid` on this host."""
+    from pipeline.toolkit.claims import _here
+
+    return {**_here(), "pid": pid}
+
+
+def dead_pid() -> int:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_a_lock_records_host_and_pid(tmp_path):
+    claim = try_claim(tmp_path, "000000", "me", ttl=60)
+    body = json.loads((tmp_path / "000000.lock").read_text())
+    assert body["host"] == socket.gethostname() and body["pid"] == os.getpid()
+    claim.release()
+
+
+def test_the_lock_of_a_dead_process_of_this_host_is_taken_over_at_once(tmp_path):
+    write_lock(tmp_path, "000001", **here(dead_pid()))
+    claim = try_claim(tmp_path, "000001", "me", ttl=3600)  # fresh, but its process is gone
+    assert claim is not None and claim.still_mine()
+    claim.release()
+
+
+def test_a_killed_child_not_yet_waited_for_counts_as_gone(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    write_lock(tmp_path, "000002", **here(child.pid))
+    assert try_claim(tmp_path, "000002", "me", ttl=3600) is None  # alive
+    child.kill()
+    deadline = time.time() + 10
+    while not lock_info(tmp_path / "000002.lock").dead and time.time() < deadline:
+        time.sleep(0.05)  # a zombie until waited for
+    claim = try_claim(tmp_path, "000002", "me", ttl=3600)
+    child.wait()
+    assert claim is not None
+    claim.release()
+
+
+def test_a_lock_of_a_live_process_or_another_host_waits_for_its_ttl(tmp_path):
+    write_lock(tmp_path, "000003", **here(os.getpid()))  # this process: alive
+    assert try_claim(tmp_path, "000003", "me", ttl=3600) is None
+    other = {**here(dead_pid()), "host": "elsewhere"}  # its pid means nothing here
+    write_lock(tmp_path, "000004", age=100, **other)
+    assert try_claim(tmp_path, "000004", "me", ttl=3600) is None
+    assert 3400 < expires_in(tmp_path, "000004", 3600) <= 3500
+    assert expires_in(tmp_path, "000005", 3600) is None  # no lock
+    write_lock(tmp_path, "000005", **{**here(dead_pid()), "pid_ns": "another container"})
+    assert try_claim(tmp_path, "000005", "me", ttl=3600) is None
+
+
+def test_claim_or_wait_waits_for_a_foreign_lock_to_go_stale_or_names_its_live_holder(tmp_path):
+    write_lock(tmp_path, "run", age=0.2, host="elsewhere", pid=1)
+    claim = claim_or_wait(tmp_path, "run", "me", ttl=0.6, poll=0.05)  # never refreshed: stale
+    assert isinstance(claim, Claim)
+    claim.release()
+
+    lock = write_lock(tmp_path, "run", host="elsewhere", pid=1)
+    stop = threading.Event()
+
+    def refresh():  # a live worker on another host
+        while not stop.wait(0.05):
+            os.utime(lock)
+
+    beat = threading.Thread(target=refresh)
+    beat.start()
+    try:
+        held = claim_or_wait(tmp_path, "run", "me", ttl=0.6, poll=0.05)
+    finally:
+        stop.set()
+        beat.join()
+    assert isinstance(held, LockInfo) and held.host == "elsewhere" and not held.local
+    write_lock(tmp_path, "run", **here(os.getpid()))
+    started = time.monotonic()
+    held = claim_or_wait(tmp_path, "run", "me", ttl=60, poll=0.05)
+    assert isinstance(held, LockInfo) and held.local  # a live process here: no waiting
+    assert time.monotonic() - started < 5
