@@ -118,3 +118,18 @@ def test_bad_shapes_and_thresholds_are_refused():
 def test_edge_maps_mark_the_near_side():
     edges = edge_maps(raised_square())
     assert edges[8, 10] and edges[19, 23] and not edges[0, 0] and not edges[12, 15]
+
+
+def test_blocks_of_rows_count_every_pair_once(monkeypatch):
+    """Maps taller than a block are counted block by block (in threads): the same numbers."""
+    import evaluation.boundary as boundary
+
+    rng = np.random.default_rng(4)
+    gt = np.exp(rng.normal(1.0, 0.5, (50, 37))).astype(np.float32)
+    pred = (gt * np.exp(rng.normal(0, 0.1, gt.shape))).astype(np.float32)
+    mask = rng.random(gt.shape) > 0.1
+    whole = boundary_counts(pred, gt, mask)
+    for rows in (1, 7, 49):
+        monkeypatch.setattr(boundary, "BLOCK_ROWS", rows)
+        assert (boundary_counts(pred, gt, mask) == whole).all(), rows
+    assert si_boundary_f1(pred, gt) == published(pred, gt)
