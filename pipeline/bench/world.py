@@ -130,10 +130,17 @@ class Study:
             raise RuntimeError(f"[{step}] `{stage} {' '.join(rest)}` failed:\n{tail}")
 
     def parallel(self, tasks: list) -> None:
-        """Run independent zero-argument callables `jobs` at a time; the first error stops."""
+        """Run independent zero-argument callables `jobs` at a time; the first error stops the
+        ones not started yet and is raised once the running ones end."""
         with ThreadPoolExecutor(self.jobs) as pool:
-            for future in [pool.submit(task) for task in tasks]:
-                future.result()
+            futures = [pool.submit(task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     # -- the steps -----------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -285,27 +292,13 @@ class Study:
             )
 
     def evaluate(self, name: str) -> None:
+        """`evaluation run` of runs/NAME (a run directory) on the test split."""
         out = self.path("eval", name)
-        self.run(
-            f"evaluate {name}",
-            [
-                "evaluation",
-                "run",
-                "--model",
-                str(self.path("runs", name, "export")),
-                "--dataset",
-                f"world={self.path('world', 'test')}",
-                "--out",
-                str(out),
-                "--name",
-                name,
-                "--workers",
-                "0",
-                "--device",
-                "cpu",
-            ],
-            done=out / "summary.json",
-        )
+        test = f"world={self.path('world', 'test')}"
+        args = ["evaluation", "run", "--model", str(self.path("runs", name)), "--dataset", test,
+                "--out", str(out), "--name", name, "--workers", "0", "--device", "cpu",
+                "--processing-res", str(self.eval_side())]  # fmt: skip
+        self.run(f"evaluate {name}", args, done=out / "summary.json")
 
     def eval_side(self) -> int:
         """The long side the test images are predicted at: their short side at the student's
@@ -321,15 +314,16 @@ class Study:
 
         def one(student: Student, seed: int) -> None:
             name = f"{student.name}-s{seed}"
+            scratch = student.init == "scratch"
             init = (
                 self.random_init(s.teacher_sizes[0], 100 + seed)
-                if student.init == "scratch"
+                if scratch
                 else self.path("runs", student.init, "export")
             )
-            lr = s.teacher_lr if student.init == "scratch" else s.student_lr
-            self.train(
-                name, data, student.teachers, init, student.config, s.student_steps, lr, seed
-            )
+            lr = s.teacher_lr if scratch else s.student_lr
+            extra = FROM_SCRATCH if scratch else ()
+            self.train(name, data, student.teachers, init, student.config, s.student_steps, lr,
+                       seed, extra=extra)  # fmt: skip
             self.evaluate(name)
 
         self.parallel([lambda st=st, k=k: one(st, k) for st, k in self.student_runs()])
