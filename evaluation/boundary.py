@@ -162,7 +162,8 @@ def edge_maps(depth: Any, mask: Any | None = None, t: float = EDGE_FIGURE_THRESH
     valid = None if mask is None else np.asarray(mask, dtype=bool)
     out = np.zeros(inv.shape, dtype=bool)
     for pair in _PAIRS:
-        _, above = _edge_values(inv, pair, t, valid)
-        (ai, aj), _ = pair
+        (ai, aj), (bi, bj) = pair
+        pairs_valid = None if valid is None else valid[ai, aj] & valid[bi, bj]
+        _, above = _edge_values(inv, pair, t, pairs_valid)
         out[ai, aj] |= above
     return out

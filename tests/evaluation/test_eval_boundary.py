@@ -120,6 +120,18 @@ def test_edge_maps_mark_the_near_side():
     assert edges[8, 10] and edges[19, 23] and not edges[0, 0] and not edges[12, 15]
 
 
+def test_edge_maps_draw_only_edges_between_valid_pixels():
+    """A pair counts only where both pixels are valid, as in the metric; any map width."""
+    depth = raised_square(size=33)
+    mask = np.ones(depth.shape, dtype=bool)
+    mask[:, 9] = False  # the far side of the square's left edge
+    edges = edge_maps(depth, mask)
+    assert edges.shape == depth.shape
+    assert edge_maps(depth)[12, 10] and not edges[12, 10]
+    assert edges[8, 12] and edges[19, 23]
+    assert (edges <= edge_maps(depth)).all()
+
+
 def test_blocks_of_rows_count_every_pair_once(monkeypatch):
     """Maps taller than a block are counted block by block (in threads): the same numbers."""
     import evaluation.boundary as boundary
