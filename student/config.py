@@ -105,6 +105,10 @@ class TrainSettings:
 
     steps: int = 20000
     """Optimizer steps (paper ablations: 20k at batch 4)."""
+    init_weights: str = "full"
+    """What --init loads: full (every weight), or encoder (only the DINOv2 encoder; the DPT neck
+    and head start at random, as the paper's headline models do, v2 appendix C.1). The frozen
+    feature-alignment copy is the loaded encoder either way."""
     batch_size: int = 4
     """Samples per rank per micro-batch."""
     seed: int = 0
@@ -135,6 +139,8 @@ class TrainSettings:
     optim: OptimSettings = field(default_factory=OptimSettings)
 
     def validate(self) -> None:
+        if self.init_weights not in ("full", "encoder"):
+            raise ValueError(f"init_weights must be full or encoder, got {self.init_weights!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be ≥ 1 or unset, got {self.threads}")
         if self.steps < 1 or self.batch_size < 1:

@@ -118,10 +118,36 @@ class Student(nn.Module):
         ]
 
 
-def load_student(source: str | Path, frozen_encoder: bool = True, who: str = "--init") -> Student:
-    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`; `who`
-    starts the message of an error (the flag or argument that named `source`)."""
-    return Student(_load_hf(source, who), frozen_encoder=frozen_encoder)
+INIT_WEIGHTS = ("full", "encoder")
+"""What `--init` loads: every weight (`full`), or only the DINOv2 encoder with the DPT neck and
+head initialised at random as a new model of that architecture is (`encoder`: the paper's
+headline models, v2 appendix C.1)."""
+
+
+def encoder_only(model: nn.Module) -> nn.Module:
+    """A new model of `model`'s architecture (random neck and head, initialised by
+    transformers as `from_pretrained` of a fresh config would be; seeded by the caller's torch
+    generator) holding `model`'s encoder weights."""
+    from transformers import DepthAnythingForDepthEstimation
+
+    fresh = DepthAnythingForDepthEstimation(model.config)
+    fresh.backbone.load_state_dict(model.backbone.state_dict())
+    return fresh
+
+
+def load_student(
+    source: str | Path, frozen_encoder: bool = True, who: str = "--init", weights: str = "full"
+) -> Student:
+    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`, or only its
+    encoder (`weights="encoder"`, see `INIT_WEIGHTS`); the frozen feature-alignment copy is the
+    loaded encoder either way. `who` starts the message of an error (the flag or argument that
+    named `source`)."""
+    if weights not in INIT_WEIGHTS:
+        raise ValueError(f"init_weights must be one of {', '.join(INIT_WEIGHTS)}, got {weights!r}")
+    model = _load_hf(source, who)
+    if weights == "encoder":
+        model = encoder_only(model)
+    return Student(model, frozen_encoder=frozen_encoder)
 
 
 def save_architecture(source: str | Path, out_dir: Path) -> Path:

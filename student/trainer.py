@@ -74,9 +74,9 @@ class Trainer:
         self.job, self.s, self.device, self.rank, self.world = job, s, device, rank, world
         self.progress = progress and rank == 0  # the bar (or lines) with the running loss
         torch.manual_seed(s.seed)  # identical model init on every rank
-        self.student: Student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0).to(
-            device
-        )
+        self.student: Student = load_student(
+            job.init, frozen_encoder=s.loss.lambda_feat > 0, weights=s.init_weights
+        ).to(device)
         self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size)
         fp16 = device.type == "cuda" and s.precision == "fp16"
         self.optimization = Optimization.for_student(self.student, s.optim, s.steps, fp16)
