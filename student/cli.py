@@ -44,7 +44,11 @@ def train(
         None, "--set", help="Override a setting: --set loss.lambda_lg=0.5"
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out with its own config."
+        False,
+        "--resume",
+        help="Continue the run in --out with its own config; with --steps N, to N steps in all "
+        "(from the current step on, the learning-rate schedule is the one of N steps in all, "
+        "no second warm-up; recorded in RUN/continued.yaml).",
     ),
     launch: LaunchSettings = SettingsOptions(LaunchSettings),
 ) -> None:
@@ -57,19 +61,20 @@ def train(
     if resume:
         given = {
             "--dataset": dataset, "--teacher": teacher, "--init": init,
-            **{TRAIN_FLAGS.flag(name): value for name, value in flags.items()},
+            **{TRAIN_FLAGS.flag(n): v for n, v in flags.items() if n != "steps"},
             "--config": config, "--set": set_,
         }  # fmt: skip
         ignored = [flag for flag, value in given.items() if value]
         if ignored:
             raise ValueError(
-                f"--resume continues {out} with its own config.yaml; leave out "
-                f"{', '.join(ignored)} (to change settings, start a new run, e.g. --init from "
-                "`student export`)"
+                f"--resume continues {out} with its own config.yaml (and --steps N to run it to "
+                f"N steps in all); leave out {', '.join(ignored)} (to change settings, start a "
+                "new run, e.g. --init from `student export`)"
             )
     else:
         settings = load_config(TrainSettings, config, list(set_ or []), values=flags)
-    job = prepare_job(out, dataset, list(teacher or []), init, settings, resume)
+    steps = flags.get("steps") if resume else None
+    job = prepare_job(out, dataset, list(teacher or []), init, settings, resume, steps)
     finished = finished_message(job) if resume else None
     if finished:
         typer.echo(finished)

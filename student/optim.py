@@ -3,6 +3,7 @@ warm-up then polynomial decay, gradient clipping, and the GradScaler of fp16 run
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,25 @@ from student.config import OptimSettings
 from student.model import Student
 
 
-def lr_factor(step: int, total: int, warmup: int, power: float) -> float:
+def lr_factor(
+    step: int,
+    total: int,
+    warmup: int,
+    power: float,
+    continued: Sequence[tuple[int, int]] = (),
+) -> float:
     """Factor of step `step` (0-based): linear warm-up to 1 at step `warm - 1` (warm = warmup
-    capped at a tenth of the run), then polynomial decay towards 0 at step `total`."""
+    capped at a tenth of the run), then polynomial decay towards 0 at step `total`.
+
+    `continued`: the run's continuations `(at_step, steps)` in order (`student train --resume
+    --steps N`). From `at_step` on, the schedule is recomputed for the new total: the decay the
+    run would have had with `steps` steps from the start, with the warm-up of the first total
+    (already done, so no second warm-up)."""
     warm = max(1, min(warmup, total // 10))
+    for at, steps in reversed(continued):
+        if step >= at:
+            total = steps
+            break
     if step < warm:
         return (step + 1) / warm
     return max(0.0, 1 - (step + 1 - warm) / max(1, total + 1 - warm)) ** power
@@ -36,15 +52,22 @@ class Optimization:
 
     @classmethod
     def for_student(
-        cls, student: Student, optim: OptimSettings, steps: int, fp16: bool
+        cls,
+        student: Student,
+        optim: OptimSettings,
+        steps: int,
+        fp16: bool,
+        continued: Sequence[tuple[int, int]] = (),
     ) -> Optimization:
-        """AdamW (encoder at `lr * encoder_lr_ratio`) scheduled over a run of `steps` steps;
-        `fp16`: scale the loss against underflow (a CUDA fp16 run)."""
+        """AdamW (encoder at `lr * encoder_lr_ratio`) scheduled over a run of `steps` steps
+        (the run's first total) and its `continued` totals (`lr_factor`); `fp16`: scale the loss
+        against underflow (a CUDA fp16 run)."""
+        continued = tuple((int(a), int(n)) for a, n in continued)
         groups = student.param_groups(optim.lr, optim.encoder_lr_ratio)
         optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: lr_factor(step, steps, optim.warmup_steps, optim.poly_power),
+            lambda step: lr_factor(step, steps, optim.warmup_steps, optim.poly_power, continued),
         )
         scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         return cls(optimizer, scheduler, scaler, list(student.parameters()), optim.grad_clip)
@@ -92,5 +115,13 @@ class Optimization:
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The next step's rates from this schedule (the checkpoint holds the ones its schedule
+        # gave; they differ when the run was continued to another total).
+        step, scheduler = self.scheduler.last_epoch, self.scheduler
+        for group, base, factor in zip(
+            self.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * factor(step)
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])

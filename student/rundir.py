@@ -1,5 +1,6 @@
 """A training run directory and the job it records: `config.yaml` (dataset, teachers, init and
-resolved settings), `env.json`, `metrics.jsonl`, `model/` and `checkpoints/`.
+resolved settings), `continued.yaml` (each `--resume --steps N`: from which step to which
+total), `env.json`, `metrics.jsonl`, `model/` and `checkpoints/`.
 
 `metrics.jsonl` is written by `student.metrics`, the checkpoints by `student.checkpoint`.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,26 @@ class Job:
     init: str
     run_dir: Path
     settings: TrainSettings
+    """`settings.steps` is the run's current total (the last continuation's, if any)."""
+    continued: tuple[tuple[int, int], ...] = ()
+    """`(at_step, steps)` of each `--resume --steps N` that changed the total, in order."""
+    first_steps: int | None = None
+    """The total `config.yaml` records when the run was continued (None: `settings.steps`)."""
+
+    def continued_to(self, at_step: int, steps: int) -> Job:
+        """This job continued from checkpoint step `at_step` to `steps` steps in all."""
+        first = self.first_steps if self.first_steps is not None else self.settings.steps
+        return replace(
+            self,
+            settings=replace(self.settings, steps=steps),
+            continued=(*self.continued, (at_step, steps)),
+            first_steps=first,
+        )
+
+    @property
+    def schedule_steps(self) -> int:
+        """The total the learning-rate schedule was first laid out for."""
+        return self.first_steps if self.first_steps is not None else self.settings.steps
 
     def resolved(self) -> Job:
         """The job with its `auto` loss normalizations made concrete for its teachers (what the
@@ -73,16 +95,37 @@ class RunDir:
             }
         )
 
+    @property
+    def continuations(self) -> Path:
+        return self.root / "continued.yaml"
+
     def read_job(self) -> Job:
-        """The job `config.yaml` records, its settings checked like a settings file."""
+        """The job `config.yaml` records, its settings checked like a settings file, continued
+        to the totals `continued.yaml` records (`--resume --steps N`)."""
         saved = self.read_config()
-        return Job(
+        job = Job(
             Path(saved["dataset"]),
             list(saved["teachers"]),
             saved["init"],
             self.root,
             from_dict(TrainSettings, saved["settings"]),
         )
+        for entry in self.read_continuations():
+            job = job.continued_to(int(entry["at_step"]), int(entry["steps"]))
+        return job
+
+    def read_continuations(self) -> list[dict[str, Any]]:
+        if not self.continuations.is_file():
+            return []
+        return list(yaml.safe_load(self.continuations.read_text()) or [])
+
+    def record_continuation(self, at_step: int, steps: int, previous: int) -> None:
+        """Append `--resume --steps` from checkpoint step `at_step` to `steps` in all (from
+        `previous`) to `continued.yaml`, beside the unchanged `config.yaml` (rank 0)."""
+        entries = self.read_continuations()
+        entry = {"at_step": at_step, "steps": steps, "previous_steps": previous}
+        entry["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_bytes(self.continuations, yaml.safe_dump([*entries, entry], sort_keys=False).encode())
 
     def write_config(self, run: dict[str, Any]) -> None:
         write_bytes(self.config, yaml.safe_dump(run, sort_keys=False).encode())

@@ -71,11 +71,22 @@ def run_training(job: Job, resume: bool = False, launch: LaunchSettings | None =
         if rank == 0:
             if resume:
                 truncate_metrics(run, trainer.step)
+                _record_continuation(run, job)
             run.write_env(world, resumed_at=trainer.step if resume else None)
         trainer.fit(run)
     if world > 1:
         dist.barrier()
     return run.root
+
+
+def _record_continuation(run: RunDir, job: Job) -> None:
+    """Record this session's new total in `continued.yaml` unless it is recorded already."""
+    recorded = [(int(e["at_step"]), int(e["steps"])) for e in run.read_continuations()]
+    if job.continued and tuple(recorded) != job.continued:
+        at, steps = job.continued[-1]
+        previous = job.continued[-2][1] if len(job.continued) > 1 else job.schedule_steps
+        run.record_continuation(at, steps, previous)
+        log.info("continued from step %d to %d steps (was %d)", at, steps, previous)
 
 
 def with_threads(job: Job) -> Job:
@@ -114,15 +125,35 @@ def reproducible(s: TrainSettings, device: torch.device) -> Iterator[None]:
 
 def finished_message(job: Job) -> str | None:
     """What `--resume` says of a run whose newest checkpoint is its last step, else None."""
-    latest = latest_checkpoint(Path(job.run_dir))
-    match = NAME.match(latest.name) if latest is not None else None
-    step, steps = (int(match.group(1)) if match else 0), job.settings.steps
+    step, steps = checkpoint_step(job.run_dir), job.settings.steps
     if step < steps:
         return None
     return (
         f"{job.run_dir} is already finished: it has {step} of {steps} steps, nothing to resume; "
         f"next: student export {job.run_dir} --out HF_DIR"
     )
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the run's newest checkpoint (0 when it has none)."""
+    latest = latest_checkpoint(Path(run_dir))
+    match = NAME.match(latest.name) if latest is not None else None
+    return int(match.group(1)) if match else 0
+
+
+def continue_job(job: Job, steps: int | None) -> Job:
+    """`job` continued to `steps` in all from its newest checkpoint: from that step on the
+    learning-rate schedule is the one of the new total (`student.optim.lr_factor`); the same or
+    no `steps` is a plain resume. A total not above the checkpoint's step is refused."""
+    if steps is None or steps == job.settings.steps:
+        return job
+    at = checkpoint_step(job.run_dir)
+    if steps <= at:
+        raise ValueError(
+            f"--steps {steps}: the newest checkpoint of {job.run_dir} is at step {at}; "
+            f"continue it to more steps than that (it was to run {job.settings.steps})"
+        )
+    return job.continued_to(at, steps)
 
 
 def _refuse_existing(run: RunDir, world: int) -> None:
@@ -153,11 +184,13 @@ def prepare_job(
     init: str | None,
     settings: TrainSettings | None,
     resume: bool,
+    steps: int | None = None,
 ) -> Job:
-    """The job of a new run from the flags, or, with `resume`, from the run's own config."""
+    """The job of a new run from the flags, or, with `resume`, from the run's own config;
+    `steps` (with `resume`): continue the run to that many steps in all (`continue_job`)."""
     run = RunDir(Path(run_dir))
     if resume:
-        return run.read_job()
+        return continue_job(run.read_job(), steps)
     if dataset is None or not teachers or init is None or settings is None:
         raise ValueError("a new run needs --dataset, at least one --teacher and --init")
     # Recorded absolute, so `--resume`, `student export` and `predict` work from any directory;

@@ -79,7 +79,9 @@ class Trainer:
         ).to(device)
         self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size)
         fp16 = device.type == "cuda" and s.precision == "fp16"
-        self.optimization = Optimization.for_student(self.student, s.optim, s.steps, fp16)
+        self.optimization = Optimization.for_student(
+            self.student, s.optim, job.schedule_steps, fp16, job.continued
+        )
         self.model = (
             DistributedDataParallel(
                 self.student, device_ids=[device] if device.type == "cuda" else None

@@ -132,6 +132,12 @@ def test_two_process_torchrun_gloo(train_setup, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(len(m["teacher"]) == 2 for m in metrics)
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
+    # continued to more steps by the same two processes: every rank agrees on the new total
+    resume = [*cmd[: cmd.index("train") + 1], "--out", str(run), "--resume", "--steps", "5"]
+    done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [m["step"] for m in read_metrics(run)] == [1, 2, 3, 4, 5]
+    assert [e["steps"] for e in yaml.safe_load((run / "continued.yaml").read_text())] == [5]
 
 
 NORMS = ("norm_sc", "norm_lg", "norm_grad")
