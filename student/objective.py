@@ -85,3 +85,21 @@ def _tile_args(pred: torch.Tensor, batch: dict[str, Any]) -> tuple[Any, ...]:
     size = float(pred.shape[-1])
     region = torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
     return batch["tiles"], batch["tile_boxes"], region, batch["tile_count"]
+
+
+def collapse_warning(loss: LossSettings, invariances: dict[str, str]) -> str | None:
+    """The warning for `norm_lg: none` with relative (affine-invariant) teachers, else None.
+
+    Without normalization the local-global term compares a tile's label with the student's
+    prediction in the teacher's own scale and shift, which differ from tile to tile for a
+    relative teacher: v2 Table 1 reports the term collapsing (ETH3D AbsRel 0.273). It stays
+    allowed, as the ablation row it is."""
+    relative = sorted(name for name, inv in invariances.items() if inv == "affine")
+    if not (loss.local_global and loss.norm_lg == "none" and relative):
+        return None
+    return (
+        f"loss.norm_lg=none with relative (affine-invariant) teachers {', '.join(relative)}: "
+        "each tile's label has its own scale and shift, and the paper (v2 Table 1, row "
+        "'local-global, no normalization') reports this setting collapsing (ETH3D AbsRel 0.273); "
+        "kept as an ablation, use hybrid (the default) to train a model"
+    )

@@ -28,7 +28,7 @@ from student.data.loader import make_loader
 from student.data.stream import DistillStream
 from student.metrics import MetricsLog, step_record
 from student.model import Student, load_student
-from student.objective import Objective
+from student.objective import Objective, collapse_warning
 from student.optim import Optimization
 from student.rundir import Job, RunDir
 
@@ -100,6 +100,9 @@ class Trainer:
             accumulate=s.optim.accumulate,
         )
         self.loader = make_loader(self.stream, workers=s.data.workers)
+        collapse = collapse_warning(s.loss, self.stream.invariances)
+        if collapse is not None and rank == 0:
+            log.warning("%s", collapse)
         self.step = 0
         self.bad_in_a_row = 0
         self.metrics: MetricsLog | None = None  # rank 0 during `fit`

@@ -142,6 +142,7 @@ class DistillStream(IterableDataset):
         self.teachers = list(teachers)
         manifests = check_columns(self.info, self.teachers, data.max_unusable)
         self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
+        self.invariances = {name: m.invariance for name, m in manifests.items()}
         self.probabilities = sch.normalized_weights(self.teachers, data.teacher_weights or None)
         self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}
         self.usable = usable_counts(self.info, manifests)
