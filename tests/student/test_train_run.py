@@ -64,7 +64,8 @@ def test_bad_inputs_are_refused_before_the_run_directory_is_written(train_setup,
     dpt = write_tiny_checkpoint("dpt", tmp_path / "dpt")
     assert "holds a 'dpt' model, not Depth Anything" in _refused(*good, "--init", str(dpt))
     assert not run.exists()  # so the corrected command needs no --resume
-    assert "continues" in _refused("--out", str(run), "--resume", "--steps", "5")
+    assert "continues" in _refused("--out", str(run), "--resume", "--batch-size", "5")
+    assert "not a run directory" in _refused("--out", str(run), "--resume", "--steps", "5")
 
 
 @pytest.mark.parametrize("config", ["table1-local-global-none", "table2-base"])
