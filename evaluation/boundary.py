@@ -55,6 +55,12 @@ def thresholds_and_weights(t_min: float, t_max: float, n: int) -> tuple[np.ndarr
     return t, t / t.sum()
 
 
+def _pairs_valid(valid: np.ndarray | None, pair: tuple) -> np.ndarray | None:
+    """Where both pixels of each pair of one direction are valid (None: every pair)."""
+    (ai, aj), (bi, bj) = pair
+    return None if valid is None else valid[ai, aj] & valid[bi, bj]
+
+
 def _edge_values(
     inv: np.ndarray, pair: tuple, floor: float, pairs_valid: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +83,7 @@ def _direction_counts(
 ) -> np.ndarray:
     """`[3, n]` counts for one direction: edges in both maps, in the ground truth, in the
     prediction, per threshold. Only pairs above the smallest threshold are looked at again."""
-    (ai, aj), (bi, bj) = pair
-    pairs_valid = None if valid is None else valid[ai, aj] & valid[bi, bj]
+    pairs_valid = _pairs_valid(valid, pair)
     rp, p_above = _edge_values(pred_inv, pair, thresholds[0], pairs_valid)
     rg, g_above = _edge_values(gt_inv, pair, thresholds[0], pairs_valid)
     both = p_above & g_above
@@ -162,8 +167,7 @@ def edge_maps(depth: Any, mask: Any | None = None, t: float = EDGE_FIGURE_THRESH
     valid = None if mask is None else np.asarray(mask, dtype=bool)
     out = np.zeros(inv.shape, dtype=bool)
     for pair in _PAIRS:
-        (ai, aj), (bi, bj) = pair
-        pairs_valid = None if valid is None else valid[ai, aj] & valid[bi, bj]
-        _, above = _edge_values(inv, pair, t, pairs_valid)
+        _, above = _edge_values(inv, pair, t, _pairs_valid(valid, pair))
+        (ai, aj), _ = pair
         out[ai, aj] |= above
     return out

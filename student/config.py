@@ -99,6 +99,12 @@ class OptimSettings:
     """Gradient-accumulation micro-batches per optimizer step."""
 
 
+INIT_WEIGHTS = ("full", "encoder")
+"""What `--init` loads: every weight (`full`), or only the DINOv2 encoder with the DPT neck and
+head initialised at random as a new model of that architecture is (`encoder`: the paper's
+headline models, v2 appendix C.1)."""
+
+
 @dataclass
 class TrainSettings:
     """Everything `student train` needs besides the dataset, teachers, init and run directory."""
@@ -139,8 +145,9 @@ class TrainSettings:
     optim: OptimSettings = field(default_factory=OptimSettings)
 
     def validate(self) -> None:
-        if self.init_weights not in ("full", "encoder"):
-            raise ValueError(f"init_weights must be full or encoder, got {self.init_weights!r}")
+        if self.init_weights not in INIT_WEIGHTS:
+            choices = " or ".join(INIT_WEIGHTS)
+            raise ValueError(f"init_weights must be {choices}, got {self.init_weights!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be ≥ 1 or unset, got {self.threads}")
         if self.steps < 1 or self.batch_size < 1:

@@ -18,6 +18,7 @@ from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import keep_float32
 from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
+from student.config import INIT_WEIGHTS
 
 INIT_HELP = (
     "pass a Hugging Face directory or hub id of a Depth Anything model (e.g. "
@@ -116,12 +117,6 @@ class Student(nn.Module):
             {"params": encoder, "lr": lr_decoder * encoder_ratio, "name": "encoder"},
             {"params": decoder, "lr": lr_decoder, "name": "decoder"},
         ]
-
-
-INIT_WEIGHTS = ("full", "encoder")
-"""What `--init` loads: every weight (`full`), or only the DINOv2 encoder with the DPT neck and
-head initialised at random as a new model of that architecture is (`encoder`: the paper's
-headline models, v2 appendix C.1)."""
 
 
 def encoder_only(model: nn.Module) -> nn.Module:

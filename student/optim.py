@@ -62,7 +62,7 @@ class Optimization:
         """AdamW (encoder at `lr * encoder_lr_ratio`) scheduled over a run of `steps` steps
         (the run's first total) and its `continued` totals (`lr_factor`); `fp16`: scale the loss
         against underflow (a CUDA fp16 run)."""
-        continued = tuple((int(a), int(n)) for a, n in continued)
+        continued = tuple(continued)  # the schedule's own copy
         groups = student.param_groups(optim.lr, optim.encoder_lr_ratio)
         optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(

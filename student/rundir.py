@@ -38,12 +38,11 @@ class Job:
 
     def continued_to(self, at_step: int, steps: int) -> Job:
         """This job continued from checkpoint step `at_step` to `steps` steps in all."""
-        first = self.first_steps if self.first_steps is not None else self.settings.steps
         return replace(
             self,
             settings=replace(self.settings, steps=steps),
             continued=(*self.continued, (at_step, steps)),
-            first_steps=first,
+            first_steps=self.schedule_steps,
         )
 
     @property
