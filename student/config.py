@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 from pipeline.model.precision import PRECISIONS
 from student.data.augment import AugmentSettings
+from student.data.fusion import MIXES
 from student.losses import NORMALIZATIONS
 
 NORMS = (*NORMALIZATIONS, "auto")
@@ -28,7 +29,19 @@ class DataSettings:
     mode: str = "cross_context"
     """'cross_context' (regions + tiles) or 'baseline' (whole image, `full` labels, no crops)."""
     teacher_weights: list[float] = field(default_factory=list)
-    """Probability weights of the teachers (same order as --teacher); empty = uniform."""
+    """Probability weights of the teachers (same order as --teacher); empty = from the roles
+    when given, else uniform."""
+    teacher_roles: list[str] = field(default_factory=list)
+    """Role of each teacher (same order as --teacher): primary or assistant (v2's
+    assistant-guided distillation); empty = no roles. Without teacher_weights the primary is
+    drawn with probability 0.7 and the assistants share 0.3 (v2's 7:3)."""
+    teacher_mix: str = "select"
+    """select: each iteration (or sample) learns from one teacher drawn with the weights (v2's
+    selection); average: from one label fused from all teachers with those weights, where they
+    agree (v2 Table 4's averaging control; student/data/fusion.py defines it)."""
+    average_keep: float = 0.8
+    """With teacher_mix=average: the fraction of each label map's pixels that count, those where
+    the teachers agree best (the rest are left out of the loss)."""
     per_sample_teacher: bool = False
     """Draw the teacher per sample instead of one teacher per iteration."""
     size: int = 560
@@ -154,6 +167,13 @@ class TrainSettings:
             raise ValueError("steps and batch_size must be ≥ 1 (--steps, --batch-size)")
         if self.data.mode not in MODES:
             raise ValueError(f"data.mode must be one of {MODES}, got {self.data.mode!r}")
+        if self.data.teacher_mix not in MIXES:
+            mix = self.data.teacher_mix
+            raise ValueError(f"data.teacher_mix must be one of {MIXES}, got {mix!r}")
+        if not 0 < self.data.average_keep <= 1:
+            raise ValueError(f"data.average_keep must be in (0, 1], got {self.data.average_keep}")
+        if self.data.teacher_mix == "average" and self.data.per_sample_teacher:
+            raise ValueError("data.per_sample_teacher draws a teacher per sample: not with average")
         if self.data.size % 14:
             raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
         for name in NORM_SETTINGS:

@@ -20,7 +20,8 @@ from PIL import Image
 from pipeline.toolkit.colormap import apply_colormap
 
 METRICS = (("abs_rel", "AbsRel↓"), ("delta1", "δ1↑"), ("boundary_f1", "BF1↑"))
-PUBLISHED = re.compile(r"published ETH3D / DIODE AbsRel: ([0-9.]+) / ([0-9.]+)")
+PUBLISHED = re.compile(r"(v[12]) .*ETH3D / DIODE AbsRel:? ([0-9.]+) / ([0-9.]+)")
+"""A config header line quoting the paper: `# Paper v1 Table 1, row ... AbsRel: 0.058 / 0.236)`."""
 
 
 def _result(study, name: str) -> dict[str, Any] | None:
@@ -39,9 +40,13 @@ def _stats(values: list[float]) -> str:
 
 
 def _published(study, config: str) -> str:
-    header = (study.configs / config).read_text().splitlines()[0]
-    found = PUBLISHED.search(header)
-    return f"{found.group(1)} / {found.group(2)}" if found else "-"
+    """The paper's numbers the config's header quotes, per version: `v1 0.058 / 0.236, v2 ...`."""
+    quoted = {}
+    for line in (study.configs / config).read_text().splitlines()[:3]:
+        found = PUBLISHED.search(line)
+        if found:
+            quoted.setdefault(found.group(1), f"{found.group(2)} / {found.group(3)}")
+    return ", ".join(f"{v} {n}" for v, n in sorted(quoted.items())) or "-"
 
 
 def rows(study) -> list[dict[str, Any]]:

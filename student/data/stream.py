@@ -20,7 +20,10 @@ functions of `schedule.py`:
 - Teachers: by default one teacher per optimizer iteration (`accumulate` consecutive steps),
   drawn with `teacher_weights` from (seed, epoch, iteration) — the same on every rank, worker and
   micro-batch, so one optimizer iteration uses one teacher everywhere. The steps per epoch are a
-  multiple of `accumulate`. With `per_sample_teacher=True` each sample draws its own.
+  multiple of `accumulate`. With `per_sample_teacher=True` each sample draws its own. With
+  `teacher_roles` and no weights, the primary draws 0.7 and the assistants 0.3; with
+  `teacher_mix=average` every sample learns from the fused label of all teachers (`fusion.py`;
+  `teacher_index` -1, teacher `average`).
 - Per sample, from a generator seeded by (seed, epoch, rank, step, slot): the teacher (per-sample
   mode), the region k, the flip and the photometric augmentation. A (seed, epoch) with the same
   world size, batch size and worker count reproduces the stream exactly.
@@ -52,6 +55,7 @@ from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.toolkit.distributed import worker_info
 from student.config import MODES, DataSettings
+from student.data import fusion
 from student.data import schedule as sch
 from student.data.columns import (
     check_columns,
@@ -143,7 +147,12 @@ class DistillStream(IterableDataset):
         manifests = check_columns(self.info, self.teachers, data.max_unusable)
         self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
         self.invariances = {name: m.invariance for name, m in manifests.items()}
-        self.probabilities = sch.normalized_weights(self.teachers, data.teacher_weights or None)
+        fusion.check_roles(data.teacher_roles, len(self.teachers))
+        weights = data.teacher_weights or (
+            fusion.role_weights(data.teacher_roles) if data.teacher_roles else None
+        )
+        self.probabilities = sch.normalized_weights(self.teachers, weights)
+        self.mix, self.average_keep = data.teacher_mix, data.average_keep
         self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}
         self.usable = usable_counts(self.info, manifests)
         self.skipped = skip_counts(failed_keys(manifests))
@@ -326,18 +335,31 @@ class DistillStream(IterableDataset):
             rng = sch.sample_rng(self.seed, self.epoch, self.rank, step, slot)
             u = float(rng.random())  # always drawn, so both teacher modes share the sequence
             t = sch.pick(self.probabilities, u) if self.per_sample_teacher else fixed
-            samples.append(self._sample(pool.get(ref.shard), ref.key, self.teachers[t], rng))
+            if self.mix == fusion.AVERAGE:
+                t = -1
+            samples.append(self._sample(pool.get(ref.shard), ref.key, t, rng))
             indices.append(t)
         batch = collate(samples)
         batch["teacher_index"] = torch.tensor(indices, dtype=torch.int64)
         batch["epoch"], batch["step"] = self.epoch, step
         return batch
 
-    def _sample(self, shard: OpenShard, key: str, teacher: str, rng: Any) -> dict[str, Any]:
+    def _reader(self, shard: OpenShard, key: str, t: int) -> tuple[str, Any]:
+        """The teacher name a sample records and its `read(map name)`: teacher `t`'s labels, or
+        with t = -1 the fused label of all teachers (`teacher_mix=average`)."""
+        if t >= 0:
+            return self.teachers[t], functools.partial(shard.read, self.teachers[t], key)
+        read = fusion.fused_reader(
+            lambda teacher, name: shard.read(teacher, key, name),
+            self.teachers, self.probabilities, self.average_keep,
+        )  # fmt: skip
+        return fusion.AVERAGE, read
+
+    def _sample(self, shard: OpenShard, key: str, t: int, rng: Any) -> dict[str, Any]:
         """Draws (in this order): region (cross-context), flip, tile subset, augmentation."""
         entry = shard.plans[key]
         height, width = entry["size"]
-        read = functools.partial(shard.read, teacher, key)
+        teacher, read = self._reader(shard, key, t)
         common = {"size": self.size, "augment": self.augment, "key": key, "teacher": teacher}
         if self.mode == "baseline":
             flip = bool(rng.random() < self.augment.flip_p)
