@@ -87,6 +87,11 @@ class Student:
     teachers: tuple[str, ...] = ("t1",)
     init: str = "t1"
     """A teacher name (its export), or `scratch` (a random checkpoint)."""
+    overrides: tuple[str, ...] = ()
+    """More `--set key=value` settings of its `student train`."""
+    data: str = "students"
+    """The prepared split it distills on: `students` (labelled by t1 and t2) or `teachers` (the
+    one with the `exact` column)."""
 
 
 STUDENTS = (
@@ -102,12 +107,27 @@ STUDENTS = (
 )
 """`shared-only` is also Table 1's "no normalization" row (one teacher: `auto` is `none`)."""
 
+CONTROLS = tuple(
+    Student(f"{st.name}-{kind}", st.config, teachers, overrides=overrides, data=data)
+    for kind, teachers, overrides, data in (
+        ("encoder-init", ("t1",), ("init_weights=encoder",), "students"),
+        ("exact-teacher", ("exact",), (), "teachers"),
+    )
+    for st in STUDENTS[:4]
+)
+"""`--controls`: Table 2's four rows again, (1) with only t1's encoder loaded (the DPT head drawn
+at random, as the paper's headline models start), so a student does not start as its teacher's
+exact copy; (2) distilled from the exact depth (a perfect teacher) on the teachers' split, which
+separates the method from the teachers' quality."""
+
 
 class Study:
-    def __init__(self, out: Path, scale: Scale, jobs: int, configs: Path = CONFIGS) -> None:
+    def __init__(
+        self, out: Path, scale: Scale, jobs: int, configs: Path = CONFIGS, controls: bool = False
+    ) -> None:
         self.out, self.scale, self.jobs, self.configs = Path(out), scale, jobs, configs
         self.threads = max(1, _cpus() // jobs)
-        self.configurations = STUDENTS
+        self.configurations = STUDENTS + (CONTROLS if controls else ())
         self.log = self.out / "commands.log"
 
     # -- running commands ----------------------------------------------------------------------
@@ -307,12 +327,13 @@ class Study:
         return round(s.size * max(s.height, s.width) / min(s.height, s.width))
 
     def student_runs(self) -> list[tuple[Student, int]]:
-        return [(st, seed) for st in STUDENTS for seed in range(self.scale.seeds)]
+        return [(st, seed) for st in self.configurations for seed in range(self.scale.seeds)]
 
     def students(self) -> None:
-        s, data = self.scale, self.path("data", "students")
+        s = self.scale
 
         def one(student: Student, seed: int) -> None:
+            data = self.path("data", student.data)
             name = f"{student.name}-s{seed}"
             scratch = student.init == "scratch"
             init = (
@@ -321,7 +342,7 @@ class Study:
                 else self.path("runs", student.init, "export")
             )
             lr = s.teacher_lr if scratch else s.student_lr
-            extra = FROM_SCRATCH if scratch else ()
+            extra = (FROM_SCRATCH if scratch else ()) + student.overrides
             self.train(name, data, student.teachers, init, student.config, s.student_steps, lr,
                        seed, extra=extra)  # fmt: skip
             self.evaluate(name)
@@ -332,7 +353,12 @@ class Study:
     def __call__(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "study.json").write_text(
-            json.dumps({"scale": asdict(self.scale), "students": [asdict(x) for x in STUDENTS]})
+            json.dumps(
+                {
+                    "scale": asdict(self.scale),
+                    "students": [asdict(x) for x in self.configurations],
+                }
+            )
         )
         started = time.perf_counter()
         self.worlds()
@@ -355,11 +381,16 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--jobs", type=int, default=_cpus(), help="steps run at a time")
     parser.add_argument("--seeds", type=int, help="seeds per student configuration")
     parser.add_argument("--configs", type=Path, default=CONFIGS, help="the configs/ folder")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also Table 2's rows with an encoder-only init and with the exact depth as teacher",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     if args.seeds:
         scale = replace(scale, seeds=args.seeds)
-    return Study(args.out, scale, max(1, args.jobs), args.configs)()
+    return Study(args.out, scale, max(1, args.jobs), args.configs, args.controls)()
 
 
 if __name__ == "__main__":
