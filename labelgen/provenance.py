@@ -1,9 +1,9 @@
 """What a teacher run writes into its label column's header, and the identity it asks for.
 
-The identity (weights, crop plan, codec, backend, precision, teacher options) is known before
-the model is loaded, so a finished column is skipped without loading it; the full provenance
-(output kind, input rule, ...) comes from the loaded teacher. A teacher given by hub id is
-downloaded first (when it is not cached) to hash its files: the weights' identity is their
+The identity (weights, crop plan, codec, backend, precision, teacher options, input resampling)
+is known before the model is loaded, so a finished column is skipped without loading it; the full
+provenance (output kind, input rule, ...) comes from the loaded teacher. A teacher given by hub
+id is downloaded first (when it is not cached) to hash its files: the weights' identity is their
 content, the same as for those files given as a local directory; the hub id and the commit it
 resolved to are recorded beside it (`weights.source`, `weights.commit`).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import pipeline
 from labelgen.settings import RunSettings
-from labelgen.teachers import TeacherSpec, weights_identity
+from labelgen.teachers import TeacherSpec, input_interpolation, weights_identity
 from labelgen.teachers.source import hub_commit
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.column import LabelColumn
@@ -30,6 +30,7 @@ def requested_identity(
         backend=s.format,
         precision=precision,
         options=spec.options,
+        interpolation=input_interpolation(spec),
     )
 
 

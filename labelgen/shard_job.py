@@ -43,8 +43,16 @@ class ShardViews(Dataset):
     each DataLoader worker; members read by offset, never extracted).
     """
 
-    def __init__(self, image_shard: Path, plan: dict[str, Any], tile: int, full_size: FullSize):
+    def __init__(
+        self,
+        image_shard: Path,
+        plan: dict[str, Any],
+        tile: int,
+        full_size: FullSize,
+        full_interpolation: str,
+    ):
         self.path, self.plan, self.tile, self.full_size = Path(image_shard), plan, tile, full_size
+        self.full_interpolation = full_interpolation
         self.reader = ImageShardReader(self.path)
         missing = [key for key in plan if key not in self.reader]
         if missing:
@@ -61,7 +69,10 @@ class ShardViews(Dataset):
         key = self.keys[i]
         try:
             rgb = decode_rgb(self.reader.read(key)[0])
-            return key, build_views(rgb, self.plan[key], self.tile, self.full_size), None
+            views = build_views(
+                rgb, self.plan[key], self.tile, self.full_size, self.full_interpolation
+            )
+            return key, views, None
         except Exception as e:  # noqa: BLE001 - recorded per image, the shard goes on
             return key, None, f"view building failed: {type(e).__name__}: {e}"
 
@@ -136,6 +147,8 @@ class LabelSettings:
     """uint8 `[B,3,h,w]` -> float32 `[B,1,h,w]` on the host (`batching.host_predictor`)."""
     full_size: FullSize
     """The size of the teacher's full view of an image (`teacher.full_view_size`)."""
+    full_interpolation: str
+    """How the full view is resampled (`teacher.interpolation`)."""
     batch_size: int
     """Views per forward pass (halved on out-of-memory)."""
     workers: int
@@ -152,6 +165,7 @@ class LabelSettings:
         return cls(
             host_predictor(teacher, device),
             teacher.full_view_size,
+            teacher.interpolation,
             s.batch_size,
             auto_workers(s.workers),
             s.encode_threads,
@@ -165,7 +179,9 @@ def label_shard(
     on_image: Callable[[int], None] = lambda n_views: None,
 ) -> tuple[ShardSummary, OrderedBatcher]:
     """Label every key of the shard; returns the published shard's summary and batch stats."""
-    dataset = ShardViews(job.image_shard, job.plan, job.tile, settings.full_size)
+    dataset = ShardViews(
+        job.image_shard, job.plan, job.tile, settings.full_size, settings.full_interpolation
+    )
     workers = settings.workers
     loader = DataLoader(
         dataset,

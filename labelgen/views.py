@@ -2,7 +2,10 @@
 
 Views are uint8 `[3, h, w]` tensors (cheap to send from DataLoader workers); the teacher adapter
 converts them to its own input range. Region views and degenerate tiles are resized to the plan's
-tile side with PIL's antialiased bilinear filter; regular tiles are native-resolution crops.
+tile side with PIL's antialiased bilinear filter, whatever the teacher (they are the dataset's: the
+student is shown the same views); regular tiles are native-resolution crops. The full view is the
+teacher's own: its size and its resampling (`Teacher.interpolation`, e.g. bicubic where the image
+processor says so, as that processor resizes a whole image) are the teacher's input rule.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from PIL import Image
 from pipeline.dataset.plan import views as planned_views
 
 FullSize = Callable[[int, int], tuple[int, int]]
+# `Teacher.interpolation` -> PIL filter (antialiased when shrinking, as image processors resize).
+PIL_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -31,9 +40,14 @@ def _crop_resized(img: Image.Image, box: list[int], side: int) -> Image.Image:
 
 
 def build_views(
-    rgb: np.ndarray, plan_entry: Mapping[str, Any], tile: int, full_size: FullSize
+    rgb: np.ndarray,
+    plan_entry: Mapping[str, Any],
+    tile: int,
+    full_size: FullSize,
+    full_interpolation: str,
 ) -> dict[str, torch.Tensor]:
-    """`{view name: uint8 [3, h, w]}`: `full` at `full_size(H, W)`, then the planned views.
+    """`{view name: uint8 [3, h, w]}`: `full` at `full_size(H, W)`, resampled with
+    `full_interpolation` (a `PIL_FILTERS` name), then the planned views.
 
     `rgb` is the stored image `[H, W, 3]` uint8; its size must equal the plan's `size`.
     """
@@ -42,7 +56,7 @@ def build_views(
         raise ValueError(f"image is {h}x{w} but the plan says {plan_entry['size']}")
     img = Image.fromarray(rgb)
     fh, fw = full_size(h, w)
-    full = img if (fh, fw) == (h, w) else img.resize((fw, fh), Image.BILINEAR)
+    full = img if (fh, fw) == (h, w) else img.resize((fw, fh), PIL_FILTERS[full_interpolation])
     out = {"full": _to_tensor(full)}
     for name, box in planned_views(plan_entry):
         out[name] = _to_tensor(_crop_resized(img, box, tile))

@@ -49,12 +49,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def all_views(dataset: Path, tile: int, full_size) -> list[dict[str, torch.Tensor]]:
+def all_views(dataset: Path, tile: int, teacher: Any) -> list[dict[str, torch.Tensor]]:
+    """Every image's views, the full one as `teacher` has it."""
     info = load_dataset(dataset)
     out = []
     for shard in info.shards:
         plan = load_plan_shard(info.layout.plan_shard(shard.index))
-        views = ShardViews(info.layout.image_shard(shard.index), plan, tile, full_size)
+        image_shard = info.layout.image_shard(shard.index)
+        views = ShardViews(image_shard, plan, tile, teacher.full_view_size, teacher.interpolation)
         out += [views[i][1] for i in range(len(views))]
     return out
 
@@ -96,7 +98,8 @@ def stage_costs(dataset: Path, teacher: Any, tile: int) -> dict[str, float]:
     shard = info.shards[0]
     plan = load_plan_shard(info.layout.plan_shard(0))
     start = time.perf_counter()
-    views = ShardViews(info.layout.image_shard(0), plan, tile, teacher.full_view_size)
+    full = teacher.full_view_size, teacher.interpolation
+    views = ShardViews(info.layout.image_shard(0), plan, tile, *full)
     items = [views[i] for i in range(len(views))]
     decode = time.perf_counter() - start
     maps = {key: {n: smooth_map(*v.shape[-2:]) for n, v in vs.items()} for key, vs, _ in items}
@@ -139,7 +142,7 @@ def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
     )
     ckpt = write_tiny_checkpoint("depth-anything-v2", workdir / "tiny-da")
     teacher = load_teacher(f"da=depth-anything-v2:{ckpt}")
-    views = all_views(dataset, 560, teacher.full_view_size)
+    views = all_views(dataset, 560, teacher)
     forward = [bare_forward(teacher, views, 8, torch.device("cpu"))[0] for _ in range(repeats)]
     runs = []
     for i in range(repeats):
@@ -177,7 +180,7 @@ def bench_gpu(
         ckpt = write_checkpoint(adapter, workdir / name, "tiny" if smoke else full)
         spec = f"{name}={adapter}:{ckpt}"
         teacher = load_teacher(spec, device=str(device), precision=precision)
-        views = all_views(dataset, 560, teacher.full_view_size)
+        views = all_views(dataset, 560, teacher)
         check = teacher.predict(views[0]["r0.sc"][None].to(device).float() / 255)
         if check.shape != (1, 1, 560, 560) or not torch.isfinite(check).all():
             raise RuntimeError(f"{name}: unexpected output {tuple(check.shape)}")

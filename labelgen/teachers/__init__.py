@@ -18,6 +18,7 @@ from labelgen.teachers.checkpoints import (
     write_tiny_checkpoint,
 )
 from labelgen.teachers.factory import (
+    input_interpolation,
     load_teacher,
     load_teacher_specs_yaml,
     parse_teacher_spec,
@@ -31,6 +32,7 @@ __all__ = [
     "WRITERS",
     "Teacher",
     "TeacherSpec",
+    "input_interpolation",
     "load_teacher",
     "load_teacher_specs_yaml",
     "parse_teacher_spec",

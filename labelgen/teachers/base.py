@@ -5,6 +5,12 @@ the same device at the input resolution. Each adapter owns its resize and normal
 declares the size the model runs at (`_model_input_size`), implements `_forward` on that size, and
 the base class resizes the raw output back (bilinear, then a clamp at 0 for outputs that are
 non-negative by nature).
+
+`interpolation` (one of `INTERPOLATIONS`, recorded in the input rule) is how the teacher's input
+is resampled: the full view (`labelgen.views`) and the resize to the model's input size
+(`resize_image`). Transformers adapters take it from the checkpoint's image processor (`resample`);
+the diffusion adapters resize bilinearly, as their pipelines do. The planned region views are the
+dataset's (PIL bilinear) whatever the teacher: teacher and student see the same view.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ if TYPE_CHECKING:
 
 # name -> Teacher subclass; `factory.load_teacher` calls `cls.from_spec(spec, device, precision)`.
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+"""How a teacher's input may be resampled (`resize`; PIL's filters of the same names)."""
 
 
 class Teacher(ABC):
@@ -61,6 +70,12 @@ class Teacher(ABC):
         self.output_kind = output_kind
         self.invariance = invariance_of(output_kind)
         self.input_rule = input_rule
+        self.interpolation = input_rule.get("interpolation", "bilinear")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"teacher {spec.name!r}: input interpolation {self.interpolation!r} is not one "
+                f"of {INTERPOLATIONS}"
+            )
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
         self.precision = precision
@@ -72,6 +87,13 @@ class Teacher(ABC):
     def weights_identity(cls, spec: TeacherSpec) -> str:
         """Content hash of the weights `spec` names, computed without loading the model."""
         return weights_sha256(spec)
+
+    @classmethod
+    def interpolation_of(cls, spec: TeacherSpec) -> str:
+        """How the teacher named by `spec` resamples its input (`INTERPOLATIONS`), known without
+        loading the model: part of a label column's identity. Bilinear unless an adapter
+        reads otherwise from the checkpoint."""
+        return "bilinear"
 
     @classmethod
     @abstractmethod
@@ -139,13 +161,32 @@ def check_images(images: torch.Tensor) -> None:
         )
 
 
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of `[B,C,H,W]` to `size` (antialiased when shrinking); no-op if equal."""
+def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize `[B,C,H,W]` to `size`; no-op if equal.
+
+    `bilinear`: antialiased when shrinking (the labels of every column made so far).
+    `bicubic`: PIL's bicubic filter (a = -0.5, its support widened when shrinking), which is what
+    `antialias=True` computes in both directions, enlarging included (without it torch uses
+    a = -0.75, up to 0.03 of the range away from PIL). `nearest`: PIL's nearest (`nearest-exact`).
+    """
     size = (int(size[0]), int(size[1]))
     if tuple(x.shape[-2:]) == size:
         return x
+    if interpolation == "bicubic":
+        return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+    if interpolation == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    if interpolation != "bilinear":
+        raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS}")
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_image(x: torch.Tensor, size: Sequence[int], interpolation: str) -> torch.Tensor:
+    """`resize` of RGB in [0,1], back inside [0,1]: bicubic overshoots (by ~0.01 at edges), while
+    an image processor resizes 8-bit images, whose results cannot leave the range."""
+    out = resize(x, size, interpolation)
+    return out.clamp(0.0, 1.0) if interpolation == "bicubic" and out is not x else out
 
 
 def ceil_to_multiple(v: int, m: int) -> int:

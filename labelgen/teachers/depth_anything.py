@@ -2,7 +2,9 @@
 Distill Any Depth `-hf`). Relative disparity, affine invariant, ≥ 0.
 
 Input: ImageNet mean/std, sides rounded up to a multiple of the patch size (14): 560 views go in
-at 560. Full view: short side 518 (the processor's size, or `full_size=`), keep aspect.
+at 560. Full view: short side 518 (the processor's size, or `full_size=`), keep aspect. Resampling
+(full view, and a view whose sides are not multiples of 14): the processor's `resample`, bicubic
+in the published processors (and when it names none: `DPTImageProcessor`'s default).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class DepthAnythingTeacher(TransformersTeacher):
 
     adapter = "depth-anything-v2"
     model_types = ("depth_anything",)
+    default_interpolation = "bicubic"  # DPTImageProcessor's, the processor these checkpoints use
     options_help = {"full_size": "short side of the full view (default 518, the processor's)"}
 
     @classmethod

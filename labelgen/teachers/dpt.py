@@ -4,7 +4,8 @@ Relative disparity, affine invariant, ≥ 0.
 Input: mean/std 0.5 (or the processor's), sides rounded up to a multiple of 32 (560 → 576, output
 resized back). Plain-ViT and hybrid DPT models only accept square inputs in transformers: a
 non-square input is squashed to its short side (as the HF processor does) and the output resized
-back. BEiT models run under `no_grad` instead of `inference_mode`.
+back. BEiT models run under `no_grad` instead of `inference_mode`. Resampling: the processor's
+`resample` (when it names none: bicubic, `DPTImageProcessor`'s default).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DPTTeacher(TransformersTeacher):
 
     adapter = "dpt"
     model_types = ("dpt",)
+    default_interpolation = "bicubic"  # DPTImageProcessor's
     options_help = {"full_size": "short side of the full view (default: processor size, 384)"}
 
     @classmethod

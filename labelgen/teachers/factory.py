@@ -76,3 +76,10 @@ def weights_identity(spec: TeacherSpec) -> str:
     validate_spec(spec)
     check_source(spec)  # a missing local directory says so, not "invalid repo id"
     return TEACHERS.get(spec.adapter).weights_identity(spec)
+
+
+def input_interpolation(spec: TeacherSpec) -> str:
+    """How the teacher resamples its input (`Teacher.interpolation_of`), without loading it."""
+    validate_spec(spec)
+    check_source(spec)
+    return TEACHERS.get(spec.adapter).interpolation_of(spec)

@@ -1,23 +1,30 @@
 """Transformers depth models: the generic `hf` adapter (any `AutoModelForDepthEstimation`) and
 the shared machinery the `depth-anything-v2` and `dpt` adapters build on.
 
-The image processor is read as data (`preprocessor_config.json`: mean/std, size, multiple) and
-applied to tensors on the device, so batches never leave the GPU for preprocessing.
+The image processor is read as data (`preprocessor_config.json`: mean/std, size, multiple,
+resampling) and applied to tensors on the device, so batches never leave the GPU for
+preprocessing. Its `resample` (a PIL filter number) decides how the input is resized: bicubic (3,
+the DPT/Depth Anything processors' default) as PIL's antialiased bicubic on float RGB, clamped back
+to [0,1] as PIL's 8-bit result is (it differs from the processor's output by its rounding to 8
+bits, at most half a level); bilinear (2) as before. Columns made before this was followed
+recorded `interpolation: bilinear` and keep it (`labelgen run` refuses to mix the two).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 
 from labelgen.teachers.base import (
+    INTERPOLATIONS,
     TEACHERS,
     Teacher,
     ceil_to_multiple,
     normalize,
-    resize,
+    resize_image,
     short_side_size,
 )
 from labelgen.teachers.source import load_from_source, read_json_file
@@ -25,6 +32,11 @@ from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, opti
 from pipeline.labels.manifest import OUTPUT_KINDS
 from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import PRECISIONS, keep_float32
+
+# `PIL.Image.Resampling` by number (how processors record `resample`) -> `resize` interpolation.
+# LANCZOS has no torch kernel: bicubic, as transformers' own torchvision backend falls back to on
+# CUDA. BOX and HAMMING have no near equivalent and are refused.
+PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class InputRule:
     """Every input is resized to exactly this `(h, w)` (models with a fixed input size)."""
     square_only: bool = False
     """The model only accepts square inputs: non-square ones are squashed to the short side."""
+    interpolation: str = "bilinear"
+    """How the input is resampled (`base.INTERPOLATIONS`): the image processor's `resample`."""
 
     def model_input_size(self, h: int, w: int) -> tuple[int, int]:
         """The `(h, w)` the model runs at for an `h`×`w` input."""
@@ -66,7 +80,7 @@ class InputRule:
             "range": "[0,1]",
             "mean": list(self.mean) if self.mean else None,
             "std": list(self.std) if self.std else None,
-            "interpolation": "bilinear",
+            "interpolation": self.interpolation,
         }
 
 
@@ -106,6 +120,45 @@ def processor_mean_std(
     return default if default else (None, None)
 
 
+def processor_resample(proc: dict[str, Any]) -> int | None:
+    """The PIL filter number the processor resizes with: its `resample`, else the default of
+    its class (`image_processor_type`, when transformers has it), else None."""
+    if proc.get("resample") is not None:
+        value = proc["resample"]
+        return value if isinstance(value, int) else -1  # not a PIL filter number: refused
+    name = proc.get("image_processor_type")
+    if not name:
+        return None
+    import transformers
+
+    for candidate in (f"{name}Pil", name):  # the Pil class first: the default may need torchvision
+        try:
+            value = getattr(getattr(transformers, candidate, None), "resample", None)
+        except Exception:  # noqa: BLE001 - a class that cannot be imported has no default here
+            value = None
+        if value is not None:
+            return int(value)
+    return None
+
+
+def processor_interpolation(spec: TeacherSpec, proc: dict[str, Any], default: str) -> str:
+    """The `resize` interpolation the image processor declares (`default` when it names none);
+    a filter with no equivalent here is refused, naming it."""
+    resample = processor_resample(proc)
+    if resample is None:
+        return default
+    if resample not in PIL_RESAMPLE:
+        known = {int(r): r.name for r in Image.Resampling}
+        shown = f"{proc.get('resample', resample)!r} ({known.get(resample, 'unknown')})"
+        raise ValueError(
+            f"teacher {spec.name!r}: the image processor of {spec.source} resizes with "
+            f"resample={shown}; labelgen resizes teacher inputs with "
+            f"{', '.join(INTERPOLATIONS)} only (PIL resample 0, 2, 3; LANCZOS=1 runs as bicubic). "
+            'Set "resample" in its preprocessor_config.json to one of them'
+        )
+    return PIL_RESAMPLE[resample]
+
+
 def uses_beit(config: Any) -> bool:
     """True for BEiT-based models (MiDaS v3.1 BEiT, ZoeDepth): they need `no_grad`."""
     backbone = getattr(config, "backbone_config", None)
@@ -141,6 +194,8 @@ class TransformersTeacher(Teacher):
 
     model_types: ClassVar[tuple[str, ...]] = ()
     """`config.json` `model_type`s the adapter loads (empty: any depth model)."""
+    default_interpolation: ClassVar[str] = "bilinear"
+    """The input resampling when the checkpoint's image processor declares none."""
 
     def __init__(self, spec: TeacherSpec, device, precision, *, model, rule: InputRule, **kw):
         super().__init__(spec, device, precision, input_rule=rule.to_dict(), **kw)
@@ -168,6 +223,11 @@ class TransformersTeacher(Teacher):
         return {}
 
     @classmethod
+    def interpolation_of(cls, spec: TeacherSpec) -> str:
+        """The image processor's resampling (`processor_interpolation`)."""
+        return processor_interpolation(spec, read_processor_config(spec), cls.default_interpolation)
+
+    @classmethod
     def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
         cls.output_kind_of(spec, None)  # options errors before the (slow) load
         check_model_type(cls, spec)
@@ -178,6 +238,7 @@ class TransformersTeacher(Teacher):
                 model.head
             )  # labels not rounded to bf16/fp16 (see pipeline.model.precision)
         rule = cls.input_rule_of(spec, model.config, read_processor_config(spec))
+        rule = replace(rule, interpolation=cls.interpolation_of(spec))
         return cls(
             spec,
             device,
@@ -190,8 +251,9 @@ class TransformersTeacher(Teacher):
         )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B,3,H,W]` in [0,1] -> raw `[B,1,h,w]` at the model's input size."""
-        x = resize(x, self.rule.model_input_size(*x.shape[-2:]))
+        """`[B,3,H,W]` in [0,1] -> raw `[B,1,h,w]` at the model's input size (resampled as the
+        image processor says)."""
+        x = resize_image(x, self.rule.model_input_size(*x.shape[-2:]), self.rule.interpolation)
         if self.rule.mean is not None:
             x = normalize(x, self.rule.mean, self.rule.std)
         out = self.model(pixel_values=x.to(self.dtype)).predicted_depth

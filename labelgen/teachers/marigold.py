@@ -4,6 +4,14 @@ Output: affine-invariant depth in [0,1], or disparity when the pipeline config s
 `prediction_type: disparity`. Options: `steps` (denoising steps), `ensemble` (ensemble size),
 `seed` (initial noise; the same seed gives the same labels, whatever the batch composition) and
 `processing_res` (the pipeline's processing resolution, long side; 0 = native).
+
+What happens to a view (recorded as the input rule, `input_rule`): the full view is the whole image
+resized (bilinear) to long side `processing_res`, keep aspect, both sides rounded to the nearest
+multiple of 8 (the VAE factor), and goes in as it is: no padding. Any other view is resized
+(antialiased bilinear, the pipeline's `resample_method_input` default) to long side
+`processing_res`; the pipeline pads it (replicating the last row/column) to a multiple of 8 only
+where a side is not one (never for the 560 square views at a processing resolution that is a
+multiple of 8), and crops the prediction back.
 """
 
 from __future__ import annotations
@@ -74,16 +82,7 @@ class MarigoldTeacher(Teacher):
         if res is None:
             res = pipe.default_processing_resolution
         res = required(spec, "processing_res", res)
-        rule = {
-            "resize": "long_side_processing_res_then_pad_to_multiple_of_8",
-            "multiple": pipe.vae_scale_factor,
-            "full_view": {"long_side": res, "multiple": pipe.vae_scale_factor},
-            "range": "[-1,1]",
-            "interpolation": "bilinear",
-            "steps": steps,
-            "ensemble": ensemble,
-            "seed": seed,
-        }
+        rule = input_rule(res, pipe.vae_scale_factor, steps, ensemble, seed)
         return cls(
             spec,
             device,
@@ -139,3 +138,26 @@ class MarigoldTeacher(Teacher):
         if self.processing_res == 0:
             return h, w
         return long_side_size(h, w, self.processing_res, self.pipe.vae_scale_factor)
+
+
+def input_rule(res: int, multiple: int, steps: int, ensemble: int, seed: int) -> dict[str, Any]:
+    """JSON-able input rule for provenance: what the adapter does to the full view and to the
+    other views at processing resolution `res` (0 = native) and VAE factor `multiple`."""
+    pad = f"replicate_to_multiple_of_{multiple}_where_a_side_is_not_one"
+    if res == 0:
+        full = {"native": True, "pad": pad}
+    else:
+        full = {"long_side": res, "multiple": multiple, "rounding": "nearest", "pad": "none"}
+        if res % multiple:  # the rounded full view is resized to long side `res` again
+            full.update(resized_again_to_long_side=res, pad=pad)
+    return {
+        "resize": f"long_side_{res}" if res else "native",
+        "multiple": multiple,
+        "pad": pad,
+        "full_view": full,
+        "range": "[-1,1]",
+        "interpolation": "bilinear",
+        "steps": steps,
+        "ensemble": ensemble,
+        "seed": seed,
+    }

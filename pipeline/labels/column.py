@@ -4,7 +4,8 @@
 
 - its manifest (`ColumnManifest`, read on first use; `reload()` reads it again);
 - its identity: runs that write into one column must agree on the teacher weights, crop plan,
-  codec, backend, precision and teacher options (`same_identity`, which refuses otherwise);
+  codec, backend, precision, teacher options and input resampling (`same_identity`, which
+  refuses otherwise);
 - the path of shard i (`shard_path`), with the suffix of the column's backend;
 - the ONE rule "shard i is usable for this dataset" (`check_shard`), which `labelgen run`,
   `student train` and `pipeline verify` all apply: the manifest lists the shard as done, its
@@ -64,6 +65,7 @@ CHANGED = {
     "backend": "another backend",
     "precision": "another precision",
     "extra.options": "other teacher options",
+    "input_rule.interpolation": "another input resampling",
 }
 
 
@@ -160,11 +162,19 @@ class LabelColumn:
 
     # -- identity ------------------------------------------------------------------------------
     def requested_identity(
-        self, *, weights_sha256: str, codec: str, backend: str, precision: str, options: dict
+        self,
+        *,
+        weights_sha256: str,
+        codec: str,
+        backend: str,
+        precision: str,
+        options: dict,
+        interpolation: str | None = None,
     ) -> dict[str, Any]:
         """The identity fields (`manifest.IDENTITY_FIELDS` but the output kind, which needs the
-        model) of a run about to label this column for this dataset."""
-        return {
+        model) of a run about to label this column for this dataset; the input resampling
+        (`interpolation`) only when the caller gives it."""
+        requested = {
             "weights.sha256": weights_sha256,
             "plan_sha256": self.info.plan_hash,
             "codec": get_codec(codec).describe(),
@@ -172,6 +182,9 @@ class LabelColumn:
             "precision": precision,
             "extra.options": dict(options),
         }
+        if interpolation is not None:
+            requested["input_rule.interpolation"] = interpolation
+        return requested
 
     def same_identity(self, requested: dict[str, Any], overwrite: bool) -> bool:
         """Whether the column (read again) exists with the `requested` identity.

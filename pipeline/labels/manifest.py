@@ -57,6 +57,10 @@ IDENTITY_FIELDS = (
     "backend",
     "precision",
     "extra.options",  # the teacher's options (input sizes...): maps of one column must agree
+    # How the teacher resampled its input (e.g. bicubic where the image processor says so).
+    # labelgen headers have recorded it from the start (as "bilinear" before the processor's was
+    # followed); a header without it (or without an input_rule mapping) reads as None.
+    "input_rule.interpolation",
 )
 
 
@@ -231,7 +235,9 @@ class ColumnManifest:
         for name in IDENTITY_FIELDS:
             top, _, sub = name.partition(".")
             value = getattr(self, top)
-            values[name] = value.get(sub) if sub else value
+            if sub:
+                value = value.get(sub) if isinstance(value, dict) else None
+            values[name] = value
         return values
 
 
@@ -256,8 +262,8 @@ def create_or_check(column_dir: Path, provenance: ColumnManifest | dict) -> Colu
     """Write the manifest header the first time; later, check it matches and return it.
 
     Raises `ValueError` naming the column when an existing manifest differs in an
-    `IDENTITY_FIELDS` field (other weights, another crop plan, codec, backend, precision or
-    teacher options).
+    `IDENTITY_FIELDS` field (other weights, another crop plan, codec, backend, precision,
+    teacher options or input resampling).
     """
     new = _as_manifest(column_dir, provenance)
     path = manifest_path(column_dir)

@@ -132,7 +132,7 @@ def test_views_are_the_planned_boxes(base_dataset, ckpt):
     teacher = load_teacher(parse_teacher_spec(spec_str("dav", ckpt)))
     plan = load_plan_shard(info.layout.plan_shard(0))
     ((key, rgb, _),) = list(read_image_shard(info.layout.image_shard(0)))
-    built = build_views(rgb, plan[key], TILE, teacher.full_view_size)
+    built = build_views(rgb, plan[key], TILE, teacher.full_view_size, teacher.interpolation)
     assert list(built) == ["full", *(name for name, _ in views(plan[key]))]
     assert tuple(built["full"].shape) == (3, *teacher.full_view_size(*rgb.shape[:2]))
     for name, (x0, y0, x1, y1) in views(plan[key]):
@@ -155,7 +155,9 @@ def test_stored_labels_equal_a_direct_teacher_forward(reference, ckpt):
         path = info.layout.label_shard("dav", shard.index, ".tar")
         with open_reader(path) as reader:
             for key, rgb, _ in read_image_shard(info.layout.image_shard(shard.index)):
-                built = build_views(rgb, plan[key], TILE, teacher.full_view_size)
+                built = build_views(
+                    rgb, plan[key], TILE, teacher.full_view_size, teacher.interpolation
+                )
                 assert reader.names(key) == list(built)
                 expected[key] = {
                     n: teacher.predict(v[None].float() / 255)[0, 0].numpy()
