@@ -87,13 +87,41 @@ def train(
 @user_errors
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory of `student train`."),
-    out: Path = typer.Option(..., "--out", help="Hugging Face directory to write."),
+    out: Path = typer.Option(..., "--out", help="Directory to write."),
     step: int = typer.Option(None, help="Checkpoint step (default: the newest)."),
+    format_: str = typer.Option(
+        "hf",
+        "--format",
+        help="hf: a Hugging Face directory; onnx: model.onnx (dynamic batch, height, width) "
+        "and preprocessing.json (needs the onnx extra).",
+    ),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="onnx only: fp32, or fp16 (encoder and neck in float16, head in float32; input "
+        "and output stay float32).",
+    ),
+    eval_: list[Path] = typer.Option(
+        None,
+        "--eval",
+        metavar="DIR",
+        help="An `evaluation run` --out directory (its summary.json) of this model: its "
+        "results go into the model card (repeatable).",
+    ),
+    license_: str = typer.Option(
+        None,
+        "--license",
+        help="License id for the card's metadata, e.g. apache-2.0 (default: the local init's "
+        "card's license, if any).",
+    ),
 ) -> None:
-    """Write a directory that transformers.pipeline('depth-estimation', model=DIR) loads."""
+    """Write the run's student with a model card (README.md: init, teachers, dataset, steps,
+    settings, results). hf: a directory transformers.pipeline('depth-estimation', model=DIR)
+    loads; onnx: a model ONNX Runtime and TensorRT run (see preprocessing.json)."""
     from student.export import export_run
 
-    typer.echo(f"exported {run_dir} to {export_run(run_dir, out, step)}")
+    written = export_run(run_dir, out, step, format_, precision, list(eval_ or []), license_)
+    typer.echo(f"exported {run_dir} to {written}")
 
 
 @app.command()

@@ -1,5 +1,6 @@
-"""`student export` and `student predict`: a run's checkpoint as a Hugging Face directory, and
-disparity maps for image files."""
+"""`student export` and `student predict`: a run's checkpoint as a Hugging Face directory or an
+ONNX model (`student.onnx_export`), each with a model card (`student.card`), and disparity maps
+for image files."""
 
 from __future__ import annotations
 
@@ -10,11 +11,31 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.toolkit.atomic import follow_umask
+from pipeline.toolkit.atomic import follow_umask, write_bytes
 from pipeline.toolkit.colormap import colorize_robust
-from student.checkpoint import latest_checkpoint, load_checkpoint
+from student.checkpoint import NAME, latest_checkpoint, load_checkpoint
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir
+
+FORMATS = ("hf", "onnx")
+"""`student export --format`: a Hugging Face directory, or `model.onnx` + `preprocessing.json`."""
+SHORT_SIDE = 518
+"""The short side `student predict` resizes an image to (keeping its aspect, multiple of 14)."""
+
+
+def checkpoint_path(run_dir: Path, step: int | None = None) -> Path:
+    """The run's checkpoint at `step` (default: the newest); a missing one names what there is."""
+    root = Path(run_dir)
+    path = latest_checkpoint(root) if step is None else root / "checkpoints" / f"step_{step:07d}.pt"
+    if path is None:
+        raise FileNotFoundError(
+            f"{root}: no checkpoint yet (the run saves one every `checkpoint_every` steps and "
+            "at its end); continue it with `student train --out RUN --resume`"
+        )
+    if not path.exists():
+        have = sorted(p.name for p in (root / "checkpoints").glob("step_*.pt"))
+        raise FileNotFoundError(f"{path} not found; the run has {have or 'no checkpoint yet'}")
+    return path
 
 
 def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, str]:
@@ -23,18 +44,7 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
     (runs without one are built from their init source)."""
     run = RunDir(Path(run_dir))
     config = run.read_config()
-    if step is None:
-        path = latest_checkpoint(run.root)
-    else:
-        path = run.root / "checkpoints" / f"step_{step:07d}.pt"
-    if path is None:
-        raise FileNotFoundError(
-            f"{run.root}: no checkpoint yet (the run saves one every `checkpoint_every` steps and "
-            "at its end); continue it with `student train --out RUN --resume`"
-        )
-    if not path.exists():
-        have = sorted(p.name for p in (run.root / "checkpoints").glob("step_*.pt"))
-        raise FileNotFoundError(f"{path} not found; the run has {have or 'no checkpoint yet'}")
+    path = checkpoint_path(run.root, step)
     if (run.architecture / "config.json").is_file():
         student, source = student_from_architecture(run.architecture), str(run.architecture)
     else:
@@ -43,14 +53,54 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
     return student.eval(), source
 
 
-def export_run(run_dir: Path, out: Path, step: int | None = None) -> Path:
-    """Write the run's student (at `step`, default: newest) as a Hugging Face directory `out`;
-    its weights get the mode the umask gives new files (safetensors writes them 0600)."""
-    student, init = load_run_student(run_dir, step)
-    out = save_hf(student, out, processor_source=init)
-    for weights in Path(out).glob("*.safetensors"):
-        follow_umask(weights)
+def export_run(
+    run_dir: Path,
+    out: Path,
+    step: int | None = None,
+    fmt: str = "hf",
+    precision: str = "fp32",
+    evals: list[Path] | None = None,
+    license_id: str | None = None,
+) -> Path:
+    """Write the run's student (at `step`, default: newest) to `out` as a Hugging Face
+    directory (`fmt="hf"`) or as `model.onnx` + `preprocessing.json` (`fmt="onnx"`, `precision`
+    fp32 or fp16), with a model card `README.md` (`student.card.model_card`: `evals` are
+    `evaluation run` directories of this model, `license_id` its license). Files get the mode
+    the umask gives new files (safetensors writes them 0600)."""
+    from student.card import model_card
+
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "hf" and precision != "fp32":
+        raise ValueError(f"--precision {precision} is for --format onnx; hf writes fp32 weights")
+    if fmt == "onnx":
+        from student.onnx_export import PRECISIONS, require_onnx
+
+        require_onnx()
+        if precision not in PRECISIONS:
+            raise ValueError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    trained = int(NAME.match(checkpoint_path(run_dir, step).name).group(1))
+    card = model_card(run_dir, trained, fmt, precision, evals or [], license_id)
+    student, init = load_run_student(run_dir, trained)
+    out = Path(out)
+    if fmt == "hf":
+        save_hf(student, out, processor_source=init)
+        for weights in out.glob("*.safetensors"):
+            follow_umask(weights)
+    else:
+        from student.onnx_export import export_onnx, write_preprocessing
+
+        export_onnx(student, out, precision)
+        write_preprocessing(out, precision, SHORT_SIDE)
+    write_bytes(out / "README.md", card.encode())
     return out
+
+
+def input_size(h: int, w: int, short: int = SHORT_SIDE) -> tuple[int, int]:
+    """The student's input size for an `h` x `w` image: short side `short`, aspect kept, both
+    sides rounded to a multiple of 14 (at least 14)."""
+    scale = short / min(h, w)
+    return max(14, round(h * scale / 14) * 14), max(14, round(w * scale / 14) * 14)
 
 
 def load_any(model: Path) -> Student:
@@ -61,11 +111,12 @@ def load_any(model: Path) -> Student:
 
 
 @torch.inference_mode()
-def predict_image(student: Student, rgb: np.ndarray, device: str, short: int = 518) -> np.ndarray:
-    """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]` (short side 518 inside)."""
+def predict_image(
+    student: Student, rgb: np.ndarray, device: str, short: int = SHORT_SIDE
+) -> np.ndarray:
+    """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]` (`input_size` inside)."""
     h, w = rgb.shape[:2]
-    scale = short / min(h, w)
-    size = (max(14, round(h * scale / 14) * 14), max(14, round(w * scale / 14) * 14))
+    size = input_size(h, w, short)
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     pred = student(x)["pred"].float()
