@@ -128,8 +128,8 @@ def _init_license(init: str) -> str | None:
 
 def _intro(fmt: str, precision: str) -> str:
     text = (
-        "A Depth Anything V2 student (DPT head on a DINOv2 encoder) distilled from the teachers "
-        f"below with the cross-context distillation of [Distill Any Depth]({PAPER}) by "
+        "A Depth Anything V2 student (DPT head on a DINOv2 encoder) distilled from depth teachers "
+        f"with the cross-context distillation of [Distill Any Depth]({PAPER}) by "
         "`distill-any-depth-pipeline`. It predicts relative disparity (affine-invariant: up "
         "to an unknown scale and shift; larger is nearer)."
     )
