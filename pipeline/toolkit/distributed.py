@@ -53,6 +53,16 @@ def worker_info(env: Mapping[str, str] | None = None) -> WorkerInfo:
     return info
 
 
+def rank_and_world(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """`(rank, world size)`: the ones given, else the launcher's (`worker_info`); checked."""
+    env = worker_info()
+    rank = env.rank if rank is None else int(rank)
+    world = env.world_size if world is None else int(world)
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in [0, world size {world})")
+    return rank, world
+
+
 def local_rank(env: Mapping[str, str] | None = None, devices: int | None = None) -> int:
     """This process's GPU index on its node: `LOCAL_RANK` (torchrun), else `SLURM_LOCALID`
     (`srun`), else 0; taken modulo `devices` (the visible GPUs) when given, so a task that SLURM

@@ -27,9 +27,12 @@ finite for every teacher is NaN in the fused map.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from student.data.schedule import normalized_weights
 
 ROLES = ("primary", "assistant")
 MIXES = ("select", "average")
@@ -109,14 +112,26 @@ def fuse(maps: Sequence[np.ndarray], weights: Sequence[float], keep: float) -> n
 
 
 def fused_reader(
-    read: Callable[[str, str], np.ndarray],
+    read: Callable[[str, str, str], np.ndarray],
+    key: str,
     teachers: Sequence[str],
     weights: Sequence[float],
     keep: float,
 ) -> Callable[[str], np.ndarray]:
-    """`read(map name)` of the fused teacher, from `read(teacher, map name)` of each teacher."""
+    """`read(map name)` of the fused teacher for image `key`, from `read(teacher, key, map
+    name)` of each teacher (an open shard's `read`)."""
 
     def read_fused(name: str) -> np.ndarray:
-        return fuse([read(t, name) for t in teachers], weights, keep)
+        return fuse([read(t, key, name) for t in teachers], weights, keep)
 
     return read_fused
+
+
+def teacher_probabilities(teachers: Sequence[str], data: Any) -> list[float]:
+    """The teachers' probabilities from `data` (`DataSettings`): its `teacher_weights`, else its
+    roles' (checked against the teachers), else uniform."""
+    check_roles(data.teacher_roles, len(teachers))
+    weights = data.teacher_weights or (
+        role_weights(data.teacher_roles) if data.teacher_roles else None
+    )
+    return normalized_weights(teachers, weights)

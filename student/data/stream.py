@@ -53,7 +53,7 @@ from pipeline.dataset import DatasetInfo
 from pipeline.dataset.info import as_dataset
 from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import ColumnManifest
-from pipeline.toolkit.distributed import worker_info
+from pipeline.toolkit.distributed import rank_and_world
 from student.config import MODES, DataSettings
 from student.data import fusion
 from student.data import schedule as sch
@@ -147,11 +147,7 @@ class DistillStream(IterableDataset):
         manifests = check_columns(self.info, self.teachers, data.max_unusable)
         self.columns = {name: self._spec(name, m) for name, m in manifests.items()}
         self.invariances = {name: m.invariance for name, m in manifests.items()}
-        fusion.check_roles(data.teacher_roles, len(self.teachers))
-        weights = data.teacher_weights or (
-            fusion.role_weights(data.teacher_roles) if data.teacher_roles else None
-        )
-        self.probabilities = sch.normalized_weights(self.teachers, weights)
+        self.probabilities = fusion.teacher_probabilities(self.teachers, data)
         self.mix, self.average_keep = data.teacher_mix, data.average_keep
         self._failed = {s: set(keys) for s, keys in failed_keys(manifests).items()}
         self.usable = usable_counts(self.info, manifests)
@@ -159,7 +155,7 @@ class DistillStream(IterableDataset):
         self.mode, self.batch_size, self.seed = data.mode, batch_size, seed
         self.per_sample_teacher, self.shuffle_buffer = data.per_sample_teacher, data.shuffle_buffer
         self.size, self.augment = data.size, data.augment
-        self.rank, self.world = _rank_world(rank, world)
+        self.rank, self.world = rank_and_world(rank, world)
         self.accumulate = accumulate
         self.steps = sch.steps_for(sum(self.usable), self.world, batch_size, accumulate)
         if self.steps == 0:
@@ -349,11 +345,10 @@ class DistillStream(IterableDataset):
         with t = -1 the fused label of all teachers (`teacher_mix=average`)."""
         if t >= 0:
             return self.teachers[t], functools.partial(shard.read, self.teachers[t], key)
-        read = fusion.fused_reader(
-            lambda teacher, name: shard.read(teacher, key, name),
-            self.teachers, self.probabilities, self.average_keep,
-        )  # fmt: skip
-        return fusion.AVERAGE, read
+        keep = self.average_keep
+        return fusion.AVERAGE, fusion.fused_reader(
+            shard.read, key, self.teachers, self.probabilities, keep
+        )
 
     def _sample(self, shard: OpenShard, key: str, t: int, rng: Any) -> dict[str, Any]:
         """Draws (in this order): region (cross-context), flip, tile subset, augmentation."""
@@ -385,15 +380,6 @@ class DistillStream(IterableDataset):
         if not self.reduced_decode:
             return None
         return -(-width * self.size // crop_w), -(-height * self.size // crop_h)
-
-
-def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
-    env = worker_info()
-    rank = env.rank if rank is None else int(rank)
-    world = env.world_size if world is None else int(world)
-    if not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is not in [0, world size {world})")
-    return rank, world
 
 
 def _check_args(
