@@ -20,7 +20,8 @@ from PIL import Image
 from pipeline.dataset.plan import views as planned_views
 
 FullSize = Callable[[int, int], tuple[int, int]]
-# `Teacher.interpolation` -> PIL filter (antialiased when shrinking, as image processors resize).
+# `Teacher.interpolation` -> PIL filter (bilinear, bicubic: antialiased when shrinking, as the
+# image processors resize with PIL).
 PIL_FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
