@@ -30,7 +30,9 @@ def cpus_available(monkeypatch):
 
 
 def test_unset_workers_are_min_4_usable_cpus_in_every_stage(cpus_available):
-    fake_teacher = SimpleNamespace(full_view_size=None, output_kind="disparity")
+    fake_teacher = SimpleNamespace(
+        full_view_size=None, output_kind="disparity", interpolation="bilinear"
+    )
     for n, expected in ((1, 1), (2, 2), (64, cpus.WORKERS_CAP)):
         cpus_available(n)
         assert usable_cpus() == n and auto_workers(None) == expected
