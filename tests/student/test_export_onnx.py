@@ -133,6 +133,7 @@ def test_a_missing_extra_names_the_install_command(run_dir, tmp_path, monkeypatc
     assert "pip install 'distill-any-depth-pipeline[onnx]'" in result.output
 
 
+@pytest.mark.slow  # a second export (about 30 s); the fp32 one runs in the default suite
 def test_fp16_runs_on_cpu_onnx_runtime_within_a_looser_tolerance(run_dir, tmp_path):
     import onnx
 
