@@ -56,8 +56,9 @@ def _stats(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _cells(result: dict[str, Any]) -> dict[str, list[float]]:
-    return {m: [result[m]] if result.get(m) is not None else [] for m, _ in METRICS}
+def _values(results: list[dict[str, Any] | None]) -> dict[str, list[float]]:
+    """Per metric, its values over `results` (one per seed; None: not evaluated yet)."""
+    return {m: [r[m] for r in results if r and r.get(m) is not None] for m, _ in METRICS}
 
 
 def _published(study, config: str) -> str:
@@ -74,11 +75,12 @@ def rows(study) -> list[dict[str, Any]]:
     """One row per teacher and per student configuration: values per seed and their summary."""
     out = []
     for name in ("t1", "t2"):
-        out.append({"name": f"teacher {name}", "paper": "-", **_cells(_result(study, name) or {})})
+        out.append({"name": f"teacher {name}", "paper": "-", **_values([_result(study, name)])})
     for student in study.configurations:
         results = [_result(study, f"{student.name}-s{k}") for k in range(study.scale.seeds)]
-        values = {m: [r[m] for r in results if r and r.get(m) is not None] for m, _ in METRICS}
-        out.append({"name": student.name, "paper": _published(study, student.config), **values})
+        out.append(
+            {"name": student.name, "paper": _published(study, student.config), **_values(results)}
+        )
     return out
 
 

@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from student.data.samples import resize_label
 from student.data.schedule import normalized_weights
 
 ROLES = ("primary", "assistant")
@@ -72,13 +72,6 @@ def role_weights(roles: Sequence[str]) -> list[float]:
     return [PRIMARY_SHARE if r == "primary" else (1 - PRIMARY_SHARE) / assistants for r in roles]
 
 
-def _resized(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if values.shape == shape:
-        return values
-    img = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32))
-    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float32)
-
-
 def _normalized(values: np.ndarray) -> np.ndarray:
     """`(d - median) / mean|d - median|` over the finite pixels (NaN elsewhere)."""
     finite = np.isfinite(values)
@@ -100,7 +93,7 @@ def fuse(maps: Sequence[np.ndarray], weights: Sequence[float], keep: float) -> n
         raise ValueError(f"data.average_keep must be in (0, 1], got {keep}")
     w = np.asarray(weights, np.float64) / float(np.sum(weights))
     shape = maps[0].shape
-    normed = np.stack([_normalized(_resized(m, shape)) for m in maps])
+    normed = np.stack([_normalized(resize_label(m, shape)) for m in maps])
     fused = np.tensordot(w, normed, axes=1)
     disagreement = np.tensordot(w, np.abs(normed - fused), axes=1)
     finite = np.isfinite(fused)

@@ -53,12 +53,14 @@ def resize_rgb(rgb: np.ndarray, size: int, box: Sequence[float] | None = None) -
     return np.array(img.resize((size, size), Image.Resampling.BILINEAR, box=crop))
 
 
-def resize_label(values: np.ndarray, size: int) -> np.ndarray:
-    """float32 (h, w) → float32 (size, size), bilinear; a no-op when already that size."""
-    if values.shape == (size, size):
+def resize_label(values: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """float32 (h, w) → float32 (size, size), or (H, W) when `size` is a pair, bilinear; a no-op
+    when already that size."""
+    shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if values.shape == shape:
         return np.require(values, np.float32, ["C", "W"])
     img = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32))
-    return np.array(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.array(img.resize(shape[::-1], Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def flip_boxes(boxes: BoxesLike, width: int | float | Tensor) -> Tensor:
