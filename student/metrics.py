@@ -1,10 +1,12 @@
 """What a training run records of its steps: `RUN/metrics.jsonl` and, with `tensorboard=true`,
 the same values as TensorBoard scalars in `RUN/tensorboard`.
 
-A step's record holds every loss term (averaged over the step's micro-batches), the learning rate
-of each parameter group, the gradient norm, the data and step times and the teacher(s) drawn. A
-step that was not taken is recorded as `{"step", "skipped", "keys"}` (metrics.jsonl only).
-Only rank 0 writes.
+A step's record holds every loss term (averaged over the step's micro-batches), the scale of the
+prediction (`pred_median`, `pred_mad`, `flat_fraction`: `student.diagnostics.prediction_scale`,
+averaged over the micro-batches; TensorBoard `pred/median`, `pred/mad`, `pred/flat_fraction`), the
+learning rate of each parameter group, the gradient norm, the data and step times and the
+teacher(s) drawn. A step that was not taken is recorded as `{"step", "skipped", "keys"}`
+(metrics.jsonl only). Only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.toolkit.atomic import write_bytes
+from student.diagnostics import SCALE_FIELDS
 from student.rundir import RunDir
 
 
@@ -25,7 +28,8 @@ def step_record(
     data_s: float,
     step_s: float,
 ) -> dict[str, Any]:
-    """The `metrics.jsonl` record of `step` from its micro-batches' `(terms, teacher)` pairs."""
+    """The `metrics.jsonl` record of `step` from its micro-batches' `(terms, teacher)` pairs (the
+    terms: the loss terms and the prediction's `SCALE_FIELDS`, each averaged here)."""
     terms = {k: sum(float(t[k]) for t, _ in micro) / len(micro) for k in micro[0][0]}
     return {
         "step": step,
@@ -50,6 +54,8 @@ def board_scalars(record: dict[str, Any]) -> dict[str, float]:
             scalars[f"time/{name.removesuffix('_time')}"] = value
         elif name == "grad_norm":
             scalars["grad_norm"] = value
+        elif name in SCALE_FIELDS:
+            scalars[f"pred/{name.removeprefix('pred_')}"] = value
         else:
             scalars[f"loss/{name}"] = value
     return scalars

@@ -1,6 +1,8 @@
 """The step loop of `student train` on one rank: micro-batches from the stream, forward under
 autocast, the objective, backward (no DDP sync until the last micro-batch of a step), one
-optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint.
+optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint. Each step
+also measures its prediction's scale (`student.diagnostics`): rank 0 records it and warns once
+when it drifts or collapses.
 
 A step whose loss or gradient is not finite, or one with a micro-batch without any valid label
 pixel (labels all NaN, Inf or masked: its loss would be 0 with no gradient), is skipped on every
@@ -26,6 +28,7 @@ from student.checkpoint import save_checkpoint, set_rng_states
 from student.console import RunningTerms
 from student.data.loader import make_loader
 from student.data.stream import DistillStream
+from student.diagnostics import SCALE_FIELDS, ScaleWatch, prediction_scale
 from student.metrics import MetricsLog, step_record
 from student.model import Student, load_student
 from student.objective import Objective, collapse_warning
@@ -106,6 +109,7 @@ class Trainer:
         self.step = 0
         self.bad_in_a_row = 0
         self.metrics: MetricsLog | None = None  # rank 0 during `fit`
+        self.watch = ScaleWatch()  # of the steps rank 0 records, from this session's first
         self.running = RunningTerms(s.log_every)  # what the progress shows
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -128,8 +132,9 @@ class Trainer:
     def micro_step(
         self, batch: dict[str, Any], scale: float, sync: bool = True
     ) -> dict[str, torch.Tensor] | str:
-        """Forward and backward of one micro-batch: its loss terms, or why it is bad (then no
-        backward). `sync=False` (all but the last micro-batch of an accumulated step) leaves the
+        """Forward and backward of one micro-batch: its loss terms and its prediction's scale
+        (`SCALE_FIELDS`, measured without gradient), or why it is bad (then no backward).
+        `sync=False` (all but the last micro-batch of an accumulated step) leaves the
         gradients unreduced under DDP: the last backward all-reduces the accumulated sum once."""
         batch = _to(batch, self.device)
         quiet = self.model.no_sync() if not sync and self.world > 1 else contextlib.nullcontext()
@@ -141,7 +146,8 @@ class Trainer:
             if why is not None:
                 return why  # skipped on every rank alike, so DDP's collectives stay matched
             self.optimization.backward(terms["loss"] * scale)
-        return {k: v.detach() for k, v in terms.items()}
+        pred_scale = prediction_scale(out["pred"], batch["valid"])
+        return {**{k: v.detach() for k, v in terms.items()}, **pred_scale}
 
     def teachers_of(self, batch: dict[str, Any]) -> str | list[str]:
         """What `metrics.jsonl` records of a micro-batch's teacher: its name, or with
@@ -213,15 +219,22 @@ class Trainer:
             self.step += 1
             if self.metrics is not None and (self.step % s.log_every == 0 or self.step == s.steps):
                 elapsed = time.perf_counter() - started
-                self.metrics.step(step_record(self.step, micro, lrs, grad_norm, waited, elapsed))
+                self.record(step_record(self.step, micro, lrs, grad_norm, waited, elapsed))
             if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                 self.checkpoint(run)
             self.show(bar, micro)
 
+    def record(self, record: dict[str, Any]) -> None:
+        """Record a step taken (rank 0), and warn of what its prediction's scale shows."""
+        self.metrics.step(record)
+        for warning in self.watch.check(record):
+            log.warning("%s", warning)
+
     def show(self, bar: Progress, micro: list[tuple[dict[str, torch.Tensor], Any]]) -> None:
         """Count the step taken on the bar (or lines), with the running loss and its terms."""
         if self.progress:
-            self.running.add(micro)
+            losses = [({k: v for k, v in t.items() if k not in SCALE_FIELDS}, x) for t, x in micro]
+            self.running.add(losses)
             bar.set_status(self.running.status())
         bar.update()
 
