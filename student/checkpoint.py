@@ -56,6 +56,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def trained_steps(run_dir: Path) -> int:
+    """The step of the run's newest checkpoint (0: none yet)."""
+    latest = latest_checkpoint(run_dir)
+    return int(NAME.match(latest.name).group(1)) if latest is not None else 0
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

@@ -286,7 +286,7 @@ def test_every_benchmark_module_is_registered_and_explains_itself(capsys):
         ".".join(path.relative_to(root).with_suffix("").parts)
         for stage in ("pipeline", "labelgen", "student", "evaluation")
         for path in (root / stage / "bench").glob("*.py")
-        if path.stem not in ("__init__", "synthetic", "world_report")
+        if path.stem not in ("__init__", "synthetic")
     }
     assert found == {b.module for b in BENCHMARKS.values()}
     for bench in BENCHMARKS.values():

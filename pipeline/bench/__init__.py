@@ -5,7 +5,7 @@ Every benchmark is a module `<package>/bench/<name>.py` of the stage it measures
 a Markdown table (or rows) for BENCHMARKS.md and, where it builds models or data, has a `--smoke`
 mode small enough for a CPU test. `pipeline bench NAME ARGS` runs `python -m MODULE ARGS` in its
 own process, so `pipeline` imports no stage. Helpers that are not benchmarks: `synthetic.py`
-(shared synthetic data) and `world_report.py` (the world study's report).
+(shared synthetic data).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ BENCHMARKS = {
         ),
         Benchmark(
             "world",
-            "pipeline.bench.world",
+            "evaluation.bench.world",
             "The paper's ablations end to end on the procedural world (exact depth).",
         ),
         Benchmark(
@@ -69,6 +69,11 @@ BENCHMARKS = {
             "score",
             "evaluation.bench.score",
             "Scoring (protocol, boundary F1) against prediction on ETH3D-size samples.",
+        ),
+        Benchmark(
+            "gpu",
+            "pipeline.bench.gpu",
+            "Every GPU figure in one resumable folder: labelgen, train and a reduced world study.",
         ),
     )
 }

@@ -51,11 +51,13 @@ def test_loader_reads_rgb_exact_depth_and_mask(world):
         ds.load("000009")
 
 
-def test_protocol_rules_mask_invalid_pixels(world):
+def test_protocol_scores_valid_pixels_up_to_80_m(world):
     rules = DATASETS.get("world")
+    assert rules.max_depth == 80.0  # as KITTI: the far ground is left out
     sample = open_dataset(f"world={world}").load("000000")
     mask = scoring_mask(sample.depth, rules, sample.valid_mask)
-    np.testing.assert_array_equal(mask, sample.valid_mask)
+    np.testing.assert_array_equal(mask, sample.valid_mask & (sample.depth < 80.0))
+    assert (sample.valid_mask & (sample.depth >= 80.0)).any()  # some valid ground is further
     assert check_data(f"world={world}", full=True)["empty_gt"] == 0
 
 

@@ -1,0 +1,58 @@
+"""The paper's ablations end to end on the procedural world (exact depth); see
+`evaluation.study.run` for the steps.
+
+    pipeline bench world --out DIR [--scale cpu|gpu|smoke] [--jobs N] [--until teachers]
+
+Exit status 0 when teacher t1 clears the bar over the image-blind prior
+(`evaluation.study.plan.TEACHER_BAR`), 3 when it does not: the report then draws no conclusion
+about the method.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from evaluation.study.plan import CONFIGS, ROWS, SCALES
+from evaluation.study.run import Study
+from pipeline.bench import parser as bench_parser
+from pipeline.toolkit.cpus import usable_cpus
+
+NO_CONCLUSION = 3
+"""Exit status of a study whose teachers do not beat the prior by the bar."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_parser(__name__, __doc__)
+    parser.add_argument("--out", type=Path, required=True, help="study directory (resumable)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--jobs", type=int, default=usable_cpus(), help="steps run at a time")
+    parser.add_argument("--seeds", type=int, help="seeds per student configuration")
+    parser.add_argument("--configs", type=Path, default=CONFIGS, help="the configs/ folder")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also Table 2's rows with an encoder-only init and with the exact depth as teacher",
+    )
+    parser.add_argument(
+        "--rows", choices=sorted(ROWS), default="all", help="the student configurations trained"
+    )
+    parser.add_argument(
+        "--until",
+        choices=("teachers", "report"),
+        default="report",
+        help="`teachers`: stop once the teachers are trained, exported and scored beside the "
+        "priors (the same command without it goes on from there)",
+    )
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    if args.seeds:
+        scale = replace(scale, seeds=args.seeds)
+    study = Study(args.out, scale, max(1, args.jobs), args.configs, args.controls, args.rows)
+    _report, passed = study(args.until)
+    return 0 if passed else NO_CONCLUSION
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""What the world study trains: its scales, its student configurations and the bar its
+teachers must clear before the study draws any conclusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FROM_SCRATCH = ("optim.encoder_lr_ratio=1", "loss.lambda_feat=0", "optim.warmup_steps=10")
+"""Training from a random initialisation (teachers, the control): the encoder learns at the full
+rate, a short warm-up, and no feature alignment (it would hold the encoder near its random start;
+the paper's students start from a trained model)."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one study; `pipeline bench world --scale NAME`."""
+
+    height: int
+    width: int
+    tile: int
+    min_region: int
+    size: int
+    """Student input side (and the teachers' training side)."""
+    teacher_images: int
+    student_images: int
+    test_images: int
+    teacher_steps: int
+    student_steps: int
+    batch: int
+    seeds: int
+    teacher_sizes: tuple[str, str]
+    """Architectures of the two teachers, the first one the students' initialisation."""
+    teacher_lr: float = 1e-3
+    student_lr: float = 5e-5
+    ood_shape: tuple[int, int] = (0, 0)
+    """The second test split's image size (another aspect ratio and field of view: the
+    out-of-distribution check); (0, 0): `height` x `width` rotated to 3:4."""
+
+    @property
+    def ood(self) -> tuple[int, int]:
+        if self.ood_shape != (0, 0):
+            return self.ood_shape
+        side = self.height - self.height % 4
+        return side, side * 4 // 3
+
+
+SCALES = {
+    "smoke": Scale(84, 126, 56, 70, 56, 6, 4, 4, 2, 2, 2, 1, ("tiny", "tiny")),
+    "cpu": Scale(168, 252, 112, 140, 112, 160, 96, 120, 600, 150, 8, 3, ("mini", "tiny")),
+    "gpu": Scale(840, 1260, 560, 644, 560, 512, 256, 120, 1500, 600, 8, 3, ("small", "mini")),
+}
+
+SEEDS = {"teachers": 1, "students": 2, "test": 3, "ood": 4}
+"""The world seed of each split: no two splits share a scene."""
+
+TEACHER_BAR = (0.7, 0.15)
+"""Teacher t1 must score AbsRel at most 0.7x the image-blind ramp's and δ1 at least the ramp's
++ 0.15 on the test split (and beat the second split's ramp) before the study draws conclusions
+about the method: below that its models are noise around a prior."""
+
+
+@dataclass(frozen=True)
+class Student:
+    """One student configuration: a config file of `configs/`, its teachers and its start."""
+
+    name: str
+    config: str
+    teachers: tuple[str, ...] = ("t1",)
+    init: str = "t1"
+    """A teacher name (its export), or `scratch` (a random checkpoint)."""
+    overrides: tuple[str, ...] = ()
+    """More `--set key=value` settings of its `student train`."""
+    data: str = "students"
+    """The prepared split it distills on: `students` (labelled by t1 and t2) or `teachers` (the
+    one with the `exact` column)."""
+
+
+STUDENTS = (
+    Student("base", "ablations/table2-base.yaml"),
+    Student("shared-only", "ablations/table2-shared-only.yaml"),
+    Student("local-global-only", "ablations/table2-local-global-only.yaml"),
+    Student("both", "ablations/table2-both.yaml"),
+    Student("shared-global", "ablations/table1-shared-global.yaml"),
+    Student("shared-hybrid", "ablations/table1-shared-hybrid.yaml"),
+    Student("shared-local", "ablations/table1-shared-local.yaml"),
+    Student("both-two-teachers", "ablations/table2-both.yaml", ("t1", "t2")),
+    Student("both-from-scratch", "ablations/table2-both.yaml", init="scratch"),
+)
+"""`shared-only` is also Table 1's "no normalization" row (one teacher: `auto` is `none`)."""
+
+ROWS = {"all": STUDENTS, "table2": STUDENTS[:4]}
+"""`--rows`: every configuration, or only Table 2's four rows (the reduced GPU study)."""
+
+CONTROLS = tuple(
+    Student(f"{st.name}-{kind}", st.config, teachers, overrides=overrides, data=data)
+    for kind, teachers, overrides, data in (
+        ("encoder-init", ("t1",), ("init_weights=encoder",), "students"),
+        ("exact-teacher", ("exact",), (), "teachers"),
+    )
+    for st in STUDENTS[:4]
+)
+"""`--controls`: Table 2's four rows again, (1) with only t1's encoder loaded (the DPT head drawn
+at random, as the paper's headline models start), so a student does not start as its teacher's
+exact copy; (2) distilled from the exact depth (a perfect teacher) on the teachers' split, which
+separates the method from the teachers' quality."""

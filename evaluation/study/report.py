@@ -1,0 +1,235 @@
+"""The world study's report: per configuration the mean and standard deviation over seeds of
+AbsRel, δ1 and boundary F1 on the held-out world, beside the priors that ignore the image, the
+ceiling of the models' token grid, and the paper's published AbsRel for the direction; the
+`evaluation report` table of every run; one figure per configuration.
+
+Every model row shows its margin over the image-blind ramp (`priors.py`): AbsRel as a ratio to
+the ramp's, δ1 as a difference. The report opens with whether teacher t1 clears the bar
+(`plan.TEACHER_BAR`) on both test splits; when it does not, the tables are shown but no
+conclusion about the method is drawn from them.
+
+AbsRel is also given as the median over test images (from `per_sample.csv`), and the priors'
+and teachers' mean AbsRel with its standard error over the test images (what a rerun on another
+test split of the same size would move it by).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from evaluation.report import METRIC_LABELS, build_table, load_summaries
+from evaluation.report import write_report as write_table
+from evaluation.study.plan import TEACHER_BAR
+from pipeline.toolkit.colormap import apply_colormap
+
+METRICS = ("abs_rel", "abs_rel_median", "delta1", "boundary_f1")
+LABELS = {**METRIC_LABELS, "abs_rel_median": "AbsRel median↓"}
+PRIOR_NAMES = {
+    "prior-constant": "prior: a constant",
+    "prior-ramp": "prior: image-blind ramp",
+    "ceiling-tokens": "ceiling: exact depth at the token grid",
+}
+SCORED = ("ok", "degenerate_fit")
+"""`per_sample.csv` statuses of scored images (a constant's fit is degenerate, yet scored)."""
+PUBLISHED = re.compile(r"(v[12]) .*ETH3D / DIODE AbsRel:? ([0-9]+\.[0-9]+) / ([0-9]+\.[0-9]+)")
+"""A config header line quoting the paper: `# Paper v1 Table 1, row ... AbsRel: 0.058 / 0.236)`."""
+
+
+def _result(study, name: str, split: str = "test") -> dict[str, Any] | None:
+    path = study.path("eval", study.eval_name(name, split), "summary.json")
+    if not path.is_file():
+        return None
+    result = dict(json.loads(path.read_text())["datasets"]["world"])
+    per_sample = path.with_name("per_sample.csv")
+    if per_sample.is_file():
+        with per_sample.open(newline="") as f:
+            values = [float(r["abs_rel"]) for r in csv.DictReader(f) if r["status"] in SCORED]
+        if values:
+            result["abs_rel_median"] = statistics.median(values)
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            result["abs_rel_se"] = spread / math.sqrt(len(values))
+    return result
+
+
+def _stats(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _values(results: list[dict[str, Any] | None]) -> dict[str, list[float]]:
+    """Per metric, its values over `results` (one per seed; None: not evaluated yet)."""
+    return {m: [r[m] for r in results if r and r.get(m) is not None] for m in METRICS}
+
+
+def _published(study, config: str) -> str:
+    """The paper's numbers the config's header quotes, per version: `v1 0.058 / 0.236, v2 ...`."""
+    quoted = {}
+    for line in (study.configs / config).read_text().splitlines()[:3]:
+        found = PUBLISHED.search(line)
+        if found:
+            quoted.setdefault(found.group(1), f"{found.group(2)} / {found.group(3)}")
+    return ", ".join(f"{v} {n}" for v, n in sorted(quoted.items())) or "-"
+
+
+def _margin(row: dict[str, list[float]], ramp: dict[str, Any] | None) -> str:
+    """AbsRel as a ratio to the ramp's, δ1 as a difference: `0.82× / +0.05`."""
+    if not ramp or not row["abs_rel"] or not row["delta1"]:
+        return "-"
+    ratio = statistics.mean(row["abs_rel"]) / ramp["abs_rel"]
+    return f"{ratio:.2f}× / {statistics.mean(row['delta1']) - ramp['delta1']:+.2f}"
+
+
+def _single(study, name: str, label: str, split: str) -> dict[str, Any]:
+    result = _result(study, name, split)
+    row = {"name": label, "paper": "-", **_values([result])}
+    if result and result.get("abs_rel_se") is not None:
+        row["se"] = result["abs_rel_se"]
+    return row
+
+
+def rows(study, split: str = "test") -> list[dict[str, Any]]:
+    """One row per prior, teacher and student configuration (students on the test split only):
+    values per seed, their summary and the margin over the ramp."""
+    ramp = _result(study, "prior-ramp", split)
+    out = [_single(study, name, label, split) for name, label in PRIOR_NAMES.items()]
+    out += [_single(study, name, f"teacher {name}", split) for name in ("t1", "t2")]
+    if split == "test":
+        for student in study.configurations:
+            results = [_result(study, f"{student.name}-s{k}") for k in range(study.scale.seeds)]
+            paper = _published(study, student.config)
+            out.append({"name": student.name, "paper": paper, **_values(results)})
+    for row in out:
+        row["margin"] = "-" if row["name"].startswith(("prior", "ceiling")) else _margin(row, ramp)
+    return out
+
+
+def table(study, split: str = "test") -> str:
+    head = ["configuration", *[LABELS[m] for m in METRICS], "vs ramp (AbsRel × / δ1 +)"]
+    head += ["paper ETH3D / DIODE AbsRel"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows(study, split):
+        cells = [row["name"], *[_stats(row[m]) for m in METRICS], row["margin"], row["paper"]]
+        if "se" in row and cells[1] != "-":
+            cells[1] += f" (±{row['se']:.3f} SE)"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    line: str
+
+
+def teacher_verdict(study) -> Verdict:
+    """Whether t1 scores AbsRel ≤ 0.7× the ramp's and δ1 ≥ the ramp's + 0.15 on the test split,
+    and beats the ramp on both metrics on the second (`ood`) split."""
+    ratio, gain = TEACHER_BAR
+    t1, ramp = _result(study, "t1"), _result(study, "prior-ramp")
+    t1_ood, ramp_ood = _result(study, "t1", "ood"), _result(study, "prior-ramp", "ood")
+    if not (t1 and ramp and t1_ood and ramp_ood):
+        return Verdict(False, "teacher t1 or the priors are not scored yet: no conclusion")
+    test_ok = t1["abs_rel"] <= ratio * ramp["abs_rel"] and t1["delta1"] >= ramp["delta1"] + gain
+    ood_ok = t1_ood["abs_rel"] < ramp_ood["abs_rel"] and t1_ood["delta1"] > ramp_ood["delta1"]
+    figures = (
+        f"t1 AbsRel {t1['abs_rel']:.3f} (ramp {ramp['abs_rel']:.3f}, bar ≤ "
+        f"{ratio * ramp['abs_rel']:.3f}), δ1 {t1['delta1']:.3f} (ramp {ramp['delta1']:.3f}, bar ≥ "
+        f"{ramp['delta1'] + gain:.3f}); second split AbsRel {t1_ood['abs_rel']:.3f} against "
+        f"{ramp_ood['abs_rel']:.3f}, δ1 {t1_ood['delta1']:.3f} against {ramp_ood['delta1']:.3f}"
+    )
+    if test_ok and ood_ok:
+        return Verdict(True, f"teacher t1 clears the bar over the image-blind prior: {figures}")
+    return Verdict(
+        False,
+        f"teacher t1 does NOT clear the bar over the image-blind prior ({figures}): the students "
+        "below are noise around a prior, and no conclusion about the method is drawn from them",
+    )
+
+
+def _colour(disp: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """A disparity map in colour, stretched over its own 2nd..98th percentile (near bright)."""
+    disp = np.asarray(disp, dtype=np.float64)
+    ok = np.isfinite(disp) if valid is None else valid & np.isfinite(disp)
+    lo, hi = np.percentile(disp[ok], [2, 98]) if ok.any() else (0.0, 1.0)
+    rgb = apply_colormap((disp - lo) / max(hi - lo, 1e-12))
+    rgb[~ok] = 128
+    return rgb
+
+
+def _fit(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def figure(study, student, key: str) -> Path:
+    """image | exact disparity | the student's teachers | the student (first seed), one row."""
+    test = study.path("world", "test")
+    rgb = np.asarray(Image.open(test / f"{key}.png").convert("RGB"))
+    depth = np.load(test / f"{key}.depth.npy")
+    valid = np.load(test / f"{key}.mask.npy")
+    h, w = depth.shape
+    panels = [rgb, _colour(np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0), valid)]
+    for name in (*student.teachers, f"{student.name}-s0"):
+        pred = study.path("eval", name, "predictions", "world", f"{key}.npy")
+        if pred.is_file():
+            panels.append(_fit(_colour(np.load(pred)), h, w))
+    canvas = np.full((h, len(panels) * (w + 4) - 4, 3), 255, dtype=np.uint8)
+    for k, panel in enumerate(panels):
+        canvas[:, k * (w + 4) : k * (w + 4) + w] = panel
+    out = study.path("report", "figures", f"{student.name}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(out)
+    return out
+
+
+def write_report(study, seconds: float) -> Path:
+    """`report/study.md` (the verdict, the tables, how it was made, the figures) and
+    `report/evaluation.md` (the `evaluation report` table of every scored run)."""
+    report = study.path("report")
+    report.mkdir(parents=True, exist_ok=True)
+    evals = sorted(p for p in study.path("eval").iterdir() if (p / "summary.json").is_file())
+    write_table(build_table(load_summaries(evals)), report / "evaluation.md")
+    key = sorted(p.name[: -len(".png")] for p in study.path("world", "test").glob("*.png"))[0]
+    figures = [figure(study, student, key) for student in study.configurations]
+    s = study.scale
+    ood_h, ood_w = s.ood
+    text = [
+        "# World study",
+        "",
+        teacher_verdict(study).line + ".",
+        "",
+        f"Scale: images {s.height}x{s.width}, tile {s.tile}, regions from {s.min_region} px, "
+        f"student input {s.size}; teachers {s.teacher_sizes} trained {s.teacher_steps} steps on "
+        f"{s.teacher_images} images of exact depth; students {s.student_steps} steps, batch "
+        f"{s.batch}, {s.seeds} seed(s), distilled on {s.student_images} images; test "
+        f"{s.test_images} images, and {s.test_images} of the second split at {ood_h}x{ood_w}. "
+        f"Wall time {seconds / 60:.1f} min.",
+        "",
+        "Values: mean ± standard deviation over seeds on the held-out world (protocol: least "
+        "squares scale and shift in disparity, depth scored to 80 m, boundary F1 after "
+        "alignment). Paper: published ETH3D / DIODE AbsRel of the same configuration (direction "
+        "only; other data and scale).",
+        "",
+        table(study),
+        f"Second test split ({ood_h}x{ood_w}, another aspect ratio and field of view):",
+        "",
+        table(study, "ood"),
+        "Figures (image | exact disparity | teacher(s) | student, seed 0): "
+        + ", ".join(f"`{f.relative_to(report)}`" for f in figures),
+        "",
+    ]
+    out = report / "study.md"
+    out.write_text("\n".join(text))
+    return out

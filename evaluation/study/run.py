@@ -1,0 +1,361 @@
+"""The paper's ablations end to end on the procedural world, where depth is known exactly.
+
+    pipeline bench world --out DIR [--scale cpu|gpu|smoke] [--jobs N] [--until teachers]
+
+Every step is a command a user runs (printed as it goes, each in its own process); only the
+labels' origin is special to the world:
+
+1. `pipeline world render`: a split to train the teachers on, a split to distill on, a test
+   split, and a second test split of another image shape (`ood`: another aspect ratio and so
+   another vertical field of view, as the paper's benchmarks are zero-shot);
+2. `pipeline prepare` of both training splits, with the scale's plan geometry;
+3. `pipeline world labels`: the exact depth of every planned view of the teachers' split;
+4. two real teachers: `student train` on that exact column from a random initialisation
+   (`labelgen tiny-checkpoint --size`), different in size (`mini` and `tiny` at the CPU scale),
+   then `student export` to `runs/NAME/export` (a model directory, as a user's checkpoint).
+   A teacher is trained only when its export is missing;
+5. the priors and the ceiling (`priors.py`), scored like models, and `evaluation run` of both
+   teachers on both test splits; the report says whether t1 clears the bar (`TEACHER_BAR`).
+   `--until teachers` stops here;
+6. `labelgen run --teacher NAME=depth-anything-v2:EXPORT` with both on the distillation split;
+7. the students, initialised from the teacher they distill (its export as `--init`), as the
+   paper's are: Table 2 (base, shared-context only, local-global only, both), Table 1's
+   normalizations of the shared-context term, both teachers at once, and one student trained
+   from scratch as a control; each with several seeds; `evaluation run` of each;
+8. the report (`report.py`): mean ± standard deviation over seeds beside the paper's numbers
+   and the priors, the `evaluation report` table, and one figure per configuration.
+
+Steps whose outputs are complete are skipped, so an interrupted study resumes (an interrupted
+training run resumes from its last checkpoint). Independent steps run `--jobs` at a time, each
+with `cpus // jobs` torch threads (and OpenMP threads that sleep while they wait, unless
+`OMP_WAIT_POLICY` says otherwise: spinning ones cost several times the CPU on a shared machine).
+
+Exit status: 0 when t1 clears the bar, 3 when it does not (the report then draws no conclusion
+about the method: its models are noise around a prior).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from evaluation.study.plan import (
+    CONFIGS,
+    CONTROLS,
+    FROM_SCRATCH,
+    ROWS,
+    SEEDS,
+    Scale,
+    Student,
+)
+from evaluation.study.priors import PRIORS, fit_horizon, write_predictions
+from evaluation.study.report import teacher_verdict, write_report
+from pipeline.toolkit.cpus import usable_cpus
+from student.checkpoint import trained_steps
+
+
+class Study:
+    def __init__(
+        self,
+        out: Path,
+        scale: Scale,
+        jobs: int,
+        configs: Path = CONFIGS,
+        controls: bool = False,
+        rows: str = "all",
+    ) -> None:
+        self.out, self.scale, self.jobs, self.configs = Path(out), scale, jobs, configs
+        self.threads = max(1, usable_cpus() // jobs)
+        self.configurations = ROWS[rows] + (CONTROLS if controls else ())
+        self.log = self.out / "commands.log"
+
+    # -- running commands ----------------------------------------------------------------------
+    def run(self, step: str, args: list[str], done: Path | None = None) -> None:
+        """Run `python -m <stage>.cli ARGS` unless `done` exists; its output goes to the log."""
+        if done is not None and done.exists():
+            return
+        stage, *rest = args
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        start = time.perf_counter()
+        done_proc = subprocess.run(
+            [sys.executable, "-m", f"{stage}.cli", *rest], capture_output=True, text=True, env=env
+        )
+        seconds = time.perf_counter() - start
+        with self.log.open("a") as log:
+            log.write(f"[{step}] $ {stage} {' '.join(rest)}\n{done_proc.stdout}{done_proc.stderr}")
+        print(f"[{step}] {stage} {rest[0]} ({seconds:.0f} s)", flush=True)
+        if done_proc.returncode != 0:
+            tail = "\n".join(done_proc.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"[{step}] `{stage} {' '.join(rest)}` failed:\n{tail}")
+
+    def parallel(self, tasks: list) -> None:
+        """Run independent zero-argument callables `jobs` at a time; the first error stops the
+        ones not started yet and is raised once the running ones end."""
+        with ThreadPoolExecutor(self.jobs) as pool:
+            futures = [pool.submit(task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    # -- the steps -----------------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        return self.out.joinpath(*parts)
+
+    def worlds(self) -> None:
+        s = self.scale
+        ood_h, ood_w = s.ood
+        splits = [
+            ("teachers", "train", s.teacher_images, s.height, s.width),
+            ("students", "train", s.student_images, s.height, s.width),
+            ("test", "test", s.test_images, s.height, s.width),
+            ("ood", "test", s.test_images, ood_h, ood_w),
+        ]
+        self.parallel(
+            [
+                lambda n=n, sp=sp, k=k, h=h, w=w: self.run(
+                    f"render {n}",
+                    ["pipeline", "world", "render"]
+                    + flags(
+                        out=self.path("world", n),
+                        images=k,
+                        seed=SEEDS[n],
+                        split=sp,
+                        height=h,
+                        width=w,
+                        workers=1,
+                    ),
+                )
+                for n, sp, k, h, w in splits
+            ]
+        )
+        for name in ("teachers", "students"):
+            self.run(
+                f"prepare {name}",
+                ["pipeline", "prepare"]
+                + flags(
+                    images=self.path("world", name),
+                    out=self.path("data", name),
+                    tile=s.tile,
+                    min_region=s.min_region,
+                    shard_size=32,
+                ),
+                done=self.path("data", name, "dataset.json"),
+            )
+
+    def teachers(self) -> None:
+        s, data = self.scale, self.path("data", "teachers")
+        self.run(
+            "exact labels",
+            ["pipeline", "world", "labels"]
+            + flags(dataset=data, world=self.path("world", "teachers"), column="exact"),
+        )
+        config = "ablations/table1-shared-global.yaml"  # relative depth, as real teachers learn
+
+        def teacher(k: int, name: str, size: str) -> None:
+            init = self.random_init(size, k)
+            self.train(
+                name,
+                data,
+                ["exact"],
+                init,
+                config,
+                s.teacher_steps,
+                s.teacher_lr,
+                k,
+                export=True,
+                extra=FROM_SCRATCH,
+            )
+
+        self.parallel(
+            [
+                lambda k=k, name=name, size=size: teacher(k, name, size)
+                for k, (name, size) in enumerate(zip(("t1", "t2"), s.teacher_sizes, strict=True))
+            ]
+        )
+
+    def baselines(self) -> None:
+        """The priors and the ceiling, and both teachers, scored on both test splits."""
+        horizon = self.horizon()
+        for split in ("test", "ood"):
+            for prior in PRIORS:
+                out = self.path("eval", self.eval_name(prior, split))
+                if not (out / "summary.json").is_file():
+                    write_predictions(
+                        out, prior, self.path("world", split), side=self.scale.size, horizon=horizon
+                    )
+                self.run(
+                    f"score {prior} {split}",
+                    ["evaluation", "score", str(out)]
+                    + flags(
+                        dataset=f"world={self.path('world', split)}",
+                        pred_space="disparity",
+                        name=prior,
+                        workers=0,
+                        device="cpu",
+                    ),
+                    done=out / "summary.json",
+                )
+        self.parallel(
+            [
+                lambda n=n, sp=sp: self.evaluate(n, sp)
+                for n in ("t1", "t2")
+                for sp in ("test", "ood")
+            ]
+        )
+
+    def horizon(self) -> float:
+        """The ramp's horizon fitted on the teachers' training split (kept in `horizon.json`)."""
+        path = self.path("eval", "horizon.json")
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"horizon": fit_horizon(self.path("world", "teachers"))}))
+        return float(json.loads(path.read_text())["horizon"])
+
+    def label(self) -> None:
+        students, tile = self.path("data", "students"), self.scale.tile
+        for name in ("t1", "t2"):
+            spec = f"{name}=depth-anything-v2:{self.path('runs', name, 'export')},full_size={tile}"
+            self.run(
+                f"label {name}",
+                ["labelgen", "run", "--no-progress"]
+                + flags(dataset=students, teacher=spec, precision="fp32"),
+            )
+
+    def random_init(self, size: str, seed: int) -> Path:
+        out = self.path("init", f"{size}-{seed}")
+        self.run(
+            f"init {size}",
+            ["labelgen", "tiny-checkpoint", "depth-anything-v2", str(out)]
+            + flags(size=size, seed=seed),
+            done=out,
+        )
+        return out
+
+    def train(self, name, data, teachers, init, config, steps, lr, seed, export=False, extra=()):
+        """`student train` into runs/NAME (an interrupted run resumes from its last checkpoint);
+        with `export` also `student export` to runs/NAME/export (teachers: labelgen loads a model
+        directory; students are evaluated from their run directory)."""
+        run = self.path("runs", name)
+        if trained_steps(run) < steps:
+            args = ["student", "train"] + flags(out=run)
+            if trained_steps(run) > 0:
+                args += ["--resume"]
+            else:
+                args += flags(
+                    config=self.configs / config,
+                    dataset=data,
+                    init=init,
+                    steps=steps,
+                    batch_size=self.scale.batch,
+                )
+                args += [f"--teacher={t}" for t in teachers]
+                sets = [
+                    f"data.size={self.scale.size}",
+                    "data.workers=0",
+                    f"optim.lr={lr}",
+                    f"seed={seed}",
+                    f"checkpoint_every={max(1, steps // 4)}",
+                    *extra,
+                ]
+                args += [f"--set={x}" for x in sets]
+            self.run(f"train {name}", args)
+        if export:
+            self.run(
+                f"export {name}",
+                ["student", "export", str(run)] + flags(out=run / "export"),
+                done=run / "export" / "config.json",
+            )
+
+    @staticmethod
+    def eval_name(name: str, split: str = "test") -> str:
+        return name if split == "test" else f"{name}@{split}"
+
+    def evaluate(self, name: str, split: str = "test") -> None:
+        """`evaluation run` of runs/NAME (a run directory) on a test split."""
+        out = self.path("eval", self.eval_name(name, split))
+        args = ["evaluation", "run"]
+        args += flags(
+            model=self.path("runs", name),
+            dataset=f"world={self.path('world', split)}",
+            out=out,
+            name=name,
+            workers=0,
+            device="cpu",
+            processing_res=self.eval_side(split),
+        )
+        self.run(f"evaluate {name} {split}", args, done=out / "summary.json")
+
+    def eval_side(self, split: str = "test") -> int:
+        """The long side the test images are predicted at: their short side at the student's
+        input side, the scale at which students and teachers saw their training views."""
+        h, w = (self.scale.height, self.scale.width) if split == "test" else self.scale.ood
+        return round(self.scale.size * max(h, w) / min(h, w))
+
+    def student_runs(self) -> list[tuple[Student, int]]:
+        return [(st, seed) for st in self.configurations for seed in range(self.scale.seeds)]
+
+    def students(self) -> None:
+        s = self.scale
+
+        def one(student: Student, seed: int) -> None:
+            data = self.path("data", student.data)
+            name = f"{student.name}-s{seed}"
+            scratch = student.init == "scratch"
+            init = (
+                self.random_init(s.teacher_sizes[0], 100 + seed)
+                if scratch
+                else self.path("runs", student.init, "export")
+            )
+            lr = s.teacher_lr if scratch else s.student_lr
+            extra = (FROM_SCRATCH if scratch else ()) + student.overrides
+            self.train(
+                name,
+                data,
+                student.teachers,
+                init,
+                student.config,
+                s.student_steps,
+                lr,
+                seed,
+                extra=extra,
+            )
+            self.evaluate(name)
+
+        self.parallel([lambda st=st, k=k: one(st, k) for st, k in self.student_runs()])
+
+    def __call__(self, until: str = "report") -> tuple[Path, bool]:
+        """Run the study up to `until` (`teachers` or `report`); the report and whether t1 clears
+        the bar."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        about = {"scale": asdict(self.scale), "students": [asdict(x) for x in self.configurations]}
+        (self.out / "study.json").write_text(json.dumps(about))
+        started = time.perf_counter()
+        self.worlds()
+        self.teachers()
+        self.baselines()
+        if until != "teachers":
+            self.label()
+            self.students()
+        report = write_report(self, time.perf_counter() - started)
+        verdict = teacher_verdict(self)
+        print(verdict.line)
+        print(f"report: {report}")
+        return report, verdict.passed
+
+
+def flags(**values: object) -> list[str]:
+    """`--name value` pairs (underscores in names become dashes)."""
+    out: list[str] = []
+    for name, value in values.items():
+        out += [f"--{name.replace('_', '-')}", str(value)]
+    return out

@@ -1,0 +1,101 @@
+"""The world study's priors and ceiling, and the bar its teachers must clear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluation.study.plan import SCALES, TEACHER_BAR
+from evaluation.study.priors import fit_horizon, mean_abs_rel, ramp, token_average
+from evaluation.study.report import teacher_verdict
+from evaluation.study.run import Study
+
+
+def flat_ground(folder: Path, horizons: list[float], shape=(48, 72)) -> Path:
+    """A world split of a level camera over flat ground: depth ∝ 1 / (row − h·H) below the
+    horizon at fraction h, invalid (sky) above it."""
+    folder.mkdir(parents=True)
+    h, w = shape
+    rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1) + 0.5
+    for i, frac in enumerate(horizons):
+        below = rows - frac * h
+        mask = below > 0.5
+        depth = np.where(mask, 30.0 / np.maximum(below, 1e-3), 0.0).astype(np.float32)
+        np.save(folder / f"{i:06d}.depth.npy", depth)
+        np.save(folder / f"{i:06d}.mask.npy", mask)
+        Image.new("RGB", (w, h), (90, 120, 150)).save(folder / f"{i:06d}.png")
+    return folder
+
+
+def test_the_ramp_is_zero_above_its_horizon_and_linear_below():
+    r = ramp(0.5, (10, 4))
+    assert r.shape == (10, 4)
+    assert np.all(r[:6] < 1e-5)
+    np.testing.assert_allclose(np.diff(r[6:, 0]), 1.0, atol=1e-6)
+    assert np.all(r == r[:, :1])  # the same in every column: it ignores the image
+
+
+def test_the_fitted_horizon_makes_the_ramp_exact_on_a_flat_world(tmp_path):
+    world = flat_ground(tmp_path / "train", [0.6, 0.6, 0.6])
+    h = fit_horizon(world)
+    # the sky is not scored, so any horizon at or above the true one is a line over the ground
+    # (exact after the protocol's affine fit); one below it bends the ground
+    assert h <= 0.6 + 1e-9
+    assert mean_abs_rel(world, lambda _k, hw: ramp(h, hw)) < 0.02
+    assert mean_abs_rel(world, lambda _k, hw: ramp(0.75, hw)) > 0.2
+
+
+def test_the_token_ceiling_averages_valid_disparity_per_token_cell():
+    depth = np.full((28, 42), 4.0, dtype=np.float32)
+    mask = np.ones_like(depth, dtype=bool)
+    np.testing.assert_allclose(token_average(depth, mask, 28), 0.25, rtol=1e-6)
+    # invalid pixels do not enter the average, whatever their depth
+    depth[:, :5] = 1e-6
+    mask[:, :5] = False
+    np.testing.assert_allclose(token_average(depth, mask, 28), 0.25, rtol=1e-6)
+    # two tokens on the short side (28 // 14): a step between the two halves is kept per cell
+    depth = np.where(np.arange(28)[:, None] < 14, 2.0, 4.0).repeat(42, 1).astype(np.float32)
+    out = token_average(depth, np.ones_like(depth, dtype=bool), 28)
+    assert out[0, 0] == pytest.approx(0.5) and out[-1, 0] == pytest.approx(0.25)
+    # no finer detail than the grid survives: a one-pixel stripe is averaged away
+    depth = np.full((28, 42), 4.0, dtype=np.float32)
+    depth[:, 20] = 1.0
+    out = token_average(depth, np.ones_like(depth, dtype=bool), 28)
+    assert out[:, 20].max() < 0.4
+
+
+def _summary(study: Study, name: str, split: str, abs_rel: float, delta1: float) -> None:
+    folder = study.path("eval", study.eval_name(name, split))
+    folder.mkdir(parents=True)
+    world = {"abs_rel": abs_rel, "delta1": delta1}
+    (folder / "summary.json").write_text(json.dumps({"datasets": {"world": world}}))
+
+
+@pytest.mark.parametrize(
+    ("t1", "t1_ood", "passed"),
+    [
+        ((0.25, 0.62), (0.40, 0.55), True),
+        ((0.27, 0.62), (0.40, 0.55), False),  # AbsRel above 0.7x the ramp's 0.38
+        ((0.25, 0.59), (0.40, 0.55), False),  # δ1 under the ramp's 0.45 + 0.15
+        ((0.25, 0.62), (0.46, 0.55), False),  # the second split's ramp (0.45) beats it
+    ],
+)
+def test_the_verdict_applies_the_bar_on_both_splits(tmp_path, t1, t1_ood, passed):
+    assert TEACHER_BAR == (0.7, 0.15)
+    study = Study(tmp_path, SCALES["smoke"], jobs=1)
+    _summary(study, "prior-ramp", "test", 0.38, 0.45)
+    _summary(study, "prior-ramp", "ood", 0.45, 0.50)
+    _summary(study, "t1", "test", *t1)
+    _summary(study, "t1", "ood", *t1_ood)
+    verdict = teacher_verdict(study)
+    assert verdict.passed is passed
+    assert ("NOT" in verdict.line) is not passed
+
+
+def test_no_verdict_before_the_teachers_are_scored(tmp_path):
+    verdict = teacher_verdict(Study(tmp_path, SCALES["smoke"], jobs=1))
+    assert not verdict.passed and "not scored yet" in verdict.line
