@@ -68,8 +68,13 @@ class Student:
     name: str
     config: str
     teachers: tuple[str, ...] = ("t1",)
-    init: str = "t1"
-    """A teacher name (its export), or `scratch` (a random checkpoint)."""
+    init: str = "t2"
+    """A teacher name (its export), or `scratch` (a random checkpoint). Students start from t2:
+    a smaller model than their teacher t1 (the paper's Table 3 direction, DAv2-L into DAv2-S),
+    trained on another split (the teachers'), so no student starts as its teacher's copy; one
+    that did would sit at a fixed point of shared-context distillation (its labels would be its
+    own output for the same view). Not encoder-only: a random DPT head does not learn in the CPU
+    scale's 150 steps (the `encoder-init` control shows it)."""
     overrides: tuple[str, ...] = ()
     """More `--set key=value` settings of its `student train`."""
     data: str = "students"
@@ -101,7 +106,7 @@ CONTROLS = tuple(
     )
     for st in STUDENTS[:4]
 )
-"""`--controls`: Table 2's four rows again, (1) with only t1's encoder loaded (the DPT head drawn
-at random, as the paper's headline models start), so a student does not start as its teacher's
-exact copy; (2) distilled from the exact depth (a perfect teacher) on the teachers' split, which
-separates the method from the teachers' quality."""
+"""`--controls`: Table 2's four rows again, (1) with only t2's encoder loaded (the DPT head drawn
+at random, as the paper's headline models start, v2 appendix C.1); (2) distilled from the exact
+depth (a perfect teacher) on the teachers' split, which separates the method from the teachers'
+quality."""

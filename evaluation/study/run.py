@@ -18,10 +18,10 @@ labels' origin is special to the world:
    teachers on both test splits; the report says whether t1 clears the bar (`TEACHER_BAR`).
    `--until teachers` stops here;
 6. `labelgen run --teacher NAME=depth-anything-v2:EXPORT` with both on the distillation split;
-7. the students, initialised from the teacher they distill (its export as `--init`), as the
-   paper's are: Table 2 (base, shared-context only, local-global only, both), Table 1's
-   normalizations of the shared-context term, both teachers at once, and one student trained
-   from scratch as a control; each with several seeds; `evaluation run` of each;
+7. the students, initialised from t2 (a smaller model than their teacher t1, trained on another
+   split: `plan.Student.init` says why): Table 2 (base, shared-context only, local-global only,
+   both), Table 1's normalizations of the shared-context term, both teachers at once, and one
+   student trained from scratch as a control; each with several seeds; `evaluation run` of each;
 8. the report (`report.py`): mean ± standard deviation over seeds beside the paper's numbers
    and the priors, the `evaluation report` table, and one figure per configuration.
 
@@ -312,7 +312,7 @@ class Study:
             name = f"{student.name}-s{seed}"
             scratch = student.init == "scratch"
             init = (
-                self.random_init(s.teacher_sizes[0], 100 + seed)
+                self.random_init(s.teacher_sizes[1], 100 + seed)
                 if scratch
                 else self.path("runs", student.init, "export")
             )
