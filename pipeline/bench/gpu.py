@@ -54,11 +54,12 @@ from pipeline.toolkit.atomic import write_bytes, write_json
 EXPECTED_S = {
     "labelgen": (240, 90),
     "train": (180, 30),
-    "world": (1800, 270),
+    "world": (2700, 270),
 }
 """Rough wall seconds per part: (on one H100/H200, --smoke on a 2-core CPU VM). Estimates, not
 measurements: the GPU ones from the FLOP counts and the data each benchmark builds on the CPU
-(SA-1B-size synthetic images, random full-size checkpoints); the smoke ones measured once."""
+(SA-1B-size synthetic images, random full-size checkpoints; the world study's rendering and its
+`evaluation run`s, which it runs on the CPU); the smoke ones measured once."""
 MIN_SLICE_S = 60
 """The least time left for which the world study (resumable step by step) is started."""
 EXIT_LEFT, EXIT_FAILED, EXIT_NO_CUDA = 3, 1, 2
