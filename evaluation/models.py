@@ -3,6 +3,7 @@
 SPEC is one of:
 - a student run directory (`student train --out`): its newest checkpoint is exported to a
   temporary Hugging Face directory and loaded from there, exactly as the export would be;
+- one checkpoint of a run (`RUN/checkpoints/step_NNNNNNN.pt`), the same way (learning curves);
 - a Hugging Face directory or hub id (an exported student, Depth Anything, DPT, any
   `AutoModelForDepthEstimation`);
 - a teacher spec as `labelgen` accepts it: `ADAPTER:SOURCE[,key=value...]` or
@@ -111,6 +112,8 @@ def load_predictor(
         return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
     if is_run_dir(path):
         return _load_run(path, device, precision, name)
+    if path.is_file() and path.parent.name == "checkpoints" and is_run_dir(path.parent.parent):
+        return _load_run(path.parent.parent, device, precision, name, path)
     if not path.exists() and looks_like_path(spec):
         raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)
@@ -118,17 +121,23 @@ def load_predictor(
     return Predictor(tname, spec, "hf", teacher)
 
 
-def _load_run(run_dir: Path, device: str, precision: str, name: str | None) -> Predictor:
-    """Export the run's newest checkpoint to a temporary directory and load it from there."""
-    from student.checkpoint import latest_checkpoint
+def _load_run(
+    run_dir: Path, device: str, precision: str, name: str | None, checkpoint: Path | None = None
+) -> Predictor:
+    """Export the run's `checkpoint` (default: its newest) to a temporary directory and load it
+    from there."""
+    from student.checkpoint import NAME, latest_checkpoint
     from student.export import export_run
 
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = checkpoint or latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: run directory without a checkpoint yet")
+    found = NAME.match(checkpoint.name)
+    if found is None:
+        raise ValueError(f"{checkpoint}: not a checkpoint name (step_NNNNNNN.pt)")
     tname = name or display_name(str(run_dir))
     with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
-        export_run(run_dir, Path(tmp))
+        export_run(run_dir, Path(tmp), step=int(found.group(1)))
         teacher = load_teacher(TeacherSpec(tname, "depth-anything-v2", tmp), device, precision)
     teacher.source = str(run_dir)
     extra = {"checkpoint": str(checkpoint)}

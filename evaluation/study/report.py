@@ -194,6 +194,75 @@ def figure(study, student, key: str) -> Path:
     return out
 
 
+def curves(study) -> dict[str, list[tuple[int, float, float]]]:
+    """Per teacher, (step, AbsRel, δ1) of each scored checkpoint on the test split."""
+    out: dict[str, list[tuple[int, float, float]]] = {}
+    for folder in sorted(study.path("curves").glob("*/step_*")):
+        summary = folder / "summary.json"
+        if summary.is_file():
+            world = json.loads(summary.read_text())["datasets"]["world"]
+            point = (int(folder.name.removeprefix("step_")), world["abs_rel"], world["delta1"])
+            out.setdefault(folder.parent.name, []).append(point)
+    return out
+
+
+def curve_table(study) -> str:
+    """The learning curves as a table: one row per checkpoint, the ramp's values beside."""
+    ramp = _result(study, "prior-ramp") or {}
+    lines = ["| teacher | step | AbsRel↓ | δ1↑ |", "|---|---|---|---|"]
+    for name, points in curves(study).items():
+        lines += [f"| {name} | {step} | {a:.3f} | {d:.3f} |" for step, a, d in points]
+    if ramp:
+        lines.append(
+            f"| prior: image-blind ramp | - | {ramp['abs_rel']:.3f} | {ramp['delta1']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+
+
+def curve_figure(study, size: tuple[int, int] = (360, 240)) -> Path | None:
+    """`report/figures/curves.png`: AbsRel (left) and δ1 (right) against the step, one line per
+    teacher, the ramp as a grey line; None before any checkpoint is scored."""
+    from PIL import ImageDraw
+
+    found = curves(study)
+    if not found:
+        return None
+    ramp = _result(study, "prior-ramp") or {}
+    w, h = size
+    canvas = Image.new("RGB", (2 * w + 10, h + 20), "white")
+    draw = ImageDraw.Draw(canvas)
+    last = max(step for points in found.values() for step, _, _ in points)
+    for panel, (metric, label) in enumerate(((1, "AbsRel"), (2, "delta1"))):
+        values = [p[metric] for points in found.values() for p in points]
+        values += [ramp[m] for m in ("abs_rel", "delta1")[metric - 1 : metric] if m in ramp]
+        lo, hi = min(values) - 0.02, max(values) + 0.02
+        x0 = panel * (w + 10)
+
+        def at(step: float, v: float, x0: int = x0, lo: float = lo, hi: float = hi):
+            return x0 + 30 + (w - 40) * step / last, 10 + (h - 30) * (hi - v) / (hi - lo)
+
+        draw.rectangle([x0 + 30, 10, x0 + w - 10, h - 20], outline="black")
+        draw.text((x0 + 34, h - 16), f"{label}  {lo:.2f}..{hi:.2f}, steps 0..{last}", fill="black")
+        if ramp:
+            y = at(0, ramp[("abs_rel", "delta1")[metric - 1]])[1]
+            draw.line([x0 + 30, y, x0 + w - 10, y], fill=(150, 150, 150), width=1)
+        for k, (name, points) in enumerate(found.items()):
+            xy = [at(p[0], p[metric]) for p in points]
+            colour = COLOURS[k % len(COLOURS)]
+            if len(xy) > 1:
+                draw.line(xy, fill=colour, width=2)
+            for x, y in xy:
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+            draw.text((x0 + 36 + 40 * k, 12), name, fill=colour)
+    out = study.path("report", "figures", "curves.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out
+
+
 def write_report(study, seconds: float) -> Path:
     """`report/study.md` (the verdict, the tables, how it was made, the figures) and
     `report/evaluation.md` (the `evaluation report` table of every scored run)."""
@@ -203,6 +272,7 @@ def write_report(study, seconds: float) -> Path:
     write_table(build_table(load_summaries(evals)), report / "evaluation.md")
     key = sorted(p.name[: -len(".png")] for p in study.path("world", "test").glob("*.png"))[0]
     figures = [figure(study, student, key) for student in study.configurations]
+    curve_figure(study)
     s = study.scale
     ood_h, ood_w = s.ood
     text = [
@@ -226,6 +296,10 @@ def write_report(study, seconds: float) -> Path:
         f"Second test split ({ood_h}x{ood_w}, another aspect ratio and field of view):",
         "",
         table(study, "ood"),
+        "Learning curves of the teachers on the test split (`figures/curves.png`: AbsRel left, "
+        "δ1 right, the ramp in grey):",
+        "",
+        curve_table(study),
         "Figures (image | exact disparity | teacher(s) | student, seed 0): "
         + ", ".join(f"`{f.relative_to(report)}`" for f in figures),
         "",

@@ -201,17 +201,38 @@ class Study:
                         pred_space="disparity",
                         name=prior,
                         workers=0,
-                        device="cpu",
+                        device="auto",
                     ),
                     done=out / "summary.json",
                 )
+        pairs = [(n, sp) for n in ("t1", "t2") for sp in ("test", "ood")]
         self.parallel(
-            [
-                lambda n=n, sp=sp: self.evaluate(n, sp)
-                for n in ("t1", "t2")
-                for sp in ("test", "ood")
-            ]
+            [lambda n=n, sp=sp: self.evaluate(n, sp) for n, sp in pairs]
+            + [lambda c=c: self.evaluate_checkpoint(c) for c in self.teacher_checkpoints()]
         )
+
+    def teacher_checkpoints(self) -> list[Path]:
+        """Every checkpoint of both teachers (their learning curves)."""
+        return sorted(self.path("runs").glob("t[12]/checkpoints/step_*.pt"))
+
+    def curve_dir(self, checkpoint: Path) -> Path:
+        """Where `checkpoint` (RUN/checkpoints/step_N.pt) is scored: curves/RUN/step_N."""
+        return self.path("curves", checkpoint.parent.parent.name, checkpoint.stem)
+
+    def evaluate_checkpoint(self, checkpoint: Path) -> None:
+        """`evaluation run` of one checkpoint on the test split (a point of a learning curve)."""
+        out, run = self.curve_dir(checkpoint), checkpoint.parent.parent.name
+        args = ["evaluation", "run"]
+        args += flags(
+            model=checkpoint,
+            dataset=f"world={self.path('world', 'test')}",
+            out=out,
+            name=f"{run}-{checkpoint.stem}".replace("_", "-"),
+            workers=0,
+            device="auto",
+            processing_res=self.eval_side(),
+        )
+        self.run(f"evaluate {run} {checkpoint.stem}", args, done=out / "summary.json")
 
     def horizon(self) -> float:
         """The ramp's horizon fitted on the teachers' training split (kept in `horizon.json`)."""
@@ -290,7 +311,7 @@ class Study:
             out=out,
             name=name,
             workers=0,
-            device="cpu",
+            device="auto",
             processing_res=self.eval_side(split),
         )
         self.run(f"evaluate {name} {split}", args, done=out / "summary.json")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from evaluation.study.plan import SCALES, TEACHER_BAR
 from evaluation.study.priors import fit_horizon, mean_abs_rel, ramp, token_average
-from evaluation.study.report import teacher_verdict
+from evaluation.study.report import curve_figure, curve_table, curves, teacher_verdict
 from evaluation.study.run import Study
 
 
@@ -99,3 +99,20 @@ def test_the_verdict_applies_the_bar_on_both_splits(tmp_path, t1, t1_ood, passed
 def test_no_verdict_before_the_teachers_are_scored(tmp_path):
     verdict = teacher_verdict(Study(tmp_path, SCALES["smoke"], jobs=1))
     assert not verdict.passed and "not scored yet" in verdict.line
+
+
+def test_learning_curves_read_every_scored_checkpoint(tmp_path):
+    study = Study(tmp_path, SCALES["smoke"], jobs=1)
+    for run, step, abs_rel, delta1 in (
+        ("t1", 5, 0.5, 0.3),
+        ("t1", 10, 0.4, 0.4),
+        ("t2", 10, 0.6, 0.2),
+    ):
+        folder = study.curve_dir(tmp_path / "runs" / run / "checkpoints" / f"step_{step:07d}.pt")
+        folder.mkdir(parents=True)
+        world = {"abs_rel": abs_rel, "delta1": delta1}
+        (folder / "summary.json").write_text(json.dumps({"datasets": {"world": world}}))
+    assert curves(study) == {"t1": [(5, 0.5, 0.3), (10, 0.4, 0.4)], "t2": [(10, 0.6, 0.2)]}
+    assert "| t1 | 10 | 0.400 | 0.400 |" in curve_table(study)
+    figure = curve_figure(study)
+    assert figure is not None and Image.open(figure).size == (730, 260)
