@@ -49,8 +49,14 @@ class Scale:
 SCALES = {
     "smoke": Scale(84, 126, 56, 70, 56, 6, 4, 4, 2, 2, 2, 1, ("tiny", "tiny")),
     "cpu": Scale(168, 252, 112, 140, 112, 160, 96, 120, 600, 150, 8, 3, ("mini", "tiny")),
+    "gpu-quick": Scale(
+        336, 504, 224, 280, 224, 800, 192, 120, 1500, 300, 16, 2, ("small", "mini"), 5e-4
+    ),
     "gpu": Scale(840, 1260, 560, 644, 560, 512, 256, 120, 1500, 600, 8, 3, ("small", "mini")),
 }
+"""`gpu-quick` is the reduced study of `pipeline bench gpu` (Table 2's rows, 2 seeds, sized to a
+few minutes of one H100 by estimate: not yet measured); `gpu` the paper's geometry (560 tiles,
+regions from 644 px)."""
 
 SEEDS = {"teachers": 1, "students": 2, "test": 3, "ood": 4}
 """The world seed of each split: no two splits share a scene."""

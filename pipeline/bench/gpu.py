@@ -10,8 +10,8 @@ Parts, in order of value, each one benchmark run as `python -m MODULE` in its ow
    forward and the FLOP floor;
 2. train: `pipeline bench train --size small --size large`, the training step per student size
    (Depth Anything V2, the one student family) with its loader stall;
-3. world: `pipeline bench world --scale gpu --seeds 2 --rows table2 --jobs 1`, Table 2's four
-   rows (DIR/world is the study directory).
+3. world: `pipeline bench world --scale gpu-quick --seeds 2 --rows table2 --jobs 1`, Table 2's
+   four rows (DIR/world is the study directory).
 
 A finished part leaves DIR/PART.json (its rows, wall time, command) and DIR/PART.md (its table),
 both written atomically; a part whose PART.md exists is skipped, so the same command resumes an
@@ -54,12 +54,13 @@ from pipeline.toolkit.atomic import write_bytes, write_json
 EXPECTED_S = {
     "labelgen": (240, 90),
     "train": (180, 30),
-    "world": (2700, 270),
+    "world": (300, 270),
 }
 """Rough wall seconds per part: (on one H100/H200, --smoke on a 2-core CPU VM). Estimates, not
 measurements: the GPU ones from the FLOP counts and the data each benchmark builds on the CPU
-(SA-1B-size synthetic images, random full-size checkpoints; the world study's rendering and its
-`evaluation run`s, which it runs on the CPU); the smoke ones measured once."""
+(SA-1B-size synthetic images, random full-size checkpoints; the world study's `gpu-quick` scale:
+rendering on the CPU, two small teachers and eight students trained, evaluations on the GPU); the
+smoke ones measured once."""
 MIN_SLICE_S = 60
 """The least time left for which the world study (resumable step by step) is started."""
 EXIT_LEFT, EXIT_FAILED, EXIT_NO_CUDA = 3, 1, 2
@@ -100,7 +101,7 @@ WORLD = ("--out", "{out}/world", "--rows", "table2", "--jobs", "1")
 PARTS = (
     Part("labelgen", "labelgen", ("gpu",), ("gpu", "--smoke")),
     Part("train", "train", ("--size", "small", "--size", "large"), ("--smoke",)),
-    Part("world", "world", (*WORLD, "--scale", "gpu", "--seeds", "2"),
+    Part("world", "world", (*WORLD, "--scale", "gpu-quick", "--seeds", "2"),
          (*WORLD, "--scale", "smoke", "--seeds", "1"), resumable=True, finished=(0, 3),
          workdir=False),
 )  # fmt: skip
