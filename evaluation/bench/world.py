@@ -45,11 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         help="`teachers`: stop once the teachers are trained, exported and scored beside the "
         "priors (the same command without it goes on from there)",
     )
+    parser.add_argument(
+        "--teachers",
+        type=Path,
+        help="a study directory whose teachers are trained (`--until teachers`): its exported "
+        "t1 and t2 are copied and not trained again",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     if args.seeds:
         scale = replace(scale, seeds=args.seeds)
-    study = Study(args.out, scale, max(1, args.jobs), args.configs, args.controls, args.rows)
+    jobs = max(1, args.jobs)
+    study = Study(args.out, scale, jobs, args.configs, args.controls, args.rows, args.teachers)
     _report, passed = study(args.until)
     return 0 if passed else NO_CONCLUSION
 

@@ -37,14 +37,12 @@ about the method: its models are noise around a prior).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from evaluation.study.commands import Commands, flags
 from evaluation.study.plan import (
     CONFIGS,
     CONTROLS,
@@ -59,8 +57,11 @@ from evaluation.study.report import teacher_verdict, write_report
 from pipeline.toolkit.cpus import usable_cpus
 from student.checkpoint import trained_steps
 
+TEACHER_CPU_S_PER_STEP = 0.8
+"""CPU seconds per step of one cpu-scale teacher, measured (BENCHMARKS.md): said up front."""
 
-class Study:
+
+class Study(Commands):
     def __init__(
         self,
         out: Path,
@@ -69,45 +70,13 @@ class Study:
         configs: Path = CONFIGS,
         controls: bool = False,
         rows: str = "all",
+        teachers_from: Path | None = None,
     ) -> None:
-        self.out, self.scale, self.jobs, self.configs = Path(out), scale, jobs, configs
-        self.threads = max(1, usable_cpus() // jobs)
+        super().__init__(out, jobs, max(1, usable_cpus() // jobs))
+        self.scale, self.configs = scale, configs
+        self.teachers_from = Path(teachers_from) if teachers_from else None
         self.configurations = ROWS[rows] + (CONTROLS if controls else ())
-        self.log = self.out / "commands.log"
 
-    # -- running commands ----------------------------------------------------------------------
-    def run(self, step: str, args: list[str], done: Path | None = None) -> None:
-        """Run `python -m <stage>.cli ARGS` unless `done` exists; its output goes to the log."""
-        if done is not None and done.exists():
-            return
-        stage, *rest = args
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "OMP_NUM_THREADS": str(self.threads)}
-        start = time.perf_counter()
-        done_proc = subprocess.run(
-            [sys.executable, "-m", f"{stage}.cli", *rest], capture_output=True, text=True, env=env
-        )
-        seconds = time.perf_counter() - start
-        with self.log.open("a") as log:
-            log.write(f"[{step}] $ {stage} {' '.join(rest)}\n{done_proc.stdout}{done_proc.stderr}")
-        print(f"[{step}] {stage} {rest[0]} ({seconds:.0f} s)", flush=True)
-        if done_proc.returncode != 0:
-            tail = "\n".join(done_proc.stderr.strip().splitlines()[-5:])
-            raise RuntimeError(f"[{step}] `{stage} {' '.join(rest)}` failed:\n{tail}")
-
-    def parallel(self, tasks: list) -> None:
-        """Run independent zero-argument callables `jobs` at a time; the first error stops the
-        ones not started yet and is raised once the running ones end."""
-        with ThreadPoolExecutor(self.jobs) as pool:
-            futures = [pool.submit(task) for task in tasks]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-
-    # -- the steps -----------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
@@ -160,6 +129,27 @@ class Study:
             + flags(dataset=data, world=self.path("world", "teachers"), column="exact"),
         )
         config = "ablations/table1-shared-global.yaml"  # relative depth, as real teachers learn
+        names = ("t1", "t2")
+        missing = [n for n in names if not self.path("runs", n, "export", "config.json").is_file()]
+        if missing and self.teachers_from is not None:
+            for name in missing:
+                source = self.teachers_from / "runs" / name / "export"
+                if not (source / "config.json").is_file():
+                    raise FileNotFoundError(
+                        f"--teachers {self.teachers_from}: no exported teacher {source} (a study "
+                        "directory whose teachers are trained: `pipeline bench world --until "
+                        "teachers`)"
+                    )
+                shutil.copytree(source, self.path("runs", name, "export"))
+                print(f"[teacher {name}] reused from {source}", flush=True)
+            missing = []
+        if missing:
+            print(
+                f"[teachers] training {', '.join(missing)} from random weights, {s.teacher_steps} "
+                f"steps each: a one-time cost (at the cpu scale about {TEACHER_CPU_S_PER_STEP} "
+                "CPU-s a step each); later studies reuse them with --teachers THIS_DIR",
+                flush=True,
+            )
 
         def teacher(k: int, name: str, size: str) -> None:
             init = self.random_init(size, k)
@@ -179,7 +169,8 @@ class Study:
         self.parallel(
             [
                 lambda k=k, name=name, size=size: teacher(k, name, size)
-                for k, (name, size) in enumerate(zip(("t1", "t2"), s.teacher_sizes, strict=True))
+                for k, (name, size) in enumerate(zip(names, s.teacher_sizes, strict=True))
+                if name in missing
             ]
         )
 
@@ -372,11 +363,3 @@ class Study:
         print(verdict.line)
         print(f"report: {report}")
         return report, verdict.passed
-
-
-def flags(**values: object) -> list[str]:
-    """`--name value` pairs (underscores in names become dashes)."""
-    out: list[str] = []
-    for name, value in values.items():
-        out += [f"--{name.replace('_', '-')}", str(value)]
-    return out

@@ -45,3 +45,12 @@ def test_until_teachers_stops_before_labelling(tmp_path):
     assert (out / "eval" / "t1@ood" / "summary.json").is_file()
     assert "labelgen run" not in (out / "commands.log").read_text()
     assert "teacher t1" in (out / "report" / "study.md").read_text()
+    assert sorted(p.name for p in (out / "curves" / "t1").iterdir()) == [
+        "step_0000001",
+        "step_0000002",
+    ]  # the learning curve: every checkpoint scored
+    # a second study reuses the exported teachers: none is trained again
+    again = tmp_path / "again"
+    main(["--out", str(again), "--scale", "smoke", "--until", "teachers", "--teachers", str(out)])
+    assert "student train" not in (again / "commands.log").read_text()
+    assert (again / "eval" / "t1" / "summary.json").is_file()
