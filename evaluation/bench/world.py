@@ -10,17 +10,39 @@ about the method.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from evaluation.study.plan import CONFIGS, ROWS, SCALES
+from evaluation.study.plan import CONFIGS, ROWS, SCALES, Scale
 from evaluation.study.run import Study
 from pipeline.bench import parser as bench_parser
 from pipeline.toolkit.cpus import usable_cpus
 
 NO_CONCLUSION = 3
 """Exit status of a study whose teachers do not beat the prior by the bar."""
+
+
+def with_changes(scale: Scale, changes: list[str], parser: argparse.ArgumentParser) -> Scale:
+    """`scale` with `FIELD=VALUE` changes (ints, floats, or comma-separated teacher sizes)."""
+    values = {}
+    for change in changes:
+        name, _, text = change.partition("=")
+        current = getattr(scale, name, None)
+        if current is None or not text:
+            fields = ", ".join(f.name for f in dataclasses.fields(Scale))
+            parser.error(f"--scale-set {change!r}: FIELD=VALUE with FIELD one of {fields}")
+        try:
+            values[name] = (
+                tuple(type(current[0])(x) for x in text.split(","))
+                if isinstance(current, tuple)
+                else type(current)(text)
+            )
+        except ValueError:
+            parser.error(f"--scale-set {change!r}: {text!r} is not a {type(current).__name__}")
+    return replace(scale, **values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +73,28 @@ def main(argv: list[str] | None = None) -> int:
         help="a study directory whose teachers are trained (`--until teachers`): its exported "
         "t1 and t2 are copied and not trained again",
     )
+    parser.add_argument(
+        "--scale-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one size of the scale, e.g. teacher_steps=3000 or teacher_images=1600 "
+        "(a recipe probe: with --until teachers)",
+    )
+    parser.add_argument(
+        "--teacher-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more `student train --set` of the teachers, e.g. data.mode=baseline",
+    )
     args = parser.parse_args(argv)
-    scale = SCALES[args.scale]
+    scale = with_changes(SCALES[args.scale], args.scale_set, parser)
     if args.seeds:
         scale = replace(scale, seeds=args.seeds)
     jobs = max(1, args.jobs)
     study = Study(args.out, scale, jobs, args.configs, args.controls, args.rows, args.teachers)
+    study.teacher_overrides = tuple(args.teacher_set)
     _report, passed = study(args.until)
     return 0 if passed else NO_CONCLUSION
 

@@ -76,6 +76,8 @@ class Study(Commands):
         self.scale, self.configs = scale, configs
         self.teachers_from = Path(teachers_from) if teachers_from else None
         self.configurations = ROWS[rows] + (CONTROLS if controls else ())
+        self.teacher_overrides: tuple[str, ...] = ()
+        """More `student train --set` settings of the teachers (`--teacher-set`)."""
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
@@ -163,7 +165,7 @@ class Study(Commands):
                 s.teacher_lr,
                 k,
                 export=True,
-                extra=FROM_SCRATCH,
+                extra=FROM_SCRATCH + self.teacher_overrides,
             )
 
         self.parallel(
@@ -349,7 +351,8 @@ class Study(Commands):
         """Run the study up to `until` (`teachers` or `report`); the report and whether t1 clears
         the bar."""
         self.out.mkdir(parents=True, exist_ok=True)
-        about = {"scale": asdict(self.scale), "students": [asdict(x) for x in self.configurations]}
+        about = {"scale": asdict(self.scale), "teacher_overrides": list(self.teacher_overrides)}
+        about["students"] = [asdict(x) for x in self.configurations]
         (self.out / "study.json").write_text(json.dumps(about))
         started = time.perf_counter()
         self.worlds()

@@ -116,3 +116,23 @@ def test_learning_curves_read_every_scored_checkpoint(tmp_path):
     assert "| t1 | 10 | 0.400 | 0.400 |" in curve_table(study)
     figure = curve_figure(study)
     assert figure is not None and Image.open(figure).size == (730, 260)
+
+
+def test_scale_changes_are_typed_and_checked():
+    import argparse
+
+    from evaluation.bench.world import with_changes
+
+    parser = argparse.ArgumentParser()
+    cpu = SCALES["cpu"]
+    changed = with_changes(
+        cpu,
+        ["teacher_steps=3000", "teacher_lr=5e-4", "teacher_sizes=small,mini", "ood_shape=168,224"],
+        parser,
+    )
+    assert changed.teacher_steps == 3000 and changed.teacher_lr == 5e-4
+    assert changed.teacher_sizes == ("small", "mini") and changed.ood == (168, 224)
+    assert changed.student_steps == cpu.student_steps
+    for bad in ("teacher_steps=many", "nope=1", "teacher_steps"):
+        with pytest.raises(SystemExit):
+            with_changes(cpu, [bad], parser)
