@@ -46,6 +46,11 @@ BENCHMARKS = {
             "The paper's ablations end to end on the procedural world (exact depth).",
         ),
         Benchmark(
+            "architectures",
+            "evaluation.bench.architectures",
+            "Depth architectures trained from scratch on the world: AbsRel and δ1 at checkpoints.",
+        ),
+        Benchmark(
             "labelgen",
             "labelgen.bench.labelling",
             "`labelgen run` against the bare teacher forward: `cpu` (tiny) or `gpu` (full size).",
