@@ -295,11 +295,13 @@ class Study(Commands):
         return name if split == "test" else f"{name}@{split}"
 
     def evaluate(self, name: str, split: str = "test") -> None:
-        """`evaluation run` of runs/NAME (a run directory) on a test split."""
+        """`evaluation run` of runs/NAME on a test split: a teacher's export (the model that
+        labels, possibly reused from another study), a student's run directory."""
         out = self.path("eval", self.eval_name(name, split))
+        model = self.path("runs", name, *(["export"] if name in ("t1", "t2") else []))
         args = ["evaluation", "run"]
         args += flags(
-            model=self.path("runs", name),
+            model=model,
             dataset=f"world={self.path('world', split)}",
             out=out,
             name=name,
