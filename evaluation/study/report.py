@@ -109,8 +109,9 @@ def rows(study, split: str = "test") -> list[dict[str, Any]]:
     if split == "test":
         for student in study.configurations:
             results = [_result(study, f"{student.name}-s{k}") for k in range(study.scale.seeds)]
-            paper = _published(study, student.config)
-            out.append({"name": student.name, "paper": paper, **_values(results)})
+            if any(results):  # none before the students run (`--until teachers`)
+                paper = _published(study, student.config)
+                out.append({"name": student.name, "paper": paper, **_values(results)})
     for row in out:
         row["margin"] = "-" if row["name"].startswith(("prior", "ceiling")) else _margin(row, ramp)
     return out
