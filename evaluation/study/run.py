@@ -275,7 +275,7 @@ class Study(Commands):
                 args += [f"--teacher={t}" for t in teachers]
                 sets = [
                     f"data.size={self.scale.size}",
-                    "data.workers=0",
+                    f"data.workers={self.loader_workers()}",
                     f"optim.lr={lr}",
                     f"seed={seed}",
                     f"checkpoint_every={max(1, steps // 4)}",
@@ -289,6 +289,13 @@ class Study(Commands):
                 ["student", "export", str(run)] + flags(out=run / "export"),
                 done=run / "export" / "config.json",
             )
+
+    def loader_workers(self) -> int:
+        """Loader processes of a training run: none on a CPU machine (the cores train), a few
+        per job on a GPU machine (the GPU would wait for the data otherwise)."""
+        import torch
+
+        return min(8, self.threads) if torch.cuda.is_available() else 0
 
     @staticmethod
     def eval_name(name: str, split: str = "test") -> str:
