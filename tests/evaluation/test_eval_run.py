@@ -85,6 +85,23 @@ def test_a_run_directory_is_scored_as_its_export(tiny, tmp_path):
     assert not torch.equal(student.predict(x), load_predictor(str(tiny["dav2"])).predict(x))
 
 
+def test_one_checkpoint_of_a_run_is_scored_as_that_step(tiny, tmp_path):
+    """`--model RUN/checkpoints/step_N.pt` (a learning curve's point), not the newest."""
+    from student.checkpoint import load_checkpoint, save_checkpoint
+
+    run = _fake_run(tiny["dav2"], tmp_path / "run")
+    state = load_checkpoint(run / "checkpoints" / "step_0000003.pt")
+    with torch.no_grad():
+        state["model"] = {k: v + 0.05 if "head" in k else v for k, v in state["model"].items()}
+    save_checkpoint(run, 6, {"model": state["model"]})
+    x = torch.rand(1, 3, 56, 84)
+    first = load_predictor(str(run / "checkpoints" / "step_0000003.pt"))
+    assert first.describe()["checkpoint"].endswith("step_0000003.pt")
+    export_run(run, tmp_path / "hf3", step=3)
+    assert torch.equal(first.predict(x), load_predictor(str(tmp_path / "hf3")).predict(x))
+    assert not torch.equal(first.predict(x), load_predictor(str(run)).predict(x))  # step 6
+
+
 def test_unknown_model_names_the_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="teacher spec ADAPTER:SOURCE") as hub:
