@@ -1,7 +1,10 @@
-"""The paper's ablations end to end on the procedural world (exact depth); see
-`evaluation.study.run` for the steps.
+"""The paper's ablations end to end on the procedural world (exact depth), beside priors.
 
-    pipeline bench world --out DIR [--scale cpu|gpu|smoke] [--jobs N] [--until teachers]
+The steps are listed in `evaluation.study.run`.
+
+    pipeline bench world --out DIR [--scale cpu|gpu-quick|gpu|smoke] [--jobs N] [--until teachers]
+        [--teachers STUDY_DIR] [--scale-set FIELD=VALUE ...] [--teacher-set KEY=VALUE ...]
+        [--rows all|table2] [--seeds N] [--controls]
 
 Exit status 0 when teacher t1 clears the bar over the image-blind prior
 (`evaluation.study.plan.TEACHER_BAR`), 3 when it does not: the report then draws no conclusion

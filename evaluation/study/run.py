@@ -1,6 +1,8 @@
 """The paper's ablations end to end on the procedural world, where depth is known exactly.
 
-    pipeline bench world --out DIR [--scale cpu|gpu|smoke] [--jobs N] [--until teachers]
+    pipeline bench world --out DIR [--scale cpu|gpu-quick|gpu|smoke] [--jobs N] [--until teachers]
+        [--teachers STUDY_DIR] [--scale-set FIELD=VALUE ...] [--teacher-set KEY=VALUE ...]
+        [--rows all|table2] [--seeds N] [--controls]
 
 Every step is a command a user runs (printed as it goes, each in its own process); only the
 labels' origin is special to the world:
