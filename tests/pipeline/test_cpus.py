@@ -43,6 +43,38 @@ def test_unset_workers_are_min_4_usable_cpus_in_every_stage(cpus_available):
     assert PredictSettings().workers is None and ScoreSettings().workers is None
 
 
+def test_evaluation_loaders_take_min_4_usable_cpus_when_workers_are_unset(
+    cpus_available, monkeypatch, tmp_path
+):
+    """`evaluation run` with --workers unset: predict's and score's loaders get min(4, usable
+    CPUs) processes (observed on the loaders it builds; they run in-process here)."""
+    from typer.testing import CliRunner
+
+    from evaluation.cli import app
+    from labelgen.teachers import write_tiny_checkpoint
+    from pipeline.world.files import WorldSettings, render_world
+
+    world = tmp_path / "world"
+    render_world(world, 2, WorldSettings(seed=0, split="test", height=28, width=42), 1, False)
+    model = write_tiny_checkpoint("depth-anything-v2", tmp_path / "model")
+    asked: list[int] = []
+    real = torch.utils.data.DataLoader
+
+    def recording(*args, num_workers=0, **kwargs):
+        asked.append(num_workers)
+        return real(*args, num_workers=0, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", recording)
+    for n, expected in ((2, 2), (64, cpus.WORKERS_CAP)):
+        cpus_available(n)
+        asked.clear()
+        out = tmp_path / f"eval-{n}"
+        args = ["run", "--model", str(model), "--dataset", f"world={world}", "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert asked == [expected, expected]  # predict, then score
+
+
 def test_a_rank_takes_omp_num_threads_or_its_share_of_the_cpus(cpus_available):
     cpus_available(16)
     assert rank_threads({}) == 16
