@@ -138,16 +138,29 @@ def test_two_ranks_disjoint_and_equal_steps(base: Path) -> None:
 
 
 def test_resume_skips_without_decoding(base: Path, monkeypatch) -> None:
+    """The skipped samples' images and label maps are never decoded: a resumed stream decodes
+    exactly what the samples it yields need, the same reads as an uninterrupted stream's last
+    samples."""
+    calls: dict[str, list] = {"image": [], "read": []}
+    for name in calls:
+        real = getattr(shards_module.OpenShard, name)
+
+        def counting(self, *a, _name=name, _real=real, **k):
+            calls[_name].append(a if _name == "read" else a[0])  # (teacher, key, map) / key
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(shards_module.OpenShard, name, counting)
     full = list(stream(base, seed=3))
-    calls = []
-    real = shards_module.OpenShard.image
-    monkeypatch.setattr(
-        shards_module.OpenShard, "image", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    full_reads = list(calls["read"])
+    assert len(calls["image"]) == len(full) and len(full_reads) >= len(full)
+    calls["image"].clear(), calls["read"].clear()
     resumed = stream(base, seed=3)
     resumed.load_state_dict({"epoch": 0, "batches": 2})
     tail = list(resumed)
-    assert len(calls) == len(tail) == len(full) - 2
+    assert len(calls["image"]) == len(tail) == len(full) - 2
+    reads = calls["read"]
+    assert 0 < len(reads) < len(full_reads) and reads == full_reads[-len(reads) :]
+    assert {key for _, key, _ in reads} == set(keys(tail))
     assert keys(tail) == keys(full[2:])
     for a, b in zip(tail, full[2:], strict=True):
         assert torch.equal(a["image_aug"], b["image_aug"]) and a["step"] == b["step"]
