@@ -64,9 +64,18 @@ def test_decompression_bomb_rejected_by_max_pixels() -> None:
     reject(jpeg(gradient(100, 100)), "decompression bomb", max_pixels=9_999)
 
 
-def test_decompression_bomb_header_rejected_without_decoding() -> None:
+def test_decompression_bomb_header_rejected_without_decoding(monkeypatch) -> None:
+    """The size in the header decides: PIL's pixel decoder (`ImageFile.load`) never runs."""
+    from PIL import ImageFile
+
+    loads = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: loads.append(im.size) or real(im))
     reject(png_header_only(30_000, 30_000), "decompression bomb")
     reject(png_header_only(10_000, 10_000), "decompression bomb")  # PIL warns only; we reject
+    assert loads == []
+    accept(encode(Image.fromarray(gradient(64, 64)), "PNG"))  # the control: a real decode
+    assert loads and loads[0] == (64, 64)
 
 
 def test_max_pixels_is_the_one_limit_and_named() -> None:
