@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import evaluation
 from evaluation.boundary import boundary_counts, edge_maps, si_boundary_f1
 
 
@@ -40,10 +39,6 @@ def raised_square(size=32, near=2.0, far=4.0) -> np.ndarray:
     depth = np.full((size, size), far)
     depth[8:20, 10:24] = near
     return depth
-
-
-def test_importable_from_the_package():
-    assert evaluation.si_boundary_f1 is si_boundary_f1
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.37, 250.0])
