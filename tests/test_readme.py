@@ -1,62 +1,33 @@
 """The README stays true: its settings reference is generated from the code, its quickstart is
 the two commands, and the launch scripts it names parse.
 
-Regenerate the reference after changing a setting: `UPDATE_README=1 python -m pytest
-tests/test_readme.py`.
+Regenerate the reference after changing a setting: `python tests/update_readme.py` (these tests
+only read the README).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from evaluation.predict import PredictSettings
-from evaluation.score import ScoreSettings
-from labelgen.settings import RunSettings
-from pipeline.dataset.prepare import PrepareSettings
-from pipeline.toolkit.settings_doc import settings_markdown
-from student.config import TrainSettings
+from update_readme import BLOCK, END, README, START, sections, settings_reference
 
 ROOT = Path(__file__).parents[1]
-README = ROOT / "README.md"
-START, END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
-SECTIONS = [
-    (
-        "`student train` (`--config FILE`, `--set key=value`, `--steps`, `--batch-size`)",
-        TrainSettings,
-    ),
-    ("`labelgen run` / `estimate` (flags)", RunSettings),
-    ("`pipeline prepare` (flags)", PrepareSettings),
-    ("`evaluation predict` / `run` (flags)", PredictSettings),
-    ("`evaluation score` / `run` (flags)", ScoreSettings),
-]
-
-
-def settings_reference() -> str:
-    parts = [f"### {title}\n\n{settings_markdown(cls)}" for title, cls in SECTIONS]
-    return "\n\n".join(parts)
 
 
 def test_settings_reference_matches_the_code():
-    text = README.read_text()
-    expected = f"{START}\n{settings_reference()}\n{END}"
-    current = re.search(re.escape(START) + r".*?" + re.escape(END), text, re.S)
+    current = BLOCK.search(README.read_text())
     assert current, f"README.md lacks the {START} ... {END} block"
-    if os.environ.get("UPDATE_README"):
-        README.write_text(text.replace(current.group(0), expected))
-        return
-    assert current.group(0) == expected, "regenerate: UPDATE_README=1 pytest tests/test_readme.py"
+    assert current.group(0) == settings_reference(), "regenerate: python tests/update_readme.py"
 
 
 def test_every_setting_is_documented():
     from pipeline.toolkit.settings_doc import settings_rows
 
-    for _, cls in SECTIONS:
+    for _, cls in sections():
         undocumented = [key for key, _, doc in settings_rows(cls) if not doc]
         assert not undocumented, f"{cls.__name__}: no docstring under {undocumented}"
 
