@@ -19,7 +19,6 @@ from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.verify import verify_dataset
-from pipeline.labels.column import parse_shard_ranges
 
 # The reference was labelled with these; batch composition changes float results in the last bits.
 FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]
@@ -115,19 +114,6 @@ def test_redo_only_touches_the_named_shards(labelled, ckpt):
     specs = [parse_teacher_spec(spec_str("dav", ckpt))]
     (report,) = labelgen.run.run(labelled, specs, settings, env={}, redo=["0,000002"])
     assert report.shards_done == ["000000", "000002"] and report.shards_skipped == 1
-
-
-@pytest.mark.parametrize(
-    "values,expected",
-    [
-        (["000001"], {"000001"}),
-        (["1", "2"], {"000001", "000002"}),
-        (["000000-000001,"], {"000000", "000001"}),
-        (None, set()),
-    ],
-)
-def test_parse_shard_ranges(base_dataset, values, expected):
-    assert parse_shard_ranges(values, load_dataset(base_dataset)) == expected
 
 
 @pytest.mark.parametrize("bad", ["000003", "x", "2-1", "-1"])

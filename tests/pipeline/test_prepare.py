@@ -290,11 +290,6 @@ def test_settings_validation_names_the_flag(kwargs: dict, flag: str) -> None:
         PrepareSettings(**kwargs)
 
 
-def test_progress_bar(photos: str, capsys) -> None:
-    prepare([photos], Path("ds"), FAST, progress=True)
-    assert "img/s" in capsys.readouterr().err
-
-
 def test_sample_images_are_deterministic(tmp_path: Path) -> None:
     first = write_sample_images(tmp_path / "a")
     second = write_sample_images(tmp_path / "b")

@@ -70,3 +70,15 @@ def test_prepare_in_a_log_writes_progress_lines_not_a_bar(photo_folder, tmp_path
     assert result.exit_code == 0, result.output
     assert "\r" not in result.output
     assert "prepare: 5/5 img (100%), " in result.output
+
+
+def test_prepare_reports_its_images_per_second_only_with_progress_on(
+    photo_folder, tmp_path, capsys
+):
+    from pipeline.dataset.prepare import PrepareSettings, prepare
+
+    settings = PrepareSettings(shard_size=3, workers=1)
+    prepare([str(photo_folder)], tmp_path / "quiet", settings, progress=False)
+    assert "img/s" not in capsys.readouterr().err
+    prepare([str(photo_folder)], tmp_path / "ds", settings, progress=True)
+    assert "img/s" in capsys.readouterr().err

@@ -244,6 +244,19 @@ def test_relabel_command_and_shard_ranges(ds: Path) -> None:
     assert parse_shard_ranges([shard_ranges(["000000", "000002"])], info) == {"000000", "000002"}
 
 
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        (["000001"], {"000001"}),
+        (["1", "2"], {"000001", "000002"}),
+        (["000000-000001,"], {"000000", "000001"}),
+        (None, set()),
+    ],
+)
+def test_redo_values_name_shards_by_number_or_range(base: Path, values, expected) -> None:
+    assert parse_shard_ranges(values, load_dataset(base)) == expected
+
+
 def test_dataset_plan_params_are_typed(base: Path) -> None:
     params = load_dataset(base).plan_params
     assert params == PlanParams() and params.tile == 560
