@@ -58,7 +58,7 @@ def assert_sample(got, want: WrittenSample) -> None:
 @pytest.mark.parametrize("with_split", [True, False], ids=["split", "discovered"])
 @pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("name", LAYOUT_NAMES)
-def test_layout_round_trip(tmp_path, name, form, with_split):
+def test_each_layout_written_is_read_back_sample_for_sample(tmp_path, name, form, with_split):
     layout = make_layout(name, tmp_path, n=2 if name == "kitti" else 3, **FORMS[form])
     ds = open_dataset(layout.arg(with_split=with_split))
     want = layout.samples if with_split else layout.sorted_samples()
@@ -210,7 +210,7 @@ def test_split_entry_missing_from_archive(tmp_path):
     assert "scene0999_00/color/000000.jpg" in text and "scene0999_00/depth/000000.png" in text
 
 
-def test_split_list_problems(tmp_path):
+def test_an_unreadable_or_malformed_split_list_names_the_line(tmp_path):
     layout = make_layout("nyu", tmp_path, n=2)
     with pytest.raises(DatasetError, match="cannot read the split list"):
         open_dataset(f"nyu={layout.path},split={tmp_path / 'none.txt'}")
@@ -289,7 +289,7 @@ def test_links_inside_the_archive_are_followed(tmp_path):
     np.testing.assert_array_equal(ds.load(ds.keys()[1]).depth, layout.samples[0].depth)
 
 
-def test_parse_dataset_arg():
+def test_a_dataset_argument_is_name_path_and_options():
     assert parse_dataset_arg("nyu=/data/nyu.tar,split=/x/list.txt") == (
         "nyu",
         "/data/nyu.tar",
@@ -334,7 +334,7 @@ def _load_depth(ds, key):
     return ds.load(key).depth
 
 
-def test_check_data_counts(tmp_path):
+def test_check_data_counts_entries_ground_truth_and_skips(tmp_path):
     layout = make_layout("kitti", tmp_path, n=2, as_tar=True)
     quick = check_data(layout.arg())
     assert (quick["entries"], quick["with_gt"], quick["skipped"], quick["expected"]) == (

@@ -44,7 +44,7 @@ def test_colorize_shape_range_and_monotone_brightness():
     assert (colorize(np.array([[0.0, 1.0]]), 1, 0) == LUT[[255, 0]]).all()
 
 
-def test_colorize_invalid_pixels():
+def test_invalid_pixels_are_grey_and_grey_is_no_map_colour():
     values = np.array([[0.5, np.nan, np.inf, 0.2]], dtype=np.float32)
     mask = np.array([[False, False, False, True]])
     image = colorize(values, 0, 1, invalid_mask=mask)

@@ -203,7 +203,7 @@ def test_default_max_pending_is_four_batches():
     assert [d.key for d in returned + batcher.flush()] == [k for k, _ in items]
 
 
-def test_bad_arguments():
+def test_the_batcher_refuses_a_zero_batch_and_a_key_added_twice():
     with pytest.raises(ValueError, match="batch-size"):
         OrderedBatcher(FakeTeacher(), 0)
     batcher = OrderedBatcher(FakeTeacher(), 4)

@@ -56,7 +56,7 @@ def test_type_errors_and_validation_name_the_key(tmp_path):
         load_config(Settings, bad)
 
 
-def test_parse_override():
+def test_an_override_is_key_equals_yaml_value():
     assert parse_override("a.b=1e-4") == ("a.b", 1e-4)
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_override("nothing")

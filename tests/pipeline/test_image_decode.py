@@ -40,7 +40,7 @@ def reject(data: bytes, match: str, **params) -> Rejected:
 # ---------------------------------------------------------------- decoding: bad input
 
 
-def test_zero_bytes_rejected() -> None:
+def test_an_empty_file_is_rejected() -> None:
     reject(b"", "empty file")
 
 

@@ -65,7 +65,7 @@ def test_failed_shard_write_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reader_validates_members(tmp_path: Path) -> None:
+def test_an_image_shard_with_missing_or_inconsistent_members_is_refused(tmp_path: Path) -> None:
     path = make_tar(tmp_path / "bad.tar", {"k.jpg": jpeg(gradient())})
     with pytest.raises(tario.ShardError, match="exactly one"):
         list(read_image_shard(path))

@@ -23,7 +23,7 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_make_key() -> None:
+def test_keys_are_nfc_normalized_sanitized_and_hashed_past_80_chars() -> None:
     assert make_key("a/b/c.d e") == "a__b__c_d_e"
     assert make_key("sa_1") == "sa_1"
     assert make_key("caf\u00e9") == make_key("cafe\u0301") == "caf_"  # NFC first
@@ -126,7 +126,7 @@ def test_duplicate_keys_name_both_origins(tmp_path: Path, monkeypatch) -> None:
         list_items(["one"])
 
 
-def test_input_errors(tmp_path: Path, monkeypatch) -> None:
+def test_missing_or_empty_inputs_are_named(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="--images missing: no such file"):
         input_items("missing")

@@ -81,7 +81,9 @@ def check_grid(tiles: list[list[int]], box: list[int], p: PlanParams) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(height=sizes, width=sizes, p=params_strategy, key=st.text(min_size=1, max_size=12))
-def test_plan_rules(height: int, width: int, p: PlanParams, key: str) -> None:
+def test_every_planned_region_has_the_plan_count_and_obeys_the_region_rules(
+    height: int, width: int, p: PlanParams, key: str
+) -> None:
     entry = plan_image(key, height, width, p)
     assert entry["size"] == [height, width]
     assert len(entry["regions"]) == p.regions
@@ -101,7 +103,7 @@ def test_tile_positions_are_minimal_even_spacing(side: int, min_overlap: float, 
         assert any(tile - g < min_overlap * tile for g in gaps(even_positions(side, tile, n - 1)))
 
 
-def test_tile_examples() -> None:
+def test_tile_positions_keep_the_overlap_and_round_half_up() -> None:
     assert tile_positions(560, 560, 0.25) == [0]
     assert tile_positions(100, 560, 0.25) == [0]
     assert tile_positions(561, 560, 0.25) == [0, 1]
@@ -125,7 +127,7 @@ def test_small_image_region_is_the_short_side() -> None:
         assert region["tiles"] == [region["box"]]
 
 
-def test_determinism_and_sensitivity() -> None:
+def test_a_plan_is_a_function_of_key_size_and_params_alone() -> None:
     p = PlanParams()
     a = plan_image("sa_1", 1500, 2250, p)
     assert a == plan_image("sa_1", 1500, 2250, PlanParams())
@@ -150,7 +152,7 @@ def test_plan_draws_follow_the_documented_hash_scheme() -> None:
         assert region["box"] == [x0, y0, x0 + side, y0 + side]
 
 
-def test_plan_is_pinned() -> None:
+def test_the_plan_of_a_known_image_never_changes() -> None:
     """These values must never change, or the plans of existing datasets would."""
     entry = plan_image("sa_1", 1500, 2250, PlanParams())
     assert [r["box"] for r in entry["regions"]] == [[523, 114, 1730, 1321], [112, 52, 1063, 1003]]

@@ -163,7 +163,9 @@ def test_rerun_with_fewer_images_removes_stale_shards(photos: str, tmp_path: Pat
     assert plans == [f"{i:06d}.json" for i in range(after.num_shards)]
 
 
-def test_tar_inputs(tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]) -> None:
+def test_tar_inputs_are_read_member_by_member_and_bad_members_rejected(
+    tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]
+) -> None:
     monkeypatch.chdir(tmp_path)
     photo = sample_files["astronaut.jpg"]
     with tarfile.open(tmp_path / "sa_000000.tar", "w") as tf:

@@ -88,7 +88,7 @@ def test_forkserver_workers(ds: Path) -> None:
     assert [b["step"] for b in loader] == [0, 1]
 
 
-def test_make_loader_checks(ds: Path) -> None:
+def test_the_loader_refuses_another_batch_size_than_its_stream(ds: Path) -> None:
     s = stream(ds, batch_size=2)
     with pytest.raises(ValueError, match="differs from the stream"):
         make_loader(s, batch_size=4)
@@ -96,7 +96,7 @@ def test_make_loader_checks(ds: Path) -> None:
     assert loader.batch_size is None and not loader.pin_memory
 
 
-def test_bench_helpers(ds: Path) -> None:
+def test_the_loader_benchmark_helpers_measure_positive_rates(ds: Path) -> None:
     assert bench_decode(ds, 5) > 0
     data = DataSettings(size=S)
     assert bench_loader(ds, ["a"], workers=0, batches=1, data=data, batch_size=2) > 0

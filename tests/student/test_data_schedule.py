@@ -32,7 +32,7 @@ def test_one_teacher_per_optimizer_iteration_and_whole_iterations_per_epoch() ->
         sch.steps_for(usable=23, world=2, batch_size=2, accumulate=0)
 
 
-def test_weights_validation() -> None:
+def test_teacher_weights_are_normalized_and_bad_ones_refused() -> None:
     assert sch.normalized_weights(["a", "b"], None) == [0.5, 0.5]
     assert sch.normalized_weights(["a", "b"], [1, 3]) == [0.25, 0.75]
     for bad in ([1], [0, 0], [-1, 2], {"z": 1}, [float("nan"), 1]):

@@ -215,7 +215,7 @@ def test_errors_missing_from_manifest_are_skipped_and_resampled(ds: Path, caplog
     assert "img2" in caplog.text and "resampling" in caplog.text
 
 
-def test_baseline_mode(base: Path) -> None:
+def test_baseline_batches_have_the_whole_image_and_no_tiles(base: Path) -> None:
     batches = list(stream(base, mode="baseline", batch_size=2))
     for b in batches:
         assert b["tile_count"].tolist() == [0, 0] and b["region"].tolist() == [-1, -1]

@@ -144,7 +144,7 @@ def test_each_tile_normalized_on_its_own():
     assert torch.allclose(base, moved, rtol=1e-4)
 
 
-def test_flip_consistency():
+def test_the_local_global_loss_is_unchanged_by_a_flip_of_everything():
     pred, labels, boxes, regions = batch_of_two()
     width = torch.tensor([260.0, 240.0])  # original image widths of the two samples
     base = lg_loss(pred, labels, boxes, regions)
@@ -166,7 +166,7 @@ def test_no_tiles_gives_zero_with_gradient():
     assert loss.item() == 0.0 and (pred.grad == 0).all()
 
 
-def test_local_global_validation():
+def test_the_local_global_loss_refuses_mismatched_batches():
     pred, labels, boxes, regions = batch_of_two()
     tiles, padded_boxes, count = pad_tiles(labels, boxes)
     with pytest.raises(ValueError, match="region_box"):
@@ -195,7 +195,7 @@ def test_shared_context_is_normalized_l1():
         assert torch.equal(shared_context_loss(pred, label, norm=norm), expected)
 
 
-def test_total_loss_weights():
+def test_the_total_loss_weighs_each_term_as_configured():
     values = [("sc", 1.0), ("lg", 2.0), ("feat", 3.0), ("grad", 4.0)]
     terms = {name: torch.tensor(v) for name, v in values}
     out = total_loss(terms)

@@ -45,7 +45,7 @@ def test_reduction_all_versus_kept():
     assert feature_alignment(frozen, frozen, reduction="kept").item() == 0.0
 
 
-def test_margin_boundary():
+def test_only_tokens_below_the_margin_count_and_by_their_gap():
     frozen = torch.tensor([[[1.0, 0.0]]])
     angle = math.acos(0.8)  # cos 0.8 < 0.85: kept, contributes 0.2
     student = torch.tensor([[[math.cos(angle), math.sin(angle)]]])
@@ -62,7 +62,7 @@ def test_module_projection_when_widths_differ():
     assert isinstance(FeatureAlignment(8, 8).proj, nn.Identity)
 
 
-def test_validation():
+def test_feature_alignment_refuses_mismatched_shapes_reduction_and_margin():
     with pytest.raises(ValueError, match="frozen_feats"):
         feature_alignment(tokens(0), tokens(1, c=4))
     with pytest.raises(ValueError, match="student_feats"):

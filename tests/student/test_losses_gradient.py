@@ -93,7 +93,7 @@ def test_mask_respected_and_finite():
     assert torch.isfinite(grad).all() and (grad == 0).all()
 
 
-def test_flat_maps_finite():
+def test_flat_maps_give_a_finite_gradient_loss_and_gradient():
     t = torch.full((2, 16, 16), 0.5)
     p = torch.zeros(2, 16, 16, requires_grad=True)
     for norm in NORMS:
@@ -102,7 +102,7 @@ def test_flat_maps_finite():
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
 
 
-def test_scales_validation():
+def test_gradient_matching_needs_at_least_one_scale():
     t = scene(1, 8, 8, 0)
     with pytest.raises(ValueError, match="scales"):
         gradient_matching(t, t, scales=0)

@@ -15,7 +15,7 @@ from labelgen.teachers import (
 )
 
 
-def test_parse_valid_spec():
+def test_a_spec_is_name_adapter_and_source():
     spec = parse_teacher_spec("dav2-l=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf")
     assert spec == TeacherSpec(
         "dav2-l", "depth-anything-v2", "depth-anything/Depth-Anything-V2-Large-hf", {}
@@ -29,7 +29,7 @@ def test_parse_options_and_round_trip():
     assert parse_teacher_spec(str(spec)) == spec
 
 
-def test_adapters_registered():
+def test_the_five_teacher_adapters_are_registered():
     assert TEACHERS.names() == ["depth-anything-v2", "dpt", "genpercept", "hf", "marigold"]
 
 
@@ -69,7 +69,7 @@ def test_trust_remote_code_only_for_hf():
         parse_teacher_spec("x=dpt:org/model,trust_remote_code=true")
 
 
-def test_yaml_list(tmp_path: Path):
+def test_a_yaml_list_of_teachers_keeps_names_adapters_sources_and_options(tmp_path: Path):
     path = tmp_path / "teachers.yaml"
     path.write_text(
         "- {name: dav2, adapter: depth-anything-v2, source: /ckpt/dav2}\n"
@@ -84,7 +84,7 @@ def test_yaml_list(tmp_path: Path):
     assert specs[2].options["trust_remote_code"] == "true"
 
 
-def test_yaml_teachers_key(tmp_path: Path):
+def test_a_yaml_teachers_key_holds_the_list_too(tmp_path: Path):
     path = tmp_path / "t.yaml"
     path.write_text("teachers:\n  - {name: a, adapter: dpt, source: Intel/dpt-large}\n")
     assert load_teacher_specs_yaml(path)[0].adapter == "dpt"
@@ -135,14 +135,14 @@ def test_hf_requires_kind_before_loading(tmp_path: Path):
         load_teacher(f"x=hf:{tmp_path}")
 
 
-def test_bad_option_values():
+def test_option_values_of_the_wrong_kind_are_refused_by_name():
     with pytest.raises(ValueError, match=r"steps='four' is not an integer"):
         load_teacher("x=marigold:/nonexistent/dir,steps=four")
     with pytest.raises(ValueError, match="kind='inverse'"):
         load_teacher("x=hf:/nonexistent/dir,kind=inverse")
 
 
-def test_bad_precision():
+def test_an_unknown_precision_is_refused_by_name():
     with pytest.raises(ValueError, match="--precision 'fp8'"):
         load_teacher("x=dpt:/nonexistent", precision="fp8")
 

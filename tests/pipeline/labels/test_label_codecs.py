@@ -21,7 +21,7 @@ def depth_maps() -> dict[str, np.ndarray]:
     }
 
 
-def test_registry_and_factory():
+def test_codecs_are_registered_by_name_and_refuse_bad_parameters():
     assert CODECS.names() == ["blosc-zstd-f16", "pcodec-f16", "pcodec-f32"]
     assert DEFAULT_CODEC == "pcodec-f16" and get_codec().name == "pcodec-f16"
     with pytest.raises(ValueError, match="valid: blosc-zstd-f16, pcodec-f16, pcodec-f32"):

@@ -78,7 +78,7 @@ def test_writer_summary_goes_into_the_manifest(tmp_path, column, content):
     assert ColumnManifest.load(column / "manifest.json").is_done("000003")
 
 
-def test_record_shard_validates(tmp_path, column):
+def test_recording_a_shard_checks_column_name_and_checksum(tmp_path, column):
     with pytest.raises(ValueError, match="does not exist"):
         record_shard(tmp_path / "labels" / "other", "000000", shard_entry("failed"))
     with pytest.raises(ValueError, match="shard name"):

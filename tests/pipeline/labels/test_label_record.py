@@ -54,12 +54,12 @@ def test_build_record_flags_error_and_extras():
 
 
 @pytest.mark.parametrize("name", ["full", "r0.sc", "r12.sc", "r0.t0", "r3.t15"])
-def test_valid_map_names(name):
+def test_full_region_and_tile_map_names_are_accepted(name):
     assert check_map_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", "r.sc", "r-1.sc", "r01.sc", "r0.t", "r0.t01", "full.x", "r0"])
-def test_invalid_map_names(name):
+def test_malformed_or_zero_padded_map_names_are_refused(name):
     with pytest.raises(ValueError, match="map name"):
         check_map_name(name)
 
@@ -79,12 +79,12 @@ def test_canonical_map_order_and_kinds():
 
 
 @pytest.mark.parametrize("key", ["sa_1", "000123", "img-7", "A" * 80])
-def test_valid_keys(key):
+def test_keys_of_letters_digits_dashes_up_to_80_chars_are_accepted(key):
     assert check_key(key) == key
 
 
 @pytest.mark.parametrize("key", ["", "a.b", "a/b", "_x", "__meta__", "a b", "A" * 81, 7])
-def test_invalid_keys(key):
+def test_empty_dotted_slashed_hidden_spaced_or_long_keys_are_refused(key):
     with pytest.raises(ValueError, match="key"):
         check_key(key)
 
