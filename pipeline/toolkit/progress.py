@@ -1,5 +1,6 @@
-"""The progress of every long job (prepare, verify, world render, labelgen run, student train,
-evaluation predict and score): a bar on a terminal, a line at a fixed interval in a log.
+"""The progress of long jobs (prepare, verify, world render and labels, labelgen run, student
+train, evaluation predict, score and crop analysis): a bar on a terminal, a line at a fixed
+interval in a log.
 
 On a terminal (the stream, stderr by default, is a TTY) `progress_bar(...)` is a tqdm bar. Anywhere
 else (a log file, a pipe, a SLURM or cluster job) a bar would be one line thousands of characters

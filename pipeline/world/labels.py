@@ -187,7 +187,7 @@ def write_world_column(
     """Write (or finish) label column `column` of a dataset prepared from the world split
     `world`; shards already usable are kept. Returns the names of the shards written.
     `full_side`: short side of the `full` labels (unset: the plan's tile side)."""
-    from tqdm import tqdm
+    from pipeline.toolkit.progress import progress_bar
 
     info = as_dataset(dataset)
     world = Path(world)
@@ -197,8 +197,7 @@ def write_world_column(
     col.open({"column": column, **prov}, overwrite)  # refuses other parameters, or drops them
     todo = [c.shard for c in col.check_shards() if not c.usable]
     shards = [s for s in info.shards if s.name in todo]
-    bar = tqdm(total=len(shards), desc=f"world labels {column}", unit="shard", disable=not progress)
-    with bar:
+    with progress_bar(len(shards), f"world labels {column}", "shard", enabled=progress) as bar:
         for shard in shards:
             _write_shard(col, world, shard, degradation, side)
             bar.update()

@@ -10,8 +10,9 @@ two teachers agree" and gives no formula. Ours, per label map (`full`, `r{k}.sc`
 disparity space, before the view's flip and resize (which are the same for every teacher):
 
 1. each teacher's map is resized to the first teacher's map size (bilinear) when they differ,
-   and normalized over its finite pixels: `n_i = (d_i - median_i) / mean|d_i - median_i|` (the
-   `global` normalization of the losses), since affine-invariant teachers share no scale;
+   and normalized over its finite pixels: `n_i = (d_i - median_i) / mean|d_i - median_i|` (like
+   the losses' `global` normalization, whose median of an even count is the lower middle value
+   where this one averages the two), since affine-invariant teachers share no scale;
 2. the fused label is `f = sum_i w_i n_i` with the teachers' weights `w_i` (those of the
    selection: `teacher_weights`, or the roles' 0.7 / 0.3);
 3. a pixel's disagreement is `sum_i w_i |n_i - f|`, and the pixels where the teachers agree best

@@ -1,7 +1,10 @@
 """Losses and normalizations of the student (reference/losses.md; paper Eq. 1-9).
 
-Each loss takes `[B, H, W]` or `[B, 1, H, W]` maps (features: `[B, N, C]` tokens) and returns a
-scalar tensor. `NORMALIZATIONS` maps each normalization name to its context levels.
+Each loss returns a scalar tensor. The normalized L1 and gradient losses take `[B, H, W]` or
+`[B, 1, H, W]` maps; the feature loss `[B, N, C]` tokens; `local_global_loss` the prediction of
+the regions, their padded tiles `[B, T, h, w]`, tile and region boxes and the tile counts
+(`student.data.samples.pad_tiles`). `NORMALIZATIONS` maps each normalization name to its context
+levels.
 """
 
 from ._common import NORMALIZATIONS
