@@ -105,7 +105,7 @@ class Study(Commands):
                         split=sp,
                         height=h,
                         width=w,
-                        workers=1,
+                        workers=self.threads,  # the job's share of the cores
                     ),
                 )
                 for n, sp, k, h, w in splits
