@@ -59,8 +59,9 @@ from evaluation.study.report import teacher_verdict, write_report
 from pipeline.toolkit.cpus import usable_cpus
 from student.checkpoint import trained_steps
 
-TEACHER_CPU_S_PER_STEP = 0.8
-"""CPU seconds per step of one cpu-scale teacher, measured (BENCHMARKS.md): said up front."""
+TEACHER_S_PER_STEP = 0.5
+"""Wall seconds per step of a cpu-scale `mini` teacher trained beside the other on 2 cores
+(BENCHMARKS.md: 1236 s for 2400 steps): the one-time cost said up front."""
 
 
 class Study(Commands):
@@ -150,8 +151,9 @@ class Study(Commands):
         if missing:
             print(
                 f"[teachers] training {', '.join(missing)} from random weights, {s.teacher_steps} "
-                f"steps each: a one-time cost (at the cpu scale about {TEACHER_CPU_S_PER_STEP} "
-                "CPU-s a step each); later studies reuse them with --teachers THIS_DIR",
+                f"steps each: a one-time cost (on 2 cores at 168x252 about "
+                f"{s.teacher_steps * TEACHER_S_PER_STEP / 60:.0f} min); later studies reuse them "
+                "with --teachers THIS_DIR",
                 flush=True,
             )
 
