@@ -101,3 +101,10 @@ def test_bad_degradation_parameters_are_refused():
         Degradation(resolution=2)
     with pytest.raises(ValueError, match="--noise"):
         Degradation(noise=-1)
+
+
+def test_in_a_log_the_column_is_reported_in_progress_lines_not_a_bar(world_dataset, capsys):
+    dataset, world = world_dataset
+    write_world_column(dataset, world, "logged", Degradation(resolution=16), progress=True)
+    err = capsys.readouterr().err
+    assert "world labels logged: 2/2 shard (100%)" in err and "\r" not in err
