@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.boundary import si_boundary_f1
+from evaluation.metrics import DETAIL_METRICS, METRICS
 from pipeline.toolkit.registry import Registry
 
 DISPARITY_FLOOR = 1e-3  # aligned disparity is clipped here before inversion
@@ -346,11 +347,6 @@ def aligned_depth(
     if fitted.any():
         a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space)
     return aligned_map(pred, gt, a, b, rules, pred_space, gt_max), mask
-
-
-METRICS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
-DETAIL_METRICS = ("boundary_f1",)
-"""Metrics scored only on datasets whose rules ask for them (`DatasetRules.sharp_boundaries`)."""
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:

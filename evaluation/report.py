@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.metrics import METRIC_TABLE
 from pipeline.toolkit.atomic import write_bytes
 
 PAPER_ORDER = ("nyu", "kitti", "diode", "scannet", "eth3d")
@@ -27,17 +28,10 @@ DATASET_TITLES = {
     "eth3d": "ETH3D",
     "middlebury": "Middlebury",
 }
-METRIC_LABELS = {
-    "abs_rel": "AbsRel↓",
-    "delta1": "δ1↑",
-    "delta2": "δ2↑",
-    "delta3": "δ3↑",
-    "rmse": "RMSE↓",
-    "boundary_f1": "BF1↑",
-}
+METRIC_LABELS = {key: metric.label for key, metric in METRIC_TABLE.items()}
 DETAIL_COLUMNS = ("boundary_f1",)
 """Shown after a dataset's chosen metrics wherever some method has them (sharp-edged sets)."""
-LOWER_IS_BETTER = frozenset({"abs_rel", "rmse"})
+LOWER_IS_BETTER = frozenset(key for key, metric in METRIC_TABLE.items() if metric.lower_is_better)
 COUNTS = {
     "samples": "samples",
     "scored": "scored",

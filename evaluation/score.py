@@ -32,6 +32,7 @@ import torch
 
 from evaluation.datasets import BenchmarkDataset
 from evaluation.device_score import resize_tensor, score_tensor
+from evaluation.metrics import DETAIL_METRICS, METRIC_TABLE, METRICS
 from evaluation.predict import (
     PREDICTIONS_JSON,
     SCHEMA,
@@ -43,8 +44,6 @@ from evaluation.predict import (
 )
 from evaluation.protocol import (
     DATASETS,
-    DETAIL_METRICS,
-    METRICS,
     PRED_SPACES,
     aligned_depth,
     check_spaces,
@@ -320,6 +319,10 @@ def score_all(
         "model": model,
         "settings": {"score_space": settings.score_space, "pred_space": pred_space},
         "versions": environment(),
+        "metrics": {
+            k: {"label": m.label, "lower_is_better": m.lower_is_better}
+            for k, m in METRIC_TABLE.items()
+        },
         "datasets": {},
     }
     predicted = (record or {}).get("datasets", {})

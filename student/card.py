@@ -27,7 +27,9 @@ from pipeline.toolkit.config import to_dict
 from student.rundir import Job, RunDir
 
 PAPER = "https://arxiv.org/abs/2502.19204"
-METRICS = (("abs_rel", "AbsRel ↓"), ("delta1", "δ1 ↑"), ("delta2", "δ2 ↑"), ("delta3", "δ3 ↑"))
+METRICS = ("abs_rel", "delta1", "delta2", "delta3")
+"""The metrics the card shows, labelled as each `summary.json` says (`metrics`: the evaluation's
+one table of metrics); a summary written before it carried them shows the keys."""
 INIT_WEIGHTS_TEXT = {
     "full": "all weights (encoder, neck and head)",
     "encoder": "the encoder only (neck and head newly initialised)",
@@ -275,14 +277,19 @@ def _evaluation(summaries: list[dict[str, Any]]) -> str:
             f"{head}Not evaluated at export (pass `evaluation run` directories with "
             "`student export --eval DIR`)."
         )
-    columns = " | ".join(title for _, title in METRICS)
-    rows = [f"| model | dataset | samples | {columns} | RMSE |", "|---" * (4 + len(METRICS)) + "|"]
+    labels = {k: k for k in (*METRICS, "rmse")}
+    for summary in summaries:
+        recorded = summary.get("metrics") or {}
+        labels.update({k: v["label"] for k, v in recorded.items() if k in labels and "label" in v})
+    columns = " | ".join(labels[key] for key in METRICS)
+    head_row = f"| model | dataset | samples | {columns} | {labels['rmse']} |"
+    rows = [head_row, "|---" * (4 + len(METRICS)) + "|"]
     alignments = set()
     for summary in summaries:
         model = summary.get("model") or {}
         name = model.get("name", "?")
         for dataset, entry in summary["datasets"].items():
-            values = " | ".join(_number(entry.get(key)) for key, _ in METRICS)
+            values = " | ".join(_number(entry.get(key)) for key in METRICS)
             scored = entry.get("scored", entry.get("samples", "?"))
             rows.append(
                 f"| {name} | {dataset} | {scored} | {values} | {_number(entry.get('rmse'))} |"

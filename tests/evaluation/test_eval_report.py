@@ -241,3 +241,29 @@ def test_duplicate_model_names_get_directory_suffixes(tmp_path):
     assert build_table(loaded).methods == [s["label"] for s in loaded]
     with pytest.raises(ValueError, match="duplicate"):
         build_table(summaries)
+
+
+def test_summaries_carry_the_one_table_of_metric_labels_and_directions(tmp_path):
+    """`evaluation score` writes every metric's label and direction into summary.json, from the
+    same table the report ranks and labels with."""
+    import numpy as np
+
+    from evaluation.datasets import open_dataset
+    from evaluation.metrics import METRIC_TABLE
+    from evaluation.report import LOWER_IS_BETTER, METRIC_LABELS
+    from evaluation.score import ScoreSettings, score_all
+
+    out = tmp_path / "eval"
+    ds = open_dataset("middlebury")
+    key = ds.keys()[0]
+    depth = ds.load(key, rgb=False).depth
+    (out / "predictions" / "middlebury").mkdir(parents=True)
+    np.save(out / "predictions" / "middlebury" / f"{key}.npy", 1.0 / np.maximum(depth, 1e-3))
+    summary = score_all(out, [ds], ScoreSettings(pred_space="disparity", workers=0, device="cpu"))
+    recorded = json.loads((out / "summary.json").read_text())["metrics"]
+    assert recorded == summary["metrics"]
+    assert {k: v["label"] for k, v in recorded.items()} == METRIC_LABELS
+    assert {k for k, v in recorded.items() if v["lower_is_better"]} == LOWER_IS_BETTER
+    assert set(recorded) >= {"abs_rel", "delta1", "boundary_f1"} and set(recorded) == set(
+        METRIC_TABLE
+    )

@@ -68,6 +68,13 @@ def test_card_shows_evaluation_results_given_with_eval(run, tmp_path):
     card = export(run, tmp_path / "hf", "--eval", str(scored))
     assert "| dad-tiny | nyu | 4 | 0.1234 | 0.9000 | 0.9700 | 0.9900 | 0.4100 |" in card.text
     assert "least squares in disparity" in card.text
+    assert "| model | dataset | samples | abs_rel | delta1 |" in card.text  # no labels recorded
+    summary["metrics"] = {"abs_rel": {"label": "AbsRel↓"}, "rmse": {"label": "RMSE↓"}}
+    (scored / "summary.json").write_text(json.dumps(summary))
+    card = export(run, tmp_path / "hf2", "--eval", str(scored))
+    assert (
+        "| model | dataset | samples | AbsRel↓ | delta1 |" in card.text and "RMSE↓ |" in card.text
+    )
     missing = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "x"), "--eval", "no"])
     assert missing.exit_code == 2 and "no summary.json" in missing.output
     assert not (tmp_path / "x").exists()  # checked before anything is written
