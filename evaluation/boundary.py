@@ -20,11 +20,12 @@ Depth Pro's exactly (same dtype rules: the maps keep their floating dtype).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from pipeline.toolkit.cpus import usable_cpus
 
 DEPTH_EPS = 1e-6
 EDGE_FIGURE_THRESHOLD = 1.15
@@ -130,7 +131,7 @@ def boundary_counts(
     blocks = [slice(r, min(r + BLOCK_ROWS, gt.shape[0])) for r in range(0, gt.shape[0], BLOCK_ROWS)]
     if len(blocks) == 1:
         return _block_counts(pred, gt, valid, blocks[0], thresholds)
-    with ThreadPoolExecutor(min(len(blocks), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(min(len(blocks), usable_cpus())) as pool:
         parts = pool.map(lambda rows: _block_counts(pred, gt, valid, rows, thresholds), blocks)
         return np.sum(list(parts), axis=0)
 

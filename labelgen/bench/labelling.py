@@ -12,7 +12,6 @@ same script with tiny models and few images, so it can be checked on a CPU.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.store import open_writer
+from pipeline.toolkit.cpus import usable_cpus
 from pipeline.toolkit.devices import resolve_device
 
 # FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
@@ -171,7 +171,7 @@ def bench_gpu(
     device = resolve_device("auto")
     size = (480, 720) if smoke else (1500, 2250)
     dataset = synthetic_dataset(workdir, images, size, shards=1)
-    encode_threads = 1 if smoke else min(12, os.cpu_count() or 1)
+    encode_threads = 1 if smoke else min(12, usable_cpus())
     # name -> (adapter, size of the random checkpoint; tiny ones in smoke mode)
     teachers = {"dav2-large": ("depth-anything-v2", "large"), "genpercept": ("genpercept", "full")}
     precision = "fp32" if device.type == "cpu" else "bf16"

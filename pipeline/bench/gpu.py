@@ -50,6 +50,7 @@ from typing import Any
 from pipeline.bench import BENCHMARKS
 from pipeline.bench import parser as bench_parser
 from pipeline.toolkit.atomic import write_bytes, write_json
+from pipeline.toolkit.cpus import usable_cpus
 
 EXPECTED_S = {
     "labelgen": (240, 90),
@@ -249,7 +250,7 @@ def write_summary(out: Path, machine: dict[str, Any], command: str, left: list[s
     text = [
         "# GPU benchmarks",
         "",
-        f"- Machine: {machine['device']}, {os.cpu_count()} CPUs, torch {machine['torch']}.",
+        f"- Machine: {machine['device']}, {usable_cpus()} usable CPUs, torch {machine['torch']}.",
         f"- Date: {date}. Command: `{command}` (resumable: finished parts are kept).",
     ]
     if left:

@@ -7,7 +7,6 @@ Prints, for each worker count, the loader's samples/s (and per worker) next to t
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pipeline.dataset import DatasetInfo
 from pipeline.dataset.info import as_dataset
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
+from pipeline.toolkit.cpus import usable_cpus
 from student.config import MODES, DataSettings
 from student.data.loader import make_loader
 from student.data.stream import DistillStream
@@ -97,7 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     decode = bench_decode(args.dataset, max(8, args.batches * args.batch_size))
-    print(f"bare decode (1 core): {decode:.1f} images/s; cpus: {os.cpu_count()}")
+    print(f"bare decode (1 core): {decode:.1f} images/s; usable cpus: {usable_cpus()}")
     print(f"{'workers':>7} {'samples/s':>10} {'per worker':>10} {'vs decode':>9}")
     for workers in args.workers:
         rate = bench_loader(

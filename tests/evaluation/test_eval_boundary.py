@@ -140,3 +140,28 @@ def test_blocks_of_rows_count_every_pair_once(monkeypatch):
         monkeypatch.setattr(boundary, "BLOCK_ROWS", rows)
         assert (boundary_counts(pred, gt, mask) == whole).all(), rows
     assert si_boundary_f1(pred, gt) == published(pred, gt)
+
+
+def test_big_maps_are_counted_on_the_usable_cpus_not_all_of_the_machine(monkeypatch):
+    """A job limited to 2 CPUs (SLURM's mask, taskset) counts its row blocks on 2 threads, with
+    the same counts as on one."""
+    import os
+
+    import evaluation.boundary as boundary
+
+    threads = []
+    real = boundary.ThreadPoolExecutor
+
+    def recording(workers):
+        threads.append(workers)
+        return real(workers)
+
+    monkeypatch.setattr(boundary, "ThreadPoolExecutor", recording)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    gt = np.tile(np.linspace(1.0, 3.0, 64, dtype=np.float32), (boundary.BLOCK_ROWS * 3, 1))
+    gt[:, 30:] *= 2.0
+    counts = boundary_counts(gt * 1.1, gt)
+    assert threads == [2]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    np.testing.assert_array_equal(boundary_counts(gt * 1.1, gt), counts)
+    assert threads == [2, 1]
