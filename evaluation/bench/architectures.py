@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from evaluation.protocol import score, summarize
-from evaluation.study.priors import fit_horizon, ramp
+from evaluation.study.priors import fit_horizon, load_split, ramp
 from pipeline.bench import parser as bench_parser
 from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from student.losses import normalized_l1
@@ -95,10 +94,10 @@ def build(arch: str, width: int, image_size: int) -> torch.nn.Module:
 
 def load_world(folder: Path, count: int | None = None):
     """Images [N,3,H,W] in [0,1], depth and validity [N,H,W] of a rendered world split."""
-    keys = sorted(p.name[: -len(".png")] for p in Path(folder).glob("*.png"))[:count]
-    rgb = np.stack([np.asarray(Image.open(folder / f"{k}.png").convert("RGB")) for k in keys])
-    depth = np.stack([np.load(folder / f"{k}.depth.npy") for k in keys])
-    valid = np.stack([np.load(folder / f"{k}.mask.npy") for k in keys])
+    samples = load_split(folder, count, rgb=True)
+    rgb = np.stack([s.rgb for s in samples])
+    depth = np.stack([s.depth for s in samples])
+    valid = np.stack([s.valid_mask for s in samples])
     return torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255, depth, valid
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.datasets.base import BenchmarkSample
+from evaluation.datasets.world import WorldDataset
 from evaluation.protocol import score, summarize
 from pipeline.toolkit.atomic import write_bytes
 
@@ -32,12 +34,11 @@ HORIZONS = np.round(np.arange(0.2, 0.801, 0.025), 3)
 PATCH = 14
 
 
-def _world(folder: Path) -> list[str]:
-    return sorted(p.name[: -len(".png")] for p in Path(folder).glob("*.png"))
-
-
-def _truth(folder: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(folder / f"{key}.depth.npy"), np.load(folder / f"{key}.mask.npy")
+def load_split(folder: Path, limit: int | None = None, rgb: bool = False) -> list[BenchmarkSample]:
+    """The (first `limit`) samples of a rendered world split, read as the `world` benchmark
+    reads them (depth, validity mask and, with `rgb`, the image)."""
+    ds = WorldDataset(str(folder))
+    return [ds.load(key, rgb=rgb) for key in ds.keys()[:limit]]
 
 
 def ramp(h: float, shape: tuple[int, int]) -> np.ndarray:
@@ -69,14 +70,12 @@ def token_average(depth: np.ndarray, mask: np.ndarray, side: int) -> np.ndarray:
 
 
 def mean_abs_rel(
-    folder: Path, predict: Callable[[str, tuple[int, int]], np.ndarray], limit: int | None = None
+    samples: list[BenchmarkSample], predict: Callable[[tuple[int, int]], np.ndarray]
 ) -> float:
-    """Mean over the (first `limit`) images of `folder` (a rendered world split) of the
-    protocol's AbsRel."""
-    rows = []
-    for key in _world(folder)[:limit]:
-        depth, mask = _truth(folder, key)
-        rows.append(score(predict(key, depth.shape), depth, "world", "disparity", mask))
+    """Mean over `samples` of the protocol's AbsRel of `predict(shape)`."""
+    rows = [
+        score(predict(s.depth.shape), s.depth, "world", "disparity", s.valid_mask) for s in samples
+    ]
     return float(summarize(rows)["abs_rel"])
 
 
@@ -87,9 +86,8 @@ one of them, boundary F1 included, and more move h by less than its grid step.""
 
 def fit_horizon(train: Path) -> float:
     """The ramp's horizon fraction with the lowest mean AbsRel on the training split `train`."""
-    errors = {
-        float(h): mean_abs_rel(train, lambda _k, hw, h=h: ramp(h, hw), FIT_IMAGES) for h in HORIZONS
-    }
+    samples = load_split(train, FIT_IMAGES)
+    errors = {float(h): mean_abs_rel(samples, lambda hw, h=h: ramp(h, hw)) for h in HORIZONS}
     return min(errors, key=errors.__getitem__)
 
 
@@ -99,17 +97,16 @@ def write_predictions(out: Path, name: str, test: Path, side: int, horizon: floa
     out = Path(out)
     folder = out / "predictions" / "world"
     folder.mkdir(parents=True, exist_ok=True)
-    for key in _world(test):
-        depth, mask = _truth(test, key)
+    if name not in PRIORS:
+        raise ValueError(f"unknown prior {name!r}; known: {', '.join(PRIORS)}")
+    for sample in load_split(test):
         if name == "prior-constant":
-            pred = np.ones(depth.shape, np.float32)
+            pred = np.ones(sample.depth.shape, np.float32)
         elif name == "prior-ramp":
-            pred = ramp(horizon, depth.shape)
-        elif name == "ceiling-tokens":
-            pred = token_average(depth, mask, side)
+            pred = ramp(horizon, sample.depth.shape)
         else:
-            raise ValueError(f"unknown prior {name!r}; known: {', '.join(PRIORS)}")
-        np.save(folder / f"{key}.npy", pred)
+            pred = token_average(sample.depth, sample.valid_mask, side)
+        np.save(folder / f"{sample.key}.npy", pred)
     about = {"prior": name, "horizon": horizon, "side": side, "split": str(test)}
     write_bytes(out / "prior.json", json.dumps(about, indent=1).encode())
     return out

@@ -82,9 +82,6 @@ class Study(Commands):
         self.teacher_overrides: tuple[str, ...] = ()
         """More `student train --set` settings of the teachers (`--teacher-set`)."""
 
-    def path(self, *parts: str) -> Path:
-        return self.out.joinpath(*parts)
-
     def worlds(self) -> None:
         s = self.scale
         ood_h, ood_w = s.ood
@@ -264,9 +261,10 @@ class Study(Commands):
         with `export` also `student export` to runs/NAME/export (teachers: labelgen loads a model
         directory; students are evaluated from their run directory)."""
         run = self.path("runs", name)
-        if trained_steps(run) < steps:
+        done = trained_steps(run)
+        if done < steps:
             args = ["student", "train"] + flags(out=run)
-            if trained_steps(run) > 0:
+            if done > 0:
                 args += ["--resume"]
             else:
                 args += flags(
