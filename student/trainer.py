@@ -1,8 +1,8 @@
 """The step loop of `student train` on one rank: micro-batches from the stream, forward under
 autocast, the objective, backward (no DDP sync until the last micro-batch of a step), one
 optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint. Each step
-also measures its prediction's scale (`student.diagnostics`): rank 0 records it and warns once
-when it drifts or collapses.
+rank 0 records also measures its prediction's scale (`student.diagnostics`), and warns once when
+it drifts or collapses.
 
 A step whose loss or gradient is not finite, or one with a micro-batch without any valid label
 pixel (labels all NaN, Inf or masked: its loss would be 0 with no gradient), is skipped on every
@@ -130,12 +130,13 @@ class Trainer:
 
     # -- one optimizer step ----------------------------------------------------------------------
     def micro_step(
-        self, batch: dict[str, Any], scale: float, sync: bool = True
+        self, batch: dict[str, Any], scale: float, sync: bool = True, measure: bool = False
     ) -> dict[str, torch.Tensor] | str:
-        """Forward and backward of one micro-batch: its loss terms and its prediction's scale
-        (`SCALE_FIELDS`, measured without gradient), or why it is bad (then no backward).
-        `sync=False` (all but the last micro-batch of an accumulated step) leaves the
-        gradients unreduced under DDP: the last backward all-reduces the accumulated sum once."""
+        """Forward and backward of one micro-batch: its loss terms and, with `measure`, its
+        prediction's scale (`SCALE_FIELDS`, measured without gradient), or why it is bad (then
+        no backward). `sync=False` (all but the last micro-batch of an accumulated step) leaves
+        the gradients unreduced under DDP: the last backward all-reduces the accumulated sum
+        once."""
         batch = _to(batch, self.device)
         quiet = self.model.no_sync() if not sync and self.world > 1 else contextlib.nullcontext()
         with quiet:
@@ -146,8 +147,10 @@ class Trainer:
             if why is not None:
                 return why  # skipped on every rank alike, so DDP's collectives stay matched
             self.optimization.backward(terms["loss"] * scale)
-        pred_scale = prediction_scale(out["pred"], batch["valid"])
-        return {**{k: v.detach() for k, v in terms.items()}, **pred_scale}
+        detached = {k: v.detach() for k, v in terms.items()}
+        if measure:
+            detached |= prediction_scale(out["pred"], batch["valid"])
+        return detached
 
     def teachers_of(self, batch: dict[str, Any]) -> str | list[str]:
         """What `metrics.jsonl` records of a micro-batch's teacher: its name, or with
@@ -196,12 +199,13 @@ class Trainer:
             started = time.perf_counter()
             self.model.train()
             micro, keys, bad, waited = [], [], [], 0.0
+            logged = self.logs(self.step + 1)  # only a recorded step measures its scale
             for i in range(acc):
                 t0 = time.perf_counter()
                 batch = next(data)
                 waited += time.perf_counter() - t0
                 keys += batch["key"]
-                terms = self.micro_step(batch, 1.0 / acc, sync=i == acc - 1)
+                terms = self.micro_step(batch, 1.0 / acc, sync=i == acc - 1, measure=logged)
                 if isinstance(terms, str):
                     bad.append(terms)
                 else:
@@ -217,12 +221,16 @@ class Trainer:
                 continue
             self.bad_in_a_row = 0
             self.step += 1
-            if self.metrics is not None and (self.step % s.log_every == 0 or self.step == s.steps):
+            if self.logs(self.step):
                 elapsed = time.perf_counter() - started
                 self.record(step_record(self.step, micro, lrs, grad_norm, waited, elapsed))
             if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                 self.checkpoint(run)
             self.show(bar, micro)
+
+    def logs(self, step: int) -> bool:
+        """Whether `step` is recorded in `metrics.jsonl` (rank 0: every `log_every`, the last)."""
+        return self.metrics is not None and (step % self.s.log_every == 0 or step == self.s.steps)
 
     def record(self, record: dict[str, Any]) -> None:
         """Record a step taken (rank 0), and warn of what its prediction's scale shows."""

@@ -175,3 +175,19 @@ def test_training_warns_once_of_a_collapsed_prediction(train_setup, tmp_path, mo
     assert len(warned) == 1, warned
     assert warned[0].startswith("step 1: the student's prediction is collapsing")
     assert [m["flat_fraction"] for m in read_metrics(tmp_path / "run")] == [1.0, 1.0, 1.0]
+
+
+def test_only_the_steps_recorded_measure_their_scale(train_setup, tmp_path, monkeypatch):
+    """The scale costs medians over every pixel: a step that is not logged does not pay them."""
+    real, calls = student.trainer.prediction_scale, []
+
+    def counting(pred, valid):
+        calls.append(1)
+        return real(pred, valid)
+
+    monkeypatch.setattr(student.trainer, "prediction_scale", counting)
+    dataset, init = train_setup
+    steps = ["--steps", "5", "--batch-size", "1", "--set", "log_every=2"]
+    _train(tmp_path / "run", dataset, init, *steps)
+    assert [m["step"] for m in read_metrics(tmp_path / "run")] == [2, 4, 5]
+    assert len(calls) == 3  # steps 2, 4 and the last, one micro-batch each
