@@ -126,18 +126,16 @@ def _load_run(
 ) -> Predictor:
     """Export the run's `checkpoint` (default: its newest) to a temporary directory and load it
     from there."""
-    from student.checkpoint import NAME, latest_checkpoint
+    from student.checkpoint import latest_checkpoint, step_of
     from student.export import export_run
 
     checkpoint = checkpoint or latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: run directory without a checkpoint yet")
-    found = NAME.match(checkpoint.name)
-    if found is None:
-        raise ValueError(f"{checkpoint}: not a checkpoint name (step_NNNNNNN.pt)")
+    step = step_of(checkpoint)
     tname = name or display_name(str(run_dir))
     with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
-        export_run(run_dir, Path(tmp), step=int(found.group(1)))
+        export_run(run_dir, Path(tmp), step=step)
         teacher = load_teacher(TeacherSpec(tname, "depth-anything-v2", tmp), device, precision)
     teacher.source = str(run_dir)
     extra = {"checkpoint": str(checkpoint)}

@@ -56,10 +56,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def trained_steps(run_dir: Path) -> int:
-    """The step of the run's newest checkpoint (0: none yet)."""
-    latest = latest_checkpoint(run_dir)
-    return int(NAME.match(latest.name).group(1)) if latest is not None else 0
+def step_of(path: Path) -> int:
+    """The step a checkpoint file is named after (`step_NNNNNNN.pt`)."""
+    found = NAME.match(Path(path).name)
+    if found is None:
+        raise ValueError(f"{path}: not a checkpoint name (step_NNNNNNN.pt)")
+    return int(found.group(1))
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the run's newest checkpoint (0 when it has none)."""
+    latest = latest_checkpoint(Path(run_dir))
+    return step_of(latest) if latest is not None else 0
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

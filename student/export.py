@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline.toolkit.atomic import follow_umask, write_bytes
 from pipeline.toolkit.colormap import colorize_robust
-from student.checkpoint import NAME, latest_checkpoint, load_checkpoint
+from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.rundir import RunDir
 
@@ -79,7 +79,7 @@ def export_run(
         require_onnx()
         if precision not in PRECISIONS:
             raise ValueError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    trained = int(NAME.match(checkpoint_path(run_dir, step).name).group(1))
+    trained = step_of(checkpoint_path(run_dir, step))
     card = model_card(run_dir, trained, fmt, precision, evals or [], license_id)
     student, init = load_run_student(run_dir, trained)
     out = Path(out)

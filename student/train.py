@@ -31,7 +31,7 @@ import torch.distributed as dist
 from pipeline.toolkit.cpus import rank_threads
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import worker_info
-from student.checkpoint import NAME, latest_checkpoint, load_checkpoint
+from student.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from student.config import LaunchSettings, TrainSettings
 from student.metrics import truncate_metrics
 from student.model import save_architecture
@@ -132,13 +132,6 @@ def finished_message(job: Job) -> str | None:
         f"{job.run_dir} is already finished: it has {step} of {steps} steps, nothing to resume; "
         f"next: student export {job.run_dir} --out HF_DIR"
     )
-
-
-def checkpoint_step(run_dir: Path) -> int:
-    """The step of the run's newest checkpoint (0 when it has none)."""
-    latest = latest_checkpoint(Path(run_dir))
-    match = NAME.match(latest.name) if latest is not None else None
-    return int(match.group(1)) if match else 0
 
 
 def continue_job(job: Job, steps: int | None) -> Job:

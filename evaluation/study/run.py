@@ -57,7 +57,7 @@ from evaluation.study.plan import (
 from evaluation.study.priors import PRIORS, fit_horizon, write_predictions
 from evaluation.study.report import teacher_verdict, write_report
 from pipeline.toolkit.cpus import usable_cpus
-from student.checkpoint import trained_steps
+from student.checkpoint import checkpoint_step
 
 TEACHER_S_PER_STEP = 0.5
 """Wall seconds per step of a cpu-scale `mini` teacher trained beside the other on 2 cores
@@ -261,7 +261,7 @@ class Study(Commands):
         with `export` also `student export` to runs/NAME/export (teachers: labelgen loads a model
         directory; students are evaluated from their run directory)."""
         run = self.path("runs", name)
-        done = trained_steps(run)
+        done = checkpoint_step(run)
         if done < steps:
             args = ["student", "train"] + flags(out=run)
             if done > 0:
