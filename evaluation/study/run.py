@@ -215,18 +215,10 @@ class Study(Commands):
 
     def evaluate_checkpoint(self, checkpoint: Path) -> None:
         """`evaluation run` of one checkpoint on the test split (a point of a learning curve)."""
-        out, run = self.curve_dir(checkpoint), checkpoint.parent.parent.name
-        args = ["evaluation", "run"]
-        args += flags(
-            model=checkpoint,
-            dataset=f"world={self.path('world', 'test')}",
-            out=out,
-            name=f"{run}-{checkpoint.stem}".replace("_", "-"),
-            workers=0,
-            device="auto",
-            processing_res=self.eval_side(),
-        )
-        self.run(f"evaluate {run} {checkpoint.stem}", args, done=out / "summary.json")
+        run = checkpoint.parent.parent.name
+        name = f"{run}-{checkpoint.stem}".replace("_", "-")
+        out = self.curve_dir(checkpoint)
+        self.evaluation_run(f"{run} {checkpoint.stem}", checkpoint, name, "test", out)
 
     def horizon(self) -> float:
         """The ramp's horizon fitted on the teachers' training split (kept in `horizon.json`)."""
@@ -306,8 +298,12 @@ class Study(Commands):
     def evaluate(self, name: str, split: str = "test") -> None:
         """`evaluation run` of runs/NAME on a test split: a teacher's export (the model that
         labels, possibly reused from another study), a student's run directory."""
-        out = self.path("eval", self.eval_name(name, split))
         model = self.path("runs", name, *(["export"] if name in ("t1", "t2") else []))
+        out = self.path("eval", self.eval_name(name, split))
+        self.evaluation_run(f"{name} {split}", model, name, split, out)
+
+    def evaluation_run(self, step: str, model: Path, name: str, split: str, out: Path) -> None:
+        """`evaluation run --model MODEL` on a test split into `out` (skipped once scored)."""
         args = ["evaluation", "run"]
         args += flags(
             model=model,
@@ -318,7 +314,7 @@ class Study(Commands):
             device="auto",
             processing_res=self.eval_side(split),
         )
-        self.run(f"evaluate {name} {split}", args, done=out / "summary.json")
+        self.run(f"evaluate {step}", args, done=out / "summary.json")
 
     def eval_side(self, split: str = "test") -> int:
         """The long side the test images are predicted at: their short side at the student's
