@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from evaluation.datasets.base import BenchmarkSample
 from evaluation.report import METRIC_LABELS, build_table, load_summaries
 from evaluation.report import write_report as write_table
 from evaluation.study.plan import TEACHER_BAR
+from evaluation.study.priors import load_split
 from pipeline.toolkit.colormap import apply_colormap
 
 METRICS = ("abs_rel", "abs_rel_median", "delta1", "boundary_f1")
@@ -174,14 +176,11 @@ def _fit(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
 
 
-def figure(study, student, key: str) -> Path:
+def figure(study, student, sample: BenchmarkSample) -> Path:
     """image | exact disparity | the student's teachers | the student (first seed), one row."""
-    test = study.path("world", "test")
-    rgb = np.asarray(Image.open(test / f"{key}.png").convert("RGB"))
-    depth = np.load(test / f"{key}.depth.npy")
-    valid = np.load(test / f"{key}.mask.npy")
+    key, depth, valid = sample.key, sample.depth, sample.valid_mask
     h, w = depth.shape
-    panels = [rgb, _colour(np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0), valid)]
+    panels = [sample.rgb, _colour(np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0), valid)]
     for name in (*student.teachers, f"{student.name}-s0"):
         pred = study.path("eval", name, "predictions", "world", f"{key}.npy")
         if pred.is_file():
@@ -271,8 +270,8 @@ def write_report(study, seconds: float) -> Path:
     report.mkdir(parents=True, exist_ok=True)
     evals = sorted(p for p in study.path("eval").iterdir() if (p / "summary.json").is_file())
     write_table(build_table(load_summaries(evals)), report / "evaluation.md")
-    key = sorted(p.name[: -len(".png")] for p in study.path("world", "test").glob("*.png"))[0]
-    figures = [figure(study, student, key) for student in study.configurations]
+    (sample,) = load_split(study.path("world", "test"), 1, rgb=True)
+    figures = [figure(study, student, sample) for student in study.configurations]
     curve_figure(study)
     s = study.scale
     ood_h, ood_w = s.ood
