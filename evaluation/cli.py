@@ -3,6 +3,8 @@
 Thin commands over `evaluation.predict`, `evaluation.score`, `evaluation.report` and
 `evaluation.crop_analysis`. `run` is `predict` then `score` into the same directory. The flags
 of `PredictSettings` and `ScoreSettings` are derived from their fields (`pipeline.toolkit.options`).
+The benchmarks the help names, and their layouts, are read from the loader registry
+(`evaluation.datasets.DATASET_LOADERS`) each time the command line is built.
 """
 
 from __future__ import annotations
@@ -11,22 +13,42 @@ import dataclasses
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from evaluation.datasets import benchmarks_help, dataset_option_help
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
 from pipeline.toolkit.cliutil import user_errors
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
-app = command_app(
-    help="Zero-shot evaluation of teachers and students (NYUv2, KITTI, ETH3D, ScanNet, DIODE, "
-    "Middlebury) with the Marigold protocol: predict, score, report.",
-    no_args_is_help=True,
+APP_HELP = (
+    "Zero-shot evaluation of teachers and students on depth benchmarks with the Marigold "
+    "protocol: predict, score, report."
 )
 
-DATASET_HELP = (
-    "NAME[=PATH][,split=LIST][,subset=...]. NAME: nyu, kitti, eth3d, scannet, diode "
-    "(PATH: a directory or an uncompressed .tar in Marigold's layout) or middlebury (built in)."
-)
+
+class _EvaluationGroup(TyperGroup):
+    """The app; its help ends with the registered benchmarks (`benchmarks_help`), read when
+    typer builds the command line (at each run), not when this module is imported."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = f"{APP_HELP}\n\n{benchmarks_help()}"
+
+
+class _DatasetCommand(TyperCommand):
+    """A command whose `dataset` parameter's help names the benchmarks registered when typer
+    builds it (`dataset_option_help`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name == "dataset":
+                repeat = " Repeatable." if getattr(param, "multiple", False) else ""
+                param.help = dataset_option_help() + repeat
+
+
+app = command_app(help=APP_HELP, no_args_is_help=True, cls=_EvaluationGroup)
 MODEL_HELP = (
     "A student run directory, a Hugging Face directory or hub id, or a teacher spec "
     "ADAPTER:SOURCE[,key=value] as labelgen accepts it."
@@ -74,7 +96,7 @@ def _score(out, datasets, settings: ScoreSettings) -> None:
 
 OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
 MODEL_OPT = typer.Option(..., "--model", help=MODEL_HELP)
-DATASET_OPT = typer.Option(None, "--dataset", help=f"{DATASET_HELP} Repeatable.")
+DATASET_OPT = typer.Option(None, "--dataset", help=dataset_option_help())  # see _DatasetCommand
 NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
 RUN_SCORE_FIELDS = ("score_space", "figures", "name")
 """What `evaluation run` takes of `ScoreSettings`; the prediction space is the one just written,
@@ -85,10 +107,10 @@ CROP_FIELDS = ("processing_res", "device", "workers")
 fp32 (the settings' defaults)."""
 
 
-@app.command("check-data")
+@app.command("check-data", cls=_DatasetCommand)
 @user_errors
 def check_data(
-    dataset: str = typer.Argument(..., help=DATASET_HELP),
+    dataset: str = typer.Argument(..., help=dataset_option_help()),
     full: bool = typer.Option(False, "--full", help="Decode every sample, not only the first."),
 ) -> None:
     """Validate a benchmark dataset and print its counts."""
@@ -99,7 +121,7 @@ def check_data(
         typer.echo(f"{key}: {value}")
 
 
-@app.command()
+@app.command(cls=_DatasetCommand)
 @user_errors
 @settings_command
 def predict(
@@ -114,7 +136,7 @@ def predict(
     typer.echo(f"predictions in {out}/predictions; next: evaluation score {out} --dataset ...")
 
 
-@app.command()
+@app.command(cls=_DatasetCommand)
 @user_errors
 @settings_command
 def score(
@@ -126,7 +148,7 @@ def score(
     _score(out, _datasets(dataset), settings)
 
 
-@app.command()
+@app.command(cls=_DatasetCommand)
 @user_errors
 @settings_command
 def run(
@@ -159,7 +181,7 @@ def report(
     typer.echo(f"wrote {out}, {out.with_suffix('.csv')} and {out.with_suffix('.json')}")
 
 
-@app.command("crop-analysis")
+@app.command("crop-analysis", cls=_DatasetCommand)
 @user_errors
 @settings_command
 def crop_analysis(

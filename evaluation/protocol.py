@@ -4,77 +4,25 @@
 least-squares scale and shift in the prediction's space (disparity models are fitted in
 disparity, depth models in depth), clipping, then AbsRel, δ1-3 and RMSE in depth. A dataset's
 score is the mean of its per-sample scores. See `reference/eval-protocol.md` for the sources.
+
+A benchmark's rules (`DatasetRules`: range, crop, clip, ...) live on its loader class in
+`evaluation.datasets`; `DATASETS.get(name)` looks them up there.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from evaluation.boundary import si_boundary_f1
+from evaluation.datasets.base import DATASETS, DatasetRules
 from evaluation.metrics import DETAIL_METRICS, METRICS
-from pipeline.toolkit.registry import Registry
 
 DISPARITY_FLOOR = 1e-3  # aligned disparity is clipped here before inversion
 DEPTH_FLOOR = 1e-6
-
-
-@dataclass(frozen=True)
-class DatasetRules:
-    """What the protocol does for one benchmark (all lengths in metres)."""
-
-    name: str
-    min_depth: float
-    """Valid ground truth is strictly greater than this."""
-    max_depth: float
-    """Valid ground truth is strictly smaller than this (inf: no upper bound)."""
-    eval_crop: tuple[int, int, int, int] | None = None
-    """(top, bottom, left, right) rows/cols kept for scoring (Eigen crops), or None."""
-    clip: tuple[float, float] | None = None
-    """Clip of the aligned depth; None = (min_depth, max_depth)."""
-    range_from_mask_only: bool = False
-    """DIODE: validity comes from the mask file alone, not from the depth range."""
-    sharp_boundaries: bool = False
-    """The ground truth has sharp depth edges (synthetic or structured-light sets): the protocol
-    also scores `boundary_f1` (scale-invariant boundary F1, `evaluation.boundary`). Sets whose
-    edges are smeared by sensor or interpolation (NYUv2, KITTI, ...) do not."""
-
-    def depth_clip(self) -> tuple[float, float]:
-        return self.clip if self.clip is not None else (self.min_depth, self.max_depth)
-
-
-DATASETS: Registry[DatasetRules] = Registry("benchmark dataset")
-for _rules in (
-    DatasetRules("nyu", 1e-3, 10.0, eval_crop=(45, 471, 41, 601)),
-    DatasetRules("kitti", 1e-5, 80.0, eval_crop=(117, 321, 43, 1172)),
-    DatasetRules("eth3d", 1e-5, float("inf")),
-    DatasetRules("scannet", 1e-3, 10.0),
-    DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True),
-    DatasetRules("middlebury", 1e-3, float("inf"), sharp_boundaries=True),
-    # MPI Sintel, final pass, every training frame (evaluation/datasets/sintel.py): valid depth
-    # and clip (0.001, 70) m, the range of DepthCrafter's published benchmark (Tencent/DepthCrafter
-    # benchmark/eval/eval.sh `--dataset_max_depth 70`, eval.py `1e-3 < gt < max`), which aligns per
-    # video where this protocol aligns per frame. Others: SharpDepth's loader 200 m, MoGe a cut
-    # relative to each image's 1st percentile; MiDaS published no evaluation code.
-    DatasetRules("sintel", 1e-3, 70.0, sharp_boundaries=True),
-    # iBims-1: no published relative-depth protocol. Validity is the official evaluate_ibims.py's
-    # (mask_invalid, mask_transp, depth > 0: the loader's mask), no range and no crop (our choice).
-    DatasetRules("ibims", 0.0, float("inf"), sharp_boundaries=True),
-    # Middlebury 2014, the full stereo set: no published relative-depth protocol; the built-in
-    # sample's rules (our choice): depth above 1 mm, unknown disparity invalid, no crop.
-    DatasetRules("middlebury2014", 1e-3, float("inf"), sharp_boundaries=True),
-    # The procedural world's test split (pipeline.world): exact z-depth, validity from its mask
-    # file (sky and hits beyond the scene's far distance, 150-400 m, are invalid), scored to
-    # 80 m as KITTI is (an outdoor scene seen from 1-10 m up; the world places its objects at
-    # 2-80 m). Beyond it lies only ground and buildings near the horizon, whose disparity is
-    # under 1/80 of a metre's: after the disparity-space fit a tiny error there is a depth error
-    # of several times the depth, so a few such pixels per image decided the mean AbsRel.
-    DatasetRules("world", 1e-3, 80.0, sharp_boundaries=True),
-):
-    DATASETS.register(_rules.name)(_rules)
 
 
 def scoring_mask(gt: Any, rules: DatasetRules, extra: Any | None) -> Any:

@@ -16,18 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.datasets.base import dataset_title
 from evaluation.metrics import METRIC_TABLE
 from pipeline.toolkit.atomic import write_bytes
 
 PAPER_ORDER = ("nyu", "kitti", "diode", "scannet", "eth3d")
-DATASET_TITLES = {
-    "nyu": "NYUv2",
-    "kitti": "KITTI",
-    "diode": "DIODE",
-    "scannet": "ScanNet",
-    "eth3d": "ETH3D",
-    "middlebury": "Middlebury",
-}
 METRIC_LABELS = {key: metric.label for key, metric in METRIC_TABLE.items()}
 DETAIL_COLUMNS = ("boundary_f1",)
 """Shown after a dataset's chosen metrics wherever some method has them (sharp-edged sets)."""
@@ -203,7 +196,7 @@ def build_table(
 
 
 def _title(dataset: str) -> str:
-    return DATASET_TITLES.get(dataset, dataset)
+    return dataset_title(dataset)  # the loader's `title`
 
 
 def _cell(table: Table, i: int, j: int) -> str:

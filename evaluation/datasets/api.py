@@ -1,4 +1,5 @@
-"""How users name a benchmark (`NAME=PATH[,option=value...]`), open it and check their data."""
+"""How users name a benchmark (`NAME=PATH[,option=value...]`), open it and check their data, and
+the help that lists the registered benchmarks."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import numpy as np
 
 from evaluation.datasets.base import (
     DATASET_LOADERS,
+    DATASETS,
     BenchmarkDataset,
     BenchmarkSample,
     DatasetError,
 )
-from evaluation.protocol import DATASETS, scoring_mask
 from pipeline.toolkit.cliutil import parse_options
 from pipeline.toolkit.progress import progress_bar
 
@@ -31,11 +32,39 @@ def _split_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
 
 
 def _usage(cls: type[BenchmarkDataset]) -> str:
-    options = "".join(f"[,{key}=...]" for key in sorted(cls.options))
+    """`nyu=PATH[,split=...], PATH a directory or ... of <its layout>`; a built-in set's name and
+    its layout help."""
+    options = "".join(
+        f"[,{key}={'|'.join(allowed) if allowed else '...'}]"
+        for key, allowed in sorted(cls.options.items())
+    )
+    if not cls.needs_path:
+        return f"{cls.name}{options} ({cls.expected_layout()})"
     return (
         f"{cls.name}=PATH{options}, PATH a directory or uncompressed .tar of "
         f"{cls.expected_layout()}"
     )
+
+
+def dataset_option_help() -> str:
+    """The help of `--dataset`: the syntax and the registered names."""
+    loaders = [DATASET_LOADERS.get(name) for name in DATASET_LOADERS.names()]
+    built_in = [cls.name for cls in loaders if not cls.needs_path]
+    return (
+        f"NAME[=PATH][,option=value...], NAME one of {', '.join(cls.name for cls in loaders)}; "
+        "PATH a directory or an uncompressed .tar of its files"
+        + (f" ({', '.join(built_in)}: built in, no PATH)" if built_in else "")
+        + ". `evaluation --help` shows each one's layout and options."
+    )
+
+
+def benchmarks_help() -> str:
+    """One paragraph per registered benchmark: its title and usage (what PATH must hold)."""
+    lines = ["Benchmarks (--dataset):"]
+    for name in DATASET_LOADERS.names():
+        cls = DATASET_LOADERS.get(name)
+        lines.append(f"{cls.title}: {_usage(cls)}.")
+    return "\n\n".join(lines)
 
 
 def parse_dataset_arg(text: str) -> tuple[str, str | None, dict[str, str]]:
@@ -94,6 +123,8 @@ def check_data(text: str, full: bool = False) -> dict[str, Any]:
     """Open `NAME=PATH[,options]`, which indexes the files and checks that every split entry
     exists, then decode the first sample (every sample with `full`, with a progress bar) and
     check it. Returns the counts; problems raise `DatasetError` naming the file."""
+    from evaluation.protocol import scoring_mask  # the protocol reads the loaders' rules
+
     ds = open_dataset(text)
     desc = ds.describe()
     rules = dataclasses.replace(DATASETS.get(ds.name), eval_crop=None)

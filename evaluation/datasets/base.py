@@ -3,10 +3,16 @@
 A `BenchmarkDataset` is one benchmark instance (say NYUv2 from the user's tar). It lists its
 sample keys once, at construction, and decodes a sample on `load(key)`. Instances pickle
 without open files, so torch `DataLoader` workers can share one.
+
+The loader class is the benchmark's one home: besides reading the files it carries the
+protocol's `rules` for the set, its `title` in reports and help, and `expected_layout`.
+`DATASETS` (the rules by name), `dataset_title` and the `evaluation` help read them from
+`DATASET_LOADERS`, so a benchmark is added by one module that registers its loader.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,6 +24,30 @@ from pipeline.toolkit.registry import Registry
 class DatasetError(ValueError):
     """Data that cannot be used as given: the message names the file (and archive) and what
     the loader expected there."""
+
+
+@dataclass(frozen=True)
+class DatasetRules:
+    """What the protocol (`evaluation.protocol`) does for one benchmark (lengths in metres)."""
+
+    name: str
+    min_depth: float
+    """Valid ground truth is strictly greater than this."""
+    max_depth: float
+    """Valid ground truth is strictly smaller than this (inf: no upper bound)."""
+    eval_crop: tuple[int, int, int, int] | None = None
+    """(top, bottom, left, right) rows/cols kept for scoring (Eigen crops), or None."""
+    clip: tuple[float, float] | None = None
+    """Clip of the aligned depth; None = (min_depth, max_depth)."""
+    range_from_mask_only: bool = False
+    """DIODE: validity comes from the mask file alone, not from the depth range."""
+    sharp_boundaries: bool = False
+    """The ground truth has sharp depth edges (synthetic or structured-light sets): the protocol
+    also scores `boundary_f1` (scale-invariant boundary F1, `evaluation.boundary`). Sets whose
+    edges are smeared by sensor or interpolation (NYUv2, KITTI, ...) do not."""
+
+    def depth_clip(self) -> tuple[float, float]:
+        return self.clip if self.clip is not None else (self.min_depth, self.max_depth)
 
 
 @dataclass
@@ -37,11 +67,16 @@ class BenchmarkSample:
 class BenchmarkDataset:
     """Base class of the loaders in `DATASET_LOADERS`: one instance per benchmark instance.
 
-    Subclasses set `name`, `inference_long_side`, `options` (option name -> allowed values,
-    or None for free text) and implement `keys`, `load` and `describe`.
+    Subclasses set `name` (the registered name), `title`, `rules`, `inference_long_side`,
+    `options` (option name -> allowed values, or None for free text), say what the user points
+    at in `expected_layout` and implement `keys`, `load` and `describe`.
     """
 
     name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    """How reports and help name the benchmark, e.g. "NYUv2"."""
+    rules: ClassVar[DatasetRules]
+    """What the protocol does on this benchmark; `rules.name` is `name`."""
     inference_long_side: ClassVar[int | None] = None
     """The protocol's inference size: None = native resolution, else the long side in px."""
     needs_path: ClassVar[bool] = True
@@ -52,7 +87,7 @@ class BenchmarkDataset:
 
     @classmethod
     def expected_layout(cls) -> str:
-        """What the user must point at, for messages."""
+        """What the user must point at, for messages and `evaluation --help`."""
         return ""
 
     def keys(self) -> list[str]:
@@ -99,3 +134,35 @@ class BenchmarkDataset:
 
 DATASET_LOADERS: Registry[type[BenchmarkDataset]] = Registry("benchmark dataset")
 """Benchmark name (the protocol's rules name) -> loader class, called as `cls(path, **options)`."""
+
+
+class RulesByName:
+    """Benchmark name -> `DatasetRules`, read from the loaders' `rules` at each lookup, so the
+    rules of a registered loader need no other entry. `get` of an unknown name raises the
+    registry's `ValueError`, listing the valid names. The loaders register when the package
+    `evaluation.datasets` is imported, which importing any of its modules does first."""
+
+    def __init__(self, loaders: Registry[type[BenchmarkDataset]]) -> None:
+        self.loaders = loaders
+
+    def get(self, name: str) -> DatasetRules:
+        return self.loaders.get(name).rules
+
+    def names(self) -> list[str]:
+        return self.loaders.names()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.loaders
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+DATASETS = RulesByName(DATASET_LOADERS)
+"""The protocol's rules of every registered benchmark (also `evaluation.protocol.DATASETS`)."""
+
+
+def dataset_title(name: str) -> str:
+    """The benchmark's title for tables and help ("NYUv2"); a name no loader has (in an older
+    summary) is its own title."""
+    return DATASET_LOADERS.get(name).title if name in DATASET_LOADERS else name

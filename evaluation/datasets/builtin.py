@@ -11,6 +11,7 @@ from evaluation.datasets.base import (
     BenchmarkDataset,
     BenchmarkSample,
     DatasetError,
+    DatasetRules,
 )
 from evaluation.middlebury import load_motorcycle
 
@@ -23,6 +24,8 @@ class MiddleburyDataset(BenchmarkDataset):
     (+inf where the disparity is unknown)."""
 
     name = "middlebury"
+    title = "Middlebury"
+    rules = DatasetRules("middlebury", 1e-3, float("inf"), sharp_boundaries=True)
     needs_path = False
 
     @classmethod

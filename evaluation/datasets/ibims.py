@@ -21,7 +21,12 @@ import re
 import numpy as np
 from PIL import Image
 
-from evaluation.datasets.base import DATASET_LOADERS, BenchmarkSample, DatasetError
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkSample,
+    DatasetError,
+    DatasetRules,
+)
 from evaluation.datasets.decode import check_same_size, depth_from_u16
 from evaluation.datasets.marigold import SHOWN, Entry
 from evaluation.datasets.release import ReleaseDataset
@@ -56,6 +61,11 @@ class IbimsDataset(ReleaseDataset):
     `rgb/<name>`; the valid mask is `mask_invalid & mask_transp`. Native resolution."""
 
     name = "ibims"
+    title = "iBims-1"
+    # No published relative-depth protocol. Validity is the official evaluate_ibims.py's
+    # (mask_invalid, mask_transp, depth > 0: the loader's mask), no range and no crop (our
+    # choice).
+    rules = DatasetRules("ibims", 0.0, float("inf"), sharp_boundaries=True)
     release = "iBims-1's ibims1_core_raw.zip (PNG variant)"
     rgb_pattern = r"rgb/(?P<name>[^/]+)\.png"
     rgb_hint = (

@@ -11,7 +11,12 @@ import re
 
 import numpy as np
 
-from evaluation.datasets.base import DATASET_LOADERS, BenchmarkSample, DatasetError
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkSample,
+    DatasetError,
+    DatasetRules,
+)
 from evaluation.datasets.decode import (
     check_same_size,
     decode_npy,
@@ -40,6 +45,8 @@ class NyuDataset(_U16Dataset):
     """NYUv2 labelled test split: the raw `depth_XXXX.png`, never the filled one."""
 
     name = "nyu"
+    title = "NYUv2"
+    rules = DatasetRules("nyu", 1e-3, 10.0, eval_crop=(45, 471, 41, 601))
     archive_name = "nyu_labeled_extracted.tar"
     rgb_pattern = r"test/(?P<scene>[^/]+)/rgb_(?P<id>\d+)\.png"
     rgb_hint = "test/<scene>/rgb_XXXX.png"
@@ -55,6 +62,8 @@ class ScanNetDataset(_U16Dataset):
     """ScanNet validation frames, Marigold's sampled list of 800."""
 
     name = "scannet"
+    title = "ScanNet"
+    rules = DatasetRules("scannet", 1e-3, 10.0)
     archive_name = "scannet_val_sampled_800_1.tar"
     rgb_pattern = r"(?P<scene>scene\d{4}_\d{2})/color/(?P<frame>\d+)\.jpg"
     rgb_hint = "sceneXXXX_XX/color/XXXXXX.jpg"
@@ -77,6 +86,8 @@ class KittiDataset(_U16Dataset):
     images) without ground truth are skipped and counted."""
 
     name = "kitti"
+    title = "KITTI"
+    rules = DatasetRules("kitti", 1e-5, 80.0, eval_crop=(117, 321, 43, 1172))
     archive_name = "kitti_eigen_split_test.tar"
     rgb_pattern = (
         r"(?P<date>\d{4}_\d{2}_\d{2})/(?P<drive>[^/]+_sync)/image_02/data/(?P<frame>\d+)\.png"
@@ -114,6 +125,8 @@ class Eth3dDataset(MarigoldDataset):
     """ETH3D high-resolution DSLR images; ground truth is raw float32 of the image's size."""
 
     name = "eth3d"
+    title = "ETH3D"
+    rules = DatasetRules("eth3d", 1e-5, float("inf"))
     archive_name = "eth3d.tar"
     inference_long_side = 756
     rgb_pattern = r"rgb/(?P<scene>[^/]+)/images/dslr_images/(?P<file>[^/]+\.(?:JPG|jpg|JPEG|jpeg))"
@@ -137,6 +150,8 @@ class DiodeDataset(MarigoldDataset):
     """DIODE validation split; `subset=indoors|outdoor` keeps one half (default all)."""
 
     name = "diode"
+    title = "DIODE"
+    rules = DatasetRules("diode", 0.0, float("inf"), clip=(0.6, 350.0), range_from_mask_only=True)
     archive_name = "diode_val.tar"
     inference_long_side = 640
     rgb_pattern = r"(?P<subset>indoors|outdoor)/(?P<dir>scene_\d+/scan_\d+)/(?P<stem>[^/]+)\.png"

@@ -17,7 +17,12 @@ import re
 
 import numpy as np
 
-from evaluation.datasets.base import DATASET_LOADERS, BenchmarkSample, DatasetError
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkSample,
+    DatasetError,
+    DatasetRules,
+)
 from evaluation.datasets.decode import check_same_size
 from evaluation.datasets.marigold import Entry
 from evaluation.datasets.release import ReleaseDataset
@@ -98,6 +103,10 @@ class Middlebury2014Dataset(ReleaseDataset):
     resolution; keys are `<Scene>-perfect/im0`. Not the built-in `middlebury` sample."""
 
     name = "middlebury2014"
+    title = "Middlebury 2014"
+    # No published relative-depth protocol; the built-in sample's rules (our choice): depth
+    # above 1 mm, unknown disparity invalid, no crop.
+    rules = DatasetRules("middlebury2014", 1e-3, float("inf"), sharp_boundaries=True)
     release = "the Middlebury 2014 stereo datasets, <Scene>-perfect.zip unpacked side by side"
     rgb_pattern = r"(?P<scene>[^/]+)-perfect/im0\.png"
     rgb_hint = "<Scene>-perfect/im0.png, disp0.pfm and calib.txt"

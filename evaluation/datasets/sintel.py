@@ -16,7 +16,12 @@ import re
 
 import numpy as np
 
-from evaluation.datasets.base import DATASET_LOADERS, BenchmarkSample, DatasetError
+from evaluation.datasets.base import (
+    DATASET_LOADERS,
+    BenchmarkSample,
+    DatasetError,
+    DatasetRules,
+)
 from evaluation.datasets.decode import check_same_size
 from evaluation.datasets.marigold import Entry
 from evaluation.datasets.release import ReleaseDataset
@@ -55,6 +60,13 @@ class SintelDataset(ReleaseDataset):
     Keys are `training/<pass>/<scene>/frame_XXXX`. Native resolution (1024x436)."""
 
     name = "sintel"
+    title = "Sintel"
+    # Valid depth and clip (0.001, 70) m, the range of DepthCrafter's published benchmark
+    # (Tencent/DepthCrafter benchmark/eval/eval.sh `--dataset_max_depth 70`, eval.py
+    # `1e-3 < gt < max`), which aligns per video where this protocol aligns per frame. Others:
+    # SharpDepth's loader 200 m, MoGe a cut relative to each image's 1st percentile; MiDaS
+    # published no evaluation code.
+    rules = DatasetRules("sintel", 1e-3, 70.0, sharp_boundaries=True)
     release = (
         "MPI Sintel's MPI-Sintel-training_images.zip and MPI-Sintel-depth-training-20150305.zip "
         "unpacked into one folder"
