@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
-from pipeline.model.precision import PRECISIONS
+from pipeline.toolkit.launch import check_precision_name
 from student.data.augment import AugmentSettings
 from student.data.fusion import MIXES
 from student.losses import NORMALIZATIONS
@@ -56,6 +56,24 @@ class DataSettings:
     """Refuse a teacher column whose unusable maps (no finite value, or one value everywhere)
     exceed this fraction of its maps: its teacher's output is broken (`pipeline verify
     --max-unusable` applies the same rule)."""
+
+    def __post_init__(self) -> None:
+        """Settings that exist are valid: each rule is checked here, once."""
+        if self.mode not in MODES:
+            raise ValueError(f"data.mode must be one of {MODES}, got {self.mode!r}")
+        if self.teacher_mix not in MIXES:
+            raise ValueError(f"data.teacher_mix must be one of {MIXES}, got {self.teacher_mix!r}")
+        if not 0 < self.average_keep <= 1:
+            raise ValueError(f"data.average_keep must be in (0, 1], got {self.average_keep}")
+        if self.teacher_mix == "average" and self.per_sample_teacher:
+            raise ValueError("data.per_sample_teacher draws a teacher per sample: not with average")
+        if self.size < 14 or self.size % 14:
+            raise ValueError(f"data.size must be a multiple of 14, got {self.size}")
+        if self.shuffle_buffer < 0 or self.workers < 0:
+            raise ValueError(
+                f"data.shuffle_buffer and data.workers must be ≥ 0, got {self.shuffle_buffer} "
+                f"and {self.workers}"
+            )
 
 
 @dataclass
@@ -165,24 +183,10 @@ class TrainSettings:
             raise ValueError(f"threads must be ≥ 1 or unset, got {self.threads}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be ≥ 1 (--steps, --batch-size)")
-        if self.data.mode not in MODES:
-            raise ValueError(f"data.mode must be one of {MODES}, got {self.data.mode!r}")
-        if self.data.teacher_mix not in MIXES:
-            mix = self.data.teacher_mix
-            raise ValueError(f"data.teacher_mix must be one of {MIXES}, got {mix!r}")
-        if not 0 < self.data.average_keep <= 1:
-            raise ValueError(f"data.average_keep must be in (0, 1], got {self.data.average_keep}")
-        if self.data.teacher_mix == "average" and self.data.per_sample_teacher:
-            raise ValueError("data.per_sample_teacher draws a teacher per sample: not with average")
-        if self.data.size % 14:
-            raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
         for name in NORM_SETTINGS:
             if getattr(self.loss, name) not in NORMS:
                 raise ValueError(f"loss.{name} must be one of {NORMS}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}"
-            )
+        check_precision_name(self.precision, "precision")
         if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
         if self.data.mode == "baseline" and self.loss.local_global:
@@ -192,16 +196,3 @@ class TrainSettings:
                 "no distillation term: set loss.shared_context=true and/or loss.local_global=true "
                 "(the paper's baseline is configs/baseline.yaml)"
             )
-
-
-@dataclass(frozen=True)
-class LaunchSettings:
-    """How this process runs `student train` (and `predict`): not part of the run's settings,
-    not recorded in config.yaml, so a `--resume` may choose them anew."""
-
-    device: str = "auto"
-    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
-    or e.g. cpu, cuda:1."""
-    progress: bool = True
-    """Show the progress and the running loss: a bar on a terminal, else a line every log_every
-    steps and every 30 s."""

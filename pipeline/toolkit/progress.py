@@ -71,9 +71,13 @@ class Progress:
         self.bar = None
         if enabled and not self.lines:
             self.bar = tqdm(
-                total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit=unit,
+                dynamic_ncols=True,
                 file=self.stream,
-            )  # fmt: skip
+            )
         self.closed = False
 
     @property
@@ -158,6 +162,12 @@ def progress_bar(
     `LINE_INTERVAL_S`) and, with `every`, each time the count passes a multiple of it; nothing
     with `enabled=False`. Use as a context manager, or `close()` it."""
     return Progress(
-        total, desc, unit, initial=initial, enabled=enabled, every=every, interval=interval,
+        total,
+        desc,
+        unit,
+        initial=initial,
+        enabled=enabled,
+        every=every,
+        interval=interval,
         stream=stream,
-    )  # fmt: skip
+    )

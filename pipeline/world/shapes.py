@@ -161,8 +161,10 @@ class Box(Shape):
         face = np.where(ratio[0] >= ratio[1], 0, 1)
         face = np.where(ratio[2] >= np.maximum(ratio[0], ratio[1]), 2, face)
         sign = np.sign(np.choose(face, q))
-        n = tuple(sign * np.choose(face, [np.full(face.shape, axes[i][k]) for i in range(3)])
-                  for k in range(3))  # fmt: skip
+        n = tuple(
+            sign * np.choose(face, [np.full(face.shape, axes[i][k]) for i in range(3)])
+            for k in range(3)
+        )
         u = np.choose(face, [q[1], q[0], q[0]])
         v = np.choose(face, [q[2], q[2], q[1]])
         return n, u, v  # type: ignore[return-value]

@@ -15,17 +15,23 @@ Within a rank, DataLoader worker w of W makes rank-local batches `b ≡ w (mod W
 batch is step `j·W + w`; that is the order in which `torch.utils.data.DataLoader` (in-order mode)
 collects batches from its workers, so the loader yields steps 0, 1, 2, ... Worker w gets the
 next `quota(w) × batch` samples of the rank's range.
+
+Resume. `ResumePosition` is where a rank's stream stands in an epoch (batches handed to the
+training loop) and where an iteration starts after a checkpoint: `logical_worker` and
+`batches_to_skip` then turn that start into each worker's role and dropped batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 TAG_SHARDS, TAG_KEYS, TAG_BUFFER, TAG_SAMPLE, TAG_TEACHER = range(5)
 
@@ -116,6 +122,64 @@ def logical_worker(physical: int, workers: int, skip: int) -> int:
 def batches_to_skip(skip: int, workers: int, worker: int) -> int:
     """How many of its first batches a worker drops to resume after `skip` rank batches."""
     return max(0, -(-(skip - worker) // workers))
+
+
+@dataclass
+class ResumePosition:
+    """Where a rank's stream stands: the next batch handed out is batch `consumed` of epoch
+    `epoch`, of `steps` per epoch; an iteration starts at batch `skip` (0 unless a checkpoint's
+    position was loaded for this epoch)."""
+
+    steps: int
+    """Batches per epoch on this rank."""
+    epoch: int = 0
+    skip: int = 0
+    consumed: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to stream; a pending resume position is kept only for its epoch."""
+        if epoch != self.epoch:
+            self.epoch, self.skip, self.consumed = int(epoch), 0, 0
+
+    def state(self, order: Mapping[str, int]) -> dict[str, int]:
+        """The position to save, `{"epoch", "batches"}`, with the settings `order` the sample
+        order depends on (checked by `load`). A finished epoch saves the next one's start."""
+        epoch, done = self.epoch, self.consumed
+        if done >= self.steps:
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "batches": done, **order}
+
+    def load(self, state: Mapping[str, int], order: Mapping[str, int]) -> None:
+        """Resume at `state`: the next iteration starts at its batch. An order setting that
+        differs from the saved one (`order`: now) is warned about, not refused."""
+        for name, now in order.items():
+            if name in state and state[name] != now:
+                log.warning(
+                    "resuming with %s=%s where the checkpoint had %s: the rest of epoch %s "
+                    "follows a different order (%s batches are still skipped)",
+                    name,
+                    now,
+                    state[name],
+                    state["epoch"],
+                    state["batches"],
+                )
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if epoch < 0 or batches < 0:
+            raise ValueError(f"invalid resume position {dict(state)}")
+        if batches >= self.steps:  # a finished epoch (or fewer steps now): start the next one
+            epoch, batches = epoch + 1, 0
+        self.epoch, self.skip, self.consumed = epoch, batches, batches
+
+    def note(self, epoch: int, step: int) -> None:
+        """Record that rank-local step `step` of `epoch` was handed to the training loop."""
+        if epoch == self.epoch:
+            self.consumed = int(step) + 1
+            if self.consumed >= self.steps:
+                self.skip = 0  # the resume position is used up
+
+    def begin(self) -> None:
+        """An iteration starts at the resume position."""
+        self.consumed = self.skip
 
 
 def normalized_weights(teachers: Sequence[str], weights: object | None) -> list[float]:

@@ -27,9 +27,9 @@ functions of `schedule.py`:
 - Per sample, from a generator seeded by (seed, epoch, rank, step, slot): the teacher (per-sample
   mode), the region k, the flip and the photometric augmentation. A (seed, epoch) with the same
   world size, batch size and worker count reproduces the stream exactly.
-- Resume: `state_dict()` is (epoch, batches consumed); after `load_state_dict` the epoch is
-  regenerated and its first batches are skipped by walking sample references only (no image or
-  label is decoded for a skipped batch).
+- Resume: `state_dict()` is (epoch, batches consumed), kept by `schedule.ResumePosition`; after
+  `load_state_dict` the epoch is regenerated and its first batches are skipped by walking sample
+  references only (no image or label is decoded for a skipped batch).
 
 If label records report errors the manifests did not list, a worker can run short of samples; it
 then starts another pass over its slice (resampling, with a warning) to make its quota.
@@ -54,7 +54,7 @@ from pipeline.dataset.info import as_dataset
 from pipeline.labels.column import LabelColumn
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.toolkit.distributed import rank_and_world
-from student.config import MODES, DataSettings
+from student.config import DataSettings
 from student.data import fusion
 from student.data import schedule as sch
 from student.data.columns import (
@@ -140,7 +140,7 @@ class DistillStream(IterableDataset):
     ) -> None:
         super().__init__()
         data = data if data is not None else DataSettings()
-        _check_args(data, batch_size, seed, epoch, max_tiles)
+        _check_args(batch_size, seed, epoch, max_tiles)
         self.max_tiles, self.reduced_decode = max_tiles, reduced_decode
         self.info = as_dataset(dataset_dir)
         self.teachers = list(teachers)
@@ -164,7 +164,7 @@ class DistillStream(IterableDataset):
                 f"world size × batch size × accumulate = {self.world} × {batch_size} × "
                 f"{accumulate}; use a smaller batch or fewer accumulation steps"
             )
-        self.epoch, self._skip, self._consumed = epoch, 0, 0
+        self.position = sch.ResumePosition(self.steps, epoch)
         self.loader_workers = 0  # set by `make_loader`: the sample order depends on it
         self.stats: Counter[str] = Counter()
 
@@ -180,18 +180,19 @@ class DistillStream(IterableDataset):
     def steps_per_epoch(self) -> int:
         return self.steps
 
+    @property
+    def epoch(self) -> int:
+        """The epoch streamed next."""
+        return self.position.epoch
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to stream; a pending resume position is kept only for its epoch."""
-        if epoch != self.epoch:
-            self.epoch, self._skip, self._consumed = int(epoch), 0, 0
+        self.position.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, int]:
         """The position: the next batch is batch `batches` of epoch `epoch` (plus the settings
         the order depends on, checked on load)."""
-        epoch, done = self.epoch, self._consumed
-        if done >= self.steps:
-            epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "batches": done, **self._order_settings()}
+        return self.position.state(self._order_settings())
 
     def _order_settings(self) -> dict[str, int]:
         """The settings the sample order depends on (0 loader workers orders as 1 does)."""
@@ -204,46 +205,31 @@ class DistillStream(IterableDataset):
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         """Resume at `state`: the next iteration regenerates its epoch and skips its batches."""
-        now = self._order_settings()
-        for name in now:
-            if name in state and state[name] != now[name]:
-                log.warning(
-                    "resuming with %s=%s where the checkpoint had %s: the rest of epoch %s "
-                    "follows a different order (%s batches are still skipped)",
-                    name, now[name], state[name], state["epoch"], state["batches"],
-                )  # fmt: skip
-        epoch, batches = int(state["epoch"]), int(state["batches"])
-        if epoch < 0 or batches < 0:
-            raise ValueError(f"invalid resume position {dict(state)}")
-        if batches >= self.steps:  # a finished epoch (or fewer steps now): start the next one
-            epoch, batches = epoch + 1, 0
-        self.epoch, self._skip, self._consumed = epoch, batches, batches
+        self.position.load(state, self._order_settings())
 
     def note_batch(self, batch: Mapping[str, Any]) -> None:
         """Record that `batch` was handed to the training loop (the loader calls this)."""
-        if batch["epoch"] == self.epoch:
-            self._consumed = int(batch["step"]) + 1
-            if self._consumed >= self.steps:
-                self._skip = 0  # the resume position is used up
+        self.position.note(batch["epoch"], batch["step"])
 
     def begin_iteration(self) -> None:
         """An iteration starts at the resume position (0 unless `load_state_dict` set one)."""
-        self._consumed = self._skip
+        self.position.begin()
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
         physical, workers = current_worker()
         if get_worker_info() is None:
             self.begin_iteration()
-        worker = sch.logical_worker(physical, workers, self._skip)
+        skip = self.position.skip
+        worker = sch.logical_worker(physical, workers, skip)
         pool = ShardPool(self.info, self.columns)
         refs = self._refs(pool, worker, workers)
-        skip = sch.batches_to_skip(self._skip, workers, worker)
+        dropped = sch.batches_to_skip(skip, workers, worker)
         try:
             for j in range(sch.worker_quota(self.steps, workers, worker)):
                 step = sch.step_of(j, workers, worker)
                 chunk = [next(refs) for _ in range(self.batch_size)]
-                batch = None if j < skip else self._batch(pool, chunk, step)
+                batch = None if j < dropped else self._batch(pool, chunk, step)
                 for ref in chunk:
                     pool.drop(ref.shard)
                 if batch is not None:
@@ -265,8 +251,11 @@ class DistillStream(IterableDataset):
             if cycle:
                 log.warning(
                     "rank %d worker %d: label errors not listed in the manifests left it short "
-                    "of samples; resampling its slice (pass %d)", self.rank, worker, cycle + 1,
-                )  # fmt: skip
+                    "of samples; resampling its slice (pass %d)",
+                    self.rank,
+                    worker,
+                    cycle + 1,
+                )
             rng = sch.rng_for(self.seed, sch.TAG_BUFFER, self.epoch, self.rank, worker, cycle)
             count = 0
             for ref in sch.shuffled(self._walk(pool, pieces), self.shuffle_buffer, rng):
@@ -303,8 +292,10 @@ class DistillStream(IterableDataset):
             self.stats["skipped_label_errors"] += len(failed)
             log.info(
                 "shard %s: skipping %d keys whose labels failed (manifests): %s",
-                shard.name, len(failed), ", ".join(sorted(failed)[:5]),
-            )  # fmt: skip
+                shard.name,
+                len(failed),
+                ", ".join(sorted(failed)[:5]),
+            )
         usable = [k for k in shard.keys if k not in failed]
         if len(usable) != self.usable[shard.index]:
             raise RuntimeError(
@@ -318,8 +309,11 @@ class DistillStream(IterableDataset):
             self.stats["skipped_unlisted_errors"] += len(errors)
             log.warning(
                 "shard %s: skipping %d keys whose label records have an error the manifest does "
-                "not list: %s", shard.name, len(errors), describe_errors(errors),
-            )  # fmt: skip
+                "not list: %s",
+                shard.name,
+                len(errors),
+                describe_errors(errors),
+            )
 
     # -- samples -------------------------------------------------------------------------------
     def _batch(self, pool: ShardPool, chunk: list[SampleRef], step: int) -> dict[str, Any]:
@@ -371,9 +365,16 @@ class DistillStream(IterableDataset):
         side = box[2] - box[0]
         rgb, d = shard.image(key, self._request(width, height, side, side))
         return cross_context_sample(
-            rgb, entry, read, region=region, flip=flip, rng=rng, reduction=d,
-            tile_indices=chosen, **common,
-        )  # fmt: skip
+            rgb,
+            entry,
+            read,
+            region=region,
+            flip=flip,
+            rng=rng,
+            reduction=d,
+            tile_indices=chosen,
+            **common,
+        )
 
     def _request(self, width: int, height: int, crop_w: int, crop_h: int) -> tuple[int, int] | None:
         """The smallest decode size (W, H) that keeps a `crop_w × crop_h` crop ≥ S×S pixels."""
@@ -382,18 +383,11 @@ class DistillStream(IterableDataset):
         return -(-width * self.size // crop_w), -(-height * self.size // crop_h)
 
 
-def _check_args(
-    data: DataSettings, batch_size: int, seed: int, epoch: int, max_tiles: int | None
-) -> None:
-    if data.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {data.mode!r}")
+def _check_args(batch_size: int, seed: int, epoch: int, max_tiles: int | None) -> None:
+    """The stream's own arguments (`DataSettings` checks itself when it is built)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if seed < 0 or epoch < 0:
         raise ValueError(f"seed and epoch must be ≥ 0, got seed={seed}, epoch={epoch}")
-    if data.shuffle_buffer < 0:
-        raise ValueError(f"shuffle_buffer must be ≥ 0, got {data.shuffle_buffer}")
-    if data.size < 14:
-        raise ValueError(f"size must be ≥ 14 pixels, got {data.size}")
     if max_tiles is not None and max_tiles < 1:
         raise ValueError(f"max_tiles must be ≥ 1 or None (all tiles), got {max_tiles}")
