@@ -71,7 +71,17 @@ def display_name(text: str) -> str:
 
 def is_run_dir(path: Path) -> bool:
     """A `student train --out` directory (with or without a checkpoint yet)."""
-    return (path / "config.yaml").is_file()
+    from student.rundir import RunDir
+
+    return RunDir(path).config.is_file()
+
+
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run directory whose published checkpoint `path` is, else None."""
+    from student.rundir import RunDir
+
+    run = path.parent.parent
+    return run if is_run_dir(run) and path in RunDir(run).checkpoint_files() else None
 
 
 def teacher_spec_of(text: str) -> TeacherSpec | None:
@@ -112,8 +122,8 @@ def load_predictor(
         return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
     if is_run_dir(path):
         return _load_run(path, device, precision, name)
-    if path.is_file() and path.parent.name == "checkpoints" and is_run_dir(path.parent.parent):
-        return _load_run(path.parent.parent, device, precision, name, path)
+    if path.is_file() and (run := run_of_checkpoint(path)) is not None:
+        return _load_run(run, device, precision, name, path)
     if not path.exists() and looks_like_path(spec):
         raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)

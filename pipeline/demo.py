@@ -14,7 +14,6 @@ otherwise burn several times the CPU time they compute with.
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import shlex
@@ -31,7 +30,8 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.dataset.status import dataset_status, format_status
-from pipeline.images.samples import write_sample_images
+from pipeline.images.decode import encode_png
+from pipeline.images.photos import write_sample_images
 from pipeline.labels.column import LabelColumn
 from pipeline.labels.store import open_reader
 from pipeline.toolkit.atomic import write_bytes
@@ -134,9 +134,7 @@ def write_panel(path: Path, photo: np.ndarray, maps: dict[str, np.ndarray], gap:
     panel = Image.new("RGB", (len(tiles) * (size[0] + gap) - gap, tiles[0].height), "white")
     for i, tile in enumerate(tiles):
         panel.paste(tile, (i * (size[0] + gap), 0))
-    buf = io.BytesIO()
-    panel.save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())
+    write_bytes(path, encode_png(np.asarray(panel)))
     return path
 
 
@@ -188,7 +186,7 @@ def _train(dataset: Path, init: Path, run_dir: Path, steps: int = 24) -> None:
              "--set", "data.workers=0", "--set", f"checkpoint_every={steps}",
              "--set", "log_every=4", "--set", "optim.lr=5e-4"],
         )  # fmt: skip
-    elif not (run_dir / "checkpoints" / f"step_{steps:07d}.pt").exists():  # interrupted
+    else:  # an interrupted run continues; a finished one says so and does nothing
         _run("5/8", ["student", "train", "--out", str(run_dir), "--resume"])
 
 

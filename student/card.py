@@ -24,7 +24,7 @@ from pipeline.dataset.info import DatasetInfo, load_dataset
 from pipeline.labels.column import LabelColumn
 from pipeline.model.source import is_local_dir, looks_like_path
 from pipeline.toolkit.config import to_dict
-from student.rundir import Job, RunDir
+from student.rundir import Job, RunDir, checkpoint_name
 
 PAPER = "https://arxiv.org/abs/2502.19204"
 METRICS = ("abs_rel", "delta1", "delta2", "delta3")
@@ -83,7 +83,7 @@ def _job(run: RunDir) -> Job | None:
 def _bare_training(run: RunDir, init: str, step: int) -> str:
     return (
         f"## Training\n\n- Initial checkpoint (`--init`): `{init}`\n- Steps trained: {step} "
-        f"(checkpoint `step_{step:07d}.pt`)\n- `{run.config}` records no dataset, teachers "
+        f"(checkpoint `{checkpoint_name(step)}`)\n- `{run.config}` records no dataset, teachers "
         "or settings: they are not described here."
     )
 
@@ -163,7 +163,8 @@ def _training(job: Job, run: RunDir, step: int) -> str:
         f"- Initial checkpoint (`--init`): `{job.init}`; kept "
         f"{INIT_WEIGHTS_TEXT.get(s.init_weights, s.init_weights)} (`init_weights: "
         f"{s.init_weights}`)",
-        f"- Steps trained: {step} (checkpoint `step_{step:07d}.pt`; the run's total: {s.steps})",
+        f"- Steps trained: {step} (checkpoint `{checkpoint_name(step)}`; "
+        f"the run's total: {s.steps})",
     ]
     for at_step, steps in job.continued:
         lines.append(f"- Continued at step {at_step} to {steps} steps in all (`--resume --steps`)")

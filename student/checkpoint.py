@@ -7,7 +7,6 @@ complete one is what `--resume` loads.
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import numpy as np
 import torch
 
 from pipeline.toolkit.atomic import publishing
-
-NAME = re.compile(r"^step_(\d{7,})\.pt$")
+from student.rundir import CHECKPOINT_NAME, RunDir
 
 
 def rng_states() -> dict[str, Any]:
@@ -42,23 +40,20 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
     """Write `state` (+ RNG states) for `step`; returns the path."""
-    path = Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
+    path = RunDir(Path(run_dir)).checkpoint(step)
     with publishing(path) as tmp:
         torch.save({**state, "step": step, "rng": rng_states()}, tmp)
     return path
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    folder = Path(run_dir) / "checkpoints"
-    found = (
-        sorted(p for p in folder.glob("step_*.pt") if NAME.match(p.name)) if folder.is_dir() else []
-    )
+    found = RunDir(Path(run_dir)).checkpoint_files()
     return found[-1] if found else None
 
 
 def step_of(path: Path) -> int:
     """The step a checkpoint file is named after (`step_NNNNNNN.pt`)."""
-    found = NAME.match(Path(path).name)
+    found = CHECKPOINT_NAME.match(Path(path).name)
     if found is None:
         raise ValueError(f"{path}: not a checkpoint name (step_NNNNNNN.pt)")
     return int(found.group(1))

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.toolkit.atomic import follow_umask, write_bytes
+from pipeline.images.decode import encode_png
+from pipeline.toolkit.atomic import follow_umask, publishing, write_bytes
 from pipeline.toolkit.colormap import colorize_robust
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
 from student.model import Student, load_student, save_hf, student_from_architecture
@@ -25,15 +26,15 @@ SHORT_SIDE = 518
 
 def checkpoint_path(run_dir: Path, step: int | None = None) -> Path:
     """The run's checkpoint at `step` (default: the newest); a missing one names what there is."""
-    root = Path(run_dir)
-    path = latest_checkpoint(root) if step is None else root / "checkpoints" / f"step_{step:07d}.pt"
+    root, run = Path(run_dir), RunDir(Path(run_dir))
+    path = latest_checkpoint(root) if step is None else run.checkpoint(step)
     if path is None:
         raise FileNotFoundError(
             f"{root}: no checkpoint yet (the run saves one every `checkpoint_every` steps and "
             "at its end); continue it with `student train --out RUN --resume`"
         )
     if not path.exists():
-        have = sorted(p.name for p in (root / "checkpoints").glob("step_*.pt"))
+        have = [p.name for p in run.checkpoint_files()]
         raise FileNotFoundError(f"{path} not found; the run has {have or 'no checkpoint yet'}")
     return path
 
@@ -154,7 +155,8 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: cannot read the image ({e})") from e
         disparity = predict_image(student, rgb, device)
-        np.save(out / f"{stem}.npy", disparity.astype(np.float32))
-        Image.fromarray(colorize_robust(disparity)).save(out / f"{stem}.png")
+        with publishing(out / f"{stem}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, disparity.astype(np.float32))
+        write_bytes(out / f"{stem}.png", encode_png(colorize_robust(disparity)))
         written += [out / f"{stem}.npy", out / f"{stem}.png"]
     return written

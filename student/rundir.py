@@ -2,12 +2,14 @@
 resolved settings), `continued.yaml` (each `--resume --steps N`: from which step to which
 total), `env.json`, `metrics.jsonl`, `model/` and `checkpoints/`.
 
-`metrics.jsonl` is written by `student.metrics`, the checkpoints by `student.checkpoint`.
+`metrics.jsonl` is written by `student.metrics`, the checkpoints by `student.checkpoint`; their
+names (`checkpoints/step_NNNNNNN.pt`) are `RunDir`'s, the one place that spells the layout.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +59,14 @@ class Job:
         return replace(self, settings=replace(self.settings, loss=loss))
 
 
+CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    """A checkpoint's file name: `step_NNNNNNN.pt`."""
+    return f"step_{step:07d}.pt"
+
+
 def environment(world_size: int) -> dict[str, Any]:
     return {**pipeline_environment(), "world_size": world_size}
 
@@ -72,6 +82,21 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, step: int) -> Path:
+        """Where the checkpoint of `step` is (or would be) published."""
+        return self.checkpoints / checkpoint_name(step)
+
+    def checkpoint_files(self) -> list[Path]:
+        """The run's published checkpoints, oldest first (temporary files are not listed)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [p for p in self.checkpoints.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name)]
+        return sorted(found, key=lambda p: int(CHECKPOINT_NAME.match(p.name).group(1)))
 
     @property
     def tensorboard(self) -> Path:

@@ -58,6 +58,7 @@ from evaluation.study.priors import PRIORS, fit_horizon, write_predictions
 from evaluation.study.report import teacher_verdict, write_report
 from pipeline.toolkit.cpus import usable_cpus
 from student.checkpoint import checkpoint_step
+from student.rundir import RunDir
 
 TEACHER_S_PER_STEP = 0.5
 """Wall seconds per step of a cpu-scale `mini` teacher trained beside the other on 2 cores
@@ -207,7 +208,7 @@ class Study(Commands):
 
     def teacher_checkpoints(self) -> list[Path]:
         """Every checkpoint of both teachers (their learning curves)."""
-        return sorted(self.path("runs").glob("t[12]/checkpoints/step_*.pt"))
+        return [c for t in ("t1", "t2") for c in RunDir(self.path("runs", t)).checkpoint_files()]
 
     def curve_dir(self, checkpoint: Path) -> Path:
         """Where `checkpoint` (RUN/checkpoints/step_N.pt) is scored: curves/RUN/step_N."""

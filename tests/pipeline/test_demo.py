@@ -80,9 +80,10 @@ def test_demo_steps_run_without_spinning_threads_unless_told(monkeypatch):
     assert [e["OMP_WAIT_POLICY"] for e in envs] == ["PASSIVE", "ACTIVE"]
 
 
-def test_demo_rerun_resumes_an_interrupted_training(tmp_path, monkeypatch):
-    """Re-running the demo after an interruption continues the student run instead of failing
-    on a run directory without its final checkpoint (the commands are recorded, not run)."""
+def test_demo_rerun_continues_the_student_run_with_resume(tmp_path, monkeypatch):
+    """Re-running the demo continues the student run with `student train --resume`, which
+    finishes an interrupted run and leaves a finished one alone (tests/student); the demo reads
+    no checkpoint name (the commands are recorded, not run)."""
     import pipeline.demo as demo
 
     calls: list[tuple[str, list[str]]] = []
@@ -102,6 +103,3 @@ def test_demo_rerun_resumes_an_interrupted_training(tmp_path, monkeypatch):
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("{}")  # killed before its final checkpoint
     assert training_calls() == [["student", "train", "--out", str(run_dir), "--resume"]]
-    (run_dir / "checkpoints").mkdir()
-    (run_dir / "checkpoints" / "step_0000024.pt").write_bytes(b"")
-    assert training_calls() == []
