@@ -12,38 +12,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from evaluation.boundary import EDGE_FIGURE_THRESHOLD, edge_maps
-from pipeline.toolkit.atomic import publishing
-from pipeline.toolkit.colormap import apply_colormap
+from pipeline.images.decode import encode_png
+from pipeline.toolkit.atomic import write_bytes
+from pipeline.toolkit.colormap import LUT, colorize, robust_range
 
-INVALID = (128, 128, 128)
 """Colour of invalid pixels (grey; the map itself never is)."""
 GAP = 8
 MAX_PANEL_WIDTH = 1800
 ERROR_RANGE = (0.0, 0.5)
 MAX_SCATTER_POINTS = 2_000_000
-
-
-LUT = apply_colormap(np.linspace(0.0, 1.0, 256))
-"""The colour map as 256 RGB entries, dark to bright."""
-
-
-def colorize(
-    values: np.ndarray, lo: float, hi: float, invalid_mask: np.ndarray | None = None
-) -> np.ndarray:
-    """uint8 RGB `[H, W, 3]`: `lo` → darkest, `hi` → brightest (lo > hi reverses), clipped.
-    Non-finite values and `invalid_mask` pixels are grey."""
-    values = np.asarray(values, dtype=np.float32)
-    span = float(hi) - float(lo)
-    if abs(span) < 1e-12:
-        span = 1e-12 if span >= 0 else -1e-12
-    t = (values - np.float32(lo)) * np.float32(255.0 / span)
-    invalid = ~np.isfinite(t)
-    index = np.clip(np.nan_to_num(t, nan=0.0, posinf=255.0, neginf=0.0), 0, 255)
-    image = LUT[np.rint(index).astype(np.uint8)]
-    if invalid_mask is not None:
-        invalid |= np.asarray(invalid_mask, dtype=bool)
-    image[invalid] = INVALID
-    return image
 
 
 @lru_cache(maxsize=8)
@@ -98,7 +75,7 @@ def sample_panel(
     valid = np.isfinite(gt) & (gt > 0)
     if mask is not None:
         valid &= _resize(np.asarray(mask, dtype=bool), size)
-    lo, hi = np.percentile(gt[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    lo, hi = robust_range(gt, valid)
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.abs(pred - gt) / gt
     panels = [
@@ -148,7 +125,7 @@ def edge_panel(
     gt = _resize(gt_depth, (w, h))
     g_e, p_e = _any_resize(gt_edges, (w, h)), _any_resize(pred_edges, (w, h))
     valid = np.isfinite(gt) & (gt > 0)
-    lo, hi = np.percentile(gt[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    lo, hi = robust_range(gt, valid)
     canvas = (colorize(gt, hi, lo, invalid_mask=~valid) * 0.35).astype(np.uint8)
     canvas[g_e & p_e] = EDGE_COLOURS["both"]
     canvas[g_e & ~p_e] = EDGE_COLOURS["missed"]
@@ -273,6 +250,5 @@ def scatter_plot(
 def save_png(image: np.ndarray, path: Path) -> Path:
     """Write `image` (uint8 `[H, W, 3]` or `[H, W]`) as PNG atomically, creating parent dirs."""
     path = Path(path)
-    with publishing(path) as tmp:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
+    write_bytes(path, encode_png(image))
     return path

@@ -32,7 +32,7 @@ from evaluation.report import METRIC_LABELS, build_table, load_summaries
 from evaluation.report import write_report as write_table
 from evaluation.study.plan import TEACHER_BAR
 from evaluation.study.priors import load_split
-from pipeline.toolkit.colormap import apply_colormap
+from pipeline.toolkit.colormap import colorize_robust
 
 METRICS = ("abs_rel", "abs_rel_median", "delta1", "boundary_f1")
 LABELS = {**METRIC_LABELS, "abs_rel_median": "AbsRel median↓"}
@@ -162,16 +162,6 @@ def teacher_verdict(study) -> Verdict:
     )
 
 
-def _colour(disp: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """A disparity map in colour, stretched over its own 2nd..98th percentile (near bright)."""
-    disp = np.asarray(disp, dtype=np.float64)
-    ok = np.isfinite(disp) if valid is None else valid & np.isfinite(disp)
-    lo, hi = np.percentile(disp[ok], [2, 98]) if ok.any() else (0.0, 1.0)
-    rgb = apply_colormap((disp - lo) / max(hi - lo, 1e-12))
-    rgb[~ok] = 128
-    return rgb
-
-
 def _fit(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
 
@@ -180,11 +170,12 @@ def figure(study, student, sample: BenchmarkSample) -> Path:
     """image | exact disparity | the student's teachers | the student (first seed), one row."""
     key, depth, valid = sample.key, sample.depth, sample.valid_mask
     h, w = depth.shape
-    panels = [sample.rgb, _colour(np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0), valid)]
+    disparity = np.where(valid, 1.0 / np.maximum(depth, 1e-6), 0.0)
+    panels = [sample.rgb, colorize_robust(disparity, valid)]
     for name in (*student.teachers, f"{student.name}-s0"):
         pred = study.path("eval", name, "predictions", "world", f"{key}.npy")
         if pred.is_file():
-            panels.append(_fit(_colour(np.load(pred)), h, w))
+            panels.append(_fit(colorize_robust(np.load(pred)), h, w))
     canvas = np.full((h, len(panels) * (w + 4) - 4, 3), 255, dtype=np.uint8)
     for k, panel in enumerate(panels):
         canvas[:, k * (w + 4) : k * (w + 4) + w] = panel

@@ -17,7 +17,8 @@ import statistics
 import time
 
 from pipeline.bench import parser as bench_parser
-from pipeline.world.files import encode_npy, encode_png
+from pipeline.images.decode import encode_png
+from pipeline.world.files import PNG_COMPRESS_LEVEL, encode_npy
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, make_scene
 from pipeline.world.render import render
 
@@ -37,7 +38,7 @@ def one_pass(images: int, height: int, width: int, samples: int) -> dict[str, fl
         out["render_cpu"] += time.process_time() - cpu
         out["render_wall"] += time.perf_counter() - wall
         cpu = time.process_time()
-        encode_png(view.rgb)
+        encode_png(view.rgb, PNG_COMPRESS_LEVEL)
         encode_npy(view.depth)
         encode_npy(view.valid)
         out["encode_cpu"] += time.process_time() - cpu

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from pipeline.images.decode import encode_png
 from pipeline.toolkit.atomic import write_bytes
 
 JPEG_QUALITY = 90
@@ -50,9 +51,10 @@ def sample_array(name: str) -> np.ndarray:
 
 def encode(pixels: np.ndarray, fmt: str) -> bytes:
     """Metadata-free JPEG (quality 90, baseline) or PNG bytes."""
+    if fmt == "PNG":
+        return encode_png(pixels)
     buf = io.BytesIO()
-    options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-    Image.fromarray(pixels).save(buf, format=fmt, **options)
+    Image.fromarray(pixels).save(buf, format=fmt, quality=JPEG_QUALITY)
     return buf.getvalue()
 
 

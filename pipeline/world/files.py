@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from pipeline.images.decode import encode_png
 from pipeline.toolkit.atomic import read_json, write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
@@ -82,14 +82,6 @@ def image_paths(folder: Path, stem: str) -> dict[str, Path]:
     return paths
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes without metadata at a fixed compression level: the same pixels give the same
-    bytes (for a given zlib), as `pipeline.images.samples.encode` does for the demo images."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
-
-
 def encode_npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
@@ -107,7 +99,7 @@ def render_image(folder: Path, settings: WorldSettings, index: int) -> int:
     paths = image_paths(folder, image_stem(index))
     write_bytes(paths["depth"], encode_npy(view.depth))
     write_bytes(paths["mask"], encode_npy(view.valid))
-    write_bytes(paths["rgb"], encode_png(view.rgb))
+    write_bytes(paths["rgb"], encode_png(view.rgb, PNG_COMPRESS_LEVEL))
     record = {"index": index, "settings": settings.record(), "scene": scene.to_json()}
     write_json(paths["record"], record)
     return index
@@ -193,19 +185,19 @@ def render_world(
 ) -> WorldResult:
     """Render images 0..images-1 of a split into `out`, skipping those already complete.
 
-    `workers` processes (None: `default_workers()`; 1: in this process). A folder holding a
-    split of other settings is refused, never mixed.
+    `workers` processes (None: `default_workers()`; 0 or 1: in this process). A folder holding
+    a split of other settings is refused, never mixed.
     """
     if images < 1:
         raise ValueError(f"--images must be ≥ 1, got {images}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be ≥ 1, got {workers}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be ≥ 0, got {workers}")
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = _claim_folder(out, settings)
     todo = [i for i in range(images) if not is_complete(out, settings, i)]
-    n = min(workers or default_workers(), max(1, len(todo)))
+    n = min(default_workers() if workers is None else max(1, workers), max(1, len(todo)))
     bar = progress_bar(len(todo), f"world {settings.split}", "img", enabled=progress)
     with bar:
         if n <= 1:

@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.figures import (
-    GAP,
-    INVALID,
-    LUT,
-    MAX_PANEL_WIDTH,
-    colorize,
-    sample_panel,
-    save_png,
-    scatter_plot,
-)
+from evaluation.figures import GAP, MAX_PANEL_WIDTH, sample_panel, save_png, scatter_plot
+from pipeline.toolkit.colormap import INVALID, LUT, colorize, colorize_robust, robust_range
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -52,6 +44,19 @@ def test_invalid_pixels_are_grey_and_grey_is_no_map_colour():
     assert not (image[0, 0] == INVALID).all()
     assert not (LUT == INVALID).all(axis=1).any()  # grey is never a map colour
     assert (colorize(np.full((2, 2), 3.0), 3.0, 3.0) >= 0).all()  # empty range: no error
+
+
+def test_robust_colours_ignore_outliers_and_grey_out_what_is_not_valid():
+    values = np.linspace(1.0, 2.0, 100, dtype=np.float32).reshape(10, 10)
+    values[0, 0], values[0, 1] = 1e6, np.nan  # an outlier and a hole
+    valid = np.ones_like(values, dtype=bool)
+    valid[9, 9] = False
+    lo, hi = robust_range(values, valid)
+    assert 1.0 < lo < 1.1 and 1.9 < hi < 2.0  # the outlier moves neither end
+    image = colorize_robust(values, valid)
+    assert (image[0, 1] == INVALID).all() and (image[9, 9] == INVALID).all()
+    assert (image[0, 0] == LUT[255]).all() and (image[0, 2] == LUT[0]).all()  # clipped
+    assert robust_range(np.full((2, 2), np.nan)) == (0.0, 1.0)
 
 
 def test_sample_panel_layout_and_perfect_prediction():

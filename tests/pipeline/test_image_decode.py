@@ -18,7 +18,7 @@ from pipeline.images.decode import (
     jpeg_frame_marker,
     prepare_image,
 )
-from pipeline.images.samples import sample_array
+from pipeline.images.photos import sample_array
 
 
 def accept(data: bytes, **params) -> Accepted:

@@ -11,7 +11,7 @@ from image_helpers import encode, gradient, jpeg, make_tar
 from PIL import Image
 
 from pipeline.images.decode import Accepted, decode_rgb, prepare_image
-from pipeline.images.samples import sample_array
+from pipeline.images.photos import sample_array
 from pipeline.images.shards import ImageShardReader, ImageShardWriter, read_image_shard, shard_keys
 from pipeline.toolkit import tario
 
