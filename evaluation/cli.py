@@ -19,6 +19,7 @@ from evaluation.datasets import benchmarks_help, dataset_option_help
 from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
 APP_HELP = (
@@ -63,25 +64,27 @@ def _datasets(texts: list[str] | None):
     return [open_dataset(text) for text in texts]
 
 
-def _predict(model: str, dataset, out: Path, settings: PredictSettings, name: str | None):
+def _predict(
+    model: str, dataset, out: Path, settings: PredictSettings, launch: Launch, name: str | None
+):
     from evaluation.models import load_predictor
     from evaluation.predict import predict
     from pipeline.toolkit.devices import resolve_device
 
     datasets = _datasets(dataset)
-    device = str(resolve_device(settings.device))
-    predictor = load_predictor(model, device, settings.precision, name)
-    record = predict(predictor, datasets, out, settings)
+    device = str(resolve_device(launch.device))
+    predictor = load_predictor(model, device, launch.precision, name)
+    record = predict(predictor, datasets, out, settings, launch)
     for ds_name, entry in record["datasets"].items():
         for bad in entry.get("unreadable", ()):
             typer.echo(f"{ds_name}: skipped unreadable sample {bad['key']}: {bad['error']}")
     return datasets
 
 
-def _score(out, datasets, settings: ScoreSettings) -> None:
+def _score(out, datasets, settings: ScoreSettings, launch: Launch) -> None:
     from evaluation.score import score_all
 
-    summary = score_all(out, datasets, settings)
+    summary = score_all(out, datasets, settings, launch)
     typer.echo(f"{'dataset':<11} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
     for ds_name, entry in summary["datasets"].items():
         abs_rel, delta1 = entry["abs_rel"], entry["delta1"]
@@ -100,11 +103,13 @@ DATASET_OPT = typer.Option(None, "--dataset", help=dataset_option_help())  # see
 NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
 RUN_SCORE_FIELDS = ("score_space", "figures", "name")
 """What `evaluation run` takes of `ScoreSettings`; the prediction space is the one just written,
-and --workers, --device and --skip-bad-samples (of `PredictSettings`) serve both steps."""
-SHARED_FIELDS = ("workers", "device", "skip_bad_samples")
-CROP_FIELDS = ("processing_res", "device", "workers")
+and --skip-bad-samples (of `PredictSettings`) and the launch options serve both steps."""
+CROP_FIELDS = ("processing_res",)
 """What `evaluation crop-analysis` takes of `PredictSettings`: it predicts one image at a time in
-fp32 (the settings' defaults)."""
+fp32 (the launch options' default)."""
+PREDICT_LAUNCH = SettingsOptions(Launch, fields=("device", "workers", "precision"))
+"""Predicting: the protocol's precision is fp32 (`Launch`'s default)."""
+SCORE_LAUNCH = SettingsOptions(Launch, fields=("device", "workers"))
 
 
 @app.command("check-data", cls=_DatasetCommand)
@@ -130,9 +135,10 @@ def predict(
     out: Path = OUT_OPT,
     settings: PredictSettings = SettingsOptions(PredictSettings),
     name: str = NAME_OPT,
+    launch: Launch = PREDICT_LAUNCH,
 ) -> None:
     """Write one raw prediction (.npy) per sample; a re-run predicts only what is missing."""
-    _predict(model, dataset, out, settings, name)
+    _predict(model, dataset, out, settings, launch, name)
     typer.echo(f"predictions in {out}/predictions; next: evaluation score {out} --dataset ...")
 
 
@@ -143,9 +149,11 @@ def score(
     out: Path = typer.Argument(..., help="Evaluation directory holding predictions/."),
     dataset: list[str] = DATASET_OPT,
     settings: ScoreSettings = SettingsOptions(ScoreSettings),
+    launch: Launch = SCORE_LAUNCH,
 ) -> None:
-    """Score prediction files (from `evaluation predict` or elsewhere) with the protocol."""
-    _score(out, _datasets(dataset), settings)
+    """Score prediction files (from `evaluation predict` or elsewhere) with the protocol (on a
+    CUDA --device the workers only read files; on the CPU they score)."""
+    _score(out, _datasets(dataset), settings, launch)
 
 
 @app.command(cls=_DatasetCommand)
@@ -157,13 +165,14 @@ def run(
     out: Path = OUT_OPT,
     predict_settings: PredictSettings = SettingsOptions(PredictSettings),
     score_settings: ScoreSettings = SettingsOptions(ScoreSettings, fields=RUN_SCORE_FIELDS),
+    launch: Launch = PREDICT_LAUNCH,
 ) -> None:
     """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out.
 
     --workers, --device and --skip-bad-samples serve both steps."""
-    datasets = _predict(model, dataset, out, predict_settings, score_settings.name)
-    shared = {f: getattr(predict_settings, f) for f in SHARED_FIELDS}
-    _score(out, datasets, dataclasses.replace(score_settings, **shared))
+    datasets = _predict(model, dataset, out, predict_settings, launch, score_settings.name)
+    skip = predict_settings.skip_bad_samples
+    _score(out, datasets, dataclasses.replace(score_settings, skip_bad_samples=skip), launch)
 
 
 @app.command()
@@ -191,12 +200,13 @@ def crop_analysis(
         Path("crop-analysis"), "--out", help="Directory for predictions and crop_analysis.json."
     ),
     settings: PredictSettings = SettingsOptions(PredictSettings, fields=CROP_FIELDS),
+    launch: Launch = SettingsOptions(Launch, fields=("device", "workers")),
 ) -> None:
     """The paper's Figure 2: global vs local least squares on the central (w/2, h/2) crop."""
     from evaluation.crop_analysis import analyse_crops
     from evaluation.predict import read_predictions_json
 
-    datasets = _predict(model, dataset, out, settings, None)
+    datasets = _predict(model, dataset, out, settings, launch, None)
     pred_space = read_predictions_json(out)["pred_space"]
     result = analyse_crops(out, datasets, pred_space)
     typer.echo(f"{'dataset':<11} {'global AbsRel':>13} {'local AbsRel':>12} {'local better':>12}")

@@ -20,7 +20,6 @@ predictions.json (and counted by `score`), never silently.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +31,11 @@ import torch.nn.functional as F
 
 from evaluation.datasets import BenchmarkDataset, DatasetError
 from evaluation.models import Predictor
-from pipeline.toolkit.atomic import write_json
+from pipeline.toolkit.atomic import publishing, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import progress_bar
 
 PREDICTIONS_JSON = "predictions.json"
@@ -49,14 +49,6 @@ class PredictSettings:
     size (native; ETH3D 756, DIODE 640), 0 = native resolution everywhere, R = long side R."""
     batch_size: int = 1
     """Images per forward pass (consecutive images of equal size are batched)."""
-    workers: int | None = None
-    """DataLoader worker processes that read and decode the benchmark files (0: in this
-    process); unset (None): min(4, usable CPUs)."""
-    device: str = "auto"
-    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
-    or e.g. cpu, cuda:1."""
-    precision: str = "fp32"
-    """Model precision: fp32 (the protocol's default), bf16 or fp16."""
     skip_bad_samples: bool = False
     """Skip a sample whose benchmark files cannot be decoded, and count it (`unreadable` in
     predictions.json and summary.json); without it the first such file stops the run."""
@@ -94,12 +86,9 @@ def predict_images(
 
 
 def save_prediction(path: Path, pred: np.ndarray) -> None:
-    """Atomic `np.save` of a float32 map."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    """Atomic `np.save` of a float32 map (`pipeline.toolkit.atomic`)."""
+    with publishing(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(pred, dtype=np.float32))
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -165,17 +154,23 @@ def _batches(items, batch_size: int):
 
 
 def predict_dataset(
-    predictor: Predictor, ds: BenchmarkDataset, out: Path, settings: PredictSettings
+    predictor: Predictor,
+    ds: BenchmarkDataset,
+    out: Path,
+    settings: PredictSettings,
+    launch: Launch | None = None,
 ) -> dict[str, Any]:
-    """Predict every sample of `ds` that has no prediction file yet; returns its record."""
-    device = str(resolve_device(settings.device))
+    """Predict every sample of `ds` that has no prediction file yet, on `launch.device` with
+    `launch.workers` reading the files; returns its record."""
+    launch = launch or Launch()
+    device = str(resolve_device(launch.device))
     keys = ds.keys()
     todo = [k for k in keys if not prediction_path(out, ds.name, k).exists()]
     long_side = long_side_for(ds, settings)
     loader = torch.utils.data.DataLoader(
         _Images(ds, todo),
         batch_size=None,
-        num_workers=auto_workers(settings.workers) if len(todo) > 1 else 0,
+        num_workers=auto_workers(launch.workers) if len(todo) > 1 else 0,
         collate_fn=no_collate,
     )
     start = time.perf_counter()
@@ -226,9 +221,15 @@ def check_same_model(out: Path, record: dict[str, Any] | None, predictor: Predic
 
 
 def predict(
-    predictor: Predictor, datasets: list[BenchmarkDataset], out: Path, settings: PredictSettings
+    predictor: Predictor,
+    datasets: list[BenchmarkDataset],
+    out: Path,
+    settings: PredictSettings,
+    launch: Launch | None = None,
 ) -> dict[str, Any]:
-    """Predict every dataset into `out`, updating `predictions.json` after each dataset."""
+    """Predict every dataset into `out`, updating `predictions.json` after each dataset (it
+    records the settings and the precision, which the predictions depend on)."""
+    launch = launch or Launch()
     out = Path(out)
     record = read_predictions_json(out)
     check_same_model(out, record, predictor)
@@ -236,11 +237,11 @@ def predict(
     record.update(
         model=predictor.describe(),
         pred_space=predictor.pred_space,
-        settings=asdict(settings),
+        settings={**asdict(settings), "precision": launch.precision},
         versions=environment(),
     )
     write_json(out / PREDICTIONS_JSON, record)  # first: a killed run still names its model
     for ds in datasets:
-        record["datasets"][ds.name] = predict_dataset(predictor, ds, out, settings)
+        record["datasets"][ds.name] = predict_dataset(predictor, ds, out, settings, launch)
         write_json(out / PREDICTIONS_JSON, record)
     return record

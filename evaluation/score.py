@@ -55,6 +55,7 @@ from pipeline.toolkit.atomic import write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import progress_bar
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
@@ -77,15 +78,8 @@ class ScoreSettings:
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
     figures: bool = False
     """Write per-sample panels and a scatter per dataset under OUT/figures."""
-    workers: int | None = None
-    """Worker processes that read ground truth and predictions and score them (0: in this
-    process); unset (None): min(4, usable CPUs)."""
     name: str | None = None
     """Method name in reports; unset (None) = the model's name from predictions.json."""
-    device: str = "auto"
-    """Where the protocol runs: a CUDA device scores there (workers only read files); CPU
-    scores in the worker processes. auto = this rank's GPU (cuda:LOCAL_RANK) when there is one,
-    else the CPU."""
     skip_bad_samples: bool = False
     """Skip a sample whose benchmark files cannot be decoded, and count it (`unreadable` in
     summary.json); without it the first such file stops the run."""
@@ -230,19 +224,23 @@ def score_dataset(
     settings: ScoreSettings,
     pred_space: str,
     predicted: dict[str, Any] | None = None,
+    launch: Launch | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-sample rows and the dataset's summary entry; `predicted` is the dataset's record in
-    predictions.json (what `predict` could not read)."""
+    predictions.json (what `predict` could not read). The protocol runs on `launch.device`: a
+    CUDA device scores there (the `launch.workers` only read files); on the CPU the workers
+    score."""
+    launch = launch or Launch()
     unreadable = _skipped_by_predict(ds, out, settings, predicted or {})
     skipped = {u["key"] for u in unreadable}
-    device = score_device(settings.device)
+    device = score_device(launch.device)
     keys = ds.keys()
     keys = [k for k in keys if k not in skipped]
     items = _Scored(ds, out, settings, pred_space, device is not None, keys)
     loader = torch.utils.data.DataLoader(
         items,
         batch_size=None,
-        num_workers=auto_workers(settings.workers) if len(items) > 1 else 0,
+        num_workers=auto_workers(launch.workers) if len(items) > 1 else 0,
         collate_fn=no_collate,
     )
     rows, points = [], []
@@ -301,7 +299,10 @@ def resolve_pred_space(out: Path, record: dict[str, Any] | None, given: str | No
 
 
 def score_all(
-    out: Path, datasets: list[BenchmarkDataset], settings: ScoreSettings
+    out: Path,
+    datasets: list[BenchmarkDataset],
+    settings: ScoreSettings,
+    launch: Launch | None = None,
 ) -> dict[str, Any]:
     """Score every dataset; write per_sample.csv, per_sample.json and summary.json; return the
     summary."""
@@ -328,7 +329,7 @@ def score_all(
     predicted = (record or {}).get("datasets", {})
     for ds in datasets:
         info = predicted.get(ds.name, {})
-        ds_rows, entry = score_dataset(ds, out, settings, pred_space, info)
+        ds_rows, entry = score_dataset(ds, out, settings, pred_space, info, launch)
         entry["processing_res"] = info.get("processing_res")
         entry["predict_seconds_per_sample"] = info.get("seconds_per_sample")
         summary["datasets"][ds.name] = entry

@@ -17,6 +17,7 @@ from pipeline.bench import BENCHMARKS
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from pipeline.world.cli import world_app
 
@@ -49,6 +50,7 @@ def prepare(
     ),
     out: Path = typer.Option(..., "--out", help="The dataset directory to write."),
     settings: PrepareSettings = SettingsOptions(PrepareSettings),
+    launch: Launch = SettingsOptions(Launch, fields=("workers", "progress")),
 ) -> None:
     """Turn images into image shards, a crop plan and dataset.json under --out.
 
@@ -56,7 +58,7 @@ def prepare(
     """
     from pipeline.dataset.prepare import prepare as run_prepare
 
-    result = run_prepare(images, out, settings)
+    result = run_prepare(images, out, settings, launch.progress, launch.workers)
     typer.echo(result.summary())
 
 
@@ -100,18 +102,16 @@ def verify(
 
 @app.command()
 @user_errors
+@settings_command
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Where the demo writes everything."),
-    device: str = typer.Option(
-        "auto",
-        help="Torch device of the labelling: auto = this rank's GPU (cuda:LOCAL_RANK) when there "
-        "is one, else the CPU; or e.g. cpu.",
-    ),
+    launch: Launch = SettingsOptions(Launch, fields=("device",)),
 ) -> None:
-    """Run the method end to end on bundled sample photos, offline."""
+    """Run the method end to end on bundled sample photos, offline (--device: where the
+    teachers label)."""
     from pipeline.demo import run_demo
 
-    run_demo(out, device=device)
+    run_demo(out, device=launch.device)
 
 
 def _bench_command(name: str, module: str, summary: str) -> None:

@@ -2,7 +2,8 @@
 
 `student train` loads its settings as `defaults <- --config FILE <- --set key=value <- flags`: the
 flags `--steps` and `--batch-size` are derived from the `TrainSettings` fields they set. `--device`
-and `--progress/--no-progress` (`LaunchSettings`) are this process's, so `--resume` takes them too.
+and `--progress/--no-progress` are launch options (`pipeline.toolkit.launch.Launch`): this
+process's, so `--resume` takes them too.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
-from student.config import LaunchSettings, TrainSettings
+from student.config import TrainSettings
 
 app = command_app(
     help="Student training (stage 2): cross-context, multi-teacher distillation from cached "
@@ -50,7 +52,7 @@ def train(
         "(from the current step on, the learning-rate schedule is the one of N steps in all, "
         "no second warm-up; recorded in RUN/continued.yaml).",
     ),
-    launch: LaunchSettings = SettingsOptions(LaunchSettings),
+    launch: Launch = SettingsOptions(Launch, fields=("device", "progress")),
 ) -> None:
     """Train a student; launch with `torchrun --nproc-per-node N --no-python student train ...`."""
     from pipeline.toolkit.config import load_config
@@ -60,10 +62,13 @@ def train(
     settings = None
     if resume:
         given = {
-            "--dataset": dataset, "--teacher": teacher, "--init": init,
+            "--dataset": dataset,
+            "--teacher": teacher,
+            "--init": init,
             **{TRAIN_FLAGS.flag(n): v for n, v in flags.items() if n != "steps"},
-            "--config": config, "--set": set_,
-        }  # fmt: skip
+            "--config": config,
+            "--set": set_,
+        }
         ignored = [flag for flag, value in given.items() if value]
         if ignored:
             raise ValueError(
@@ -131,7 +136,7 @@ def predict(
     model: Path = typer.Argument(..., help="An exported HF directory or a run directory."),
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
-    launch: LaunchSettings = SettingsOptions(LaunchSettings, fields=("device",)),
+    launch: Launch = SettingsOptions(Launch, fields=("device",)),
 ) -> None:
     """Predict disparity for each image: `.npy` (float32, input size) and a colour `.png`."""
     from pipeline.toolkit.devices import resolve_device

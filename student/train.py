@@ -31,8 +31,9 @@ import torch.distributed as dist
 from pipeline.toolkit.cpus import rank_threads
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import worker_info
+from pipeline.toolkit.launch import Launch
 from student.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
-from student.config import LaunchSettings, TrainSettings
+from student.config import TrainSettings
 from student.metrics import truncate_metrics
 from student.model import save_architecture
 from student.rundir import Job, RunDir
@@ -51,9 +52,9 @@ def setup_device(name: str = "auto") -> tuple[torch.device, int, int]:
     return device, info.rank, info.world_size
 
 
-def run_training(job: Job, resume: bool = False, launch: LaunchSettings | None = None) -> Path:
+def run_training(job: Job, resume: bool = False, launch: Launch | None = None) -> Path:
     """Train (or resume) the run in `job.run_dir`; returns the run directory."""
-    launch = launch or LaunchSettings()
+    launch = launch or Launch()
     device, rank, world = setup_device(launch.device)
     run = RunDir(Path(job.run_dir))
     job.settings.validate()

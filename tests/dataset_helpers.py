@@ -53,7 +53,7 @@ def write_photos(folder: Path) -> Path:
 
 
 def prepare_small(photos: Path, out: Path, shard_size: int = 2) -> Path:
-    prepare([str(photos)], out, PrepareSettings(shard_size=shard_size, workers=1), progress=False)
+    prepare([str(photos)], out, PrepareSettings(shard_size=shard_size), progress=False, workers=1)
     return out
 
 

@@ -23,6 +23,7 @@ from labelgen.cli import app as labelgen_app
 from labelgen.settings import RunSettings
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset.prepare import PrepareSettings
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import OVERRIDE_NOTE
 from pipeline.toolkit.settings_doc import field_docs
 from pipeline.world.cli import world_app
@@ -98,6 +99,19 @@ DERIVED = [  # (app, command, settings class, the fields it takes (None: all), o
     (evaluation_app, "crop-analysis", PredictSettings, CROP_FIELDS, False),
     (student_app, "train", TrainSettings, ("steps", "batch_size"), True),
 ]
+LAUNCHED = [  # (app, command, the launch options it takes)
+    (pipeline_app, "prepare", ("workers", "progress")),
+    (pipeline_app, "demo", ("device",)),
+    (world_app, "render", ("workers", "progress")),
+    (world_app, "labels", ("progress",)),
+    (student_app, "train", ("device", "progress")),
+    (student_app, "predict", ("device",)),
+    (evaluation_app, "predict", ("device", "workers", "precision")),
+    (evaluation_app, "score", ("device", "workers")),
+    (evaluation_app, "run", ("device", "workers", "precision")),
+    (evaluation_app, "crop-analysis", ("device", "workers")),
+]
+DERIVED += [(app, command, Launch, fields, False) for app, command, fields in LAUNCHED]
 
 
 def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
@@ -243,13 +257,14 @@ def test_prepare_bad_flag_is_a_clear_error(photo_folder, tmp_path):
     assert "--shard-size" in result.output and "Traceback" not in result.output
 
 
-def test_prepare_workers_zero_is_refused_with_the_fix(photo_folder, tmp_path):
+def test_prepare_negative_workers_are_refused_with_the_fix(photo_folder, tmp_path):
     out = tmp_path / "ds"
-    args = ["prepare", "--images", str(photo_folder), "--out", str(out), "--workers", "0"]
+    args = ["prepare", "--images", str(photo_folder), "--out", str(out), "--workers", "-1"]
     result = runner.invoke(pipeline_app, args)
     assert result.exit_code == 2 and not out.exists()
     assert result.output.strip() == (
-        "error: --workers must be ≥ 1, got 0 (leave it out for min(4, usable CPUs))"
+        "error: --workers must be ≥ 0 (0: in this process), got -1; leave it out for "
+        "min(4, usable CPUs)"
     )
 
 

@@ -86,15 +86,16 @@ def halves_seconds(workdir: Path, samples: int, device: str, size: str) -> dict[
     from evaluation.predict import PredictSettings, predict
     from evaluation.score import ScoreSettings, score_all
     from pipeline.model.depth_anything import write_depth_anything
+    from pipeline.toolkit.launch import Launch
 
     ds = open_dataset(f"eth3d={write_eth3d_dataset(workdir / 'eth3d', samples)}")
     predictor = load_predictor(str(write_depth_anything(workdir / "model", size)), device)
     out = workdir / "eval"
     start = time.perf_counter()
-    predict(predictor, [ds], out, PredictSettings(workers=0, device=device))
+    predict(predictor, [ds], out, PredictSettings(), Launch(device=device, workers=0))
     predict_s = (time.perf_counter() - start) / samples
     start = time.perf_counter()
-    score_all(out, [ds], ScoreSettings(workers=0))
+    score_all(out, [ds], ScoreSettings(), Launch(workers=0))
     score_s = (time.perf_counter() - start) / samples
     return {"predict": predict_s, "score": score_s}
 

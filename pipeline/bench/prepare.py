@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipeline.bench import parser as bench_parser
 from pipeline.dataset.prepare import PrepareSettings, prepare
-from pipeline.images.samples import SAMPLES, sample_array
+from pipeline.images.photos import SAMPLES, sample_array
 
 PHOTO_SIZE = (2250, 1500)  # width, height of a typical SA-1B image
 QUALITY = 90
@@ -69,7 +69,7 @@ def time_prepare(folder: Path, out: Path) -> float:
     """Seconds for `prepare` with one worker into a fresh directory."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    prepare([str(folder)], out, PrepareSettings(workers=1), progress=False)
+    prepare([str(folder)], out, PrepareSettings(), progress=False, workers=1)
     return time.perf_counter() - start
 
 

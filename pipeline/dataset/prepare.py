@@ -50,7 +50,8 @@ from pipeline.toolkit.progress import progress_bar
 @dataclass(frozen=True)
 class PrepareSettings:
     """Options of `pipeline prepare`, each the flag of the same name (`shard_size` is
-    `--shard-size`); all but `workers` are recorded in dataset.json."""
+    `--shard-size`), all recorded in dataset.json (`--workers` and `--progress` are launch
+    options, `pipeline.toolkit.launch.Launch`)."""
 
     shard_size: int = 1000
     """Images per shard; the last shard may hold fewer."""
@@ -69,16 +70,10 @@ class PrepareSettings:
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
     """Reject images with more pixels, as possible decompression bombs (the one limit: PIL's own
     follows it, so it may be raised above PIL's default)."""
-    workers: int | None = None
-    """Decoding processes, at least 1 (1 decodes in-process); unset (None): min(4, usable CPUs)."""
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ValueError(f"--shard-size must be ≥ 1, got {self.shard_size}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(
-                f"--workers must be ≥ 1, got {self.workers} (leave it out for min(4, usable CPUs))"
-            )
         self.plan_params()  # validates --regions, --seed, --min-overlap, --tile, --min-region
         self.decode_params()  # validates --min-side, --max-pixels
 
@@ -93,9 +88,6 @@ class PrepareSettings:
 
     def decode_params(self) -> DecodeParams:
         return DecodeParams(min_side=self.min_side, max_pixels=self.max_pixels)
-
-    def num_workers(self) -> int:
-        return auto_workers(self.workers)
 
     def recorded(self) -> dict[str, Any]:
         """The settings that determine the output, as stored in dataset.json."""
@@ -337,9 +329,14 @@ def _no_images_error(rejected: list[Rejected]) -> ValueError:
 
 
 def prepare(
-    inputs: list[str], out: Path, settings: PrepareSettings | None = None, progress: bool = True
+    inputs: list[str],
+    out: Path,
+    settings: PrepareSettings | None = None,
+    progress: bool = True,
+    workers: int | None = None,
 ) -> PrepareResult:
-    """Build (or identically rebuild) the dataset directory `out` from image inputs."""
+    """Build (or identically rebuild) the dataset directory `out` from image inputs, decoding
+    in `workers` processes (0 or 1: in this process; None: min(4, usable CPUs))."""
     settings = settings or PrepareSettings()
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     start = time.perf_counter()
@@ -349,7 +346,7 @@ def prepare(
     items = list_items(list(inputs), skipped)
     check_labels_still_match(layout, old, listing_sha256(items))
     rejected: list[Rejected] = []
-    with decoding(items, settings.decode_params(), settings.num_workers()) as results:
+    with decoding(items, settings.decode_params(), auto_workers(workers)) as results:
         bar = progress_bar(len(items), "prepare", "img", enabled=progress)
         with bar:
             counted = bar.iterate(results)

@@ -19,18 +19,17 @@ from typing import Any
 import torch
 from torch import nn
 
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+from pipeline.toolkit.launch import PRECISION_NAMES, check_precision_name
+
+PRECISIONS: dict[str, torch.dtype] = dict(
+    zip(PRECISION_NAMES, (torch.bfloat16, torch.float16, torch.float32), strict=True)
+)
 
 
 def check_precision(precision: str) -> torch.dtype:
-    """The torch dtype of `bf16|fp16|fp32`; anything else is a ValueError naming the flag."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r} is not one of {sorted(PRECISIONS)}")
-    return PRECISIONS[precision]
+    """The torch dtype of `bf16|fp16|fp32`; anything else is a ValueError naming the flag
+    (`pipeline.toolkit.launch.check_precision_name`, the one check)."""
+    return PRECISIONS[check_precision_name(precision)]
 
 
 def keep_float32(module: nn.Module) -> nn.Module:

@@ -17,7 +17,8 @@ from them:
 Field `batch_size` becomes `--batch-size`, typed by its annotation, defaulting to the field's
 default (shown in `--help`), explained by its docstring. A bool field that defaults to False is a
 switch (`--claim`), one that defaults to True also has its off switch (`--progress/--no-progress`).
-`fields` exposes a subset (the others keep their defaults), `flags` respells a flag. With
+`fields` exposes a subset (the others keep their defaults), `flags` respells a flag, `defaults`
+gives fields this command's own defaults (`pipeline.toolkit.launch.Launch`'s precision). With
 `overrides=True` the options default to None and the command receives a dict of only the fields
 given on the command line, to apply over `--config` and `--set` (`load_config(..., values=...)`).
 """
@@ -83,13 +84,15 @@ class SettingsOptions:
         fields: tuple[str, ...] | None = None,
         flags: Mapping[str, str] | None = None,
         overrides: bool = False,
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         if not dataclasses.is_dataclass(cls):
             raise TypeError(f"{cls!r} is not a dataclass")
         all_fields = {f.name: f for f in dataclasses.fields(cls)}
         self.cls, self.overrides, self.flags = cls, overrides, dict(flags or {})
+        self.defaults = dict(defaults or {})
         self.names = tuple(fields) if fields is not None else tuple(all_fields)
-        unknown = sorted((set(self.names) | set(self.flags)) - set(all_fields))
+        unknown = sorted((set(self.names) | set(self.flags) | set(self.defaults)) - set(all_fields))
         if unknown:
             raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
@@ -101,7 +104,10 @@ class SettingsOptions:
             raise TypeError(f"{cls.__name__}: no docstring under {', '.join(undocumented)}")
 
     def default(self, name: str) -> Any:
-        """The field's default: what the flag defaults to (or stands for, with `overrides`)."""
+        """The field's default, or this command's (`defaults`): what the flag defaults to (or
+        stands for, with `overrides`)."""
+        if name in self.defaults:
+            return self.defaults[name]
         return field_default(self._fields[name])
 
     def spelling(self, name: str) -> str:
@@ -144,7 +150,7 @@ class SettingsOptions:
         keep their defaults), or with `overrides` the dict of the options given."""
         if self.overrides:
             return {name: value for name, value in values.items() if value is not None}
-        return self.cls(**values)
+        return self.cls(**{**self.defaults, **values})
 
 
 def settings_command(fn: F) -> F:

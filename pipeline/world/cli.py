@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 from pipeline.world.degradation import Degradation
 
@@ -19,6 +20,7 @@ world_app = command_app(
 
 @world_app.command("render")
 @user_errors
+@settings_command
 def render_command(
     out: Path = typer.Option(..., "--out", help="Folder of the split (created; resumable)."),
     images: int = typer.Option(..., "--images", help="Images 0..N-1 of the split."),
@@ -31,12 +33,7 @@ def render_command(
     samples: int = typer.Option(
         1, "--samples", help="Colour rays per pixel side (k: k x k, anti-aliased); depth: centre."
     ),
-    workers: int = typer.Option(
-        None,
-        "--workers",
-        help="Rendering processes, at least 1 (1 renders in-process); unset (None): min(4, "
-        "usable CPUs).",
-    ),
+    launch: Launch = SettingsOptions(Launch, fields=("workers", "progress")),
 ) -> None:
     """Render N scenes: RGB PNG, z-depth and mask (.npy) and the scene (.json) per image.
 
@@ -45,7 +42,7 @@ def render_command(
     from pipeline.world.files import WorldSettings, render_world
 
     settings = WorldSettings(seed=seed, split=split, height=height, width=width, samples=samples)
-    result = render_world(out, images, settings, workers=workers)
+    result = render_world(out, images, settings, launch.workers, launch.progress)
     typer.echo(result.summary())
 
 
@@ -63,12 +60,15 @@ def labels_command(
         None, "--full-side", help="Short side of the `full` labels; unset: the plan's tile side."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a column made otherwise."),
+    launch: Launch = SettingsOptions(Launch, fields=("progress",)),
 ) -> None:
     """Write a label column of the world's exact depth for every planned view (no degradation),
     or a degraded one (disparity; see `pipeline.world.labels`). Done shards are kept."""
     from pipeline.world.labels import write_world_column
 
     deg = degradation
-    written = write_world_column(dataset, world, column, deg, full_side, overwrite=overwrite)
+    written = write_world_column(
+        dataset, world, column, deg, full_side, overwrite=overwrite, progress=launch.progress
+    )
     kind = "exact depth" if deg.exact else f"degraded disparity ({deg.options()})"
     typer.echo(f"{column}: {kind}; wrote {len(written)} shards")

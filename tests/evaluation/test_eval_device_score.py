@@ -12,6 +12,7 @@ from evaluation.datasets import open_dataset
 from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.protocol import score
 from evaluation.score import ScoreSettings, resize_bilinear, score_all, score_device
+from pipeline.toolkit.launch import Launch
 
 
 def _sample(shape=(480, 640), seed=0):
@@ -102,11 +103,11 @@ def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path, dtype
     path.parent.mkdir(parents=True)
     pred = np.tile(np.linspace(1.0, 2.0, 370, dtype=np.float32), (250, 1))
     np.save(path, pred.astype(dtype))
-    settings = ScoreSettings(pred_space="disparity", workers=0, device="cpu")
+    settings, launch = ScoreSettings(pred_space="disparity"), Launch(device="cpu", workers=0)
     ds = [open_dataset("middlebury")]
-    on_cpu = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
+    on_cpu = score_all(tmp_path, ds, settings, launch)["datasets"]["middlebury"]
     monkeypatch.setattr(score_module, "score_device", lambda device: torch.device("cpu"))
-    on_device = score_all(tmp_path, ds, settings)["datasets"]["middlebury"]
+    on_device = score_all(tmp_path, ds, settings, launch)["datasets"]["middlebury"]
     (row,) = json.loads((tmp_path / "per_sample.json").read_text())["samples"]
     assert row["key"] == "motorcycle" and row["boundary_f1"] == pytest.approx(on_cpu["boundary_f1"])
     for name in ("abs_rel", "delta1", "rmse", "scored", "boundary_f1"):
@@ -117,9 +118,9 @@ def test_scoring_on_a_device_gives_the_same_summary(monkeypatch, tmp_path, dtype
     ("pred_space", "score_space"), [("depth", "disparity"), ("disparity", "d")]
 )
 def test_score_all_refuses_bad_spaces_before_scoring(tmp_path, pred_space, score_space):
-    settings = ScoreSettings(pred_space=pred_space, score_space=score_space, workers=0)
+    settings = ScoreSettings(pred_space=pred_space, score_space=score_space)
     with pytest.raises(ValueError, match="score_space"):
-        score_all(tmp_path, [open_dataset("middlebury")], settings)  # no predictions needed
+        score_all(tmp_path, [open_dataset("middlebury")], settings, Launch(workers=0))
 
 
 def test_auto_device_is_this_ranks_gpu(monkeypatch):

@@ -252,6 +252,7 @@ def test_summaries_carry_the_one_table_of_metric_labels_and_directions(tmp_path)
     from evaluation.metrics import METRIC_TABLE
     from evaluation.report import LOWER_IS_BETTER, METRIC_LABELS
     from evaluation.score import ScoreSettings, score_all
+    from pipeline.toolkit.launch import Launch
 
     out = tmp_path / "eval"
     ds = open_dataset("middlebury")
@@ -259,7 +260,8 @@ def test_summaries_carry_the_one_table_of_metric_labels_and_directions(tmp_path)
     depth = ds.load(key, rgb=False).depth
     (out / "predictions" / "middlebury").mkdir(parents=True)
     np.save(out / "predictions" / "middlebury" / f"{key}.npy", 1.0 / np.maximum(depth, 1e-3))
-    summary = score_all(out, [ds], ScoreSettings(pred_space="disparity", workers=0, device="cpu"))
+    launch = Launch(device="cpu", workers=0)
+    summary = score_all(out, [ds], ScoreSettings(pred_space="disparity"), launch)
     recorded = json.loads((out / "summary.json").read_text())["metrics"]
     assert recorded == summary["metrics"]
     assert {k: v["label"] for k, v in recorded.items()} == METRIC_LABELS

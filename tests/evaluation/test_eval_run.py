@@ -20,6 +20,7 @@ from evaluation.models import load_predictor, teacher_spec_of
 from evaluation.predict import PredictSettings, predict, resized_shape
 from evaluation.score import ScoreSettings, score_all
 from labelgen.teachers import write_tiny_checkpoint
+from pipeline.toolkit.launch import Launch
 from student.export import export_run
 
 runner = CliRunner()
@@ -139,17 +140,17 @@ def test_run_writes_predictions_summary_and_per_sample_rows(tiny, tmp_path):
 
 def test_predict_resumes_and_refuses_another_model(tiny, tmp_path):
     ds = [open_dataset("middlebury")]
-    settings = PredictSettings(workers=0, device="cpu")
+    settings, launch = PredictSettings(), Launch(device="cpu", workers=0)
     out = tmp_path / "eval"
-    first = predict(load_predictor(f"depth-anything-v2:{tiny['dav2']}"), ds, out, settings)
+    first = predict(load_predictor(f"depth-anything-v2:{tiny['dav2']}"), ds, out, settings, launch)
     path = out / "predictions" / "middlebury" / "motorcycle.npy"
     mtime = path.stat().st_mtime_ns
-    again = predict(load_predictor(f"depth-anything-v2:{tiny['dav2']}"), ds, out, settings)
+    again = predict(load_predictor(f"depth-anything-v2:{tiny['dav2']}"), ds, out, settings, launch)
     assert first["datasets"]["middlebury"]["predicted_now"] == 1
     assert again["datasets"]["middlebury"]["predicted_now"] == 0
     assert path.stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="use another --out"):
-        predict(load_predictor(f"depth-anything-v2:{tiny['dav2b']}"), ds, out, settings)
+        predict(load_predictor(f"depth-anything-v2:{tiny['dav2b']}"), ds, out, settings, launch)
 
 
 def _write_prediction(out: Path, pred: np.ndarray) -> None:
@@ -167,8 +168,10 @@ def test_external_perfect_disparity_scores_zero_and_a_ramp_does_not(tmp_path):
     assert entry["middlebury"]["abs_rel"] < 1e-6 and entry["middlebury"]["delta1"] == 1.0
     ramp = np.tile(np.linspace(1.0, 2.0, depth.shape[1]), (depth.shape[0], 1))
     _write_prediction(tmp_path / "ramp", ramp)
-    settings = ScoreSettings(pred_space="disparity", workers=0, name="ramp")
-    summary = score_all(tmp_path / "ramp", [open_dataset("middlebury")], settings)
+    settings = ScoreSettings(pred_space="disparity", name="ramp")
+    summary = score_all(
+        tmp_path / "ramp", [open_dataset("middlebury")], settings, Launch(workers=0)
+    )
     assert summary["model"]["name"] == "ramp"
     assert summary["datasets"]["middlebury"]["abs_rel"] > 0.05
 
@@ -195,8 +198,9 @@ def test_a_prediction_at_the_inference_size_is_resized_to_the_ground_truth(tmp_p
     full = load_prediction(path, depth.shape)
     assert full.shape == depth.shape
     np.testing.assert_array_equal(full, resize_bilinear(small, depth.shape))
-    settings = ScoreSettings(pred_space="disparity", workers=0)
-    entry = score_all(tmp_path, [open_dataset("middlebury")], settings)["datasets"]["middlebury"]
+    settings = ScoreSettings(pred_space="disparity")
+    entry = score_all(tmp_path, [open_dataset("middlebury")], settings, Launch(workers=0))
+    entry = entry["datasets"]["middlebury"]
     assert entry["abs_rel"] == pytest.approx(
         score(full, depth, "middlebury", "disparity")["abs_rel"]
     )

@@ -10,13 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from evaluation.predict import PredictSettings
-from evaluation.score import ScoreSettings
 from labelgen.settings import RunSettings
 from labelgen.shard_job import LabelSettings
-from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit import cpus
 from pipeline.toolkit.cpus import auto_workers, rank_threads, usable_cpus
+from pipeline.toolkit.launch import Launch
 
 
 @pytest.fixture
@@ -29,18 +27,33 @@ def cpus_available(monkeypatch):
     return set_cpus
 
 
-def test_unset_workers_are_min_4_usable_cpus_in_every_stage(cpus_available):
+def test_unset_workers_are_min_4_usable_cpus_in_every_stage(
+    cpus_available, photo_folder, monkeypatch, tmp_path
+):
+    """Labelgen's views and `pipeline prepare`'s decoding (observed on the process count prepare
+    asks for; it decodes in-process here); evaluation: the next test."""
+    from pipeline.dataset import prepare as prepare_module
+
     fake_teacher = SimpleNamespace(
         full_view_size=None, output_kind="disparity", interpolation="bilinear"
     )
+    asked: list[int] = []
+    real = prepare_module.decoding
+
+    def recording(items, params, workers):
+        asked.append(workers)
+        return real(items, params, 1)
+
+    monkeypatch.setattr(prepare_module, "decoding", recording)
     for n, expected in ((1, 1), (2, 2), (64, cpus.WORKERS_CAP)):
         cpus_available(n)
         assert usable_cpus() == n and auto_workers(None) == expected
-        assert PrepareSettings().num_workers() == expected
+        prepare_module.prepare([str(photo_folder)], tmp_path / f"ds-{n}", progress=False)
+        assert asked.pop() == expected
         how = LabelSettings.of(fake_teacher, torch.device("cpu"), RunSettings())
         assert how.workers == expected
     assert auto_workers(0) == 0 and auto_workers(7) == 7  # a count given is kept
-    assert PredictSettings().workers is None and ScoreSettings().workers is None
+    assert Launch().workers is None
 
 
 def test_evaluation_loaders_take_min_4_usable_cpus_when_workers_are_unset(

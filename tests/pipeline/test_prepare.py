@@ -19,11 +19,11 @@ from pipeline.dataset import load_dataset
 from pipeline.dataset.layout import KEY_RE, SCHEMA_VERSION, DatasetLayout
 from pipeline.dataset.plan import PlanParams, load_plan_shard, plan_hash, plan_image
 from pipeline.dataset.prepare import PrepareSettings, prepare
-from pipeline.images.samples import SAMPLES, write_sample_images
+from pipeline.images.photos import SAMPLES, write_sample_images
 from pipeline.images.shards import read_image_shard, shard_keys
 from pipeline.images.sources import Item
 
-FAST = PrepareSettings(shard_size=3, workers=1)
+FAST = PrepareSettings(shard_size=3)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -53,7 +53,7 @@ def photos(tmp_path: Path, monkeypatch, sample_files: dict[str, bytes]) -> str:
 
 
 def test_prepare_writes_shards_plan_and_dataset_json(photos: str, tmp_path: Path) -> None:
-    result = prepare([photos], Path("ds"), FAST, progress=False)
+    result = prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     n = len(SAMPLES)
     assert (result.num_listed, result.num_samples, result.num_rejected) == (n + 3, n, 3)
     assert result.num_shards == -(-n // 3)
@@ -80,7 +80,7 @@ def test_prepare_writes_shards_plan_and_dataset_json(photos: str, tmp_path: Path
 
 
 def test_shards_and_plan_agree(photos: str, tmp_path: Path) -> None:
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     layout = DatasetLayout(tmp_path / "ds")
     record = json.loads(layout.dataset_json.read_text())
     keys = []
@@ -97,7 +97,7 @@ def test_shards_and_plan_agree(photos: str, tmp_path: Path) -> None:
 
 
 def test_webdataset_reads_the_dataset(photos: str, tmp_path: Path) -> None:
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     urls = sorted(str(p) for p in (tmp_path / "ds/images").glob("*.tar"))
     samples = list(wds.WebDataset(urls, shardshuffle=False).decode("rgb8"))
     assert sorted(s["__key__"] for s in samples) == sorted(SAMPLES)
@@ -107,55 +107,55 @@ def test_webdataset_reads_the_dataset(photos: str, tmp_path: Path) -> None:
 
 
 def test_rerun_is_byte_identical_with_any_worker_count(photos: str, tmp_path: Path) -> None:
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     first = snapshot(tmp_path / "ds")
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     assert snapshot(tmp_path / "ds") == first
-    prepare([photos], Path("other"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    prepare([photos], Path("other"), PrepareSettings(shard_size=3), progress=False, workers=2)
     assert snapshot(tmp_path / "other") == first
 
 
 def test_shard_size_is_configurable(photos: str) -> None:
-    one = prepare([photos], Path("a"), PrepareSettings(shard_size=100, workers=1), progress=False)
+    one = prepare([photos], Path("a"), PrepareSettings(shard_size=100), progress=False, workers=1)
     assert one.num_shards == 1 and "into 1 shard at" in one.summary()
-    each = prepare([photos], Path("b"), PrepareSettings(shard_size=1, workers=1), progress=False)
+    each = prepare([photos], Path("b"), PrepareSettings(shard_size=1), progress=False, workers=1)
     assert each.num_shards == len(SAMPLES)
 
 
 def test_refuses_a_dataset_from_other_inputs_or_settings(photos: str, tmp_path: Path) -> None:
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     with pytest.raises(ValueError, match="shard_size differ.*new directory"):
-        prepare([photos], Path("ds"), PrepareSettings(shard_size=4, workers=1), progress=False)
+        prepare([photos], Path("ds"), PrepareSettings(shard_size=4), progress=False, workers=1)
     with pytest.raises(ValueError, match="plan_params differ"):
         prepare([photos], Path("ds"), PrepareSettings(shard_size=3, seed=1), progress=False)
     with pytest.raises(ValueError, match="inputs differ"):
-        prepare([photos, photos], Path("ds"), FAST, progress=False)
+        prepare([photos, photos], Path("ds"), FAST, progress=False, workers=1)
 
 
 def test_refuses_a_non_empty_directory(photos: str, tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy/notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
-        prepare([photos], Path("busy"), FAST, progress=False)
+        prepare([photos], Path("busy"), FAST, progress=False, workers=1)
 
 
 def test_labels_are_never_touched_and_guard_changed_inputs(photos: str, tmp_path: Path) -> None:
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     manifest = tmp_path / "ds/labels/dav2/manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text('{"teacher": "dav2"}')
-    prepare([photos], Path("ds"), FAST, progress=False)
+    prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     assert manifest.read_text() == '{"teacher": "dav2"}'
     Image.fromarray(np.full((100, 100, 3), 7, np.uint8)).save(tmp_path / "photos/new.png")
     with pytest.raises(ValueError, match="label columns \\(dav2\\)"):
-        prepare([photos], Path("ds"), FAST, progress=False)
+        prepare([photos], Path("ds"), FAST, progress=False, workers=1)
 
 
 def test_rerun_with_fewer_images_removes_stale_shards(photos: str, tmp_path: Path) -> None:
-    before = prepare([photos], Path("ds"), FAST, progress=False)
+    before = prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     for name in ("retina.jpg", "rocket.jpg", "coffee.jpg"):
         (tmp_path / "photos" / name).unlink()
-    after = prepare([photos], Path("ds"), FAST, progress=False)
+    after = prepare([photos], Path("ds"), FAST, progress=False, workers=1)
     assert after.num_shards == before.num_shards - 1
     tars = sorted(p.name for p in (tmp_path / "ds/images").iterdir())
     plans = sorted(p.name for p in (tmp_path / "ds/plan").iterdir())
@@ -173,7 +173,7 @@ def test_tar_inputs_are_read_member_by_member_and_bad_members_rejected(
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-    result = prepare(["sa_000000.tar"], Path("ds"), FAST, progress=False)
+    result = prepare(["sa_000000.tar"], Path("ds"), FAST, progress=False, workers=1)
     assert result.num_samples == 1
     assert result.rejected[0]["origin"] == "sa_000000.tar:sa_2.jpg"
     [(key, _rgb, meta)] = read_image_shard(tmp_path / "ds/images/000000.tar")
@@ -194,7 +194,7 @@ def test_keys_are_valid_for_the_label_store(tmp_path: Path, monkeypatch) -> None
     names = ["_under.png", "-dash.png", "\u00e9.png", "normal.png", "9.png", "a_b-c.png"]
     for i, name in enumerate(names):
         (tmp_path / "in" / name).write_bytes(png(seed=i))
-    result = prepare(["in"], Path("ds"), FAST, progress=False)
+    result = prepare(["in"], Path("ds"), FAST, progress=False, workers=1)
     assert (result.num_samples, result.num_rejected) == (len(names), 0)
     keys = [
         k for shard in sorted((tmp_path / "ds/images").glob("*.tar")) for k in shard_keys(shard)
@@ -228,7 +228,7 @@ def test_truncated_tar_is_rejected_not_fatal(tmp_path: Path, monkeypatch) -> Non
     c2_data = 512 + -(-len(images[2]) // 512) * 512 + 512  # c1's header and data, c2's header
     (tmp_path / "in/cut.tar").write_bytes(raw[: c2_data + len(images[3]) // 2])
     inputs = ["in/good.tar", "in/cut.tar"]
-    result = prepare(inputs, Path("ds"), FAST, progress=False)
+    result = prepare(inputs, Path("ds"), FAST, progress=False, workers=1)
     assert (result.num_samples, result.num_rejected) == (3, 1)
     assert shard_keys(tmp_path / "ds/images/000000.tar") == ["c1", "g1", "g2"]
     [rejected] = json.loads((tmp_path / "ds/dataset.json").read_text())["rejected"]
@@ -236,9 +236,9 @@ def test_truncated_tar_is_rejected_not_fatal(tmp_path: Path, monkeypatch) -> Non
     assert "in/cut.tar: member 'c2.png' is truncated" in rejected["reason"]
     assert "re-download the tar" in rejected["reason"]
     first = snapshot(tmp_path / "ds")
-    prepare(inputs, Path("ds"), FAST, progress=False)
+    prepare(inputs, Path("ds"), FAST, progress=False, workers=1)
     assert snapshot(tmp_path / "ds") == first
-    prepare(inputs, Path("other"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    prepare(inputs, Path("other"), PrepareSettings(shard_size=3), progress=False, workers=2)
     assert snapshot(tmp_path / "other") == first
 
 
@@ -246,14 +246,14 @@ def test_unreadable_tar_is_rejected_not_fatal(tmp_path: Path, monkeypatch) -> No
     monkeypatch.chdir(tmp_path)
     write_tar(tmp_path / "good.tar", {"g1.png": png()})
     (tmp_path / "junk.tar").write_bytes(b"<html>not found</html>" * 50)
-    result = prepare(["good.tar", "junk.tar"], Path("ds"), FAST, progress=False)
+    result = prepare(["good.tar", "junk.tar"], Path("ds"), FAST, progress=False, workers=1)
     assert result.num_samples == 1
     [rejected] = result.rejected
     assert rejected["origin"] == "junk.tar"
     assert "junk.tar: not a readable uncompressed tar" in rejected["reason"]
     assert "re-download the tar" in rejected["reason"]
     with pytest.raises(ValueError, match="(?s)no usable images.*junk.tar: cannot read"):
-        prepare(["junk.tar"], Path("ds2"), FAST, progress=False)
+        prepare(["junk.tar"], Path("ds2"), FAST, progress=False, workers=1)
 
 
 def test_all_rejected_is_an_error(tmp_path: Path, monkeypatch) -> None:
@@ -261,7 +261,7 @@ def test_all_rejected_is_an_error(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in/a.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="(?s)no usable images.*in/a.jpg"):
-        prepare(["in"], Path("ds"), FAST, progress=False)
+        prepare(["in"], Path("ds"), FAST, progress=False, workers=1)
     assert not (tmp_path / "ds/dataset.json").exists()
 
 
@@ -273,7 +273,7 @@ def test_duplicate_keys_fail_before_any_work(
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "astronaut.jpg").write_bytes(sample_files["astronaut.jpg"])
     with pytest.raises(ValueError, match="a/astronaut.jpg and b/astronaut.jpg"):
-        prepare(["a", "b"], Path("ds"), FAST, progress=False)
+        prepare(["a", "b"], Path("ds"), FAST, progress=False, workers=1)
     assert not (tmp_path / "ds").exists()
 
 
@@ -281,7 +281,6 @@ def test_duplicate_keys_fail_before_any_work(
     ("kwargs", "flag"),
     [
         ({"shard_size": 0}, "--shard-size must be ≥ 1"),
-        ({"workers": 0}, "--workers"),
         ({"regions": 0}, "--regions"),
         ({"min_overlap": 1.5}, "--min-overlap"),
         ({"min_side": 0}, "--min-side"),
@@ -308,10 +307,10 @@ def test_many_images_with_a_pool(tmp_path: Path, monkeypatch) -> None:
     for i in range(120):
         h, w = rng.integers(64, 900, size=2)
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(f"{i:03d}.jpg")
-    settings = PrepareSettings(shard_size=50, workers=2)
-    result = prepare(["*.jpg"], Path("ds"), settings, progress=False)
+    settings = PrepareSettings(shard_size=50)
+    result = prepare(["*.jpg"], Path("ds"), settings, progress=False, workers=2)
     assert (result.num_samples, result.num_shards) == (120, 3)
-    one = prepare(["*.jpg"], Path("ds1"), PrepareSettings(shard_size=50, workers=1), progress=False)
+    one = prepare(["*.jpg"], Path("ds1"), PrepareSettings(shard_size=50), progress=False, workers=1)
     assert snapshot(tmp_path / "ds") == snapshot(tmp_path / "ds1") and one.num_samples == 120
 
 
@@ -373,7 +372,7 @@ def test_odd_names_links_and_huge_headers_are_reported_not_fatal(
     os.symlink("../elsewhere", tmp_path / "in/linked")
     os.symlink(".", tmp_path / "in/again")  # in/ again: listed once
     os.symlink("../in", tmp_path / "elsewhere/back")  # a cycle through the linked folder
-    result = prepare(["in"], Path("ds"), FAST, progress=False)
+    result = prepare(["in"], Path("ds"), FAST, progress=False, workers=1)
     assert (result.num_listed, result.num_samples, result.num_rejected) == (6, 3, 3)
     record = json.loads((tmp_path / "ds/dataset.json").read_text(encoding="utf-8"))
     reasons = {r["origin"]: r["reason"] for r in record["rejected"]}
@@ -402,5 +401,5 @@ def test_odd_names_links_and_huge_headers_are_reported_not_fatal(
         "ok": "in/ok.png",
     }
     first = snapshot(tmp_path / "ds")
-    prepare(["in"], Path("two"), PrepareSettings(shard_size=3, workers=2), progress=False)
+    prepare(["in"], Path("two"), PrepareSettings(shard_size=3), progress=False, workers=2)
     assert snapshot(tmp_path / "two") == first  # the limit holds in the decoding processes too

@@ -77,8 +77,8 @@ def test_prepare_reports_its_images_per_second_only_with_progress_on(
 ):
     from pipeline.dataset.prepare import PrepareSettings, prepare
 
-    settings = PrepareSettings(shard_size=3, workers=1)
-    prepare([str(photo_folder)], tmp_path / "quiet", settings, progress=False)
+    settings = PrepareSettings(shard_size=3)
+    prepare([str(photo_folder)], tmp_path / "quiet", settings, progress=False, workers=1)
     assert "img/s" not in capsys.readouterr().err
-    prepare([str(photo_folder)], tmp_path / "ds", settings, progress=True)
+    prepare([str(photo_folder)], tmp_path / "ds", settings, progress=True, workers=1)
     assert "img/s" in capsys.readouterr().err

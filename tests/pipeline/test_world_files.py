@@ -95,7 +95,7 @@ def test_prepare_takes_a_train_split_as_it_is_and_lists_only_the_images(tmp_path
     items = list_items([str(out)])
     assert [item.key for item in items] == ["000000", "000001", "000002"]
     assert all(item.path.endswith(".png") for item in items)
-    result = prepare([str(out)], tmp_path / "ds", PrepareSettings(workers=1), progress=False)
+    result = prepare([str(out)], tmp_path / "ds", PrepareSettings(), progress=False, workers=1)
     assert result.num_samples == 3 and not result.rejected
 
 
