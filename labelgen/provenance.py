@@ -1,11 +1,13 @@
 """What a teacher run writes into its label column's header, and the identity it asks for.
 
-The identity (weights, crop plan, codec, backend, precision, teacher options, input resampling)
-is known before the model is loaded, so a finished column is skipped without loading it; the full
-provenance (output kind, input rule, ...) comes from the loaded teacher. A teacher given by hub
-id is downloaded first (when it is not cached) to hash its files: the weights' identity is their
-content, the same as for those files given as a local directory; the hub id and the commit it
-resolved to are recorded beside it (`weights.source`, `weights.commit`).
+Both read the `ResolvedTeacher` the job resolved once (`labelgen.teachers.resolve_teacher`): the
+identity (weights, crop plan, codec, backend, precision, teacher options, input resampling) is
+known before the model is loaded, so a finished column is skipped without loading it; the full
+provenance (output kind, input rule, ...) comes from the loaded teacher, and its identity fields
+from the identity asked for, so the two cannot disagree. A teacher given by hub id is downloaded
+first (when it is not cached) to hash its files: the weights' identity is their content, the same
+as for those files given as a local directory; the hub id and the commit it resolved to are
+recorded beside it (`weights.source`, `weights.commit`).
 """
 
 from __future__ import annotations
@@ -14,45 +16,48 @@ from typing import Any
 
 import pipeline
 from labelgen.settings import RunSettings
-from labelgen.teachers import TeacherSpec, input_interpolation, weights_identity
-from labelgen.teachers.source import hub_commit
+from labelgen.teachers import ResolvedTeacher, Teacher
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.column import LabelColumn
+from pipeline.labels.identity import ColumnIdentity
 
 
 def requested_identity(
-    column: LabelColumn, spec: TeacherSpec, s: RunSettings, precision: str
-) -> dict[str, Any]:
-    """The column identity fields known without loading the model."""
-    return column.requested_identity(
-        weights_sha256=weights_identity(spec),
-        codec=s.codec,
+    column: LabelColumn, teacher: ResolvedTeacher, s: RunSettings, precision: str
+) -> ColumnIdentity:
+    """The column identity a run of `teacher` asks for, known without loading the model (its
+    output kind is not)."""
+    return ColumnIdentity(
+        weights_sha256=teacher.weights_sha256,
+        plan_sha256=column.info.plan_hash,
+        codec=get_codec(s.codec).describe(),
         backend=s.format,
         precision=precision,
-        options=spec.options,
-        interpolation=input_interpolation(spec),
+        options=dict(teacher.spec.options),
+        interpolation=teacher.interpolation,
     )
 
 
-def provenance(column: LabelColumn, spec: TeacherSpec, teacher: Any, s: RunSettings) -> dict:
-    """The column's manifest header for a loaded `teacher` (`ColumnManifest` fields)."""
-    prov = teacher.provenance()
-    weights = {"source": spec.source, "sha256": prov["weights_sha256"]}
-    commit = hub_commit(spec)
-    if commit:
-        weights["commit"] = commit
-    return {
-        "column": spec.name,
-        "teacher": spec.name,
-        "adapter": spec.adapter,
+def provenance(column: LabelColumn, requested: ColumnIdentity, teacher: Teacher) -> dict:
+    """The column's manifest header (`ColumnManifest` fields) for the loaded `teacher`, with the
+    `requested` identity (`requested_identity`)."""
+    resolved, prov = teacher.resolved, teacher.provenance()
+    weights = {"source": resolved.spec.source, "sha256": requested.weights_sha256}
+    if resolved.commit:
+        weights["commit"] = resolved.commit
+    header: dict[str, Any] = {
+        "column": column.name,
+        "teacher": resolved.spec.name,
+        "adapter": resolved.spec.adapter,
         "weights": weights,
         "output_kind": prov["output_kind"],
         "invariance": prov["invariance"],
         "input_rule": prov["input_rule"],
-        "precision": prov["precision"],
-        "codec": get_codec(s.codec).describe(),
-        "backend": s.format,
-        "plan_sha256": column.info.plan_hash,
+        "precision": requested.precision,
+        "codec": requested.codec,
+        "backend": requested.backend,
+        "plan_sha256": requested.plan_sha256,
         "code_version": pipeline.__version__,
-        "extra": {"options": dict(spec.options)},
+        "extra": {"options": requested.options},
     }
+    return header

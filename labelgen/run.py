@@ -22,10 +22,12 @@ from labelgen.provenance import provenance, requested_identity
 from labelgen.report import ColumnReport
 from labelgen.settings import RunSettings, inference_precision
 from labelgen.shard_job import LabelSettings, ShardJob, label_shard
-from labelgen.teachers import TeacherSpec, load_teacher
+from labelgen.teachers import ResolvedTeacher, TeacherSpec, load_teacher, resolve_teacher
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
-from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, parse_shard_ranges
+from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn
+from pipeline.labels.commands import parse_shard_ranges
+from pipeline.labels.identity import ColumnIdentity
 from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, expires_in, try_claim, worker_id
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
@@ -48,10 +50,12 @@ class _Context:
 
 @dataclass
 class _Item:
-    """One teacher's part of the job: its column, the identity it asks for, its report."""
+    """One teacher's part of the job: the teacher resolved once, its column, the identity it
+    asks for, its report."""
 
+    resolved: ResolvedTeacher
     column: LabelColumn
-    requested: dict[str, Any]
+    requested: ColumnIdentity
     report: ColumnReport
     teacher: Any = None
     how: LabelSettings | None = None
@@ -88,7 +92,7 @@ def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) -> 
     )
     summary, batcher = label_shard(job, item.how, report.counter(bar))
     entry = summary.manifest_entry()
-    entry["weights_sha256"] = item.teacher.weights_sha256
+    entry["weights_sha256"] = item.requested.weights_sha256
     entry["batch_size"] = s.batch_size  # label bytes depend on it (see README): a relabel reuses it
     entry["image_sha256"] = shard.image_sha256  # the images labelled (replaced ones are detected)
     column.record_done(shard, entry)
@@ -172,15 +176,16 @@ def _todo(ctx: _Context, item: _Item, warn: bool = True) -> list[ShardInfo]:
 def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     column = LabelColumn(ctx.info, spec.name)
     precision = inference_precision(ctx.settings, ctx.device)
-    requested = requested_identity(column, spec, ctx.settings, precision)
-    item = _Item(column, requested, ColumnReport(spec.name))
+    resolved = resolve_teacher(spec)  # the one resolution (and weights hash) of the job
+    requested = requested_identity(column, resolved, ctx.settings, precision)
+    item = _Item(resolved, column, requested, ColumnReport(spec.name))
     if not _todo(ctx, item, warn=False):
         return item.report
     lock = _run_lock(ctx, column)
     try:
         todo = _todo(ctx, item)  # again: what another run finished before this one got the lock
         if todo:
-            item.teacher = load_teacher(spec, device=str(ctx.device), precision=precision)
+            item.teacher = load_teacher(resolved, device=str(ctx.device), precision=precision)
             _label_todo(ctx, item, spec, todo)
     finally:
         if lock is not None:
@@ -190,7 +195,7 @@ def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
 
 def _label_todo(ctx: _Context, item: _Item, spec: TeacherSpec, todo: list[ShardInfo]) -> None:
     s, column = ctx.settings, item.column
-    if column.open(provenance(column, spec, item.teacher, s), s.overwrite):
+    if column.open(provenance(column, item.requested, item.teacher), s.overwrite):
         path = column.manifest_path
         log.warning("%s: replaced the column header (--overwrite); all shards are redone", path)
     item.how = LabelSettings.of(item.teacher, ctx.device, s)
@@ -223,7 +228,7 @@ def run(
 ) -> list[ColumnReport]:
     """Label every (teacher, shard) item of this worker's share that is not done yet.
 
-    `redo`: shards (`--redo` syntax, see `pipeline.labels.column.parse_shard_ranges`) relabelled
+    `redo`: shards (`--redo` syntax, see `pipeline.labels.commands.parse_shard_ranges`) relabelled
     even if done, e.g. one that `pipeline verify` found corrupt.
     """
     settings.validate()

@@ -4,8 +4,9 @@ Adapters (registry names): `depth-anything-v2`, `dpt`, `genpercept`, `marigold`,
 Importing this package registers all of them in `TEACHERS`.
 
 Modules, from the leaves up: `spec` (the spec value and its syntax), `source` (where weights
-come from), `base` (the `Teacher` interface and the registry), the adapters, `factory` (checks
-a spec against the registry, loads it) and `checkpoints` (random checkpoints of each adapter's
+come from: the located `Checkpoint`, and the `ResolvedTeacher` a job resolves once), `base` (the
+`Teacher` interface and the registry), the adapters, `factory` (checks a spec against the
+registry, resolves and loads it) and `checkpoints` (random checkpoints of each adapter's
 architecture, at every size).
 """
 
@@ -18,27 +19,27 @@ from labelgen.teachers.checkpoints import (
     write_tiny_checkpoint,
 )
 from labelgen.teachers.factory import (
-    input_interpolation,
     load_teacher,
     load_teacher_specs_yaml,
     parse_teacher_spec,
+    resolve_teacher,
     valid_options,
-    weights_identity,
 )
+from labelgen.teachers.source import ResolvedTeacher
 from labelgen.teachers.spec import TeacherSpec
 
 __all__ = [
     "TEACHERS",
     "WRITERS",
+    "ResolvedTeacher",
     "Teacher",
     "TeacherSpec",
-    "input_interpolation",
     "load_teacher",
     "load_teacher_specs_yaml",
     "parse_teacher_spec",
+    "resolve_teacher",
     "tiny_spec",
     "valid_options",
-    "weights_identity",
     "write_checkpoint",
     "write_tiny_checkpoint",
 ]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from labelgen.teachers.source import weights_sha256
+from labelgen.teachers.source import Checkpoint, ResolvedTeacher, checkpoint_sha256
 from pipeline.labels.manifest import OUTPUT_KINDS, invariance_of
 from pipeline.model.precision import check_precision
 from pipeline.toolkit.registry import Registry
@@ -32,7 +32,8 @@ from pipeline.toolkit.registry import Registry
 if TYPE_CHECKING:
     from labelgen.teachers.spec import TeacherSpec
 
-# name -> Teacher subclass; `factory.load_teacher` calls `cls.from_spec(spec, device, precision)`.
+# name -> Teacher subclass; `factory.resolve_teacher` asks it for the identity of a located
+# checkpoint, `factory.load_teacher` calls `cls.from_checkpoint(resolved, device, precision)`.
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -40,8 +41,13 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 class Teacher(ABC):
-    """A depth teacher. Subclasses set `adapter`, `options_help` and implement `from_spec`,
-    `_forward` and `full_view_size`; `predict` is the same for all of them."""
+    """A depth teacher. Subclasses set `adapter`, `options_help` and implement
+    `from_checkpoint`, `_forward` and `full_view_size`; `predict` is the same for all of them.
+
+    Before loading, `factory.resolve_teacher` asks the class, in order: `check_options` and
+    `check` (errors that need no hashing), `parts_of` (other checkpoints it reads),
+    `weights_identity` and `interpolation_of`; the `ResolvedTeacher` it builds is what
+    `from_checkpoint` loads."""
 
     adapter: ClassVar[str] = ""
     # option key -> one-line help; unknown keys in a spec are errors that list these.
@@ -51,15 +57,15 @@ class Teacher(ABC):
 
     def __init__(
         self,
-        spec: TeacherSpec,
+        resolved: ResolvedTeacher,
         device: torch.device | str,
         precision: str,
         *,
         output_kind: str,
         input_rule: dict[str, Any],
-        weights_sha256: str,
         use_no_grad: bool = False,
     ) -> None:
+        spec = resolved.spec
         if output_kind not in OUTPUT_KINDS:
             raise ValueError(
                 f"teacher {spec.name!r}: output kind {output_kind!r} is not one of {OUTPUT_KINDS}"
@@ -76,7 +82,13 @@ class Teacher(ABC):
                 f"teacher {spec.name!r}: input interpolation {self.interpolation!r} is not one "
                 f"of {INTERPOLATIONS}"
             )
-        self.weights_sha256 = weights_sha256
+        if self.interpolation != resolved.interpolation:  # the column's identity says otherwise
+            raise ValueError(
+                f"teacher {spec.name!r}: the adapter resamples its input {self.interpolation}, "
+                f"its identity says {resolved.interpolation}"
+            )
+        self.resolved = resolved
+        self.weights_sha256 = resolved.weights_sha256
         self.device = torch.device(device)
         self.precision = precision
         self.dtype = check_precision(precision)
@@ -84,21 +96,42 @@ class Teacher(ABC):
         self.use_no_grad = use_no_grad
 
     @classmethod
-    def weights_identity(cls, spec: TeacherSpec) -> str:
-        """Content hash of the weights `spec` names, computed without loading the model."""
-        return weights_sha256(spec)
+    def check_options(cls, spec: TeacherSpec) -> None:
+        """Refuse bad option values before the checkpoint is even looked for (nothing by
+        default)."""
+        return None
 
     @classmethod
-    def interpolation_of(cls, spec: TeacherSpec) -> str:
-        """How the teacher named by `spec` resamples its input (`INTERPOLATIONS`), known without
-        loading the model: part of a label column's identity. Bilinear unless an adapter
-        reads otherwise from the checkpoint."""
+    def check(cls, checkpoint: Checkpoint) -> None:
+        """Refuse, before anything is hashed or loaded, what the checkpoint's configuration files
+        already show to be wrong (nothing by default)."""
+        return None
+
+    @classmethod
+    def parts_of(cls, checkpoint: Checkpoint) -> dict[str, Checkpoint]:
+        """Other checkpoints the teacher reads besides `checkpoint`, located (none by
+        default)."""
+        return {}
+
+    @classmethod
+    def weights_identity(cls, checkpoint: Checkpoint, parts: dict[str, Checkpoint]) -> str:
+        """Content hash of the weights of `checkpoint` (and its `parts`), without loading the
+        model: the files are read once per job, here."""
+        return checkpoint_sha256(checkpoint.directory)
+
+    @classmethod
+    def interpolation_of(cls, checkpoint: Checkpoint) -> str:
+        """How the teacher resamples its input (`INTERPOLATIONS`), known without loading the
+        model: part of a label column's identity. Bilinear unless an adapter reads otherwise
+        from the checkpoint."""
         return "bilinear"
 
     @classmethod
     @abstractmethod
-    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
-        """Load the weights named by `spec.source` (local directory or hub id)."""
+    def from_checkpoint(
+        cls, resolved: ResolvedTeacher, device: torch.device, precision: str
+    ) -> Teacher:
+        """Load the teacher from its resolved checkpoint (`resolved.directory`)."""
 
     @abstractmethod
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""From a spec to a teacher: the checks against the adapter registry, `load_teacher` and the
-weights' identity. The spec syntax itself lives in `labelgen.teachers.spec`.
+"""From a spec to a teacher: the checks against the adapter registry, `resolve_teacher` (the
+checkpoint located and its identity computed, once per job) and `load_teacher`. The spec syntax
+itself lives in `labelgen.teachers.spec`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 
 from labelgen.teachers.base import TEACHERS, Teacher
-from labelgen.teachers.source import check_source
+from labelgen.teachers.source import ResolvedTeacher, locate
 from labelgen.teachers.spec import (
     COMMON_OPTIONS,
     NAME_RE,
@@ -59,27 +60,37 @@ def load_teacher_specs_yaml(path: Path | str) -> list[TeacherSpec]:
     return read_specs_yaml(path, validate_spec)
 
 
-def load_teacher(
-    spec: TeacherSpec | str, device: torch.device | str = "cpu", precision: str = "fp32"
-) -> Teacher:
-    """Load the teacher a spec (or spec string) names, on `device` at `precision`
-    (`bf16|fp16|fp32`). Weights are read with `from_pretrained(SOURCE)`."""
+def resolve_teacher(spec: TeacherSpec | str) -> ResolvedTeacher:
+    """Resolve a teacher once, before it is loaded: its checkpoint directory (downloaded first for
+    a hub id that is not cached), hub commit, weights hash (every weight file read once, here)
+    and input resampling. The column identity, the loading (`load_teacher`) and the column's
+    provenance all read the value this returns, so a job resolves each teacher once."""
     if isinstance(spec, str):
         spec = parse_teacher_spec(spec)
-    validate_spec(spec)
+    cls = TEACHERS.get(validate_spec(spec).adapter)
+    cls.check_options(spec)
+    checkpoint = locate(spec)
+    cls.check(checkpoint)
+    parts = cls.parts_of(checkpoint)
+    return ResolvedTeacher(
+        spec,
+        checkpoint.directory,
+        checkpoint.commit,
+        weights_sha256=cls.weights_identity(checkpoint, parts),
+        interpolation=cls.interpolation_of(checkpoint),
+        parts=parts,
+    )
+
+
+def load_teacher(
+    teacher: ResolvedTeacher | TeacherSpec | str,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> Teacher:
+    """Load a teacher on `device` at `precision` (`bf16|fp16|fp32`): a resolved one
+    (`resolve_teacher`), or the one a spec (or spec string) names, resolved first. Weights are
+    read with `from_pretrained(DIR)`."""
     check_precision(precision)
-    return TEACHERS.get(spec.adapter).from_spec(spec, torch.device(device), precision)
-
-
-def weights_identity(spec: TeacherSpec) -> str:
-    """Content hash of the teacher's weights, without loading the model (cheap: files only)."""
-    validate_spec(spec)
-    check_source(spec)  # a missing local directory says so, not "invalid repo id"
-    return TEACHERS.get(spec.adapter).weights_identity(spec)
-
-
-def input_interpolation(spec: TeacherSpec) -> str:
-    """How the teacher resamples its input (`Teacher.interpolation_of`), without loading it."""
-    validate_spec(spec)
-    check_source(spec)
-    return TEACHERS.get(spec.adapter).interpolation_of(spec)
+    resolved = teacher if isinstance(teacher, ResolvedTeacher) else resolve_teacher(teacher)
+    cls = TEACHERS.get(resolved.spec.adapter)
+    return cls.from_checkpoint(resolved, torch.device(device), precision)

@@ -24,13 +24,12 @@ import torch
 from labelgen.teachers.base import TEACHERS, Teacher, ceil_to_multiple, long_side_size
 from labelgen.teachers.base import resize as resize_bilinear
 from labelgen.teachers.source import (
-    checkpoint_dir,
+    Checkpoint,
+    ResolvedTeacher,
     combine_digests,
     diffusers_load_kwargs,
-    fetch_file,
     is_local,
-    load_from_source,
-    read_json_file,
+    locate,
     weight_digests,
 )
 from labelgen.teachers.spec import TeacherSpec, option_choice, option_int
@@ -43,9 +42,9 @@ KINDS = ("depth", "disparity")
 TIMESTEP = 1
 
 
-def read_meta(spec: TeacherSpec) -> dict[str, Any]:
+def read_meta(checkpoint: Checkpoint) -> dict[str, Any]:
     """`genpercept.json` of the checkpoint ({} when absent)."""
-    return read_json_file(spec, CONFIG_FILE)
+    return checkpoint.read_json(CONFIG_FILE)
 
 
 def resolve_kind(spec: TeacherSpec, meta: dict[str, Any]) -> str:
@@ -74,21 +73,27 @@ def vae_subfolder(src: TeacherSpec) -> str | None:
     return None if top_level else "vae"
 
 
-def load_vae(spec: TeacherSpec, **kwargs) -> Any:
+def vae_checkpoint(resolved: ResolvedTeacher) -> Checkpoint:
+    """Where the VAE is read from: the `vae=` source located with the teacher, or the
+    checkpoint itself."""
+    return resolved.parts.get("vae", resolved)
+
+
+def load_vae(resolved: ResolvedTeacher, **kwargs) -> Any:
     """`AutoencoderKL` from `SOURCE/vae` (or `vae=` pointing at a VAE or a pipeline)."""
     from diffusers import AutoencoderKL
 
-    src = vae_spec(spec)
-    if vae_subfolder(src):
-        kwargs["subfolder"] = vae_subfolder(src)
-    separate = src is not spec
-    return load_from_source(src, AutoencoderKL.from_pretrained, only_subfolder=separate, **kwargs)
+    checkpoint = vae_checkpoint(resolved)
+    if vae_subfolder(checkpoint.spec):
+        kwargs["subfolder"] = vae_subfolder(checkpoint.spec)
+    return checkpoint.load(AutoencoderKL.from_pretrained, **kwargs)
 
 
-def load_embedding(spec: TeacherSpec) -> torch.Tensor:
+def load_embedding(checkpoint: Checkpoint) -> torch.Tensor:
     """The stored empty-prompt embedding `[1,T,D]`, or one computed with the checkpoint's own
     CLIP text encoder (empty prompt, not padded, as Marigold/GenPercept code does)."""
-    path = fetch_file(spec, EMBEDDING_FILE)
+    spec = checkpoint.spec
+    path = checkpoint.file(EMBEDDING_FILE)
     if path is not None:
         from safetensors.torch import load_file
 
@@ -99,8 +104,8 @@ def load_embedding(spec: TeacherSpec) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     try:
-        tok = load_from_source(spec, CLIPTokenizer.from_pretrained, subfolder="tokenizer")
-        enc = load_from_source(spec, CLIPTextModel.from_pretrained, subfolder="text_encoder")
+        tok = checkpoint.load(CLIPTokenizer.from_pretrained, subfolder="tokenizer")
+        enc = checkpoint.load(CLIPTextModel.from_pretrained, subfolder="text_encoder")
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"teacher {spec.name!r}: {spec.source} has neither {EMBEDDING_FILE} (tensor "
@@ -122,28 +127,49 @@ class GenPerceptTeacher(Teacher):
         "processing_res": "long side of the full view (default 768)",
     }
 
-    def __init__(self, spec, device, precision, *, unet, vae, embedding, full_long, **kw):
-        super().__init__(spec, device, precision, **kw)
+    def __init__(self, resolved, device, precision, *, unet, vae, embedding, full_long, **kw):
+        super().__init__(resolved, device, precision, **kw)
         self.unet, self.vae, self.embedding = unet, vae, embedding
         self.multiple = 2 ** (len(vae.config.block_out_channels) - 1)
         self.full_long = full_long
 
     @classmethod
-    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
+    def check_options(cls, spec: TeacherSpec) -> None:
+        option_choice(spec, "kind", KINDS)
+        option_int(spec, "processing_res", None, minimum=8)
+
+    @classmethod
+    def check(cls, checkpoint: Checkpoint) -> None:
+        resolve_kind(checkpoint.spec, read_meta(checkpoint))
+
+    @classmethod
+    def parts_of(cls, checkpoint: Checkpoint) -> dict[str, Checkpoint]:
+        """The `vae=` source, when given: a local one whole, only `vae/` of a hub id."""
+        src = vae_spec(checkpoint.spec)
+        if src is checkpoint.spec:
+            return {}
+        return {"vae": locate(src, None if is_local(src.source) else "vae")}
+
+    @classmethod
+    def weights_identity(cls, checkpoint: Checkpoint, parts: dict[str, Checkpoint]) -> str:
+        return genpercept_sha256(checkpoint, parts.get("vae"))
+
+    @classmethod
+    def from_checkpoint(
+        cls, resolved: ResolvedTeacher, device: torch.device, precision: str
+    ) -> Teacher:
         from diffusers import UNet2DConditionModel
 
-        meta = read_meta(spec)
+        spec, meta = resolved.spec, read_meta(resolved)
         kind = resolve_kind(spec, meta)
         full_long = option_int(spec, "processing_res", meta.get("processing_res", 768), minimum=8)
         dtype = PRECISIONS[precision]
         kwargs = diffusers_load_kwargs(dtype)
-        unet = load_from_source(
-            spec, UNet2DConditionModel.from_pretrained, subfolder="unet", **kwargs
-        )
-        vae = load_vae(spec, **kwargs)
-        embedding = load_embedding(spec).to(device=device, dtype=dtype)
+        unet = resolved.load(UNet2DConditionModel.from_pretrained, subfolder="unet", **kwargs)
+        vae = load_vae(resolved, **kwargs)
+        embedding = load_embedding(resolved).to(device=device, dtype=dtype)
         return cls(
-            spec,
+            resolved,
             device,
             precision,
             unet=unet.to(device).eval(),
@@ -152,12 +178,7 @@ class GenPerceptTeacher(Teacher):
             full_long=full_long,
             output_kind=kind,
             input_rule=input_rule(vae, full_long),
-            weights_sha256=cls.weights_identity(spec),
         )
-
-    @classmethod
-    def weights_identity(cls, spec: TeacherSpec) -> str:
-        return genpercept_sha256(spec)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[B,3,H,W]` in [0,1] -> `[B,1,H',W']` in [0,1], H', W' multiples of the VAE factor."""
@@ -192,14 +213,12 @@ def input_rule(vae: Any, full_long: int) -> dict[str, Any]:
     }
 
 
-def genpercept_sha256(spec: TeacherSpec) -> str:
-    """Hash of the checkpoint's weight files, plus those of a separate `vae=` source (a local
-    one whole, the `vae/` folder of a hub id)."""
-    digests = weight_digests(checkpoint_dir(spec))
-    src = vae_spec(spec)
-    if src is not spec and is_local(src.source):
-        digests += weight_digests(checkpoint_dir(src), prefix="vae-source/")
-    elif src is not spec:
-        root = checkpoint_dir(src, subfolder="vae")
-        digests += weight_digests(root / "vae", prefix="vae-source/vae/")
+def genpercept_sha256(checkpoint: Checkpoint, vae: Checkpoint | None = None) -> str:
+    """Hash of the checkpoint's weight files, plus those of a separate `vae=` source `vae` (a
+    local one whole, the `vae/` folder of a hub id)."""
+    digests = weight_digests(checkpoint.directory)
+    if vae is not None and vae.commit is None:
+        digests += weight_digests(vae.directory, prefix="vae-source/")
+    elif vae is not None:
+        digests += weight_digests(vae.directory / "vae", prefix="vae-source/vae/")
     return combine_digests(digests)

@@ -27,7 +27,7 @@ from labelgen.teachers.base import (
     resize_image,
     short_side_size,
 )
-from labelgen.teachers.source import load_from_source, read_json_file
+from labelgen.teachers.source import Checkpoint, ResolvedTeacher
 from labelgen.teachers.spec import TeacherSpec, option_bool, option_choice, option_int
 from pipeline.labels.manifest import OUTPUT_KINDS
 from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
@@ -84,9 +84,9 @@ class InputRule:
         }
 
 
-def read_processor_config(spec: TeacherSpec) -> dict[str, Any]:
+def read_processor_config(checkpoint: Checkpoint) -> dict[str, Any]:
     """The checkpoint's `preprocessor_config.json` as a dict ({} when it has none)."""
-    return read_json_file(spec, "preprocessor_config.json")
+    return checkpoint.read_json("preprocessor_config.json")
 
 
 def processor_size(proc: dict[str, Any]) -> tuple[int, int] | None:
@@ -175,10 +175,11 @@ def adapter_for_model_type(model_type: str | None) -> str:
     return "hf"
 
 
-def check_model_type(cls: type[TransformersTeacher], spec: TeacherSpec) -> None:
+def check_model_type(cls: type[TransformersTeacher], checkpoint: Checkpoint) -> None:
     """Refuse a checkpoint whose `config.json` names a `model_type` the adapter does not load
     (e.g. Depth Anything V2 given to `dpt`), naming the adapter that does."""
-    kind = read_json_file(spec, "config.json").get("model_type")
+    spec = checkpoint.spec
+    kind = checkpoint.read_json("config.json").get("model_type")
     if not cls.model_types or kind is None or kind in cls.model_types:
         return
     right = adapter_for_model_type(kind)
@@ -197,8 +198,8 @@ class TransformersTeacher(Teacher):
     default_interpolation: ClassVar[str] = "bilinear"
     """The input resampling when the checkpoint's image processor declares none."""
 
-    def __init__(self, spec: TeacherSpec, device, precision, *, model, rule: InputRule, **kw):
-        super().__init__(spec, device, precision, input_rule=rule.to_dict(), **kw)
+    def __init__(self, resolved: ResolvedTeacher, device, precision, *, model, rule, **kw):
+        super().__init__(resolved, device, precision, input_rule=rule.to_dict(), **kw)
         self.model = model
         self.rule = rule
 
@@ -223,30 +224,38 @@ class TransformersTeacher(Teacher):
         return {}
 
     @classmethod
-    def interpolation_of(cls, spec: TeacherSpec) -> str:
-        """The image processor's resampling (`processor_interpolation`)."""
-        return processor_interpolation(spec, read_processor_config(spec), cls.default_interpolation)
+    def check_options(cls, spec: TeacherSpec) -> None:
+        cls.output_kind_of(spec, None)
 
     @classmethod
-    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
-        cls.output_kind_of(spec, None)  # options errors before the (slow) load
-        check_model_type(cls, spec)
-        model = load_from_source(spec, cls.model_class().from_pretrained, **cls.load_kwargs(spec))
+    def check(cls, checkpoint: Checkpoint) -> None:
+        """A checkpoint of another model type is refused before the (slow) hash."""
+        check_model_type(cls, checkpoint)
+
+    @classmethod
+    def interpolation_of(cls, checkpoint: Checkpoint) -> str:
+        """The image processor's resampling (`processor_interpolation`)."""
+        proc = read_processor_config(checkpoint)
+        return processor_interpolation(checkpoint.spec, proc, cls.default_interpolation)
+
+    @classmethod
+    def from_checkpoint(
+        cls, resolved: ResolvedTeacher, device: torch.device, precision: str
+    ) -> Teacher:
+        spec = resolved.spec
+        model = resolved.load(cls.model_class().from_pretrained, **cls.load_kwargs(spec))
         model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
         if isinstance(getattr(model, "head", None), torch.nn.Module):
-            keep_float32(
-                model.head
-            )  # labels not rounded to bf16/fp16 (see pipeline.model.precision)
-        rule = cls.input_rule_of(spec, model.config, read_processor_config(spec))
-        rule = replace(rule, interpolation=cls.interpolation_of(spec))
+            keep_float32(model.head)  # labels not rounded to bf16/fp16 (pipeline.model.precision)
+        rule = cls.input_rule_of(spec, model.config, read_processor_config(resolved))
+        rule = replace(rule, interpolation=resolved.interpolation)
         return cls(
-            spec,
+            resolved,
             device,
             precision,
             model=model,
             rule=rule,
             output_kind=cls.output_kind_of(spec, model.config),
-            weights_sha256=cls.weights_identity(spec),
             use_no_grad=uses_beit(model.config),
         )
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from labelgen.teachers.base import TEACHERS, Teacher, long_side_size, resize
-from labelgen.teachers.source import diffusers_load_kwargs, load_from_source
+from labelgen.teachers.source import ResolvedTeacher, diffusers_load_kwargs
 from labelgen.teachers.spec import TeacherSpec, option_int
 from pipeline.model.precision import PRECISIONS
 
@@ -61,21 +61,31 @@ class MarigoldTeacher(Teacher):
         "processing_res": "processing resolution, long side (default: the pipeline's; 0 = native)",
     }
 
-    def __init__(self, spec, device, precision, *, pipe, steps, ensemble, seed, res, **kw):
-        super().__init__(spec, device, precision, **kw)
+    def __init__(self, resolved, device, precision, *, pipe, steps, ensemble, seed, res, **kw):
+        super().__init__(resolved, device, precision, **kw)
         self.pipe = pipe
         self.steps, self.ensemble, self.seed, self.processing_res = steps, ensemble, seed, res
 
     @classmethod
-    def from_spec(cls, spec: TeacherSpec, device: torch.device, precision: str) -> Teacher:
+    def check_options(cls, spec: TeacherSpec) -> None:
+        for key in ("steps", "ensemble"):
+            option_int(spec, key, None, minimum=1)
+        for key in ("seed", "processing_res"):
+            option_int(spec, key, None)
+
+    @classmethod
+    def from_checkpoint(
+        cls, resolved: ResolvedTeacher, device: torch.device, precision: str
+    ) -> Teacher:
         from diffusers import MarigoldDepthPipeline
 
+        spec = resolved.spec
         steps = option_int(spec, "steps", None, minimum=1)
         ensemble = option_int(spec, "ensemble", 1, minimum=1)
         seed = option_int(spec, "seed", 0)
         res = option_int(spec, "processing_res", None)
         kwargs = diffusers_load_kwargs(PRECISIONS[precision])
-        pipe = load_from_source(spec, MarigoldDepthPipeline.from_pretrained, **kwargs)
+        pipe = resolved.load(MarigoldDepthPipeline.from_pretrained, **kwargs)
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         steps = required(spec, "steps", steps or pipe.default_denoising_steps)
@@ -84,7 +94,7 @@ class MarigoldTeacher(Teacher):
         res = required(spec, "processing_res", res)
         rule = input_rule(res, pipe.vae_scale_factor, steps, ensemble, seed)
         return cls(
-            spec,
+            resolved,
             device,
             precision,
             pipe=pipe,
@@ -94,7 +104,6 @@ class MarigoldTeacher(Teacher):
             res=res,
             output_kind=pipeline_kind(spec, pipe),
             input_rule=rule,
-            weights_sha256=cls.weights_identity(spec),
         )
 
     def _generators(self, batch: int) -> list[torch.Generator]:

@@ -1,11 +1,12 @@
 """Where teacher weights come from: a local directory or a hub id (through the normal HF cache).
 
-A teacher's SOURCE is resolved to a local directory first (`checkpoint_dir`: the directory
+A teacher's SOURCE is resolved to a local directory once (`locate`, a `Checkpoint`: the directory
 itself, or the hub snapshot, downloaded when it is not cached; `pipeline.model.source`); every
-adapter then loads with `from_pretrained(DIR)` and the identity hashes the same files. This
-module turns "not there" into one `FileNotFoundError` that names the teacher and the source and
-says what to do, and hashes the checkpoint's weight files and its JSON configuration (model,
-image processor, scheduler, pipeline index), which shape the labels as much as the weights do.
+adapter then loads with `from_pretrained(DIR)` from it (`Checkpoint.load`) and the identity
+hashes the same files. This module turns "not there" into one `FileNotFoundError` that names the
+teacher and the source and says what to do, and hashes the checkpoint's weight files and its
+JSON configuration (model, image processor, scheduler, pipeline index), which shape the labels
+as much as the weights do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,18 +75,62 @@ def checkpoint_dir(spec: TeacherSpec, subfolder: str | None = None) -> Path:
     return resolve_checkpoint(spec.source, who(spec), spec.options.get("revision"), subfolder)
 
 
-def load_from_source(
-    spec: TeacherSpec, loader: Callable[..., T], only_subfolder: bool = False, **kwargs
-) -> T:
-    """`loader(DIR, **kwargs)` (a `from_pretrained`) on the checkpoint's local directory
-    (`checkpoint_dir`; with `only_subfolder`, a hub id brings only the `subfolder=` folder). A
-    checkpoint the loader cannot read is a `FileNotFoundError` naming the teacher and source."""
-    directory = checkpoint_dir(spec, kwargs.get("subfolder") if only_subfolder else None)
-    try:
-        return loader(str(directory), **kwargs)
-    except OSError as err:
-        hub = None if is_local(spec.source) else directory
-        raise FileNotFoundError(missing_message(spec, first_line(err), hub)) from err
+@dataclass(frozen=True)
+class Checkpoint:
+    """A teacher's checkpoint as a local directory (`locate`): what loading reads."""
+
+    spec: TeacherSpec
+    """The teacher (or the part of it, e.g. GenPercept's `vae=` source) it was located for."""
+    directory: Path
+    """The checkpoint directory: SOURCE itself, or the hub snapshot of SOURCE."""
+    commit: str | None
+    """The commit of the hub snapshot (None for a local directory)."""
+
+    def file(self, filename: str) -> Path | None:
+        """Path of `filename` inside the checkpoint, or None when it has no such file."""
+        path = self.directory / filename
+        return path if path.is_file() else None
+
+    def read_json(self, filename: str) -> dict[str, Any]:
+        """A JSON file of the checkpoint as a dict ({} when the checkpoint has none)."""
+        path = self.file(filename)
+        if path is None:
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{who(self.spec)}: cannot read {path}: {err}") from err
+
+    def load(self, loader: Callable[..., T], **kwargs) -> T:
+        """`loader(DIR, **kwargs)` (a `from_pretrained`) on the checkpoint's directory. A
+        checkpoint the loader cannot read is a `FileNotFoundError` naming the teacher and
+        source."""
+        try:
+            return loader(str(self.directory), **kwargs)
+        except OSError as err:
+            hub = None if self.commit is None else self.directory
+            raise FileNotFoundError(missing_message(self.spec, first_line(err), hub)) from err
+
+
+@dataclass(frozen=True)
+class ResolvedTeacher(Checkpoint):
+    """A teacher resolved once, at the start of its job (`factory.resolve_teacher`): its
+    checkpoint directory and hub commit, and its identity (weights hash, input resampling),
+    which the column's identity, the loading and the column's provenance all read."""
+
+    weights_sha256: str
+    """Content hash of the weights (`checkpoint_sha256`, plus those of its `parts`)."""
+    interpolation: str
+    """How the teacher resamples its input (`base.INTERPOLATIONS`)."""
+    parts: dict[str, Checkpoint] = field(default_factory=dict)
+    """Other checkpoints the teacher reads, located with it (GenPercept's `vae=` source)."""
+
+
+def locate(spec: TeacherSpec, subfolder: str | None = None) -> Checkpoint:
+    """The `Checkpoint` of `spec` (`checkpoint_dir`; with `subfolder`, a hub id brings only that
+    folder)."""
+    directory = checkpoint_dir(spec, subfolder)
+    return Checkpoint(spec, directory, None if is_local(spec.source) else directory.name)
 
 
 def diffusers_load_kwargs(dtype: torch.dtype) -> dict[str, Any]:
@@ -94,18 +140,6 @@ def diffusers_load_kwargs(dtype: torch.dtype) -> dict[str, Any]:
 
     key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
     return {key: dtype, "low_cpu_mem_usage": is_accelerate_available()}
-
-
-def fetch_file(spec: TeacherSpec, filename: str) -> Path | None:
-    """Path of `filename` inside the checkpoint (its hub snapshot for a hub id), or None when the
-    checkpoint has no such file."""
-    path = checkpoint_dir(spec) / filename
-    return path if path.is_file() else None
-
-
-def hub_commit(spec: TeacherSpec) -> str | None:
-    """The commit of the hub snapshot the weights were read from (None for a directory)."""
-    return None if is_local(spec.source) else checkpoint_dir(spec).name
 
 
 def _config_sha256(path: Path) -> str:
@@ -139,21 +173,16 @@ def combine_digests(digests: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
+def checkpoint_sha256(directory: Path) -> str:
+    """Content hash of the weight and JSON configuration files under `directory`
+    (`weight_digests`): the `weights_sha256` of a column's identity. The same files give the
+    same hash, from a directory or a hub id; the hub id and revision are recorded beside it
+    (`weights.source`, `weights.commit`), not in it."""
+    return combine_digests(weight_digests(directory))
+
+
 def weights_sha256(source: str | TeacherSpec) -> str:
-    """Content hash of the weight and JSON configuration files of a checkpoint (a local directory
-    or a hub id, downloaded first when needed): the `weights_sha256` of a column's identity. The
-    same files give the same hash, from a directory or a hub id; the hub id and revision are
-    recorded beside it (`weights.source`, `weights.commit`), not in it."""
+    """`checkpoint_sha256` of a checkpoint given as a local directory or a hub id (downloaded
+    first when needed)."""
     spec = source if isinstance(source, TeacherSpec) else TeacherSpec("checkpoint", "", source)
-    return combine_digests(weight_digests(checkpoint_dir(spec)))
-
-
-def read_json_file(spec: TeacherSpec, filename: str) -> dict[str, Any]:
-    """A JSON file of the checkpoint as a dict ({} when the checkpoint has none)."""
-    path = fetch_file(spec, filename)
-    if path is None:
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"teacher {spec.name!r}: cannot read {path}: {err}") from err
+    return checkpoint_sha256(checkpoint_dir(spec))

@@ -23,8 +23,8 @@ from pipeline.labels.column import (
     USABLE,
     LabelColumn,
     ShardCheck,
-    shard_ranges,
 )
+from pipeline.labels.commands import relabel_command, shard_ranges
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
 
 STATES = {
@@ -60,17 +60,17 @@ def _notes(column: LabelColumn, shards: dict[str, dict[str, Any]]) -> list[str]:
             f"{name}: made for another crop plan ({column.manifest.plan_sha256[:12]}, this "
             f"dataset's is {info.plan_hash[:12]}): copied from another dataset, or the dataset "
             f"was prepared again; no shard of it fits. Relabel it: "
-            f"{column.relabel_command()} --overwrite"
+            f"{relabel_command(column)} --overwrite"
         )
     elif foreign := [s for s, e in shards.items() if e["status"] == "foreign"]:
         notes.append(
             f"{name}: foreign shards {shard_ranges(foreign)} (labelled from other images than "
-            f"this dataset's); relabel them: {column.relabel_command(foreign)}"
+            f"this dataset's); relabel them: {relabel_command(column, foreign)}"
         )
     if damaged := [s for s, e in shards.items() if e["status"] == "damaged"]:
         notes.append(
             f"{name}: damaged shards {shard_ranges(damaged)} (listed as done, but the file is "
-            f"gone or has another size); relabel them: {column.relabel_command(damaged)}"
+            f"gone or has another size); relabel them: {relabel_command(column, damaged)}"
         )
     return notes
 

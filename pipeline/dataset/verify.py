@@ -31,7 +31,8 @@ from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.images.shards import shard_keys
-from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn, shard_ranges
+from pipeline.labels.column import FAILED, NOT_LABELLED, LabelColumn
+from pipeline.labels.commands import relabel_command, shard_ranges
 from pipeline.labels.manifest import shard_checksum
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
 from pipeline.labels.store import open_reader
@@ -123,7 +124,7 @@ def _image_fix(info: DatasetInfo, shard: ShardInfo, what: str) -> str:
     commands = []
     for column in columns:
         with contextlib.suppress(ValueError):  # a column without a readable manifest is reported
-            commands.append(column.relabel_command([shard.name]))
+            commands.append(relabel_command(column, [shard.name]))
     if commands and what == "image":
         text += (
             f"; if its images are not the same bytes again, relabel shard {shard.name} of every "
@@ -156,7 +157,7 @@ def _open_column(info: DatasetInfo, name: str, report: VerifyReport) -> LabelCol
         report.problems.append(str(e))
         return None
     if column.other_plan():
-        command = column.relabel_command() + " --overwrite"
+        command = relabel_command(column) + " --overwrite"
         report.problems.append(
             f"{column.manifest_path}: labels were made for another crop plan; relabel the "
             f"column: {command}"
@@ -210,13 +211,13 @@ def _check_column(
     if not_labelled:
         report.notes.append(
             f"{name}: shards {shard_ranges(not_labelled)} not labelled yet (not an error); "
-            f"label them: {column.relabel_command()}"
+            f"label them: {relabel_command(column)}"
         )
     _check_maps(column, report, max_unusable)
 
 
 def _relabel(column: LabelColumn, shard: ShardInfo) -> str:
-    return f"relabel it: {column.relabel_command([shard.name])}"
+    return f"relabel it: {relabel_command(column, [shard.name])}"
 
 
 def _check_maps(column: LabelColumn, report: VerifyReport, max_unusable: float) -> None:

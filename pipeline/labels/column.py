@@ -3,9 +3,9 @@
 `LabelColumn(dataset, name)` holds the column's rules that more than one command needs:
 
 - its manifest (`ColumnManifest`, read on first use; `reload()` reads it again);
-- its identity: runs that write into one column must agree on the teacher weights, crop plan,
-  codec, backend, precision, teacher options and input resampling (`same_identity`, which
-  refuses otherwise);
+- its identity: runs that write into one column must agree on what `identity.ColumnIdentity`
+  declares (teacher weights, crop plan, codec, backend, precision, teacher options, input
+  resampling; `same_identity`, which refuses otherwise);
 - the path of shard i (`shard_path`), with the suffix of the column's backend;
 - the ONE rule "shard i is usable for this dataset" (`check_shard`), which `labelgen run`,
   `student train` and `pipeline verify` all apply: the manifest lists the shard as done, its
@@ -17,23 +17,21 @@
 - how usable its maps are (`map_counts`, `unusable_problem`: the rule of `labels.quality` that
   `pipeline verify` and `student train` apply);
 - recording a finished or a failed shard under the manifest lock (`record_done`,
-  `record_failed`), creating or replacing the column's header (`open`);
-- the `labelgen run` command that (re)labels shards of the column (`relabel_command`), and the
-  syntax of its `--redo` shard lists (`shard_ranges`, `parse_shard_ranges`).
+  `record_failed`), creating or replacing the column's header (`open`).
+
+The `labelgen run` commands that create or relabel it are `pipeline.labels.commands`'.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.info import DatasetInfo, ShardInfo, as_dataset
-from pipeline.dataset.layout import shard_name
-from pipeline.labels.codecs import DEFAULT_CODEC, get_codec
+from pipeline.labels.commands import label_command, relabel_command, shard_ranges
+from pipeline.labels.identity import ColumnIdentity, changed, short
 from pipeline.labels.manifest import (
     ColumnManifest,
     create_or_check,
@@ -44,10 +42,7 @@ from pipeline.labels.manifest import (
     shard_nbytes,
 )
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, MapCounts, check_max_unusable
-from pipeline.labels.store import BACKENDS, DEFAULT_BACKEND
-
-LABEL_COMMAND = "labelgen run --dataset {root} --teacher {column}=ADAPTER:SOURCE"
-DEFAULT_PRECISION = "bf16"  # `labelgen run --precision`'s default: relabel commands omit it
+from pipeline.labels.store import BACKENDS
 
 # What `check_shard` finds for one shard; only USABLE shards may be read or skipped.
 USABLE = "usable"
@@ -56,17 +51,6 @@ FAILED = "failed"  # recorded as failed
 MISSING = "missing"  # done in the manifest, but the file is gone
 RESIZED = "resized"  # done, but the file's size is not the recorded one
 OTHER_IMAGES = "other images"  # done, but labelled from other images (replaced, another dataset)
-
-# What each identity field means, for the refusal of a column made with another identity.
-CHANGED = {
-    "weights.sha256": "other weights",
-    "plan_sha256": "another crop plan",
-    "codec": "another codec",
-    "backend": "another backend",
-    "precision": "another precision",
-    "extra.options": "other teacher options",
-    "input_rule.interpolation": "another input resampling",
-}
 
 
 @dataclass(frozen=True)
@@ -138,7 +122,7 @@ class LabelColumn:
             have = self.info.layout.columns()
             raise ValueError(
                 f"label column {self.name!r} not found: {self.manifest_path} does not exist "
-                f"(columns present: {have or 'none'}). Create it with `{self.label_command()}` "
+                f"(columns present: {have or 'none'}). Create it with `{label_command(self)}` "
                 "or pick an existing column"
             )
         return self._manifest
@@ -161,33 +145,9 @@ class LabelColumn:
         return BACKENDS.get(manifest.backend).suffix
 
     # -- identity ------------------------------------------------------------------------------
-    def requested_identity(
-        self,
-        *,
-        weights_sha256: str,
-        codec: str,
-        backend: str,
-        precision: str,
-        options: dict,
-        interpolation: str | None = None,
-    ) -> dict[str, Any]:
-        """The identity fields (`manifest.IDENTITY_FIELDS` but the output kind, which needs the
-        model) of a run about to label this column for this dataset; the input resampling
-        (`interpolation`) only when the caller gives it."""
-        requested = {
-            "weights.sha256": weights_sha256,
-            "plan_sha256": self.info.plan_hash,
-            "codec": get_codec(codec).describe(),
-            "backend": backend,
-            "precision": precision,
-            "extra.options": dict(options),
-        }
-        if interpolation is not None:
-            requested["input_rule.interpolation"] = interpolation
-        return requested
-
-    def same_identity(self, requested: dict[str, Any], overwrite: bool) -> bool:
-        """Whether the column (read again) exists with the `requested` identity.
+    def same_identity(self, requested: ColumnIdentity, overwrite: bool) -> bool:
+        """Whether the column (read again) exists with the `requested` identity, compared in the
+        fields known before a teacher is loaded (`ColumnIdentity.differences`).
 
         A column made with another identity is refused with a `ValueError` that names what
         differs, unless `overwrite` (then False: none of its shards counts as done).
@@ -196,10 +156,11 @@ class LabelColumn:
         if manifest is None:
             return False
         old = manifest.identity()
-        diff = [k for k, v in requested.items() if old[k] != v]
+        diff = old.differences(requested, before_loading=True)
         if diff and not overwrite:
             details = "; ".join(
-                f"{CHANGED[k]} ({_short(old[k])} there, {_short(requested[k])} now)" for k in diff
+                f"{changed(k)} ({short(getattr(old, k))} there, {short(getattr(requested, k))} now)"
+                for k in diff
             )
             raise ValueError(
                 f"label column {manifest.column!r} ({self.manifest_path}) was made with "
@@ -289,7 +250,7 @@ class LabelColumn:
             f"{shard_ranges(shards)}, more than the {max_unusable:.0%} allowed "
             f"({setting}); flagged maps: "
             f"{counts.describe()}. The teacher's output is broken: check its checkpoint and "
-            f"precision, then relabel: {self.relabel_command(shards)} --overwrite"
+            f"precision, then relabel: {relabel_command(self, shards)} --overwrite"
         )
 
     def record_done(self, shard: ShardInfo, entry: dict[str, Any]) -> None:
@@ -319,78 +280,3 @@ class LabelColumn:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
-
-    # -- commands ------------------------------------------------------------------------------
-    def label_command(self) -> str:
-        """The generic `labelgen run` command that creates or finishes the column."""
-        return LABEL_COMMAND.format(root=self.info.layout.root, column=self.name)
-
-    def relabel_command(self, shards: list[str] | None = None) -> str:
-        """The `labelgen run` command that (re)labels `shards` (all missing ones when None), with
-        the teacher, backend, codec, precision and batch size the manifest records."""
-        m = self.manifest
-        source = m.weights.get("source")
-        if m.adapter and source:
-            options = m.extra.get("options") or {}
-            teacher = f"{self.name}={m.adapter}:{source}"
-            teacher += "".join(f",{k}={v}" for k, v in options.items())
-        else:
-            teacher = f"{self.name}=ADAPTER:SOURCE"
-        args = ["labelgen", "run", "--dataset", str(self.info.layout.root), "--teacher", teacher]
-        if m.backend != DEFAULT_BACKEND:
-            args += ["--format", m.backend]
-        codec = m.codec.get("name", DEFAULT_CODEC)
-        if codec != DEFAULT_CODEC:
-            args += ["--codec", codec]
-        if m.precision != DEFAULT_PRECISION:
-            args += ["--precision", m.precision]
-        # The batch size the column's shards were labelled with (label bytes depend on it).
-        sizes = {e.get("batch_size") for e in m.shards.values() if e.get("status") == "done"}
-        sizes.discard(None)
-        if len(sizes) == 1:
-            args += ["--batch-size", str(sizes.pop())]
-        if shards:
-            args += ["--redo", shard_ranges(shards)]
-        return shlex.join(args)
-
-
-def shard_ranges(names: list[str]) -> str:
-    """'000000-000003,000007' for a sorted list of shard names (the syntax of `--redo`)."""
-    out: list[str] = []
-    nums = [int(n) for n in names]
-    start = prev = None
-    for n in [*nums, None]:
-        if start is not None and (n is None or n != prev + 1):
-            out.append(f"{start:06d}" if start == prev else f"{start:06d}-{prev:06d}")
-            start = None
-        if n is not None and start is None:
-            start = n
-        prev = n
-    return ",".join(out)
-
-
-def parse_shard_ranges(values: list[str] | None, info: DatasetInfo) -> set[str]:
-    """`--redo` values (`000003`, `3`, `000001-000004`, comma-separated, repeatable; what
-    `shard_ranges` writes) -> names of shards of the dataset; an unknown shard is an error."""
-    known = sorted(shard.name for shard in info.shards)
-    out: set[str] = set()
-    for part in (p.strip() for value in values or [] for p in value.split(",")):
-        if not part:
-            continue
-        first, sep, last = part.partition("-")
-        try:
-            lo, hi = int(first), int(last if sep else first)
-        except ValueError:
-            raise ValueError(
-                f"--redo {part!r}: expected shard numbers such as 000003 or 000001-000004"
-            ) from None
-        if lo > hi or shard_name(lo) not in known or shard_name(hi) not in known:
-            have = f"{known[0]} to {known[-1]}" if known else "none"
-            raise ValueError(f"--redo {part!r}: no such shard in this dataset (it has {have})")
-        out |= {name for name in known if lo <= int(name) <= hi}
-    return out
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text[:12] if isinstance(value, str) and len(text) == 64 else text

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline
+from pipeline.labels.identity import ColumnIdentity, manifest_key
 from pipeline.toolkit.atomic import read_json, write_json
 from pipeline.toolkit.hashing import update_from_file
 
@@ -48,20 +49,6 @@ OUTPUT_KINDS = ("disparity", "depth", "metric_depth")
 INVARIANCES = ("affine", "metric")
 SHARD_STATUSES = ("done", "failed")
 SHARD_NAME_RE = re.compile(r"^[0-9]{6,}$")
-# Header fields that must agree between runs writing into the same column.
-IDENTITY_FIELDS = (
-    "weights.sha256",
-    "plan_sha256",
-    "output_kind",
-    "codec",
-    "backend",
-    "precision",
-    "extra.options",  # the teacher's options (input sizes...): maps of one column must agree
-    # How the teacher resampled its input (e.g. bicubic where the image processor says so).
-    # labelgen headers have recorded it from the start (as "bilinear" before the processor's was
-    # followed); a header without it (or without an input_rule mapping) reads as None.
-    "input_rule.interpolation",
-)
 
 
 @dataclass
@@ -229,16 +216,9 @@ class ColumnManifest:
     def is_done(self, shard_name: str) -> bool:
         return self.shards.get(shard_name, {}).get("status") == "done"
 
-    def identity(self) -> dict[str, Any]:
-        """The fields in `IDENTITY_FIELDS`, which must agree for runs sharing the column."""
-        values = {}
-        for name in IDENTITY_FIELDS:
-            top, _, sub = name.partition(".")
-            value = getattr(self, top)
-            if sub:
-                value = value.get(sub) if isinstance(value, dict) else None
-            values[name] = value
-        return values
+    def identity(self) -> ColumnIdentity:
+        """The header's `ColumnIdentity`, which must agree for runs sharing the column."""
+        return ColumnIdentity.of_header(self)
 
 
 @contextlib.contextmanager
@@ -261,9 +241,9 @@ def manifest_path(column_dir: Path) -> Path:
 def create_or_check(column_dir: Path, provenance: ColumnManifest | dict) -> ColumnManifest:
     """Write the manifest header the first time; later, check it matches and return it.
 
-    Raises `ValueError` naming the column when an existing manifest differs in an
-    `IDENTITY_FIELDS` field (other weights, another crop plan, codec, backend, precision,
-    teacher options or input resampling).
+    Raises `ValueError` naming the column when an existing manifest differs in a field of its
+    identity (`identity.ColumnIdentity`: other weights, another crop plan, output kind, codec,
+    backend, precision, teacher options or input resampling).
     """
     new = _as_manifest(column_dir, provenance)
     path = manifest_path(column_dir)
@@ -273,11 +253,15 @@ def create_or_check(column_dir: Path, provenance: ColumnManifest | dict) -> Colu
             new.save(path)
             return new
     old_id, new_id = old.identity(), new.identity()
-    diff = [k for k in IDENTITY_FIELDS if old_id[k] != new_id[k]]
+    diff = old_id.differences(new_id)
     if diff:
-        details = "; ".join(f"{k}: {old_id[k]!r} there, {new_id[k]!r} now" for k in diff)
+        keys = [manifest_key(name) for name in diff]
+        details = "; ".join(
+            f"{key}: {getattr(old_id, name)!r} there, {getattr(new_id, name)!r} now"
+            for key, name in zip(keys, diff, strict=True)
+        )
         raise ValueError(
-            f"label column {old.column!r} ({path}) was made with different {', '.join(diff)} "
+            f"label column {old.column!r} ({path}) was made with different {', '.join(keys)} "
             f"({details}); choose a new column name, or pass --overwrite to replace the column"
         )
     return old

@@ -44,6 +44,7 @@ from pipeline.labels.column import (
     LabelColumn,
     ShardCheck,
 )
+from pipeline.labels.commands import label_command, relabel_command
 from pipeline.labels.manifest import ColumnManifest
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 
@@ -135,7 +136,7 @@ def check_complete(column: LabelColumn, checks: list[ShardCheck]) -> None:
         raise ValueError(
             f"label column {column.name!r} ({column.manifest_path}) is not done for "
             f"{len(missing)} of {len(column.info.shards)} shards: {shown}. Finish it with "
-            f"`{column.label_command()}` (finished shards are skipped)"
+            f"`{label_command(column)}` (finished shards are skipped)"
         )
 
 
@@ -145,7 +146,7 @@ def _refuse_shards(column: LabelColumn, shards: list[str], why: str) -> None:
     if shards:
         raise ValueError(
             f"label column {column.name!r} ({column.manifest_path}): shards "
-            f"{', '.join(shards)} {why}; relabel them: {column.relabel_command(shards)}"
+            f"{', '.join(shards)} {why}; relabel them: {relabel_command(column, shards)}"
         )
 
 

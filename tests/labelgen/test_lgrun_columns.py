@@ -18,7 +18,7 @@ from lgrun_helpers import (
 )
 
 import labelgen.run
-from labelgen.teachers import parse_teacher_spec, weights_identity
+from labelgen.teachers import resolve_teacher
 from pipeline.dataset.verify import verify_dataset
 from pipeline.labels.manifest import ColumnManifest
 
@@ -69,11 +69,11 @@ def test_changed_weights_in_the_same_directory_are_refused_then_overwritten(
     labelled, ckpt, tiny_ckpt, tmp_path
 ):
     source = shutil.copytree(ckpt, tmp_path / "ckpt")
-    old_sha = weights_identity(parse_teacher_spec(spec_str("dav", source)))
+    old_sha = resolve_teacher(spec_str("dav", source)).weights_sha256
     # Same name, same source directory, new weights (another seed written into it).
     shutil.rmtree(source)
     shutil.copytree(tiny_ckpt(1), source)
-    new_sha = weights_identity(parse_teacher_spec(spec_str("dav", source)))
+    new_sha = resolve_teacher(spec_str("dav", source)).weights_sha256
     assert new_sha != old_sha
     before = tree_snapshot(labelled / "labels")
     with pytest.raises(ValueError) as err:

@@ -46,7 +46,7 @@ def no_loading(monkeypatch) -> None:
 def test_the_column_records_the_processors_resampling(reference):
     manifest = ColumnManifest.load(reference / "labels" / "dav" / "manifest.json")
     assert manifest.input_rule["interpolation"] == "bicubic"
-    assert manifest.identity()["input_rule.interpolation"] == "bicubic"
+    assert manifest.identity().interpolation == "bicubic"
 
 
 @pytest.mark.parametrize("old", sorted(OLD_RULES))
@@ -60,9 +60,7 @@ def test_an_old_column_stays_readable(labelled, old):
     with open_reader(column.shard_path(0)) as reader:
         key = reader.keys[0]
         assert reader.read(key, "full").ndim == 2
-    assert column.manifest.identity()["input_rule.interpolation"] == (
-        "bilinear" if old == "bilinear" else None
-    )
+    assert column.manifest.identity().interpolation == ("bilinear" if old == "bilinear" else None)
 
 
 @pytest.mark.parametrize("partly_done", [False, True])

@@ -8,7 +8,7 @@ import pytest
 from lgrun_helpers import TEACHER, label, make_dataset, spec_str, temporaries
 
 import pipeline
-from labelgen.teachers import load_teacher, parse_teacher_spec, weights_identity
+from labelgen.teachers import load_teacher, parse_teacher_spec, resolve_teacher
 from labelgen.views import build_views
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
@@ -86,7 +86,7 @@ def test_manifest_records_provenance_and_shard_checksums(labelled, ckpt):
     spec = parse_teacher_spec(spec_str("dav", ckpt, full_size=None if fmt == "wds" else 140))
     assert manifest.column == "dav"
     assert manifest.adapter == TEACHER
-    assert manifest.weights == {"source": str(ckpt), "sha256": weights_identity(spec)}
+    assert manifest.weights == {"source": str(ckpt), "sha256": resolve_teacher(spec).weights_sha256}
     assert manifest.weights["sha256"] == teacher.weights_sha256
     assert manifest.output_kind == "disparity" and manifest.invariance == "affine"
     assert manifest.input_rule == teacher.input_rule and manifest.input_rule

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from teacher_helpers import ADAPTERS
 
-from labelgen.teachers import input_interpolation, load_teacher, parse_teacher_spec, tiny_spec
+from labelgen.teachers import load_teacher, resolve_teacher, tiny_spec
 from labelgen.teachers.base import resize, resize_image
 from labelgen.teachers.marigold import input_rule as marigold_rule
 from labelgen.views import build_views
@@ -42,7 +42,7 @@ def rgb_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def interpolation_of(name: str, adapter: str, ckpt: Path) -> str:
     """What the column identity asks for, before any model is loaded."""
-    return input_interpolation(parse_teacher_spec(tiny_spec(name, adapter, ckpt)))
+    return resolve_teacher(tiny_spec(name, adapter, ckpt)).interpolation
 
 
 def as_input(rgb: np.ndarray) -> torch.Tensor:

@@ -148,11 +148,11 @@ def test_an_unknown_precision_is_refused_by_name():
 
 
 def test_a_missing_local_directory_is_named_before_any_hub_lookup(tmp_path):
-    from labelgen.teachers import parse_teacher_spec, weights_identity
+    from labelgen.teachers import parse_teacher_spec, resolve_teacher
 
     spec = parse_teacher_spec(f"x=depth-anything-v2:{tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        weights_identity(spec)
+        resolve_teacher(spec)
 
 
 def test_spec_syntax_is_read_without_the_registry():

@@ -1,5 +1,6 @@
 """`LabelColumn`: shard paths, the one "shard i is usable" rule, the identity refusal, recording
-done and failed shards under the manifest lock, and the relabel command."""
+done and failed shards under the manifest lock; the label and relabel commands
+(`pipeline.labels.commands`)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ from pipeline.labels.column import (
     RESIZED,
     USABLE,
     LabelColumn,
+)
+from pipeline.labels.commands import (
+    label_command,
     parse_shard_ranges,
+    relabel_command,
     shard_ranges,
 )
+from pipeline.labels.identity import ColumnIdentity
 from pipeline.labels.manifest import ColumnManifest, manifest_lock, record_shard, shard_entry
 
 
@@ -140,15 +146,16 @@ PROVENANCE = {
 }
 
 
-def _requested(column: LabelColumn, **changes) -> dict:
+def _requested(column: LabelColumn, **changes) -> ColumnIdentity:
     fields = {
         "weights_sha256": "0" * 64,
-        "codec": "pcodec-f16",
+        "plan_sha256": column.info.plan_hash,
+        "codec": get_codec("pcodec-f16").describe(),
         "backend": "wds",
         "precision": "fp32",
         "options": {"input_size": 518},
     }
-    return column.requested_identity(**{**fields, **changes})
+    return ColumnIdentity(**{**fields, **changes})
 
 
 def test_identity_refusal_names_what_differs(ds: Path) -> None:
@@ -233,12 +240,12 @@ def test_clear_stale_temporaries(ds: Path) -> None:
 
 def test_relabel_command_and_shard_ranges(ds: Path) -> None:
     column = LabelColumn(ds, "zarr")
-    command = column.relabel_command(["000000", "000001"])
+    command = relabel_command(column, ["000000", "000001"])
     assert command == (
         f"labelgen run --dataset {ds} --teacher zarr=fake:none --format zarr --precision fp32 "
         "--redo 000000-000001"
     )
-    assert column.label_command() == f"labelgen run --dataset {ds} --teacher zarr=ADAPTER:SOURCE"
+    assert label_command(column) == f"labelgen run --dataset {ds} --teacher zarr=ADAPTER:SOURCE"
     assert shard_ranges(["000000", "000001", "000002", "000007"]) == "000000-000002,000007"
     info = load_dataset(ds)
     assert parse_shard_ranges([shard_ranges(["000000", "000002"])], info) == {"000000", "000002"}
