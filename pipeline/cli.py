@@ -79,12 +79,14 @@ def status(
 
 @app.command()
 @user_errors
+@settings_command
 def verify(
     dataset: Path = typer.Argument(..., help="A prepared dataset directory."),
     column: list[str] = typer.Option(
         None, "--column", help="Only this label column (repeatable); default: all columns."
     ),
     max_unusable: float = MAX_UNUSABLE,
+    launch: Launch = SettingsOptions(Launch, fields=("progress",)),
 ) -> None:
     """Re-read every shard, check checksums, keys and plan hash, decode every map, and check
     that each column's maps are usable (a broken teacher's are not).
@@ -93,7 +95,9 @@ def verify(
     """
     from pipeline.dataset.verify import verify_dataset
 
-    report = verify_dataset(dataset, column or None, max_unusable=max_unusable)
+    report = verify_dataset(
+        dataset, column or None, max_unusable=max_unusable, progress=launch.progress
+    )
     for problem in report.problems:
         typer.echo(f"BAD {problem}", err=True)
     typer.echo(report.summary())

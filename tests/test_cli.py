@@ -102,6 +102,7 @@ DERIVED = [  # (app, command, settings class, the fields it takes (None: all), o
 LAUNCHED = [  # (app, command, the launch options it takes)
     (pipeline_app, "prepare", ("workers", "progress")),
     (pipeline_app, "demo", ("device",)),
+    (pipeline_app, "verify", ("progress",)),
     (world_app, "render", ("workers", "progress")),
     (world_app, "labels", ("progress",)),
     (student_app, "train", ("device", "progress")),

@@ -94,6 +94,12 @@ def _material(draws: Draws, palette: str, patterns=("flat", "checker", "stripes"
     )
 
 
+def _leaves(draws: Draws, scale: tuple[float, float], fill: tuple[float, float]) -> Material:
+    """A leaf material cut out in holes: its cut-out scale and fill drawn first, then the rest."""
+    cutout = {"cutout_scale": draws.uniform(*scale), "cutout_fill": draws.uniform(*fill)}
+    return _material(draws, "leaf", ("noise",), cutout="leaves", **cutout)
+
+
 class _Placer:
     """Ground points in the camera's view, at chosen distances (metres, horizontal)."""
 
@@ -246,26 +252,12 @@ def vegetation(draws: Draws, place: _Placer) -> list[Shape]:
         radius = crown * draws.uniform(0.05, 0.1)
         out.append(Cylinder(bark, (x, y, 0.0), (x, y, trunk + crown), radius))
         for k in range(draws.integer(1, 2)):
-            leaves = _material(
-                draws,
-                "leaf",
-                ("noise",),
-                cutout="leaves",
-                cutout_scale=draws.uniform(0.08, 0.4),
-                cutout_fill=draws.uniform(0.35, 0.65),
-            )
+            leaves = _leaves(draws, (0.08, 0.4), (0.35, 0.65))
             r = crown * (1.0 - 0.35 * k)
             out.append(Sphere(leaves, (x, y, trunk + crown), r))
     for _ in range(draws.integer(0, 4)):
         x, y, b = place.spot(3.0, 40.0)
-        leaves = _material(
-            draws,
-            "leaf",
-            ("noise",),
-            cutout="leaves",
-            cutout_scale=draws.uniform(0.05, 0.2),
-            cutout_fill=draws.uniform(0.4, 0.7),
-        )
+        leaves = _leaves(draws, (0.05, 0.2), (0.4, 0.7))
         w, h = draws.uniform(1.5, 8), draws.uniform(0.5, 2.5)
         out.append(_upright_quad(draws, x, y, b, w, h, material=leaves))
     return out
