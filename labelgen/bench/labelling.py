@@ -1,7 +1,8 @@
 """Benchmarks of label generation (results go in BENCHMARKS.md).
 
-    pipeline bench labelgen cpu   # tiny teacher on CPU: share of wall time in the forward
-    pipeline bench labelgen gpu   # full-size random DAv2-L and GenPercept at 560 in bf16
+    pipeline bench labelgen cpu       # tiny teacher on CPU: share of wall time in the forward
+    pipeline bench labelgen gpu       # full-size random DAv2-L and GenPercept at 560 in bf16
+    pipeline bench labelgen startup   # `labelgen run` start to first batch, DAv2-L (startup.py)
 
 `gpu` builds, checks and times everything in one run: random full-size checkpoints saved and
 reloaded through the adapters, a prepared synthetic dataset of SA-1B-sized images, the bare
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from labelgen.bench.startup import bench_startup
 from labelgen.run import run
 from labelgen.settings import RunSettings
 from labelgen.shard_job import ShardViews
@@ -137,8 +139,9 @@ def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
     prepare(
         [str(workdir / "photos")],
         dataset,
-        PrepareSettings(shard_size=images, workers=1),
+        PrepareSettings(shard_size=images),
         progress=False,
+        workers=1,
     )
     ckpt = write_tiny_checkpoint("depth-anything-v2", workdir / "tiny-da")
     teacher = load_teacher(f"da=depth-anything-v2:{ckpt}")
@@ -219,15 +222,24 @@ def bench_gpu(
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__name__, __doc__)
-    parser.add_argument("mode", choices=["cpu", "gpu"])
+    parser.add_argument("mode", choices=["cpu", "gpu", "startup"])
     parser.add_argument("--images", type=int, default=None, help="images to label")
     parser.add_argument("--batch", type=int, default=32, help="views per forward (gpu)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; median")
-    parser.add_argument("--smoke", action="store_true", help="gpu mode with tiny models")
+    parser.add_argument("--smoke", action="store_true", help="gpu or startup mode with tiny models")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="startup: also time this source tree"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="startup: checkpoint out of the page cache"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="labelgen-bench-") as tmp:
-        if args.mode == "cpu":
+        if args.mode == "startup":
+            size = "tiny" if args.smoke else "large"
+            result = bench_startup(Path(tmp), args.repeats, args.baseline, args.cold, size)
+        elif args.mode == "cpu":
             result: Any = bench_cpu(Path(tmp), args.images or 6, args.repeats)
         else:
             result = bench_gpu(

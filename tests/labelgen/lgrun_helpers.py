@@ -77,8 +77,8 @@ def make_dataset(root: Path, photos: dict, shard_size: int = 1, regions: int = 1
     """Photos under `root/photos`, the prepared dataset at `root/ds`."""
     folder = write_photos(root / "photos", photos)
     out = root / "ds"
-    settings = PrepareSettings(shard_size=shard_size, regions=regions, workers=1)
-    prepare([str(folder)], out, settings, progress=False)
+    settings = PrepareSettings(shard_size=shard_size, regions=regions)
+    prepare([str(folder)], out, settings, progress=False, workers=1)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,13 @@ def test_cpu_benchmark_reports_forward_share(capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     assert 0 < result["forward_share"] <= 1.5
     assert result["encode_s"] > 0 and result["decode_and_views_s"] > 0
+
+
+@pytest.mark.slow
+def test_startup_benchmark_times_a_tree_against_a_baseline(capsys, tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    args = ["--smoke", "--repeats", "1", "--baseline", str(repo), "--workdir", str(tmp_path)]
+    main(["startup", *args])
+    result = json.loads(capsys.readouterr().out)
+    assert 0 < result["this_from_run_s"] < result["this_from_process_s"]
+    assert result["baseline_over_this_from_run_s"] > 0
