@@ -19,7 +19,7 @@
 - recording a finished or a failed shard under the manifest lock (`record_done`,
   `record_failed`), creating or replacing the column's header (`open`).
 
-The `labelgen run` commands that create or relabel it are `pipeline.labels.commands`'.
+The `labelgen run` commands that create or relabel it live in `pipeline.labels.commands`.
 """
 
 from __future__ import annotations
