@@ -12,8 +12,9 @@ from pathlib import Path
 
 import typer
 
-from labelgen.settings import RunSettings
+from labelgen.settings import LAUNCH_DEFAULTS, RunSettings
 from pipeline.toolkit.cliutil import user_errors
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.options import SettingsOptions, command_app, settings_command
 
 app = command_app(
@@ -51,9 +52,14 @@ EXIT_NOT_COMPLETE = 3
 """`labelgen run`'s exit status when the column is not complete yet: shards held by other
 `--claim` workers (distinct from 1, a failed shard, and 2, a user error)."""
 
-ESTIMATE_FIELDS = ("format", "codec", "batch_size", "precision", "device", "workers")
+ESTIMATE_FIELDS = ("format", "codec", "batch_size")
 """What `labelgen estimate` takes of `RunSettings`: the rest concerns a whole run (claims,
-overwriting a column, background compression) or its terminal output."""
+overwriting a column, background compression)."""
+RUN_LAUNCH = SettingsOptions(Launch, defaults=LAUNCH_DEFAULTS)
+"""`labelgen run`'s launch options: all of them, teachers in bf16 on GPU by default."""
+ESTIMATE_LAUNCH = SettingsOptions(
+    Launch, fields=("device", "workers", "precision"), defaults=LAUNCH_DEFAULTS
+)
 
 
 @app.command(epilog=TEACHER_EXAMPLE)
@@ -66,6 +72,7 @@ def run(
         None, help="YAML list of teachers (name, adapter, source, options)."
     ),
     settings: RunSettings = SettingsOptions(RunSettings),
+    launch: Launch = RUN_LAUNCH,
     redo: list[str] = typer.Option(
         None,
         "--redo",
@@ -84,7 +91,8 @@ def run(
     from labelgen.run import run as run_labels
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    reports = run_labels(dataset, _specs(teacher, teachers_file), settings, redo=redo or None)
+    specs = _specs(teacher, teachers_file)
+    reports = run_labels(dataset, specs, settings, redo=redo or None, launch=launch)
     for report in reports:
         typer.echo(report.summary())
     if any(r.shards_failed for r in reports):
@@ -102,6 +110,7 @@ def estimate(
     teachers_file: Path = typer.Option(None, help="YAML list of teachers."),
     sample: int = typer.Option(8, help="Images of the first shard to label for the estimate."),
     settings: RunSettings = SettingsOptions(RunSettings, fields=ESTIMATE_FIELDS),
+    launch: Launch = ESTIMATE_LAUNCH,
 ) -> None:
     """Label a small sample, then print views and bytes per image per teacher and the projected
     disk and device-hours for the whole dataset on this device. Writes nothing to the dataset."""
@@ -110,11 +119,10 @@ def estimate(
 
     if sample < 1:
         raise ValueError(f"--sample must be ≥ 1, got {sample}")
-    settings = dataclasses.replace(settings, progress=False)
-    settings.validate()
+    launch = dataclasses.replace(launch, progress=False)
     specs = _specs(teacher, teachers_file)
-    estimates = [estimate_teacher(dataset, spec, settings, sample) for spec in specs]
-    typer.echo(format_estimates(estimates, str(resolve_device(settings.device))))
+    estimates = [estimate_teacher(dataset, spec, settings, sample, launch) for spec in specs]
+    typer.echo(format_estimates(estimates, str(resolve_device(launch.device))))
 
 
 @app.command("tiny-checkpoint")

@@ -9,13 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labelgen.settings import RunSettings, inference_precision
+from labelgen.settings import RunSettings, inference_precision, labelling_launch
 from labelgen.shard_job import LabelSettings, ShardJob, label_shard
 from labelgen.teachers import TeacherSpec, load_teacher
 from pipeline.dataset import load_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.labels.store import backend_suffix
 from pipeline.toolkit.devices import resolve_device
+from pipeline.toolkit.launch import Launch
 
 
 @dataclass
@@ -37,20 +38,25 @@ class Estimate:
 
 
 def estimate_teacher(
-    dataset: Path | str, spec: TeacherSpec, settings: RunSettings, sample: int = 8
+    dataset: Path | str,
+    spec: TeacherSpec,
+    settings: RunSettings,
+    sample: int = 8,
+    launch: Launch | None = None,
 ) -> Estimate:
-    """Label the first `sample` images of shard 0 into a temporary shard and time it."""
+    """Label the first `sample` images of shard 0 into a temporary shard and time it, launched
+    as `labelgen run` would be (`launch`: its device, workers and precision)."""
+    launch = labelling_launch(launch)
     info = load_dataset(dataset)
     if not info.shards:
         raise ValueError(f"{info.layout.root}: the dataset has no images")
     shard = info.shards[0]
     plan = load_plan_shard(info.layout.plan_shard(0))
     subset = dict(itertools.islice(plan.items(), sample))
-    device = resolve_device(settings.device)
-    teacher = load_teacher(
-        spec, device=str(device), precision=inference_precision(settings, device)
-    )
-    how = LabelSettings.of(teacher, device, settings)
+    device = resolve_device(launch.device)
+    precision = inference_precision(launch.precision, device)
+    teacher = load_teacher(spec, device=str(device), precision=precision)
+    how = LabelSettings.of(teacher, device, settings, launch.workers)
     with tempfile.TemporaryDirectory(prefix="labelgen-estimate-") as tmp:
         suffix = backend_suffix(settings.format)
         job = ShardJob(

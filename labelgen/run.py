@@ -20,7 +20,7 @@ import torch
 from labelgen.batching import DeviceFailure
 from labelgen.provenance import provenance, requested_identity
 from labelgen.report import ColumnReport
-from labelgen.settings import RunSettings, inference_precision
+from labelgen.settings import RunSettings, inference_precision, labelling_launch
 from labelgen.shard_job import LabelSettings, ShardJob, label_shard
 from labelgen.teachers import ResolvedTeacher, TeacherSpec, load_teacher, resolve_teacher
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
@@ -31,6 +31,7 @@ from pipeline.labels.identity import ColumnIdentity
 from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, expires_in, try_claim, worker_id
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
+from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import Progress, progress_bar
 
 log = logging.getLogger("labelgen")
@@ -42,6 +43,7 @@ RUN_LOCK_TTL = 60.0
 class _Context:
     info: DatasetInfo
     settings: RunSettings
+    launch: Launch
     worker: WorkerInfo
     device: torch.device
     owner: str
@@ -175,7 +177,7 @@ def _todo(ctx: _Context, item: _Item, warn: bool = True) -> list[ShardInfo]:
 
 def _run_teacher(ctx: _Context, spec: TeacherSpec) -> ColumnReport:
     column = LabelColumn(ctx.info, spec.name)
-    precision = inference_precision(ctx.settings, ctx.device)
+    precision = inference_precision(ctx.launch.precision, ctx.device)
     resolved = resolve_teacher(spec)  # the one resolution (and weights hash) of the job
     requested = requested_identity(column, resolved, ctx.settings, precision)
     item = _Item(resolved, column, requested, ColumnReport(spec.name))
@@ -198,10 +200,10 @@ def _label_todo(ctx: _Context, item: _Item, spec: TeacherSpec, todo: list[ShardI
     if column.open(provenance(column, item.requested, item.teacher), s.overwrite):
         path = column.manifest_path
         log.warning("%s: replaced the column header (--overwrite); all shards are redone", path)
-    item.how = LabelSettings.of(item.teacher, ctx.device, s)
+    item.how = LabelSettings.of(item.teacher, ctx.device, s, ctx.launch.workers)
     started = time.perf_counter()
     desc, total = f"{spec.name} [{ctx.worker}]", sum(shard.count for shard in todo)
-    with progress_bar(total, desc, "img", enabled=s.progress) as bar:
+    with progress_bar(total, desc, "img", enabled=ctx.launch.progress) as bar:
         for shard in todo:
             take, claim = _claim(ctx, item, shard)
             if not take:
@@ -225,21 +227,24 @@ def run(
     settings: RunSettings,
     env: dict[str, str] | None = None,
     redo: list[str] | None = None,
+    launch: Launch | None = None,
 ) -> list[ColumnReport]:
-    """Label every (teacher, shard) item of this worker's share that is not done yet.
+    """Label every (teacher, shard) item of this worker's share that is not done yet, on
+    `launch.device` in `launch.precision` (default: `labelgen.settings.LAUNCH_DEFAULTS`).
 
     `redo`: shards (`--redo` syntax, see `pipeline.labels.commands.parse_shard_ranges`) relabelled
     even if done, e.g. one that `pipeline verify` found corrupt.
     """
-    settings.validate()
+    launch = labelling_launch(launch)
     if not specs:
         raise ValueError("no teacher given: pass --teacher NAME=ADAPTER:SOURCE (repeatable)")
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"teacher names must be unique, got {names}")
     worker = worker_info(env)
-    device = resolve_device(settings.device)
+    device = resolve_device(launch.device)
     use_device(device)
     info = load_dataset(dataset)
-    ctx = _Context(info, settings, worker, device, worker_id(), parse_shard_ranges(redo, info))
+    redo_set = parse_shard_ranges(redo, info)
+    ctx = _Context(info, settings, launch, worker, device, worker_id(), redo_set)
     return [_run_teacher(ctx, spec) for spec in specs]

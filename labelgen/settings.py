@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.labels.codecs import get_codec
 from pipeline.labels.store import BACKENDS
+from pipeline.toolkit.launch import Launch
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +23,8 @@ log = logging.getLogger("labelgen")
 @dataclass
 class RunSettings:
     """Settings of `labelgen run` (each field is the flag of the same name, `batch_size` is
-    `--batch-size`); `labelgen estimate` takes the ones that matter for a sample."""
+    `--batch-size`); `labelgen estimate` takes the ones that matter for a sample. Device,
+    workers, precision and progress are launch options (`pipeline.toolkit.launch.Launch`)."""
 
     format: str = "wds"
     """Label backend: 'wds' (tar per shard + offset index) or 'zarr' (Zarr v3 group per shard)."""
@@ -30,16 +32,6 @@ class RunSettings:
     """Label codec: pcodec-f16, blosc-zstd-f16 or pcodec-f32 (see `pipeline.labels.codecs`)."""
     batch_size: int = 16
     """Views per teacher forward pass; halved automatically on out-of-memory."""
-    precision: str = "bf16"
-    """Teacher precision: bf16, fp16 or fp32 (fp32 is used on CPU whatever is asked). The depth
-    head of Transformers teachers computes in float32 in any case, so labels are not rounded to
-    bf16."""
-    device: str = "auto"
-    """Torch device: auto = this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU;
-    or e.g. cpu, cuda:1."""
-    workers: int | None = None
-    """DataLoader worker processes decoding images and building views (0: in this process);
-    unset (None): min(4, usable CPUs)."""
     encode_threads: int = 4
     """Threads compressing finished labels while the device runs the next batches."""
     claim: bool = False
@@ -49,26 +41,31 @@ class RunSettings:
     overwrite: bool = False
     """Replace a column whose teacher weights, options, precision, codec or backend changed
     (redo its shards)."""
-    progress: bool = True
-    """Show progress: a bar on a terminal, else a line every 30 s."""
 
-    def validate(self) -> None:
-        from pipeline.model.precision import PRECISIONS
-
+    def __post_init__(self) -> None:
+        """Settings that exist are valid (checked again by `dataclasses.replace`)."""
         BACKENDS.get(self.format)
         get_codec(self.codec)
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"--precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}"
-            )
-        if self.batch_size < 1 or (self.workers or 0) < 0 or self.claim_ttl <= 0:
-            raise ValueError("--batch-size must be ≥ 1, --workers ≥ 0 and --claim-ttl > 0")
+        if self.batch_size < 1 or self.claim_ttl <= 0:
+            raise ValueError("--batch-size must be ≥ 1 and --claim-ttl > 0")
         if self.encode_threads < 1:
             raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")
 
 
-def inference_precision(s: RunSettings, device: torch.device) -> str:
-    if device.type == "cpu" and s.precision != "fp32":
-        log.info("CPU device: running the teacher in fp32 instead of %s", s.precision)
+LAUNCH_DEFAULTS = {"precision": "bf16"}
+"""`labelgen`'s own launch-option defaults (`pipeline.toolkit.launch.Launch`): teachers run in
+bf16 on GPU. The depth head of Transformers teachers computes in float32 in any case, so labels
+are not rounded to bf16; the column records the precision."""
+
+
+def labelling_launch(launch: Launch | None = None) -> Launch:
+    """`launch`, or labelgen's defaults (`LAUNCH_DEFAULTS`) when none is given."""
+    return launch if launch is not None else Launch(**LAUNCH_DEFAULTS)
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """The precision a teacher runs in on `device`: fp32 on the CPU whatever is asked."""
+    if device.type == "cpu" and precision != "fp32":
+        log.info("CPU device: running the teacher in fp32 instead of %s", precision)
         return "fp32"
-    return s.precision
+    return precision

@@ -159,15 +159,18 @@ class LabelSettings:
     """Fields added to every key's record, e.g. `{"kind": "disparity"}`."""
 
     @classmethod
-    def of(cls, teacher: Any, device: torch.device, s: RunSettings) -> LabelSettings:
-        """A loaded teacher on `device`, run with the batch, worker and encoding settings of
-        `labelgen run`; records carry the teacher's output kind."""
+    def of(
+        cls, teacher: Any, device: torch.device, s: RunSettings, workers: int | None = None
+    ) -> LabelSettings:
+        """A loaded teacher on `device`, run with the batch and encoding settings of `labelgen
+        run` and its `--workers` (None: min(4, usable CPUs)); records carry the teacher's output
+        kind."""
         return cls(
             host_predictor(teacher, device),
             teacher.full_view_size,
             teacher.interpolation,
             s.batch_size,
-            auto_workers(s.workers),
+            auto_workers(workers),
             s.encode_threads,
             {"kind": teacher.output_kind},
         )

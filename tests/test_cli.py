@@ -20,7 +20,7 @@ from evaluation.predict import PredictSettings
 from evaluation.score import ScoreSettings
 from labelgen.cli import ESTIMATE_FIELDS, TEACHER_SYNTAX
 from labelgen.cli import app as labelgen_app
-from labelgen.settings import RunSettings
+from labelgen.settings import LAUNCH_DEFAULTS, RunSettings
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.toolkit.launch import Launch
@@ -99,10 +99,12 @@ DERIVED = [  # (app, command, settings class, the fields it takes (None: all), o
     (evaluation_app, "crop-analysis", PredictSettings, CROP_FIELDS, False),
     (student_app, "train", TrainSettings, ("steps", "batch_size"), True),
 ]
-LAUNCHED = [  # (app, command, the launch options it takes)
+LAUNCHED = [  # (app, command, the launch options it takes[, the command's own defaults])
     (pipeline_app, "prepare", ("workers", "progress")),
     (pipeline_app, "demo", ("device",)),
     (pipeline_app, "verify", ("progress",)),
+    (labelgen_app, "run", ("device", "workers", "precision", "progress"), LAUNCH_DEFAULTS),
+    (labelgen_app, "estimate", ("device", "workers", "precision"), LAUNCH_DEFAULTS),
     (world_app, "render", ("workers", "progress")),
     (world_app, "labels", ("progress",)),
     (student_app, "train", ("device", "progress")),
@@ -112,7 +114,10 @@ LAUNCHED = [  # (app, command, the launch options it takes)
     (evaluation_app, "run", ("device", "workers", "precision")),
     (evaluation_app, "crop-analysis", ("device", "workers")),
 ]
-DERIVED += [(app, command, Launch, fields, False) for app, command, fields in LAUNCHED]
+DERIVED += [  # a settings instance: the command's defaults
+    (app, command, Launch(**(own[0] if own else {})), fields, False)
+    for app, command, fields, *own in LAUNCHED
+]
 
 
 def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
@@ -147,13 +152,14 @@ def _shown_default(name: str, default, overrides: bool) -> str | None:
 @pytest.mark.parametrize(
     ("app", "command", "cls", "fields", "overrides"),
     DERIVED,
-    ids=[f"{c}-{cls.__name__}" for _, c, cls, _, _ in DERIVED],
+    ids=[f"{c}-{getattr(cls, '__name__', type(cls).__name__)}" for _, c, cls, _, _ in DERIVED],
 )
 def test_help_explains_every_derived_option_with_the_dataclass_default(
     app, command, cls, fields, overrides, monkeypatch
 ):
     rows = _help_rows(app, command, monkeypatch)
-    docs, defaults = field_docs(cls), cls()
+    defaults = cls() if isinstance(cls, type) else cls
+    cls, docs = type(defaults), field_docs(type(defaults))
     for name in fields or [f.name for f in dataclasses.fields(cls)]:
         flag = "--" + name.replace("_", "-")
         assert flag in rows, (command, flag, sorted(rows))
@@ -166,7 +172,7 @@ def test_help_explains_every_derived_option_with_the_dataclass_default(
 def test_estimate_takes_the_workers_default_of_run(monkeypatch):
     run = _help_rows(labelgen_app, "run", monkeypatch)["--workers"]
     estimate = _help_rows(labelgen_app, "estimate", monkeypatch)["--workers"]
-    assert RunSettings().workers is None and "min(4, usable CPUs)" in run and run == estimate
+    assert Launch().workers is None and "min(4, usable CPUs)" in run and run == estimate
     assert "--claim" not in _help_rows(labelgen_app, "estimate", monkeypatch)
 
 
@@ -291,8 +297,9 @@ def test_benchmarks_run_from_the_cli():
 
 
 def test_every_benchmark_module_is_registered_and_explains_itself(capsys):
-    """One convention: each `<stage>/bench/<name>.py` (but shared helpers) is a registered
-    `pipeline bench` command whose `main(argv)` answers --help."""
+    """One convention: each `<stage>/bench/<name>.py` (but shared helpers and the modules of a
+    benchmark's modes) is a registered `pipeline bench` command whose `main(argv)` answers
+    --help."""
     import importlib
 
     from pipeline.bench import BENCHMARKS
@@ -302,7 +309,7 @@ def test_every_benchmark_module_is_registered_and_explains_itself(capsys):
         ".".join(path.relative_to(root).with_suffix("").parts)
         for stage in ("pipeline", "labelgen", "student", "evaluation")
         for path in (root / stage / "bench").glob("*.py")
-        if path.stem not in ("__init__", "synthetic")
+        if path.stem not in ("__init__", "synthetic", "startup")  # startup: labelgen's mode
     }
     assert found == {b.module for b in BENCHMARKS.values()}
     for bench in BENCHMARKS.values():

@@ -24,6 +24,7 @@ from labelgen.run import run as run_labels
 from labelgen.settings import RunSettings
 from labelgen.teachers import parse_teacher_spec, write_tiny_checkpoint
 from labelgen.teachers.source import weights_sha256
+from pipeline.toolkit.launch import Launch
 
 REPO = "org/tiny-dav2"
 FILES = ["config.json", "model.safetensors", "preprocessor_config.json"]
@@ -108,7 +109,8 @@ def test_labelgen_downloads_a_hub_teacher_once_then_runs_from_the_cache(hub, pho
     assert header["weights"]["sha256"] == weights_sha256(str(ckpt))
     assert header["weights"]["source"] == REPO and len(header["weights"]["commit"]) == 40
     local = parse_teacher_spec(f"d=depth-anything-v2:{ckpt},full_size=140")
-    (same,) = run_labels(dataset, [local], RunSettings(workers=0, progress=False), env={})
+    launch = Launch(workers=0, progress=False)
+    (same,) = run_labels(dataset, [local], RunSettings(), env={}, launch=launch)
     assert same.shards_skipped == 2 and not same.shards_done  # done for the local directory too
 
     again = cli(server, home, *run, "--teacher", teacher)

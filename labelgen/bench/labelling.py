@@ -40,6 +40,7 @@ from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.store import open_writer
 from pipeline.toolkit.cpus import usable_cpus
 from pipeline.toolkit.devices import resolve_device
+from pipeline.toolkit.launch import Launch
 
 # FLOPs per 560x560 view (reference/teachers.md, counted on the meta device) and H100 peak.
 FLOPS_PER_VIEW = {"dav2-large": 1.56e12, "genpercept": 5.36e12}
@@ -123,9 +124,11 @@ def stage_costs(dataset: Path, teacher: Any, tile: int) -> dict[str, float]:
     }
 
 
-def labelgen_seconds(dataset: Path, spec: str, settings: RunSettings) -> tuple[float, int]:
+def labelgen_seconds(
+    dataset: Path, spec: str, settings: RunSettings, launch: Launch
+) -> tuple[float, int]:
     """Wall seconds of `labelgen run`'s labelling loop (model loading excluded) and views."""
-    (report,) = run(dataset, [parse_teacher_spec(spec)], settings)
+    (report,) = run(dataset, [parse_teacher_spec(spec)], settings, launch=launch)
     if report.shards_failed:
         raise RuntimeError(f"labelgen failed: {report.shards_failed}")
     return report.seconds, report.views
@@ -149,10 +152,10 @@ def bench_cpu(workdir: Path, images: int, repeats: int) -> dict[str, Any]:
     forward = [bare_forward(teacher, views, 8, torch.device("cpu"))[0] for _ in range(repeats)]
     runs = []
     for i in range(repeats):
-        settings = RunSettings(
-            batch_size=8, workers=1, encode_threads=1, device="cpu", progress=False
-        )
-        seconds, n_views = labelgen_seconds(dataset, f"r{i}=depth-anything-v2:{ckpt}", settings)
+        settings = RunSettings(batch_size=8, encode_threads=1)
+        launch = Launch(device="cpu", workers=1, progress=False)
+        spec = f"r{i}=depth-anything-v2:{ckpt}"
+        seconds, n_views = labelgen_seconds(dataset, spec, settings, launch)
         runs.append(seconds)
     result = {
         "images": images,
@@ -190,14 +193,9 @@ def bench_gpu(
         bare_s, bare_views = bare_forward(teacher, views, batch, device, repeats)
         del teacher
         torch.cuda.empty_cache() if device.type == "cuda" else None
-        settings = RunSettings(
-            batch_size=batch,
-            workers=8 if not smoke else 1,
-            encode_threads=encode_threads,
-            precision=precision,
-            progress=False,
-        )
-        run_s, run_views = labelgen_seconds(dataset, spec, settings)
+        settings = RunSettings(batch_size=batch, encode_threads=encode_threads)
+        launch = Launch(workers=8 if not smoke else 1, precision=precision, progress=False)
+        run_s, run_views = labelgen_seconds(dataset, spec, settings, launch)
         bare_rate, run_rate = bare_views / bare_s, run_views / run_s
         floor = PEAK_FLOPS["H100"] / FLOPS_PER_VIEW[name]
         rows.append(

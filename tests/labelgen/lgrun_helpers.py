@@ -17,6 +17,7 @@ from labelgen.run import run
 from labelgen.settings import RunSettings
 from labelgen.teachers import parse_teacher_spec
 from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.toolkit.launch import Launch
 
 TEACHER = "depth-anything-v2"
 # Short side of the full view in the fast specs: keeps the full view cheap on CPU.
@@ -172,13 +173,15 @@ def fail_shards(monkeypatch: Any, error: str, shard: str | None = None) -> Calla
 
 
 def label(dataset: Path, specs: list[str], env: dict | None = None, **settings):
-    """`run` in-process with the test defaults (batch 4, no workers, no progress, rank 0/1)."""
-    defaults = {"batch_size": 4, "workers": 0, "progress": False}
+    """`run` in-process with the test defaults (batch 4, no workers, no progress, rank 0/1);
+    `settings` are `RunSettings` fields, or `launch=Launch(...)`."""
+    launch = settings.pop("launch", Launch(workers=0, progress=False, precision="bf16"))
     return run(
         dataset,
         [parse_teacher_spec(s) for s in specs],
-        RunSettings(**{**defaults, **settings}),
+        RunSettings(**{"batch_size": 4, **settings}),
         env={} if env is None else env,
+        launch=launch,
     )
 
 

@@ -19,6 +19,7 @@ from labelgen.teachers import parse_teacher_spec
 from pipeline.cli import app as pipeline_app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.verify import verify_dataset
+from pipeline.toolkit.launch import Launch
 
 # The reference was labelled with these; batch composition changes float results in the last bits.
 FAST = ["--batch-size", "4", "--workers", "0", "--no-progress"]
@@ -110,9 +111,11 @@ def test_failed_shard_fails_verify_until_relabelled(dataset, reference, ckpt, mo
 
 
 def test_redo_only_touches_the_named_shards(labelled, ckpt):
-    settings = RunSettings(batch_size=4, workers=0, progress=False)
+    settings, launch = RunSettings(batch_size=4), Launch(workers=0, progress=False)
     specs = [parse_teacher_spec(spec_str("dav", ckpt))]
-    (report,) = labelgen.run.run(labelled, specs, settings, env={}, redo=["0,000002"])
+    (report,) = labelgen.run.run(
+        labelled, specs, settings, env={}, redo=["0,000002"], launch=launch
+    )
     assert report.shards_done == ["000000", "000002"] and report.shards_skipped == 1
 
 
@@ -167,9 +170,10 @@ def test_a_failed_redo_keeps_the_intact_done_labels(labelled, reference, ckpt, m
     (report,) = labelgen.run.run(
         labelled,
         [parse_teacher_spec(spec_str("dav", ckpt))],
-        RunSettings(batch_size=4, workers=0, progress=False),
+        RunSettings(batch_size=4),
         env={},
         redo=["000001"],
+        launch=Launch(workers=0, progress=False),
     )
     assert report.shards_failed == ["000001: RuntimeError: disk full (simulated)"]
     manifest = load_dataset(labelled).layout.manifest("dav")

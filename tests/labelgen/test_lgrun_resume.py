@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from labelgen.cli import app
 from pipeline.dataset.verify import verify_dataset
+from pipeline.toolkit.launch import Launch
 
 # `labelgen run` with every teacher forward slowed down by SLOW seconds (the labels are the same;
 # it only widens the window in which the process is killed mid-shard).
@@ -159,7 +160,9 @@ def test_slurm_array_split_equals_one_rank(base_dataset, reference, ckpt, tmp_pa
     for task in ("4", "5", "6"):  # an array --array=4-6: three tasks, one shard each
         env = {"SLURM_ARRAY_TASK_ID": task, "SLURM_ARRAY_TASK_COUNT": "3"}
         env["SLURM_ARRAY_TASK_MIN"] = "4"
-        (report,) = label(ds, [spec_str("dav", ckpt)], env=env, progress=True)
+        (report,) = label(
+            ds, [spec_str("dav", ckpt)], env=env, launch=Launch(workers=0, progress=True)
+        )
         assert report.shards_done == [f"{int(task) - 4:06d}"]
     assert column_bytes(ds / "labels" / "dav") == column_bytes(reference / "labels" / "dav")
 
@@ -188,7 +191,12 @@ def test_two_concurrent_rank_processes_equal_one_rank(base_dataset, reference, c
 def test_dataloader_workers_give_the_same_bytes(base_dataset, reference, ckpt, tmp_path):
     ds = copy_dataset(base_dataset, tmp_path / "ds")
     # Shard 0 only (the image with tiles), decoded in two DataLoader worker processes.
-    (report,) = label(ds, [spec_str("dav", ckpt)], workers=2, env={"RANK": "0", "WORLD_SIZE": "3"})
+    (report,) = label(
+        ds,
+        [spec_str("dav", ckpt)],
+        launch=Launch(workers=2, progress=False),
+        env={"RANK": "0", "WORLD_SIZE": "3"},
+    )
     assert report.shards_done == ["000000"]
     got, want = column_bytes(ds / "labels" / "dav"), column_bytes(reference / "labels" / "dav")
     for name in ("000000.tar", "000000.tar.idx.json"):

@@ -50,7 +50,7 @@ def test_unset_workers_are_min_4_usable_cpus_in_every_stage(
         assert usable_cpus() == n and auto_workers(None) == expected
         prepare_module.prepare([str(photo_folder)], tmp_path / f"ds-{n}", progress=False)
         assert asked.pop() == expected
-        how = LabelSettings.of(fake_teacher, torch.device("cpu"), RunSettings())
+        how = LabelSettings.of(fake_teacher, torch.device("cpu"), RunSettings(), Launch().workers)
         assert how.workers == expected
     assert auto_workers(0) == 0 and auto_workers(7) == 7  # a count given is kept
     assert Launch().workers is None

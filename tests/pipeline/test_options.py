@@ -118,6 +118,17 @@ def test_a_subset_keeps_the_other_defaults_and_flags_can_be_renamed():
     assert missing.exit_code == 2 and "No such option" in missing.output
 
 
+def test_a_command_gives_fields_its_own_defaults_shown_and_kept():
+    group = SettingsOptions(Toy, fields=("ratio",), defaults={"ratio": 0.75, "batch_size": 8})
+    assert _params(group)["ratio"].default == 0.75
+    _, (_, settings, _) = _invoke(group)
+    assert settings == Toy(batch_size=8, ratio=0.75)  # a default of a field not exposed, too
+    _, (_, given, _) = _invoke(group, "--ratio", "0.1")
+    assert given == Toy(batch_size=8, ratio=0.1)
+    with pytest.raises(TypeError, match="no field speed"):
+        SettingsOptions(Toy, defaults={"speed": 1})
+
+
 def test_a_settings_check_that_fails_is_a_one_line_user_error():
     result, seen = _invoke(SettingsOptions(Toy), "--batch-size", "0")
     assert seen is None and result.exit_code == 2
