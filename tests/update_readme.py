@@ -22,6 +22,7 @@ def sections() -> list[tuple[str, type]]:
     from evaluation.score import ScoreSettings
     from labelgen.settings import RunSettings
     from pipeline.dataset.prepare import PrepareSettings
+    from pipeline.toolkit.launch import Launch
     from student.config import TrainSettings
 
     return [
@@ -33,6 +34,7 @@ def sections() -> list[tuple[str, type]]:
         ("`pipeline prepare` (flags)", PrepareSettings),
         ("`evaluation predict` / `run` (flags)", PredictSettings),
         ("`evaluation score` / `run` (flags)", ScoreSettings),
+        ("Launch options: `--device`, `--workers`, `--precision`, `--progress` (flags)", Launch),
     ]
 
 
