@@ -107,9 +107,9 @@ and --skip-bad-samples (of `PredictSettings`) and the launch options serve both 
 CROP_FIELDS = ("processing_res",)
 """What `evaluation crop-analysis` takes of `PredictSettings`: it predicts one image at a time in
 fp32 (the launch options' default)."""
-PREDICT_LAUNCH = SettingsOptions(Launch, fields=("device", "workers", "precision"))
+PREDICT_LAUNCH = SettingsOptions(Launch, fields=("device", "workers", "precision", "progress"))
 """Predicting: the protocol's precision is fp32 (`Launch`'s default)."""
-SCORE_LAUNCH = SettingsOptions(Launch, fields=("device", "workers"))
+SCORE_LAUNCH = SettingsOptions(Launch, fields=("device", "workers", "progress"))
 
 
 @app.command("check-data", cls=_DatasetCommand)

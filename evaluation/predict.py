@@ -174,7 +174,8 @@ def predict_dataset(
         collate_fn=no_collate,
     )
     start = time.perf_counter()
-    bar = progress_bar(len(todo), f"predict {ds.name}", "img", enabled=bool(todo))
+    shown = bool(todo) and launch.progress
+    bar = progress_bar(len(todo), f"predict {ds.name}", "img", enabled=shown)
     unreadable: list[dict[str, str]] = []
     items = (item for item in loader if check_item(item, settings.skip_bad_samples, unreadable))
     for batch in _batches(items, settings.batch_size):

@@ -245,7 +245,7 @@ def score_dataset(
     )
     rows, points = [], []
     start = time.perf_counter()
-    with progress_bar(len(items), f"score {ds.name}", "img") as bar:
+    with progress_bar(len(items), f"score {ds.name}", "img", enabled=launch.progress) as bar:
         for item in bar.iterate(loader):
             if not check_item(item, settings.skip_bad_samples, unreadable):
                 continue

@@ -109,9 +109,9 @@ LAUNCHED = [  # (app, command, the launch options it takes[, the command's own d
     (world_app, "labels", ("progress",)),
     (student_app, "train", ("device", "progress")),
     (student_app, "predict", ("device",)),
-    (evaluation_app, "predict", ("device", "workers", "precision")),
-    (evaluation_app, "score", ("device", "workers")),
-    (evaluation_app, "run", ("device", "workers", "precision")),
+    (evaluation_app, "predict", ("device", "workers", "precision", "progress")),
+    (evaluation_app, "score", ("device", "workers", "progress")),
+    (evaluation_app, "run", ("device", "workers", "precision", "progress")),
     (evaluation_app, "crop-analysis", ("device", "workers")),
 ]
 DERIVED += [  # a settings instance: the command's defaults

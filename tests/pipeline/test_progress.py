@@ -82,3 +82,29 @@ def test_prepare_reports_its_images_per_second_only_with_progress_on(
     assert "img/s" not in capsys.readouterr().err
     prepare([str(photo_folder)], tmp_path / "ds", settings, progress=True, workers=1)
     assert "img/s" in capsys.readouterr().err
+
+
+def test_every_long_job_takes_no_progress_and_then_shows_none(photo_folder, tmp_path):
+    """The launch option `--no-progress` of prepare, verify and evaluation's scoring (as a log
+    sees them: with progress on, each writes its lines)."""
+    import numpy as np
+
+    from evaluation.cli import app as evaluation_app
+    from evaluation.datasets import open_dataset
+
+    dataset = tmp_path / "ds"
+    key = open_dataset("middlebury").keys()[0]
+    prediction = tmp_path / "eval" / "predictions" / "middlebury" / f"{key}.npy"
+    prediction.parent.mkdir(parents=True)
+    np.save(prediction, np.ones((50, 74), dtype=np.float32))
+    score = ["score", str(tmp_path / "eval"), "--dataset", "middlebury", "--workers", "0"]
+    score += ["--pred-space", "disparity"]
+    prepare = ["prepare", "--images", str(photo_folder), "--out", str(dataset)]
+    commands = [(pipeline_app, prepare), (pipeline_app, ["verify", str(dataset)])]
+    commands.append((evaluation_app, score))
+    for app, args in commands:
+        quiet = CliRunner().invoke(app, [*args, "--no-progress"])
+        assert quiet.exit_code == 0, quiet.output
+        assert "(100%)" not in quiet.output, (args, quiet.output)
+        shown = CliRunner().invoke(app, args)
+        assert shown.exit_code == 0 and "(100%)" in shown.output, (args, shown.output)
