@@ -67,8 +67,8 @@ class DataSettings:
             raise ValueError(f"data.average_keep must be in (0, 1], got {self.average_keep}")
         if self.teacher_mix == "average" and self.per_sample_teacher:
             raise ValueError("data.per_sample_teacher draws a teacher per sample: not with average")
-        if self.size < 14 or self.size % 14:
-            raise ValueError(f"data.size must be a multiple of 14, got {self.size}")
+        if self.size < 14:
+            raise ValueError(f"data.size must be ≥ 14 pixels, got {self.size}")
         if self.shuffle_buffer < 0 or self.workers < 0:
             raise ValueError(
                 f"data.shuffle_buffer and data.workers must be ≥ 0, got {self.shuffle_buffer} "
@@ -186,6 +186,8 @@ class TrainSettings:
         for name in NORM_SETTINGS:
             if getattr(self.loss, name) not in NORMS:
                 raise ValueError(f"loss.{name} must be one of {NORMS}")
+        if self.data.size % 14:  # the student's patch size (the stream takes any size ≥ 14)
+            raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
         check_precision_name(self.precision, "precision")
         if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
