@@ -132,7 +132,10 @@ def tiny_checkpoint(
     out_dir: Path = typer.Argument(..., help="Directory to write the checkpoint to."),
     seed: int = typer.Option(0, help="Seed of the random initialisation (same seed, same bytes)."),
     size: str = typer.Option(
-        "tiny", help="Architecture size: tiny (tests, demo), mini (studies), small, large, full."
+        "tiny",
+        help="Architecture size: tiny (tests, demo), mini (studies), small, large, full; dpt"
+        " families: tiny-hybrid, hybrid, tiny-beit, beit-large-512, beit-large-384, beit-base-384,"
+        " tiny-swinv2, swinv2-tiny-256, swinv2-base-384, swinv2-large-384.",
     ),
 ) -> None:
     """Write a randomly initialised checkpoint of the adapter's real architecture (tiny by

@@ -8,8 +8,9 @@ through the same `from_pretrained` path a real checkpoint takes. Same size and s
 near-degenerate maps: good for shapes, kinds, flags and throughput, not for depth.
 
 Depth Anything V2 (also the `hf` adapter's test model) is written by
-`pipeline.model.depth_anything.write_depth_anything`, which the student shares; this module has
-the other architectures, each with a table of sizes.
+`pipeline.model.depth_anything.write_depth_anything` and every DPT family (`dpt`: plain ViT,
+hybrid, BEiT, Swin V2; `DPT_SIZES`) by `pipeline.model.dpt_families.write_dpt`, both shared with
+the student; this module has the other architectures, each with a table of sizes.
 """
 
 from __future__ import annotations
@@ -25,32 +26,9 @@ import torch
 from labelgen.teachers.genpercept import CONFIG_FILE, EMBEDDING_FILE, EMBEDDING_KEY
 from pipeline.model import depth_anything
 from pipeline.model.depth_anything import write_depth_anything
-from pipeline.model.random_init import lift_final_relu, save_dpt_processor, seeded
+from pipeline.model.dpt_families import DPT_SIZES, dpt_config, write_dpt  # noqa: F401 (dpt_config)
+from pipeline.model.random_init import seeded
 from pipeline.toolkit.atomic import follow_umask
-
-# DPT with a plain ViT (MiDaS v3.0 layout): patch 16, 384 px, projected readout. The tiny one has
-# an initializer range larger than the default 0.02 (see `depth_anything.RANDOM_INIT`).
-DPT_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "hidden_size": 32,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "backbone_out_indices": [0, 1, 2, 3],
-        "neck_hidden_sizes": [8, 16, 32, 32],
-        "fusion_hidden_size": 16,
-        "initializer_range": 0.1,
-    },
-    "large": {  # DPT-Large (Intel/dpt-large)
-        "hidden_size": 1024,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "intermediate_size": 4096,
-        "backbone_out_indices": [5, 11, 17, 23],
-        "neck_hidden_sizes": [256, 512, 1024, 1024],
-        "fusion_hidden_size": 256,
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -124,30 +102,6 @@ def _sizes(table: dict[str, Any], size: str, what: str) -> Any:
     if size not in table:
         raise ValueError(f"{what} has no size {size!r}; valid: {', '.join(table)}")
     return table[size]
-
-
-def dpt_config(size: str) -> Any:
-    """The `DPTConfig` of `size` (`DPT_SIZES`): a plain ViT, patch 16, 384 px."""
-    from transformers import DPTConfig
-
-    return DPTConfig(
-        **_sizes(DPT_SIZES, size, "dpt"),
-        image_size=384,
-        patch_size=16,
-        readout_type="project",
-        head_in_index=-1,
-    )
-
-
-def write_dpt(out_dir: Path, size: str, seed: int = 0) -> None:
-    """`DPTForDepthEstimation` of `size` and its processor (384, multiple of 32, mean/std 0.5)."""
-    from transformers import DPTForDepthEstimation
-
-    with seeded(seed):
-        model = DPTForDepthEstimation(dpt_config(size)).eval()
-        lift_final_relu(model, model.head.head[-2])
-    model.save_pretrained(out_dir)
-    save_dpt_processor(out_dir, 384, 32, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def diffusion_unet(size: str, in_channels: int):

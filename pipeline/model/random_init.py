@@ -21,14 +21,17 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def lift_final_relu(model: torch.nn.Module, conv: torch.nn.Conv2d, quantile: float = 0.05) -> None:
+def lift_final_relu(
+    model: torch.nn.Module, conv: torch.nn.Conv2d, quantile: float = 0.05, side: int = 224
+) -> None:
     """Shift the bias of the conv before the final ReLU so ~95% of its outputs are positive on a
-    fixed random image (random-init heads otherwise output mostly exact zeros)."""
+    fixed random `side`×`side` image (random-init heads otherwise output mostly exact zeros;
+    DPT-Hybrid only runs at its own `image_size`)."""
     seen: dict[str, torch.Tensor] = {}
     hook = conv.register_forward_hook(lambda mod, args, out: seen.setdefault("out", out))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model(pixel_values=torch.randn(1, 3, 224, 224, generator=generator))
+        model(pixel_values=torch.randn(1, 3, side, side, generator=generator))
         hook.remove()
         conv.bias -= torch.quantile(seen["out"].flatten().float(), quantile)
 
