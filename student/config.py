@@ -45,7 +45,8 @@ class DataSettings:
     per_sample_teacher: bool = False
     """Draw the teacher per sample instead of one teacher per iteration."""
     size: int = 560
-    """Student input side in pixels (multiple of 14)."""
+    """Side of the views the student sees, in pixels: the regions and tiles are resized to it
+    (the student resizes them to its own side, `input_side`)."""
     shuffle_buffer: int = 64
     """Samples held in the shuffle buffer of each loader worker."""
     workers: int = 2
@@ -151,7 +152,13 @@ class TrainSettings:
     seed: int = 0
     """Seed of model-independent randomness (data order, regions, flips, augmentation)."""
     precision: str = "bf16"
-    """Autocast precision on GPU: bf16, fp16 or fp32 (CPU always runs fp32)."""
+    """Autocast precision on GPU: bf16, fp16 or fp32 (CPU always runs fp32). Swin V2 students
+    overflow in fp16."""
+    input_side: int | None = None
+    """The side the student computes at: its views (data.size) are resized to it and its
+    prediction back. Unset (None): its family's: data.size rounded up to a multiple of 14
+    (Depth Anything) or 32 (DPT, Swin V2), or the pretraining side of a BEiT (512 or 384), whose
+    position bias degrades at other sides."""
     checkpoint_every: int = 1000
     """Steps between checkpoints (the last step is always saved)."""
     log_every: int = 10
@@ -186,8 +193,8 @@ class TrainSettings:
         for name in NORM_SETTINGS:
             if getattr(self.loss, name) not in NORMS:
                 raise ValueError(f"loss.{name} must be one of {NORMS}")
-        if self.data.size % 14:  # the student's patch size (the stream takes any size ≥ 14)
-            raise ValueError(f"data.size must be a multiple of 14, got {self.data.size}")
+        if self.input_side is not None and self.input_side < 14:
+            raise ValueError(f"input_side must be ≥ 14 pixels or unset, got {self.input_side}")
         check_precision_name(self.precision, "precision")
         if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")

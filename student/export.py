@@ -97,11 +97,17 @@ def export_run(
     return out
 
 
-def input_size(h: int, w: int, short: int = SHORT_SIDE) -> tuple[int, int]:
+def input_size(
+    h: int, w: int, short: int = SHORT_SIDE, multiple: int = 14, square: bool = False
+) -> tuple[int, int]:
     """The student's input size for an `h` x `w` image: short side `short`, aspect kept, both
-    sides rounded to a multiple of 14 (at least 14)."""
+    sides rounded to a multiple of `multiple` (at least one); `square`: `short` x `short` (the
+    families that take only square inputs, as their image processors squash)."""
+    if square:
+        side = max(multiple, round(short / multiple) * multiple)
+        return side, side
     scale = short / min(h, w)
-    return max(14, round(h * scale / 14) * 14), max(14, round(w * scale / 14) * 14)
+    return tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (h, w))  # type: ignore[return-value]
 
 
 def load_any(model: Path) -> Student:
@@ -111,13 +117,14 @@ def load_any(model: Path) -> Student:
     return load_student(model, frozen_encoder=False, who=f"student predict {model}").eval()
 
 
-@torch.inference_mode()
-def predict_image(
-    student: Student, rgb: np.ndarray, device: str, short: int = SHORT_SIDE
-) -> np.ndarray:
-    """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]` (`input_size` inside)."""
+@torch.no_grad()  # not inference_mode: a BEiT caches an index a later backward cannot use
+def predict_image(student: Student, rgb: np.ndarray, device: str) -> np.ndarray:
+    """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]`, computed at its family's
+    processor side (`input_size`) and resized back."""
     h, w = rgb.shape[:2]
-    size = input_size(h, w, short)
+    family, config = student.family, student.model.config
+    short = family.default_processor_side(config)
+    size = input_size(h, w, short, family.multiple, family.square_only(config))
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     pred = student(x)["pred"].float()

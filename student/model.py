@@ -1,37 +1,42 @@
-"""The student: a Depth Anything V2 (DPT head on a DINOv2 encoder) from a Hugging Face directory.
+"""The student: a transformers depth model of any family in `student.families` (Depth Anything,
+DPT / MiDaS v3.0, MiDaS v3.1 BEiT and Swin V2) from a Hugging Face directory or hub id.
 
 `Student.forward` takes RGB in [0, 1] and returns the disparity prediction plus the encoder's
 last selected layer's patch tokens and those of a frozen copy of the *initial* encoder (for the
-feature-alignment loss; the student never sees a teacher).
+feature-alignment loss; the student never sees a teacher). The input is normalized with the
+checkpoint's image processor's mean and std.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.model.precision import keep_float32
 from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 from student.config import INIT_WEIGHTS
+from student.families import Family, family_of
 
 INIT_HELP = (
-    "pass a Hugging Face directory or hub id of a Depth Anything model (e.g. "
-    "depth-anything/Depth-Anything-V2-Small-hf), or make a tiny one with "
-    "`labelgen tiny-checkpoint depth-anything-v2 DIR`"
+    "pass a Hugging Face directory or hub id of a Depth Anything, DPT / MiDaS v3.0 or MiDaS v3.1 "
+    "(BEiT, Swin V2) model (e.g. depth-anything/Depth-Anything-V2-Small-hf, "
+    "Intel/dpt-swinv2-tiny-256), or make a tiny one with `labelgen tiny-checkpoint "
+    "depth-anything-v2 DIR`"
 )
 
 
-def _load_hf(source: str | Path, who: str) -> nn.Module:
-    """`DepthAnythingForDepthEstimation.from_pretrained` of `source` (a directory, or a hub id
-    downloaded first when it is not cached: `pipeline.model.source`); a missing or unreachable
-    source, or another architecture, is a user error that says what to pass instead."""
-    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+def _load_hf(source: str | Path, who: str) -> tuple[nn.Module, Family, Path]:
+    """The model of `source` (a directory, or a hub id downloaded first when it is not cached:
+    `pipeline.model.source`), its family and its directory; a missing or unreachable source, or
+    an architecture of no family, is a user error that says what to pass instead."""
+    from transformers import AutoConfig
 
     try:
         directory = resolve_checkpoint(source, who)
@@ -40,50 +45,84 @@ def _load_hf(source: str | Path, who: str) -> nn.Module:
     except FileNotFoundError as e:  # a local directory that does not exist
         raise FileNotFoundError(f"{e}; {INIT_HELP}") from None
     try:
-        kind = AutoConfig.from_pretrained(str(directory)).model_type
-        if kind != "depth_anything":
-            raise ValueError(f"{source!r} holds a {kind!r} model, not Depth Anything; {INIT_HELP}")
-        return DepthAnythingForDepthEstimation.from_pretrained(str(directory))
+        config = AutoConfig.from_pretrained(str(directory))
     except OSError as e:
         raise FileNotFoundError(
-            f"cannot load a Depth Anything student from {source!r} ({first_line(e)}); {INIT_HELP}"
+            f"cannot load a student from {source!r} ({first_line(e)}); {INIT_HELP}"
+        ) from e
+    try:
+        family = family_of(config)
+    except ValueError as e:
+        raise ValueError(f"{source!r}: {e}; {INIT_HELP}") from None
+    try:
+        return family.model_class().from_pretrained(str(directory)), family, Path(directory)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"cannot load a {family.title} student from {source!r} ({first_line(e)}); {INIT_HELP}"
         ) from e
 
 
-# Parameters the Depth Anything forward never uses (the masked-image-modelling token, and the
-# first fusion layer's residual branch, which has no coarser input to fuse). Left trainable they
-# get no gradient, which DistributedDataParallel rejects.
-UNUSED_PARAMETERS = (
-    "backbone.embeddings.mask_token",
-    "neck.fusion_stage.layers.0.residual_layer1.",
-)
-
-
-def _freeze_unused(model: nn.Module) -> None:
-    for name, param in model.named_parameters():
-        if name.startswith(UNUSED_PARAMETERS):
-            param.requires_grad_(False)
+def unused_parameters(model: nn.Module, family: Family) -> list[str]:
+    """Names of the trainable parameters a forward never uses (e.g. DINOv2's masked-image-
+    modelling token, the first fusion layer's residual branch): found by one backward on a small
+    random input, in eval mode (no running statistic moves) and without touching the global RNG.
+    Left trainable they get no gradient, which DistributedDataParallel rejects."""
+    side = 4 * family.multiple
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, side, side, generator=generator)
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    model(pixel_values=x).predicted_depth.float().mean().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
 
 
 class Student(nn.Module):
     """`forward(images [B,3,H,W] in [0,1])` -> {"pred": [B,1,H,W] disparity, "tokens": [B,N,C],
-    "frozen_tokens": [B,N,C] (no grad)}; H and W must be multiples of 14."""
+    "frozen_tokens": [B,N,C] (no grad)}.
 
-    def __init__(self, model: nn.Module, frozen_encoder: bool = True) -> None:
+    With `side` set, a square input of another side is resized to `side` for the model and its
+    prediction back (a BEiT student computes at 512 or 384, a DPT one at a multiple of 32, on the
+    plan's 560-pixel views); the model's input must be a multiple of `family.multiple`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        family: Family,
+        mean_std: tuple[Any, Any] | None = None,
+        frozen_encoder: bool = True,
+        side: int | None = None,
+    ) -> None:
         super().__init__()
-        self.model = model
-        _freeze_unused(model)
+        self.model, self.family, self.side = model, family, side
         keep_float32(model.head)  # a bf16 run's prediction is not rounded to bf16
+        encoder = family.encoder(model)
         self.frozen = (
-            copy.deepcopy(model.backbone).requires_grad_(False).eval() if frozen_encoder else None
+            copy.deepcopy(encoder).requires_grad_(False).eval() if frozen_encoder else None
         )
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = mean_std if mean_std is not None else family.mean_std
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._tokens: dict[str, torch.Tensor] = {}
-        model.backbone.register_forward_hook(self._keep_tokens)
+        encoder.register_forward_hook(self._keep_tokens)
+
+    def freeze_unused(self) -> list[str]:
+        """Freeze the parameters no forward uses (before training, for DDP); returns them."""
+        names = unused_parameters(self.model, self.family)
+        params = dict(self.model.named_parameters())
+        for name in names:
+            params[name].requires_grad_(False)
+        return names
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.family.encoder(self.model)
 
     def _keep_tokens(self, module: nn.Module, args: Any, output: Any) -> None:
-        self._tokens["student"] = output.feature_maps[-1][:, 1:]
+        self._tokens["student"] = self.family.tokens(self.model.config, output, module)
 
     def train(self, mode: bool = True) -> Student:
         super().train(mode)
@@ -93,24 +132,34 @@ class Student(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = images.shape[-2:]
-        if h % 14 or w % 14:
-            raise ValueError(f"student input must be a multiple of 14 px, got {h}x{w}")
+        if self.side is not None and (h, w) != (self.side, self.side):
+            images = F.interpolate(images, size=(self.side, self.side), mode="bilinear")
+        mh, mw = images.shape[-2:]
+        multiple = self.family.multiple
+        if mh % multiple or mw % multiple:
+            raise ValueError(
+                f"a {self.family.title} student's input must be a multiple of {multiple} px, "
+                f"got {mh}x{mw}"
+            )
         x = (images - self.mean) / self.std
         pred = self.model(pixel_values=x).predicted_depth.unsqueeze(1)
+        if (mh, mw) != (h, w):
+            pred = F.interpolate(pred, size=(h, w), mode="bilinear")
         out = {"pred": pred, "tokens": self._tokens.pop("student")}
         if self.frozen is not None:
             with torch.no_grad():
-                out["frozen_tokens"] = self.frozen(x).feature_maps[-1][:, 1:]
+                frozen = self.family.run_encoder(self.frozen, x)
+                out["frozen_tokens"] = self.family.tokens(self.model.config, frozen, self.frozen)
         return out
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.backbone_config.hidden_size)
+        return self.family.hidden_size(self.model.config)
 
     def param_groups(self, lr_decoder: float, encoder_ratio: float = 0.1) -> list[dict]:
-        """AdamW groups: encoder (backbone) at `lr_decoder * encoder_ratio`, the rest at
-        `lr_decoder`. The frozen copy is not trained."""
-        encoder = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        """AdamW groups: the encoder at `lr_decoder * encoder_ratio`, the rest at `lr_decoder`.
+        The frozen copy is not trained."""
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
         ids = {id(p) for p in encoder}
         decoder = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
         return [
@@ -119,30 +168,43 @@ class Student(nn.Module):
         ]
 
 
-def encoder_only(model: nn.Module) -> nn.Module:
+def encoder_only(model: nn.Module, family: Family) -> nn.Module:
     """A new model of `model`'s architecture (random neck and head, initialised by
     transformers as `from_pretrained` of a fresh config would be; seeded by the caller's torch
     generator) holding `model`'s encoder weights."""
-    from transformers import DepthAnythingForDepthEstimation
-
-    fresh = DepthAnythingForDepthEstimation(model.config)
-    fresh.backbone.load_state_dict(model.backbone.state_dict())
+    fresh = family.model_class()(model.config)
+    family.encoder(fresh).load_state_dict(family.encoder(model).state_dict())
     return fresh
 
 
+def processor_mean_std(directory: Path) -> tuple[Any, Any] | None:
+    """`(image_mean, image_std)` of the image processor a checkpoint directory ships, or None."""
+    path = Path(directory) / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if "image_mean" not in saved or "image_std" not in saved:
+        return None
+    return tuple(saved["image_mean"]), tuple(saved["image_std"])
+
+
 def load_student(
-    source: str | Path, frozen_encoder: bool = True, who: str = "--init", weights: str = "full"
+    source: str | Path,
+    frozen_encoder: bool = True,
+    who: str = "--init",
+    weights: str = "full",
+    side: int | None = None,
 ) -> Student:
-    """A `Student` around `DepthAnythingForDepthEstimation.from_pretrained(source)`, or only its
+    """A `Student` around the model of `source` (any family of `student.families`), or only its
     encoder (`weights="encoder"`, see `INIT_WEIGHTS`); the frozen feature-alignment copy is the
-    loaded encoder either way. `who` starts the message of an error (the flag or argument that
-    named `source`)."""
+    loaded encoder either way. `side`: see `Student`. `who` starts the message of an error (the
+    flag or argument that named `source`)."""
     if weights not in INIT_WEIGHTS:
         raise ValueError(f"init_weights must be one of {', '.join(INIT_WEIGHTS)}, got {weights!r}")
-    model = _load_hf(source, who)
+    model, family, directory = _load_hf(source, who)
     if weights == "encoder":
-        model = encoder_only(model)
-    return Student(model, frozen_encoder=frozen_encoder)
+        model = encoder_only(model, family)
+    return Student(model, family, processor_mean_std(directory), frozen_encoder, side)
 
 
 def save_architecture(source: str | Path, out_dir: Path) -> Path:
@@ -153,18 +215,21 @@ def save_architecture(source: str | Path, out_dir: Path) -> Path:
 
     out_dir = Path(out_dir)
     directory = resolve_checkpoint(source, "--init")
-    AutoConfig.from_pretrained(str(directory)).save_pretrained(out_dir)
-    _image_processor(directory).save_pretrained(out_dir)
+    config = AutoConfig.from_pretrained(str(directory))
+    config.save_pretrained(out_dir)
+    image_processor(directory, config).save_pretrained(out_dir)
     return out_dir
 
 
 def student_from_architecture(directory: Path) -> Student:
     """A `Student` (no frozen encoder) built from a `save_architecture` directory: its weights are
     random until a state dict is loaded."""
-    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(directory))
-    return Student(DepthAnythingForDepthEstimation(config), frozen_encoder=False)
+    family = family_of(config)
+    model = family.model_class()(config)
+    return Student(model, family, processor_mean_std(directory), frozen_encoder=False)
 
 
 def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None = None) -> Path:
@@ -172,12 +237,14 @@ def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None
     `transformers.pipeline("depth-estimation", model=DIR)` load."""
     out_dir = Path(out_dir)
     student.model.save_pretrained(out_dir)
-    _image_processor(processor_source).save_pretrained(out_dir)
+    image_processor(processor_source, student.model.config).save_pretrained(out_dir)
     return out_dir
 
 
-def _image_processor(source: str | Path | None):
-    """The image processor of `source`, or Depth Anything's (518, keep aspect, multiple of 14)."""
+def image_processor(source: str | Path | None, config: Any):
+    """The image processor of `source`, else its family's: Depth Anything's (518, keep aspect,
+    multiple of 14, ImageNet's mean and std) or MiDaS's (the pretraining side, else 384, keep
+    aspect, multiple of 32, mean and std 0.5)."""
     from transformers import AutoImageProcessor, DPTImageProcessor
 
     try:
@@ -185,11 +252,14 @@ def _image_processor(source: str | Path | None):
             raise ValueError("no processor source")
         return AutoImageProcessor.from_pretrained(str(resolve_checkpoint(source, "processor")))
     except (OSError, ValueError, TypeError):
+        family = family_of(config)
+        mean, std = family.mean_std
+        side = family.default_processor_side(config)
         return DPTImageProcessor(
-            size={"height": 518, "width": 518},
+            size={"height": side, "width": side},
             keep_aspect_ratio=True,
-            ensure_multiple_of=14,
-            image_mean=list(IMAGENET_MEAN),
-            image_std=list(IMAGENET_STD),
+            ensure_multiple_of=family.multiple,
+            image_mean=list(mean),
+            image_std=list(std),
             do_pad=False,
         )

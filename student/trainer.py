@@ -67,6 +67,19 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
+def prepared_student(job: Job, device: torch.device) -> Student:
+    """The run's student on `device`: its init loaded (all weights or the encoder), computing at
+    its family's side for the run's views (`input_side`), unused parameters frozen for DDP."""
+    s = job.settings
+    student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0, weights=s.init_weights)
+    family = student.family
+    if family.fp16_unstable and s.precision == "fp16" and device.type == "cuda":
+        raise ValueError(f"a {family.title} student overflows in fp16: set precision=bf16")
+    student.side = family.side(student.model.config, s.data.size, s.input_side)
+    student.freeze_unused()
+    return student.to(device)
+
+
 class Trainer:
     """Owns the model, objective, optimization and data stream of one rank."""
 
@@ -77,9 +90,7 @@ class Trainer:
         self.job, self.s, self.device, self.rank, self.world = job, s, device, rank, world
         self.progress = progress and rank == 0  # the bar (or lines) with the running loss
         torch.manual_seed(s.seed)  # identical model init on every rank
-        self.student: Student = load_student(
-            job.init, frozen_encoder=s.loss.lambda_feat > 0, weights=s.init_weights
-        ).to(device)
+        self.student: Student = prepared_student(job, device)
         self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size)
         fp16 = device.type == "cuda" and s.precision == "fp16"
         self.optimization = Optimization.for_student(

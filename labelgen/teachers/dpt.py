@@ -2,9 +2,10 @@
 Relative disparity, affine invariant, ≥ 0.
 
 Input: mean/std 0.5 (or the processor's), sides rounded up to a multiple of 32 (560 → 576, output
-resized back). Plain-ViT and hybrid DPT models only accept square inputs in transformers: a
-non-square input is squashed to its short side (as the HF processor does) and the output resized
-back. BEiT models run under `no_grad` instead of `inference_mode`. Resampling: the processor's
+resized back). Plain-ViT DPT models only accept square inputs in transformers: a non-square input
+is squashed to its short side (as the HF processor does) and the output resized back. DPT-Hybrid
+takes only its `image_size` (384): transformers does not interpolate its position embeddings.
+BEiT models run under `no_grad` instead of `inference_mode`. Resampling: the processor's
 `resample` (when it names none: bicubic, `DPTImageProcessor`'s default).
 """
 
@@ -54,4 +55,7 @@ class DPTTeacher(TransformersTeacher):
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
         mean, std = processor_mean_std(proc, ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
         full = option_int(spec, "full_size", processor_short_side(proc, 384), minimum=1)
+        if getattr(config, "is_hybrid", False):  # its position embeddings are not interpolated
+            side = int(config.image_size)
+            return InputRule(mean, std, DPT_MULTIPLE, full, fixed=(side, side))
         return InputRule(mean, std, DPT_MULTIPLE, full, square_only=square_only(config))

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from train_helpers import FAST, read_metrics, runner, train
 
-from labelgen.teachers import write_tiny_checkpoint
 from student.cli import app
 
 
@@ -61,8 +60,12 @@ def test_bad_inputs_are_refused_before_the_run_directory_is_written(train_setup,
         *good, "--init", str(init), "--set", "data.teacher_weights=[0.5,0.5]"
     )
     assert "labelgen tiny-checkpoint" in _refused(*good, "--init", str(init) + "-typo")
-    dpt = write_tiny_checkpoint("dpt", tmp_path / "dpt")
-    assert "holds a 'dpt' model, not Depth Anything" in _refused(*good, "--init", str(dpt))
+    from transformers import GLPNConfig
+
+    GLPNConfig().save_pretrained(tmp_path / "glpn")  # a depth model of no student family
+    refused = _refused(*good, "--init", str(tmp_path / "glpn"))
+    assert "a 'glpn' model is no student family; students are:" in refused
+    assert "Depth Anything" in refused and "MiDaS v3.1 Swin V2" in refused
     assert not run.exists()  # so the corrected command needs no --resume
     assert "continues" in _refused("--out", str(run), "--resume", "--batch-size", "5")
     assert "not a run directory" in _refused("--out", str(run), "--resume", "--steps", "5")

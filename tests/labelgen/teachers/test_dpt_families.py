@@ -21,10 +21,6 @@ TINY = {
     "tiny-beit": ("beit", "BeitBackbone", 64, True),
     "tiny-swinv2": ("swinv2", "Swinv2Backbone", 64, True),
 }
-HYBRID_INPUT = (
-    "transformers' DPT-Hybrid embeddings refuse any input but config.image_size (no position "
-    "interpolation is passed down), and the dpt adapter squashes to a multiple of 32 instead"
-)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +77,8 @@ def test_tiny_family_is_small_and_loads_as_its_architecture(size, written, teach
     assert proc["size"] == {"height": side, "width": side}
     rule = teacher(size).rule
     assert rule.multiple == 32 and rule.full_short == side
-    assert rule.square_only is (family in ("vit", "hybrid"))
+    assert rule.square_only is (family == "vit")
+    assert rule.fixed == ((side, side) if family == "hybrid" else None)  # no interpolation
     assert teacher(size).use_no_grad is (family == "beit")
 
 
@@ -89,10 +86,7 @@ def test_tiny_family_is_small_and_loads_as_its_architecture(size, written, teach
     "size",
     [
         "tiny",
-        pytest.param(
-            "tiny-hybrid",
-            marks=pytest.mark.xfail(raises=ValueError, strict=True, reason=HYBRID_INPUT),
-        ),
+        "tiny-hybrid",
         "tiny-beit",
         "tiny-swinv2",
     ],
