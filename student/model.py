@@ -67,7 +67,7 @@ def unused_parameters(model: nn.Module, family: Family) -> list[str]:
     modelling token, the first fusion layer's residual branch): found by one backward on a small
     random input, in eval mode (no running statistic moves) and without touching the global RNG.
     Left trainable they get no gradient, which DistributedDataParallel rejects."""
-    side = 4 * family.multiple
+    side = family.pretraining_side(model.config) or 4 * family.multiple
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, side, side, generator=generator)
     was_training = model.training
