@@ -146,7 +146,7 @@ def _load_run(
     tname = name or display_name(str(run_dir))
     with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
         export_run(run_dir, Path(tmp), step=step)
-        teacher = load_teacher(TeacherSpec(tname, "depth-anything-v2", tmp), device, precision)
+        teacher = load_teacher(TeacherSpec(tname, hf_adapter(tmp), tmp), device, precision)
     teacher.source = str(run_dir)
     extra = {"checkpoint": str(checkpoint)}
     return Predictor(tname, str(run_dir), "student", teacher, extra)

@@ -1,13 +1,15 @@
 """Students of every family (`student.families`): each trains on labels of a tiny teacher of
 another family, resumes, exports to a Hugging Face directory whose model is the trained one (the
-`transformers` pipeline's model on the processor's pixels equals the student's forward), and
-`student predict` agrees with the pipeline; under torchrun with two processes too.
+`transformers` pipeline's model on the processor's pixels equals the student's forward),
+`student predict` agrees with the pipeline and `evaluation run --model RUN` scores it; under
+torchrun with two processes too.
 
 The checkpoints are tiny random models of the real architectures, saved with `save_pretrained`
 and loaded with `from_pretrained` as a user's would be."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from dataset_helpers import prepare_small, write_photos
 from PIL import Image
 from train_helpers import read_metrics, runner
 
+from evaluation.cli import app as evaluation_app
 from labelgen.cli import app as labelgen_app
 from labelgen.teachers import write_checkpoint, write_tiny_checkpoint
 from student.cli import app
@@ -85,6 +88,13 @@ def test_a_student_of_each_family_trains_resumes_exports_and_predicts(family, la
     metrics = read_metrics(run)
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(np.isfinite(m["loss"]) and m["teacher"] == [column] for m in metrics)
+
+    evaluated = tmp_path / "eval"
+    args = ["run", "--model", str(run), "--dataset", "middlebury", "--out", str(evaluated)]
+    scored = runner.invoke(evaluation_app, [*args, "--device", "cpu", "--workers", "0"])
+    assert scored.exit_code == 0, scored.output
+    summary = json.loads((evaluated / "summary.json").read_text())
+    assert np.isfinite(summary["datasets"]["middlebury"]["abs_rel"])
 
     hf = tmp_path / "hf"
     exported = runner.invoke(app, ["export", str(run), "--out", str(hf)])
