@@ -46,6 +46,29 @@ def test_ablation_configs_cover_tables_1_and_2():
     }
 
 
+TABLE3 = {  # pair -> (published DIODE / ETH3D AbsRel of base, of ours; the student's init)
+    "dal-das": (("0.290", "0.110"), ("0.262", "0.098"), "Depth-Anything-V2-Small-hf"),
+    "dal-midasl": (("0.313", "0.147"), ("0.295", "0.126"), "Intel/dpt-beit-large-512"),
+    "midasl-midass": (("0.303", "0.150"), ("0.272", "0.120"), "Intel/dpt-swinv2-tiny-256"),
+}
+
+
+def test_table3_configs_are_the_table2_base_and_both_rows_of_each_pair():
+    """Paper Table 3: per teacher/student pair, Base is the previous method and Ours the
+    cross-context distillation; the headers hold the published numbers and the student init."""
+    ablations = {p.stem: p for p in CONFIGS if "ablations" in p.parts}
+    same = {"base": "table2-base", "ours": "table2-both"}
+    for pair, (base, ours, init) in TABLE3.items():
+        for row, published in (("base", base), ("ours", ours)):
+            path = ablations.pop(f"table3-{pair}-{row}")
+            header = path.read_text().split("\nsteps:")[0]
+            assert f"DIODE / ETH3D AbsRel: {published[0]} / {published[1]}" in header
+            assert f"--init {init}" in header.replace("depth-anything/", "")
+            settings = load_config(TrainSettings, path)
+            assert settings == load_config(TrainSettings, ROOT / "ablations" / f"{same[row]}.yaml")
+    assert not [name for name in ablations if name.startswith("table3")]
+
+
 def test_a_config_without_any_distillation_term_is_refused(tmp_path):
     path = tmp_path / "none.yaml"
     path.write_text("loss:\n  shared_context: false\n  local_global: false\n")
