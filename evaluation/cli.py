@@ -182,7 +182,8 @@ def report(
     out: Path = typer.Option(Path("report.md"), "--out", help="Markdown file; .csv/.json beside."),
 ) -> None:
     """The paper's Table 4/5 layout: methods × datasets, AbsRel and δ1, best in bold, avg rank."""
-    from evaluation.report import build_table, load_summaries, write_report
+    from evaluation.report import build_table, load_summaries
+    from evaluation.report_files import write_report
 
     table = build_table(load_summaries(list(dirs)))
     write_report(table, out)

@@ -119,7 +119,8 @@ def load_predictor(
     teacher_spec = None if path.exists() else teacher_spec_of(spec)
     if teacher_spec is not None:
         teacher = load_teacher(teacher_spec, device, precision)
-        return Predictor(name or teacher_spec.name, spec, "teacher", teacher)
+        extra = _trained_on(teacher.resolved.directory)
+        return Predictor(name or teacher_spec.name, spec, "teacher", teacher, extra)
     if is_run_dir(path):
         return _load_run(path, device, precision, name)
     if path.is_file() and (run := run_of_checkpoint(path)) is not None:
@@ -128,7 +129,16 @@ def load_predictor(
         raise FileNotFoundError(f"--model {spec}: no such file or directory")
     tname = name or display_name(spec)
     teacher = load_teacher(TeacherSpec(tname, hf_adapter(spec), spec), device, precision)
-    return Predictor(tname, spec, "hf", teacher)
+    return Predictor(tname, spec, "hf", teacher, _trained_on(teacher.resolved.directory))
+
+
+def _trained_on(directory: Path) -> dict[str, Any]:
+    """`{"trained_on": [...]}`: the benchmarks a model of this architecture family trained on
+    (MiDaS v3.1: NYUv2 and KITTI), where its scores are not zero-shot; {} for none."""
+    from student.families import trained_on
+
+    seen = trained_on(directory)
+    return {"trained_on": seen} if seen else {}
 
 
 def _load_run(
@@ -147,6 +157,6 @@ def _load_run(
     with tempfile.TemporaryDirectory(prefix="evaluation-export-") as tmp:
         export_run(run_dir, Path(tmp), step=step)
         teacher = load_teacher(TeacherSpec(tname, hf_adapter(tmp), tmp), device, precision)
+        extra = {"checkpoint": str(checkpoint), **_trained_on(Path(tmp))}
     teacher.source = str(run_dir)
-    extra = {"checkpoint": str(checkpoint)}
     return Predictor(tname, str(run_dir), "student", teacher, extra)

@@ -1,5 +1,6 @@
 """Result tables in the paper's Table 4/5 layout: methods × (dataset, metric), best in bold,
-second best underlined, and an average rank; written as Markdown, CSV and JSON.
+second best underlined, and an average rank; written as Markdown, CSV and JSON
+(`evaluation.report_files`).
 
 Ranks compare the printed values (rounded to `decimals`), so the table is self-consistent:
 competition ranking, ties share the better rank (1, 1, 3). Bold marks rank 1 and underline
@@ -8,8 +9,6 @@ rank 2, in columns where at least two methods have a value.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 
 from evaluation.datasets.base import dataset_title
 from evaluation.metrics import METRIC_TABLE
-from pipeline.toolkit.atomic import write_bytes
 
 PAPER_ORDER = ("nyu", "kitti", "diode", "scannet", "eth3d")
 METRIC_LABELS = {key: metric.label for key, metric in METRIC_TABLE.items()}
@@ -53,6 +51,12 @@ class Table:
 
     def _marked(self, j: int) -> bool:
         return sum(row[j] is not None for row in self.values) >= 2
+
+    def seen_in_training(self, i: int, j: int) -> bool:
+        """Whether method `i`'s model trained on column `j`'s dataset (its score there is not
+        zero-shot: MiDaS v3.1 on NYUv2 and KITTI), as its evaluation recorded."""
+        model = self.details[i].get("model") or {}
+        return self.columns[j][0] in (model.get("trained_on") or ())
 
     def best(self, i: int, j: int) -> bool:
         return self.ranks[i][j] == 1 and self._marked(j)
@@ -205,8 +209,10 @@ def _cell(table: Table, i: int, j: int) -> str:
         return "-"
     text = f"{value:.{table.decimals}f}"
     if table.best(i, j):
-        return f"**{text}**"
-    return f"<u>{text}</u>" if table.second(i, j) else text
+        text = f"**{text}**"
+    elif table.second(i, j):
+        text = f"<u>{text}</u>"
+    return f"{text}{NOT_ZERO_SHOT}" if table.seen_in_training(i, j) else text
 
 
 def _row(cells: list[str]) -> str:
@@ -299,6 +305,30 @@ def _dataset_lines(table: Table, dataset: str) -> list[str]:
     return [*lines, ""]
 
 
+NOT_ZERO_SHOT = "†"
+"""Marks a score on a benchmark the model trained on (`Table.seen_in_training`)."""
+
+
+def _not_zero_shot_lines(table: Table) -> list[str]:
+    """The footnote of the `NOT_ZERO_SHOT` marks, naming the methods and datasets."""
+    marked = {}
+    for i, method in enumerate(table.methods):
+        seen = {d for j, (d, _) in enumerate(table.columns) if table.seen_in_training(i, j)}
+        if seen:
+            marked[method] = sorted(seen)
+    if not marked:
+        return []
+    which = "; ".join(
+        f"{m} on {', '.join(dataset_title(d) for d in sets)}" for m, sets in marked.items()
+    )
+    return [
+        f"{NOT_ZERO_SHOT} Not zero-shot: the model's architecture family was trained on these "
+        f"benchmarks (MiDaS v3.1 trained on NYUv2 and KITTI; a student initialised from it "
+        f"inherits that): {which}.",
+        "",
+    ]
+
+
 def report_markdown(table: Table) -> str:
     """The table, then what each number is: methods, settings, counts and protocol per dataset."""
     datasets = list(dict.fromkeys(d for d, _ in table.columns))
@@ -311,59 +341,10 @@ def report_markdown(table: Table) -> str:
         f" values ({table.decimals} decimals), ties share the better rank; Avg. Rank is the mean"
         " over the columns a method has a value for; `-`: no value (not ranked).",
         "",
+        *_not_zero_shot_lines(table),
         *_method_lines(table),
         "",
     ]
     for dataset in datasets:
         lines += _dataset_lines(table, dataset)
     return "\n".join(lines).rstrip() + "\n"
-
-
-# ---------------------------------------------------------------------------------- csv, json
-
-
-def table_csv(table: Table) -> str:
-    """One row per method: `method`, `<dataset>_<metric>` (raw floats, empty = none), `avg_rank`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", *[f"{d}_{m}" for d, m in table.columns], "avg_rank"])
-    for method, row, avg in zip(table.methods, table.values, table.avg_rank, strict=True):
-        writer.writerow([method, *["" if v is None else repr(v) for v in [*row, avg]]])
-    return buffer.getvalue()
-
-
-def table_json(table: Table) -> dict[str, Any]:
-    """Everything in the table, JSON-ready."""
-    n, m = len(table.methods), len(table.columns)
-    return {
-        "schema": 1,
-        "rows": table.methods,
-        "columns": [
-            {"dataset": d, "metric": k, "title": _title(d), "lower_is_better": k in LOWER_IS_BETTER}
-            for d, k in table.columns
-        ],
-        "decimals": table.decimals,
-        "values": table.values,
-        "ranks": table.ranks,
-        "avg_rank": table.avg_rank,
-        "best": [[table.best(i, j) for j in range(m)] for i in range(n)],
-        "second": [[table.second(i, j) for j in range(m)] for i in range(n)],
-        "protocols": dict(zip(table.methods, table.details, strict=True)),
-    }
-
-
-def write_report(table: Table, out: Path) -> list[Path]:
-    """Write `out` (Markdown), `out.with_suffix('.csv')` and `.json`; returns the three paths."""
-    out = Path(out)
-    if out.suffix in (".csv", ".json"):
-        raise ValueError(f"{out}: the Markdown report needs another suffix (e.g. .md)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out, out.with_suffix(".csv"), out.with_suffix(".json")]
-    texts = [
-        report_markdown(table),
-        table_csv(table),
-        json.dumps(table_json(table), indent=2, ensure_ascii=False) + "\n",
-    ]
-    for path, text in zip(paths, texts, strict=True):
-        write_bytes(path, text.encode())
-    return paths

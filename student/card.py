@@ -24,6 +24,7 @@ from pipeline.dataset.info import DatasetInfo, load_dataset
 from pipeline.labels.column import LabelColumn
 from pipeline.model.source import is_local_dir, looks_like_path
 from pipeline.toolkit.config import to_dict
+from student.families import trained_on
 from student.rundir import Job, RunDir, checkpoint_name
 
 PAPER = "https://arxiv.org/abs/2502.19204"
@@ -155,6 +156,10 @@ def _intro(fmt: str, precision: str) -> str:
     return f"{text}\n\n{use}"
 
 
+BENCHMARK_NAMES = {"nyu": "NYUv2", "kitti": "KITTI"}
+"""The benchmarks `Family.trained_on` names, as the card spells them."""
+
+
 def _training(job: Job, run: RunDir, step: int) -> str:
     s = job.settings
     lines = [
@@ -166,6 +171,13 @@ def _training(job: Job, run: RunDir, step: int) -> str:
         f"- Steps trained: {step} (checkpoint `{checkpoint_name(step)}`; "
         f"the run's total: {s.steps})",
     ]
+    seen = trained_on(run.architecture) if (run.architecture / "config.json").is_file() else []
+    if seen:
+        names = " and ".join(BENCHMARK_NAMES.get(d, d) for d in seen)
+        lines.append(
+            f"- Not zero-shot on {names}: the init's architecture family (MiDaS v3.1) was trained "
+            "on them, so its scores there are not zero-shot"
+        )
     for at_step, steps in job.continued:
         lines.append(f"- Continued at step {at_step} to {steps} steps in all (`--resume --steps`)")
     if job.continued:

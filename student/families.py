@@ -71,6 +71,10 @@ class Family:
     """Evaluate under `no_grad`: `inference_mode` breaks a later backward (BEiT)."""
     fp16_unstable: bool = False
     """Overflows in fp16 (Swin V2): train in bf16 or fp32."""
+    trained_on: tuple[str, ...] = ()
+    """Benchmarks (evaluation dataset names) the released checkpoints of this family trained
+    on, so their scores there are not zero-shot: MiDaS v3.1 trained on NYUv2 and KITTI (its
+    README). A student initialised from one inherits it."""
 
     def matches(self, config: Any) -> bool:
         return config.model_type == self.model_type and _backbone_type(config) in (
@@ -158,16 +162,28 @@ class Family:
 
 FAMILIES: Registry[Family] = Registry("student family")
 DA, DPT = "DepthAnythingForDepthEstimation", "DPTForDepthEstimation"
+MIDAS_V31_TRAINED_ON = ("nyu", "kitti")
 IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
 for _family in (  # name, title, model_type, backbone types, class, multiple, mean/std, traits
     Family("depth-anything", "Depth Anything", "depth_anything", ("dinov2",), DA, 14, IMAGENET),
     Family("dpt", "DPT / MiDaS v3.0", "dpt", (None, "bit"), DPT, 32, (HALF, HALF)),
     Family("beit", "MiDaS v3.1 BEiT", "dpt", ("beit",), DPT, 32, (HALF, HALF),
-           fixed_side=True, eval_no_grad=True),
+           fixed_side=True, eval_no_grad=True, trained_on=MIDAS_V31_TRAINED_ON),
     Family("swinv2", "MiDaS v3.1 Swin V2", "dpt", ("swinv2",), DPT, 32, (HALF, HALF),
-           fp16_unstable=True),
+           fp16_unstable=True, trained_on=MIDAS_V31_TRAINED_ON),
 ):  # fmt: skip
     FAMILIES.register(_family.name)(_family)
+
+
+def trained_on(directory: Any) -> list[str]:
+    """The benchmarks the checkpoint in `directory` (its `config.json`) may have trained on
+    (`Family.trained_on`); [] for a model of no student family or one that trained on none."""
+    from transformers import AutoConfig
+
+    try:
+        return list(family_of(AutoConfig.from_pretrained(str(directory))).trained_on)
+    except (OSError, ValueError):
+        return []
 
 
 def family_of(config: Any) -> Family:

@@ -83,7 +83,8 @@ def test_dataset_labels_reports_and_figures_follow_the_umask(tmp_path, umask, ba
     from dataset_helpers import prepare_small, write_fake_column, write_photos
 
     from evaluation.figures import save_png
-    from evaluation.report import build_table, write_report
+    from evaluation.report import build_table
+    from evaluation.report_files import write_report
 
     dataset = prepare_small(write_photos(tmp_path / "photos"), tmp_path / "ds")
     write_fake_column(dataset, "t", backend=backend)

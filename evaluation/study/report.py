@@ -1,7 +1,9 @@
 """The world study's report: per configuration the mean and standard deviation over seeds of
 AbsRel, δ1 and boundary F1 on the held-out world, beside the priors that ignore the image, the
 ceiling of the models' token grid, and the paper's published AbsRel for the direction; the
-`evaluation report` table of every run; one figure per configuration.
+`evaluation report` table of every run; one figure per configuration. The cross-architecture
+pair's start (`t2-dpt`, trained as t2 is) is scored beside the teachers, so its students' rows
+read against where they began.
 
 Every model row shows its margin over the image-blind ramp (`priors.py`): AbsRel as a ratio to
 the ramp's, δ1 as a difference. The report opens with whether teacher t1 clears the bar
@@ -29,7 +31,7 @@ from PIL import Image
 
 from evaluation.datasets.base import BenchmarkSample
 from evaluation.report import METRIC_LABELS, build_table, load_summaries
-from evaluation.report import write_report as write_table
+from evaluation.report_files import write_report as write_table
 from evaluation.study.plan import TEACHER_BAR
 from evaluation.study.priors import load_split
 from pipeline.toolkit.colormap import colorize_robust
@@ -103,11 +105,13 @@ def _single(study, name: str, label: str, split: str) -> dict[str, Any]:
 
 
 def rows(study, split: str = "test") -> list[dict[str, Any]]:
-    """One row per prior, teacher and student configuration (students on the test split only):
-    values per seed, their summary and the margin over the ramp."""
+    """One row per prior, teacher, pre-trained DPT the cross-architecture students start from
+    (`start t2-dpt`) and student configuration (students on the test split only): values per
+    seed, their summary and the margin over the ramp."""
     ramp = _result(study, "prior-ramp", split)
     out = [_single(study, name, label, split) for name, label in PRIOR_NAMES.items()]
     out += [_single(study, name, f"teacher {name}", split) for name in ("t1", "t2")]
+    out += [_single(study, name, f"start {name}", split) for name in study.dpt_inits()]
     if split == "test":
         for student in study.configurations:
             results = [_result(study, f"{student.name}-s{k}") for k in range(study.scale.seeds)]

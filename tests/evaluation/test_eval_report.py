@@ -14,8 +14,8 @@ from evaluation.report import (
     rank_column,
     report_markdown,
     table_markdown,
-    write_report,
 )
+from evaluation.report_files import write_report
 
 # Paper Table 4 (AbsRel, δ1) in the order NYUv2, KITTI, DIODE, ScanNet, ETH3D.
 TABLE4 = {
@@ -269,3 +269,22 @@ def test_summaries_carry_the_one_table_of_metric_labels_and_directions(tmp_path)
     assert set(recorded) >= {"abs_rel", "delta1", "boundary_f1"} and set(recorded) == set(
         METRIC_TABLE
     )
+
+
+def test_scores_on_benchmarks_a_model_trained_on_are_marked_and_footnoted():
+    """MiDaS v3.1 trained on NYUv2 and KITTI: its evaluation records `trained_on`, and the
+    report marks those cells (not zero-shot) and names them under the table."""
+    midas = summary(
+        "midas-v31",
+        {"nyu": {"abs_rel": 0.05, "delta1": 0.98}, "eth3d": {"abs_rel": 0.1, "delta1": 0.9}},
+    )
+    midas["model"]["trained_on"] = ["nyu", "kitti"]
+    other = summary(
+        "ours",
+        {"nyu": {"abs_rel": 0.06, "delta1": 0.97}, "eth3d": {"abs_rel": 0.08, "delta1": 0.95}},
+    )
+    text = report_markdown(build_table([midas, other]))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "**0.050**†" in rows["midas-v31"] and "0.100†" not in rows["midas-v31"]
+    assert "†" not in rows["ours"]
+    assert "† Not zero-shot" in text and "midas-v31 on NYUv2." in text

@@ -95,10 +95,14 @@ def test_a_student_of_each_family_trains_resumes_exports_and_predicts(family, la
     assert scored.exit_code == 0, scored.output
     summary = json.loads((evaluated / "summary.json").read_text())
     assert np.isfinite(summary["datasets"]["middlebury"]["abs_rel"])
+    midas_v31 = family in ("beit", "swinv2")  # trained on NYUv2 and KITTI: not zero-shot there
+    assert summary["model"].get("trained_on") == (["nyu", "kitti"] if midas_v31 else None)
 
     hf = tmp_path / "hf"
     exported = runner.invoke(app, ["export", str(run), "--out", str(hf)])
     assert exported.exit_code == 0, exported.output
+    card = (hf / "README.md").read_text()
+    assert ("Not zero-shot on NYUv2 and KITTI" in card) is midas_v31
     photo = sorted((labelled.parent / "photos").glob("*.jpg"))[1]
     image = Image.open(photo).convert("RGB")
     processor = AutoImageProcessor.from_pretrained(hf)
