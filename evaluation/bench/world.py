@@ -4,7 +4,7 @@ The steps are listed in `evaluation.study.run`.
 
     pipeline bench world --out DIR [--scale cpu|gpu-quick|gpu|smoke] [--jobs N] [--until teachers]
         [--teachers STUDY_DIR] [--scale-set FIELD=VALUE ...] [--teacher-set KEY=VALUE ...]
-        [--rows all|table2] [--seeds N] [--controls]
+        [--rows all|table2|dpt] [--seeds N] [--controls]
 
 Exit status 0 when teacher t1 clears the bar over the image-blind prior
 (`evaluation.study.plan.TEACHER_BAR`), 3 when it does not: the report then draws no conclusion

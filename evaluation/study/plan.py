@@ -1,10 +1,27 @@
 """What the world study trains: its scales, its student configurations and the bar its
-teachers must clear before the study draws any conclusion."""
+teachers must clear before the study draws any conclusion.
+
+The cross-architecture pair (`dpt-base`, `dpt-both`: Table 2's Base and Both rows with a Depth
+Anything teacher distilled into a DPT student) needs a DPT to start from, as the other students
+start from t2. The study has no trained DPT, so it makes one the way it makes t2: `t2-dpt`, a
+plain-ViT DPT with t2's ViT (`evaluation.study.dpt`), trained from random weights on the
+teachers' split of exact depth with t2's recipe, steps, learning rate and seed. That costs one
+more teacher training (a `tiny` or `mini` model: a few minutes at the CPU scale), once per study
+directory (reused with `--teachers` when the source study has one), and shared by both rows and
+every seed. It is the cheapest honest start: from scratch would be cheaper, but a random DPT head
+does not learn in a student's steps (the `encoder-init` control and `both-from-scratch` show it
+for Depth Anything), so both rows would be noise and their difference would say nothing about the
+method; and a pre-trained DPT the Depth Anything students lack (another size, more steps) would
+make the two architectures' rows incomparable. Its students distil from t1 exactly as `base` and
+`both` do; only the architecture and its start differ.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from evaluation.study.dpt import DPT_INIT
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FROM_SCRATCH = ("optim.encoder_lr_ratio=1", "loss.lambda_feat=0", "optim.warmup_steps=10")
@@ -75,7 +92,9 @@ class Student:
     config: str
     teachers: tuple[str, ...] = ("t1",)
     init: str = "t2"
-    """A teacher name (its export), or `scratch` (a random checkpoint). Students start from t2:
+    """A teacher name (its export), `t2-dpt` (the DPT trained as t2 is, the cross-architecture
+    pair's start: see the module docstring) or `scratch` (a random checkpoint). Students start
+    from t2:
     a smaller model than their teacher t1 (the paper's Table 3 direction, DAv2-L into DAv2-S),
     trained on another split (the teachers'), so no student starts as its teacher's copy; one
     that did would sit at a fixed point of shared-context distillation (its labels would be its
@@ -98,11 +117,15 @@ STUDENTS = (
     Student("shared-local", "ablations/table1-shared-local.yaml"),
     Student("both-two-teachers", "ablations/table2-both.yaml", ("t1", "t2")),
     Student("both-from-scratch", "ablations/table2-both.yaml", init="scratch"),
+    Student("dpt-base", "ablations/table2-base.yaml", init=DPT_INIT),
+    Student("dpt-both", "ablations/table2-both.yaml", init=DPT_INIT),
 )
-"""`shared-only` is also Table 1's "no normalization" row (one teacher: `auto` is `none`)."""
+"""`shared-only` is also Table 1's "no normalization" row (one teacher: `auto` is `none`);
+`dpt-base` and `dpt-both` are the cross-architecture pair (Depth Anything t1 into a DPT)."""
 
-ROWS = {"all": STUDENTS, "table2": STUDENTS[:4]}
-"""`--rows`: every configuration, or only Table 2's four rows (the reduced GPU study)."""
+ROWS = {"all": STUDENTS, "table2": STUDENTS[:4], "dpt": STUDENTS[-2:]}
+"""`--rows`: every configuration, only Table 2's four rows (the reduced GPU study), or only the
+cross-architecture pair."""
 
 CONTROLS = tuple(
     Student(f"{st.name}-{kind}", st.config, teachers, overrides=overrides, data=data)

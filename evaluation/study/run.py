@@ -2,7 +2,7 @@
 
     pipeline bench world --out DIR [--scale cpu|gpu-quick|gpu|smoke] [--jobs N] [--until teachers]
         [--teachers STUDY_DIR] [--scale-set FIELD=VALUE ...] [--teacher-set KEY=VALUE ...]
-        [--rows all|table2] [--seeds N] [--controls]
+        [--rows all|table2|dpt] [--seeds N] [--controls]
 
 Every step is a command a user runs (printed as it goes, each in its own process); only the
 labels' origin is special to the world:
@@ -22,8 +22,10 @@ labels' origin is special to the world:
 6. `labelgen run --teacher NAME=depth-anything-v2:EXPORT` with both on the distillation split;
 7. the students, initialised from t2 (a smaller model than their teacher t1, trained on another
    split: `plan.Student.init` says why): Table 2 (base, shared-context only, local-global only,
-   both), Table 1's normalizations of the shared-context term, both teachers at once, and one
-   student trained from scratch as a control; each with several seeds; `evaluation run` of each;
+   both), Table 1's normalizations of the shared-context term, both teachers at once, one
+   student trained from scratch as a control, and Table 2's base and both again with a DPT
+   student (`dpt.py`: it starts from `t2-dpt`, a DPT trained in step 4 as t2 is, scored beside
+   the teachers); each with several seeds; `evaluation run` of each;
 8. the report (`report.py`): mean ± standard deviation over seeds beside the paper's numbers
    and the priors, the `evaluation report` table, and one figure per configuration.
 
@@ -45,6 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evaluation.study.commands import Commands, flags
+from evaluation.study.dpt import MIRRORS, write_dpt_init
 from evaluation.study.plan import (
     CONFIGS,
     CONTROLS,
@@ -132,12 +135,15 @@ class Study(Commands):
             + flags(dataset=data, world=self.path("world", "teachers"), column="exact"),
         )
         config = "ablations/table1-shared-global.yaml"  # relative depth, as real teachers learn
-        names = ("t1", "t2")
+        names = ("t1", "t2", *self.dpt_inits())
         missing = [n for n in names if not self.path("runs", n, "export", "config.json").is_file()]
         if missing and self.teachers_from is not None:
             for name in missing:
                 source = self.teachers_from / "runs" / name / "export"
-                if not (source / "config.json").is_file():
+                found = (source / "config.json").is_file()
+                if name in MIRRORS and not found:
+                    continue  # a study without DPT students has none: trained here
+                if not found:
                     raise FileNotFoundError(
                         f"--teachers {self.teachers_from}: no exported teacher {source} (a study "
                         "directory whose teachers are trained: `pipeline bench world --until "
@@ -145,7 +151,7 @@ class Study(Commands):
                     )
                 shutil.copytree(source, self.path("runs", name, "export"))
                 print(f"[teacher {name}] reused from {source}", flush=True)
-            missing = []
+            missing = [n for n in missing if not self.path("runs", n, "export").is_dir()]
         if missing:
             print(
                 f"[teachers] training {', '.join(missing)} from random weights, {s.teacher_steps} "
@@ -155,8 +161,10 @@ class Study(Commands):
                 flush=True,
             )
 
-        def teacher(k: int, name: str, size: str) -> None:
-            init = self.random_init(size, k)
+        def teacher(name: str) -> None:
+            k = {"t1": 0, "t2": 1, **MIRRORS}[name]  # a pre-trained DPT: its teacher's size, seed
+            size = s.teacher_sizes[k]
+            init = self.random_dpt(size, k) if name in MIRRORS else self.random_init(size, k)
             self.train(
                 name,
                 data,
@@ -170,13 +178,7 @@ class Study(Commands):
                 extra=FROM_SCRATCH + self.teacher_overrides,
             )
 
-        self.parallel(
-            [
-                lambda k=k, name=name, size=size: teacher(k, name, size)
-                for k, (name, size) in enumerate(zip(names, s.teacher_sizes, strict=True))
-                if name in missing
-            ]
-        )
+        self.parallel([lambda name=name: teacher(name) for name in missing])
 
     def baselines(self) -> None:
         """The priors and the ceiling, and both teachers, scored on both test splits."""
@@ -200,7 +202,7 @@ class Study(Commands):
                     ),
                     done=out / "summary.json",
                 )
-        pairs = [(n, sp) for n in ("t1", "t2") for sp in ("test", "ood")]
+        pairs = [(n, sp) for n in ("t1", "t2", *self.dpt_inits()) for sp in ("test", "ood")]
         self.parallel(
             [lambda n=n, sp=sp: self.evaluate(n, sp) for n, sp in pairs]
             + [lambda c=c: self.evaluate_checkpoint(c) for c in self.teacher_checkpoints()]
@@ -238,6 +240,15 @@ class Study(Commands):
                 ["labelgen", "run", "--no-progress"]
                 + flags(dataset=students, teacher=spec, precision="fp32"),
             )
+
+    def dpt_inits(self) -> tuple[str, ...]:
+        """The pre-trained DPTs the configurations start from (`dpt.MIRRORS`), in order."""
+        return tuple(n for n in MIRRORS if any(st.init == n for st in self.configurations))
+
+    def random_dpt(self, size: str, seed: int) -> Path:
+        """A random plain-ViT DPT with the ViT of Depth Anything's `size` (`dpt.py`)."""
+        out = self.path("init", f"dpt-{size}-{seed}")
+        return write_dpt_init(out, size, seed, self.scale.size)
 
     def random_init(self, size: str, seed: int) -> Path:
         out = self.path("init", f"{size}-{seed}")
@@ -297,9 +308,11 @@ class Study(Commands):
         return name if split == "test" else f"{name}@{split}"
 
     def evaluate(self, name: str, split: str = "test") -> None:
-        """`evaluation run` of runs/NAME on a test split: a teacher's export (the model that
-        labels, possibly reused from another study), a student's run directory."""
-        model = self.path("runs", name, *(["export"] if name in ("t1", "t2") else []))
+        """`evaluation run` of runs/NAME on a test split: its export when there is one (a
+        teacher's, the model that labels, possibly reused from another study; a DPT student's),
+        else the run directory (a Depth Anything student)."""
+        export = self.path("runs", name, "export")
+        model = export if (export / "config.json").is_file() else self.path("runs", name)
         out = self.path("eval", self.eval_name(name, split))
         self.evaluation_run(f"{name} {split}", model, name, split, out)
 
@@ -340,6 +353,8 @@ class Study(Commands):
             )
             lr = s.teacher_lr if scratch else s.student_lr
             extra = (FROM_SCRATCH if scratch else ()) + student.overrides
+            # a DPT student is scored from its export: `evaluation run` loads run directories
+            # as Depth Anything models
             self.train(
                 name,
                 data,
@@ -349,6 +364,7 @@ class Study(Commands):
                 s.student_steps,
                 lr,
                 seed,
+                export=student.init in MIRRORS,
                 extra=extra,
             )
             self.evaluate(name)

@@ -1,4 +1,5 @@
-"""The world study's priors and ceiling, and the bar its teachers must clear."""
+"""The world study's priors and ceiling, the bar its teachers must clear, and the DPT its
+cross-architecture pair starts from."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from evaluation.study.plan import SCALES, TEACHER_BAR
@@ -139,3 +141,45 @@ def test_scale_changes_are_typed_and_checked():
     for bad in ("teacher_steps=many", "nope=1", "teacher_steps"):
         with pytest.raises(SystemExit):
             with_changes(cpu, [bad], parser)
+
+
+def test_the_cross_architecture_pair_starts_from_a_dpt_of_t2s_size(tmp_path):
+    from evaluation.study.dpt import DPT_INIT, MIRRORS, write_dpt_init
+    from evaluation.study.plan import ROWS, STUDENTS
+    from pipeline.model.depth_anything import write_depth_anything
+    from student.model import load_student
+
+    pair = {st.name: st for st in STUDENTS if st.init == DPT_INIT}
+    assert sorted(pair) == ["dpt-base", "dpt-both"] and MIRRORS == {DPT_INIT: 1}
+    base = next(st for st in STUDENTS if st.name == "base")
+    both = next(st for st in STUDENTS if st.name == "both")
+    assert (pair["dpt-base"].config, pair["dpt-both"].config) == (base.config, both.config)
+    assert pair["dpt-base"].teachers == base.teachers == ("t1",)
+    assert set(pair.values()) <= set(ROWS["all"]) and set(ROWS["dpt"]) == set(pair.values())
+    assert not set(pair.values()) & set(ROWS["table2"])  # the reduced GPU study is unchanged
+    assert Study(tmp_path, SCALES["smoke"], 1, rows="all").dpt_inits() == (DPT_INIT,)
+    assert Study(tmp_path, SCALES["smoke"], 1, rows="table2").dpt_inits() == ()
+
+    view = SCALES["smoke"].size  # 56: a DPT computes at 64, the same 4x4 token grid as DINOv2
+    dpt = load_student(write_dpt_init(tmp_path / "dpt", "tiny", 1, view))
+    da = load_student(write_depth_anything(tmp_path / "da", "tiny"))
+    assert dpt.family.name == "dpt" and dpt.family.side(dpt.model.config, view) == 64
+    assert dpt.model.config.image_size == 64  # position embeddings at the study's side
+    vit, dino = dpt.model.config, da.model.config.backbone_config
+    for field in ("hidden_size", "num_hidden_layers", "num_attention_heads"):
+        assert getattr(vit, field) == getattr(dino, field)
+    assert vit.intermediate_size == dino.mlp_ratio * dino.hidden_size
+    assert vit.neck_hidden_sizes == da.model.config.neck_hidden_sizes
+    dpt.side = 64
+    out = dpt(torch.rand(1, 3, view, view))
+    assert out["tokens"].shape[1] == (view // 14) ** 2 and out["pred"].shape[-1] == view
+
+
+def test_the_dpt_start_has_a_row_beside_the_teachers(tmp_path):
+    from evaluation.study.report import rows
+
+    study = Study(tmp_path, SCALES["smoke"], jobs=1)
+    _summary(study, "t2-dpt", "test", 0.3, 0.5)
+    names = [row["name"] for row in rows(study)]
+    assert names.index("start t2-dpt") == names.index("teacher t2") + 1
+    assert Study(tmp_path, SCALES["smoke"], 1, rows="table2").dpt_inits() == ()

@@ -1,10 +1,11 @@
 """`pipeline bench world` end to end at its smoke scale: every step runs as the commands a user
 runs, the report has a row with numbers for each prior, teacher and configuration, says whether
 the teachers clear the bar (the exit status too), and a second run resumes (nothing is trained
-again)."""
+again). The cross-architecture pair's DPT start is trained as t2 is and scored beside it."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -21,7 +22,8 @@ def test_world_study_runs_end_to_end_and_resumes(tmp_path):
     assert main(["--out", str(out), "--scale", "smoke", "--jobs", "2"]) == NO_CONCLUSION
     text = (out / "report" / "study.md").read_text()
     assert "teacher t1 does NOT clear the bar" in text.splitlines()[2]
-    names = [*PRIOR_NAMES.values(), "teacher t1", "teacher t2", *(s.name for s in STUDENTS)]
+    names = [*PRIOR_NAMES.values(), "teacher t1", "teacher t2", "start t2-dpt"]
+    names += [s.name for s in STUDENTS]
     for name in names:
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
         assert re.search(r"\| 0\.\d{3}( \(±0\.\d{3} SE\))? \| 0\.\d{3} \| 0\.\d{3} \|", row), row
@@ -32,6 +34,14 @@ def test_world_study_runs_end_to_end_and_resumes(tmp_path):
     for student in STUDENTS:
         assert (out / "report" / "figures" / f"{student.name}.png").is_file()
     assert (out / "report" / "evaluation.md").read_text().startswith("| Method |")
+    # the DPT pair: a DPT start trained as t2 is, students distilled from t1 into it
+    log = (out / "commands.log").read_text()
+    assert "$ student train --out " + str(out / "runs" / "t2-dpt") in log
+    assert (
+        json.loads((out / "runs" / "t2-dpt" / "export" / "config.json").read_text())["model_type"]
+        == "dpt"
+    )
+    assert f"--init {out / 'runs' / 't2-dpt' / 'export'}" in log
     trained = (out / "commands.log").read_text().count("$ student train")
     main(["--out", str(out), "--scale", "smoke", "--jobs", "2"])
     assert (out / "commands.log").read_text().count("$ student train") == trained
