@@ -92,7 +92,7 @@ def export_run(
         from student.onnx_export import export_onnx, write_preprocessing
 
         export_onnx(student, out, precision)
-        write_preprocessing(out, precision, SHORT_SIDE)
+        write_preprocessing(out, student, precision)
     write_bytes(out / "README.md", card.encode())
     return out
 

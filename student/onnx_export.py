@@ -1,11 +1,19 @@
-"""`student export --format onnx`: the student as `model.onnx` with dynamic batch, height and
-width, and `preprocessing.json` saying what to feed it and what comes out.
+"""`student export --format onnx`: the student as `model.onnx` and `preprocessing.json` saying
+what to feed it and what comes out, for every family of `student.families`.
 
-The graph takes what `Student.forward` takes: RGB in [0, 1], NCHW float32, H and W multiples of
-14; the ImageNet normalization is inside it. It returns disparity `[B, 1, H, W]` float32. It is
-exported with `torch.onnx.export(dynamo=True)`; `DisparityGraph` recomputes the head because
-transformers' head sizes its upsampling with `int(...)`, which would fix H and W at the traced
-size. The DINOv2 position embeddings are interpolated to every size (bicubic, as in eager mode).
+The graph takes what `Student.forward` takes: RGB in [0, 1], NCHW float32; the student's own
+normalization (its processor's mean and std) is inside it. It returns disparity `[B, 1, H, W]`
+float32. It is exported with `torch.onnx.export(dynamo=True)`, with a dynamic batch and:
+- Depth Anything: dynamic H and W, multiples of 14. `DisparityGraph` recomputes the head because
+  transformers' head sizes its upsampling with `int(...)`, which would fix H and W at the traced
+  size. The DINOv2 position embeddings are interpolated to every size (bicubic, as in eager mode).
+- MiDaS v3.1 BEiT and Swin V2: dynamic H and W, multiples of 32 (`DPTGraph`: the model's own
+  forward; a BEiT's with eager attention, as its SDPA path fails to export with dynamic sizes).
+  BEiT interpolates its relative-position bias to every size, as in eager mode. Swin V2 is not
+  exported in fp16 (it overflows there).
+- DPT plain ViT and DPT-Hybrid: one fixed square size, the family's processor side (a hybrid's
+  only size): they reshape tokens to a square grid by `sqrt`, which does not export dynamically.
+The rule (multiple, fixed size) is also stored in the model's metadata, where `run_onnx` reads it.
 
 Needs the `onnx` extra (onnx, onnxruntime, onnxscript), imported only here and only when used.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +40,9 @@ MODEL_FILE = "model.onnx"
 PREPROCESSING_FILE = "preprocessing.json"
 PRECISIONS = ("fp32", "fp16")
 MULTIPLE = 14
+"""Depth Anything's multiple (the default of `check_input`); DPT families have 32."""
 MIN_SIDE = 2 * MULTIPLE
-"""The exported graph needs at least two patches per side."""
+"""The exported graph needs at least two multiples per side."""
 
 
 def require_onnx() -> None:
@@ -74,18 +84,85 @@ class DisparityGraph(nn.Module):
         return head.activation2(y) * head.max_depth
 
 
+class _Float32Head(nn.Module):
+    """A DPT head that takes its (float16) features as float32."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        head.__dict__.pop("forward", None)  # `keep_float32`'s autocast override: cast here
+        self.head = head.float()
+
+    def forward(self, hidden_states: list[torch.Tensor]) -> torch.Tensor:
+        return self.head([h.float() for h in hidden_states])
+
+
+class DPTGraph(nn.Module):
+    """`DisparityGraph` for the DPT families (plain ViT, hybrid, BEiT, Swin V2): the model's own
+    forward (a BEiT's with eager attention); with float16 the encoder and neck run in float16,
+    the head in float32."""
+
+    def __init__(self, student: Student, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(student.model).cpu().float().eval()
+        if student.family.name == "beit":  # its SDPA path does not export with dynamic sizes
+            self.model.set_attn_implementation("eager")
+        self.dtype = dtype
+        student.family.encoder(self.model).to(dtype)
+        self.model.neck.to(dtype)
+        self.model.head = _Float32Head(self.model.head)
+        self.register_buffer("mean", student.mean.detach().cpu().clone(), persistent=False)
+        self.register_buffer("std", student.std.detach().cpu().clone(), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = ((images - self.mean) / self.std).to(self.dtype)
+        return self.model(pixel_values=x).predicted_depth.unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """The heights and widths a student's graph takes: multiples of `multiple`, at least two,
+    or only `fixed` x `fixed` (square-only families)."""
+
+    multiple: int
+    fixed: int | None = None
+
+    @property
+    def min_side(self) -> int:
+        return 2 * self.multiple
+
+
+def size_rule(student: Student) -> SizeRule:
+    """Dynamic sizes, or the family's processor side for the square-only families (plain ViT
+    and hybrid DPT; a hybrid's only size)."""
+    family, config = student.family, student.model.config
+    if family.square_only(config):
+        return SizeRule(family.multiple, family.default_processor_side(config))
+    return SizeRule(family.multiple)
+
+
 def export_onnx(student: Student, out: Path, precision: str = "fp32") -> Path:
     """Write `out/model.onnx` (see the module); returns its path."""
     require_onnx()
     if precision not in PRECISIONS:
         raise ValueError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    family = student.family
+    if precision == "fp16" and family.fp16_unstable:
+        raise ValueError(
+            f"--precision fp16 is not offered for a {family.title} student (it overflows in "
+            "float16): export it in fp32"
+        )
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    graph = DisparityGraph(student, dtype).eval()
-    height, width = torch.export.Dim("height"), torch.export.Dim("width")
-    shapes = {"images": {0: torch.export.Dim("batch"), 2: MULTIPLE * height, 3: MULTIPLE * width}}
-    example = torch.rand(2, 3, 4 * MULTIPLE, 5 * MULTIPLE)  # not 1 or square: nothing specializes
+    rule = size_rule(student)
+    graph = (DisparityGraph if family.name == "depth-anything" else DPTGraph)(student, dtype)
+    m, shapes = rule.multiple, {"images": {0: torch.export.Dim("batch")}}
+    if rule.fixed is None:
+        height, width = torch.export.Dim("height"), torch.export.Dim("width")
+        shapes["images"].update({2: m * height, 3: m * width})
+        example = torch.rand(2, 3, 4 * m, 5 * m)  # not 1 or square: nothing specializes
+    else:
+        example = torch.rand(2, 3, rule.fixed, rule.fixed)
     program = torch.onnx.export(
-        graph,
+        graph.eval(),
         (example,),
         dynamo=True,
         dynamic_shapes=shapes,
@@ -93,6 +170,9 @@ def export_onnx(student: Student, out: Path, precision: str = "fp32") -> Path:
         output_names=["disparity"],
         opset_version=OPSET,
         verbose=False,
+    )
+    program.model.metadata_props.update(
+        {"family": family.name, "multiple_of": str(m), "fixed_side": str(rule.fixed or "")}
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,34 +183,55 @@ def export_onnx(student: Student, out: Path, precision: str = "fp32") -> Path:
     return path
 
 
-def preprocessing(precision: str, short_side: int) -> dict[str, Any]:
+def _input_sizes(rule: SizeRule) -> str:
+    if rule.fixed is not None:
+        return f"exactly {rule.fixed}x{rule.fixed} (fixed at export)"
+    return f"multiples of {rule.multiple}, each at least {rule.min_side}"
+
+
+def _resize(rule: SizeRule, short_side: int, square: bool) -> dict[str, Any]:
+    m = rule.multiple
+    if rule.fixed is not None or square:
+        side = rule.fixed or max(m, round(short_side / m) * m)
+        text = f"H = W = {side} (aspect not kept: the image is squashed)"
+    else:
+        text = (
+            f"scale = {short_side} / min(h, w); H = max({m}, round(h * scale / {m}) * {m}), "
+            "W likewise"
+        )
+    return {"short_side": short_side, "keep_aspect": not square, "multiple_of": m, "rule": text}
+
+
+def preprocessing(student: Student, precision: str) -> dict[str, Any]:
     """What `preprocessing.json` says: the input the graph takes, the resize rule of
     `student predict`, the normalization it does itself, its output and the format."""
-    from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
-
+    family, config, rule = student.family, student.model.config, size_rule(student)
+    square = family.square_only(config)
+    resize = _resize(rule, family.default_processor_side(config), square)
     return {
         "format": {"name": "onnx", "file": MODEL_FILE, "opset": OPSET, "precision": precision},
+        "family": family.name,
         "input": {
             "name": "images",
             "layout": "NCHW",
             "dtype": "float32",
             "channels": "RGB",
             "range": [0.0, 1.0],
-            "dynamic": ["batch", "height", "width"],
-            "height_width": f"multiples of {MULTIPLE}, each at least {MIN_SIDE}",
+            "dynamic": ["batch"] + (["height", "width"] if rule.fixed is None else []),
+            "height_width": _input_sizes(rule),
+            "multiple_of": rule.multiple,
+            "min_side": rule.fixed or rule.min_side,
+            "fixed_size": None if rule.fixed is None else [rule.fixed, rule.fixed],
         },
         "normalization": {
             "inside_model": True,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": [float(v) for v in student.mean.flatten()],
+            "std": [float(v) for v in student.std.flatten()],
             "note": "the model computes (x - mean) / std itself: feed RGB in [0, 1]",
         },
         "resize": {
-            "short_side": short_side,
-            "keep_aspect": True,
-            "multiple_of": MULTIPLE,
-            "rule": f"scale = {short_side} / min(h, w); H = max({MULTIPLE}, "
-            f"round(h * scale / {MULTIPLE}) * {MULTIPLE}), W likewise",
+            **resize,
+            "square": square,
             "interpolation": "bilinear, antialiased (torch F.interpolate antialias=True)",
         },
         "output": {
@@ -147,21 +248,28 @@ def preprocessing(precision: str, short_side: int) -> dict[str, Any]:
     }
 
 
-def write_preprocessing(out: Path, precision: str, short_side: int) -> Path:
+def write_preprocessing(out: Path, student: Student, precision: str) -> Path:
     path = Path(out) / PREPROCESSING_FILE
-    write_bytes(path, (json.dumps(preprocessing(precision, short_side), indent=1) + "\n").encode())
+    text = json.dumps(preprocessing(student, precision), indent=1) + "\n"
+    write_bytes(path, text.encode())
     return path
 
 
-def check_input(images: np.ndarray) -> None:
-    """A ValueError naming the rule when `images` is not what the graph takes."""
+def check_input(images: np.ndarray, multiple: int = MULTIPLE, fixed: int | None = None) -> None:
+    """A one-line ValueError naming the rule when `images` is not what the graph takes
+    (multiples of `multiple`, or only `fixed` x `fixed`)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"input must be RGB [B, 3, H, W], got shape {list(images.shape)}")
     h, w = images.shape[-2:]
-    if h % MULTIPLE or w % MULTIPLE or min(h, w) < MIN_SIDE:
+    if fixed is not None and (h, w) != (fixed, fixed):
         raise ValueError(
-            f"input height and width must be multiples of {MULTIPLE}, at least {MIN_SIDE}, got "
-            f"{h}x{w}; resize as {PREPROCESSING_FILE} says"
+            f"this model takes only {fixed}x{fixed} inputs (exported at a fixed size), got "
+            f"{h}x{w}; resize to {fixed}x{fixed} as {PREPROCESSING_FILE} says"
+        )
+    if h % multiple or w % multiple or min(h, w) < 2 * multiple:
+        raise ValueError(
+            f"input height and width must be multiples of {multiple}, at least {2 * multiple}, "
+            f"got {h}x{w}; resize as {PREPROCESSING_FILE} says"
         )
     if images.dtype != np.float32:
         raise ValueError(f"input must be float32 RGB in [0, 1], got {images.dtype}")
@@ -180,7 +288,17 @@ def onnx_session(directory: Path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def session_rule(session) -> SizeRule:
+    """The size rule an `onnx_session`'s model was exported with (its metadata; a model
+    without it is a Depth Anything export: multiples of 14)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    fixed = meta.get("fixed_side") or None
+    return SizeRule(int(meta.get("multiple_of", MULTIPLE)), None if fixed is None else int(fixed))
+
+
 def run_onnx(session, images: np.ndarray) -> np.ndarray:
-    """Disparity `[B, 1, H, W]` of `images` (checked by `check_input`) from an `onnx_session`."""
-    check_input(images)
+    """Disparity `[B, 1, H, W]` of `images` (checked by `check_input` against the model's size
+    rule) from an `onnx_session`."""
+    rule = session_rule(session)
+    check_input(images, rule.multiple, rule.fixed)
     return session.run(["disparity"], {"images": images})[0]

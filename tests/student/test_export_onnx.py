@@ -95,6 +95,8 @@ def test_preprocessing_json_and_card_say_what_to_feed(fp32_dir):
     assert spec["normalization"]["inside_model"] is True
     assert spec["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert spec["resize"]["short_side"] == 518 and spec["resize"]["multiple_of"] == 14
+    assert spec["family"] == "depth-anything" and spec["resize"]["keep_aspect"] is True
+    assert spec["input"]["multiple_of"] == 14 and spec["input"]["fixed_size"] is None
     assert spec["output"]["name"] == "disparity"
     card = ModelCard.load(fp32_dir / "README.md")
     assert card.data.library_name == "onnx" and "onnx" in card.data.tags
