@@ -57,6 +57,14 @@ def require_onnx() -> None:
         )
 
 
+def _copy_model(student: Student) -> nn.Module:
+    """A float32 eval copy of the student's model without the student's token hook (which the
+    copy would call, writing into the student)."""
+    model = copy.deepcopy(student.model).cpu().float().eval()
+    student.family.encoder(model)._forward_hooks.clear()
+    return model
+
+
 class DisparityGraph(nn.Module):
     """What `model.onnx` computes: RGB `[B,3,H,W]` in [0, 1] -> disparity `[B,1,H,W]` float32,
     the student's `pred`. With `dtype=torch.float16` the encoder and neck run in float16 and the
@@ -64,7 +72,7 @@ class DisparityGraph(nn.Module):
 
     def __init__(self, student: Student, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.model = copy.deepcopy(student.model).cpu().float().eval()
+        self.model = _copy_model(student)
         self.dtype = dtype
         self.model.backbone.to(dtype)
         self.model.neck.to(dtype)
@@ -103,7 +111,7 @@ class DPTGraph(nn.Module):
 
     def __init__(self, student: Student, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.model = copy.deepcopy(student.model).cpu().float().eval()
+        self.model = _copy_model(student)
         if student.family.name == "beit":  # its SDPA path does not export with dynamic sizes
             self.model.set_attn_implementation("eager")
         self.dtype = dtype

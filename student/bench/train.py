@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--images", type=int, default=None, help="default: enough for one epoch of timed steps"
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny students, few small images, on a CPU")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny students, few small images, on a CPU"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     students = chosen_students(args.student, args.size, args.smoke)
