@@ -71,6 +71,11 @@ BENCHMARKS = {
             "Training steps fed by the loader against the same batches from memory (data stall).",
         ),
         Benchmark(
+            "memory",
+            "student.bench.memory",
+            "Training memory per student at a batch size (states, activations), computed on meta.",
+        ),
+        Benchmark(
             "score",
             "evaluation.bench.score",
             "Scoring (protocol, boundary F1) against prediction on ETH3D-size samples.",

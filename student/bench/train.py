@@ -201,6 +201,8 @@ def bench_size(
             f"{len(trainer.stream)} batches per epoch; the timed steps must fit in one epoch "
             f"(need {steps + WARMUP}): pass --images {batch * (steps + WARMUP)} or more"
         )
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainer.device)
     real, used = time_steps(trainer, trainer.batches(), steps)
     replay, _ = time_steps(trainer, used[:WARMUP] + used, steps)
     real_s, replay_s = sum(real) / steps, sum(replay) / steps
@@ -218,6 +220,8 @@ def bench_size(
         "data_stall": 1 - replay_s / real_s,
         "images_per_s": batch / real_s,
     }
+    if trainer.device.type == "cuda":  # the measured figure `pipeline bench memory` computes
+        row["peak_gib"] = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     flops = train_flops(trainer.student, side)
     if flops is None:
         row["train_tflop_per_image"] = row["floor_images_per_s"] = "not computed"
