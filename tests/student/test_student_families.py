@@ -149,3 +149,30 @@ def test_a_student_of_each_family_trains_under_torchrun_with_two_processes(
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [m["step"] for m in read_metrics(run)] == [1, 2]
+    cmd = [*cmd[: cmd.index("--dataset")], "--resume", "--steps", "3"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [m["step"] for m in read_metrics(run)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CHECKPOINTS))
+def test_a_student_of_each_family_steps_under_bf16_autocast(family, tmp_path):
+    """What a GPU run in bf16 does, on the CPU's bf16 autocast: the forward and the backward
+    of every family stay finite and close to fp32 (a CPU run of `student train` is fp32)."""
+    from student.model import load_student
+
+    init, _ = init_of(family, tmp_path)
+    student = load_student(init)
+    student.side = student.family.side(student.model.config, 112)
+    student.freeze_unused()
+    images = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = student(images)["pred"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = student(images)
+    pred = out["pred"].float()
+    (pred.mean() + out["tokens"].float().pow(2).mean()).backward()
+    assert torch.isfinite(pred).all()
+    assert np.corrcoef(pred.detach().ravel(), reference.ravel())[0, 1] > 0.99
+    grads = [p.grad for p in student.model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
