@@ -62,7 +62,7 @@ def test_table3_configs_are_the_table2_base_and_both_rows_of_each_pair():
         for row, published in (("base", base), ("ours", ours)):
             path = ablations.pop(f"table3-{pair}-{row}")
             header = path.read_text().split("\nsteps:")[0]
-            assert f"DIODE / ETH3D AbsRel: {published[0]} / {published[1]}" in header
+            assert f"ETH3D / DIODE AbsRel: {published[1]} / {published[0]}" in header
             assert f"--init {init}" in header.replace("depth-anything/", "")
             settings = load_config(TrainSettings, path)
             assert settings == load_config(TrainSettings, ROOT / "ablations" / f"{same[row]}.yaml")
