@@ -103,6 +103,15 @@ def test_a_student_of_each_family_trains_resumes_exports_and_predicts(family, la
     assert exported.exit_code == 0, exported.output
     card = (hf / "README.md").read_text()
     assert ("Not zero-shot on NYUv2 and KITTI" in card) is midas_v31
+    from_export = tmp_path / "eval-export"
+    args = ["run", "--model", str(hf), "--dataset", "middlebury", "--out", str(from_export)]
+    scored = runner.invoke(evaluation_app, [*args, "--device", "cpu", "--workers", "0"])
+    assert scored.exit_code == 0, scored.output
+    export_summary = json.loads((from_export / "summary.json").read_text())
+    assert export_summary["datasets"]["middlebury"]["abs_rel"] == pytest.approx(
+        summary["datasets"]["middlebury"]["abs_rel"], rel=1e-4
+    )  # the export is the run's last checkpoint
+    assert export_summary["model"].get("trained_on") == summary["model"].get("trained_on")
     photo = sorted((labelled.parent / "photos").glob("*.jpg"))[1]
     image = Image.open(photo).convert("RGB")
     processor = AutoImageProcessor.from_pretrained(hf)
