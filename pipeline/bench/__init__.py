@@ -83,7 +83,7 @@ BENCHMARKS = {
         Benchmark(
             "gpu",
             "pipeline.bench.gpu",
-            "Every GPU figure in one resumable folder: labelgen, train and a reduced world study.",
+            "Every GPU figure in one resumable folder: labelgen, training, a reduced world study.",
         ),
     )
 }

@@ -1,4 +1,4 @@
-"""Every GPU figure the project lacks, in one folder: `labelgen`, `train` and a reduced world study.
+"""Every GPU figure the project lacks, in one folder: labelgen, training, a reduced world study.
 
     pipeline bench gpu --out DIR [--budget-s 540]    # on a CUDA machine
     pipeline bench gpu --out DIR --smoke             # the same orchestration on CPU, tiny sizes
@@ -8,10 +8,13 @@ Parts, in order of value, each one benchmark run as `python -m MODULE` in its ow
 
 1. labelgen: `pipeline bench labelgen gpu`, per teacher the labelgen views/s against the bare
    forward and the FLOP floor;
-2. train: `pipeline bench train --size small --size large`, the training step per student size
-   (Depth Anything V2, the one student family) with its loader stall;
+2. train: `pipeline bench train --size small --size large`, the Depth Anything V2 students'
+   training step with its loader stall and peak memory;
 3. world: `pipeline bench world --scale gpu-quick --seeds 2 --rows table2 --jobs 1`, Table 2's
-   four rows (DIR/world is the study directory).
+   four rows (DIR/world is the study directory);
+4. families: `pipeline bench train --student dpt-large --student beit-base-384 --student
+   swinv2-tiny-256 --steps 10`, the other student families' step, loader stall and measured peak
+   memory (`peak_gib`, against `pipeline bench memory`'s computed figure).
 
 A finished part leaves DIR/PART.json (its rows, wall time, command) and DIR/PART.md (its table),
 both written atomically; a part whose PART.md exists is skipped, so the same command resumes an
@@ -56,6 +59,7 @@ EXPECTED_S = {
     "labelgen": (240, 90),
     "train": (180, 30),
     "world": (300, 270),
+    "families": (240, 45),
 }
 """Rough wall seconds per part: (on one H100/H200, --smoke on a 2-core CPU VM). Estimates, not
 measurements: the GPU ones from the FLOP counts and the data each benchmark builds on the CPU
@@ -99,12 +103,15 @@ class Part:
 
 
 WORLD = ("--out", "{out}/world", "--rows", "table2", "--jobs", "1")
+FAMILIES = ("--student", "dpt-large", "--student", "beit-base-384", "--student", "swinv2-tiny-256")
 PARTS = (
     Part("labelgen", "labelgen", ("gpu",), ("gpu", "--smoke")),
     Part("train", "train", ("--size", "small", "--size", "large"), ("--smoke",)),
     Part("world", "world", (*WORLD, "--scale", "gpu-quick", "--seeds", "2"),
          (*WORLD, "--scale", "smoke", "--seeds", "1"), resumable=True, finished=(0, 3),
          workdir=False),
+    Part("families", "train", (*FAMILIES, "--steps", "10"),
+         ("--smoke", "--student", "beit-tiny", "--student", "swinv2-tiny")),
 )  # fmt: skip
 """In order of value: the parts run in this order."""
 

@@ -59,13 +59,14 @@ def fake(monkeypatch):
 
 def test_runs_every_part_in_order_and_writes_the_report(tmp_path, fake, capsys):
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
-    assert fake.calls == ["labelgen", "train", "world"]
+    assert fake.calls == ["labelgen", "train", "world", "train"]  # the families run bench train
+    assert "--student swinv2-tiny" in (tmp_path / "families.md").read_text()
     report = (tmp_path / "REPORT.md").read_text()
     assert "| teacher | labelgen_over_bare |" in report and "| dav2-large | 0.91 |" in report
     assert "| student | data_stall |" in report
     assert "### World study" in report and "| base | 0.4 |" in report
     assert "Command: `pipeline bench gpu --out" in report and "--smoke" in report
-    for name in ("labelgen", "train", "world"):
+    for name in ("labelgen", "train", "world", "families"):
         assert json.loads((tmp_path / f"{name}.json").read_text())["rows"]
     out = capsys.readouterr().out
     assert "[gpu] labelgen: done in" in out and "[gpu] world: done in" in out
@@ -78,7 +79,7 @@ def test_a_second_run_skips_finished_parts_and_reruns_a_deleted_one(tmp_path, fa
     capsys.readouterr()
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
     assert fake.calls == []
-    assert capsys.readouterr().out.count(": skipped (") == 3
+    assert capsys.readouterr().out.count(": skipped (") == 4
     assert {n: (tmp_path / n).stat().st_mtime_ns for n in mtimes} == mtimes
     (tmp_path / "train.md").unlink()
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
@@ -91,17 +92,17 @@ def test_a_tiny_budget_starts_nothing_and_lists_the_parts_left(tmp_path, fake, c
     assert fake.calls == []
     out = capsys.readouterr().out
     assert "labelgen: not started" in out
-    assert "left: labelgen, train, world; run the same command again" in out
-    assert "Not finished: labelgen, train, world" in (tmp_path / "REPORT.md").read_text()
+    assert "left: labelgen, train, world, families; run the same command again" in out
+    assert "Not finished: labelgen, train, world, families" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_a_budget_between_parts_skips_the_long_ones_and_resumes_them_later(tmp_path, fake, capsys):
-    # smoke estimates: labelgen 90 s, train 30 s, world from MIN_SLICE_S = 60 s on
+    # smoke estimates: labelgen 90 s, train 30 s, world from MIN_SLICE_S = 60 s on, families 45 s
     assert gpu.main(["--out", str(tmp_path), "--smoke", "--budget-s", "45"]) == gpu.EXIT_LEFT
     assert fake.calls == ["train"]
-    assert "left: labelgen, world" in capsys.readouterr().out
+    assert "left: labelgen, world, families" in capsys.readouterr().out
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
-    assert fake.calls[1:] == ["labelgen", "world"]
+    assert fake.calls[1:] == ["labelgen", "world", "train"]
 
 
 def test_a_part_stopped_at_the_budget_or_failing_leaves_no_result(tmp_path, monkeypatch, capsys):
@@ -109,7 +110,7 @@ def test_a_part_stopped_at_the_budget_or_failing_leaves_no_result(tmp_path, monk
     monkeypatch.setattr(gpu, "run_command", runner)
     monkeypatch.setattr(gpu, "probe_machine", lambda: {"cuda": False, "torch": "-", "device": "-"})
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == gpu.EXIT_FAILED
-    assert len(runner.calls) == 3  # a failure does not stop the parts after it
+    assert len(runner.calls) == 4  # a failure does not stop the parts after it
     assert not (tmp_path / "world.md").exists() and not (tmp_path / "labelgen.md").exists()
     out = capsys.readouterr().out
     assert "world: stopped" in out and "labelgen: failed" in out and "left: world" in out
@@ -181,4 +182,5 @@ def test_the_real_smoke_run_produces_every_table(tmp_path):
     assert "### World study" in report
     assert not (out / "work" / "labelgen").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert again.returncode == 0 and again.stdout.count(": skipped (") == 3
+    assert again.returncode == 0 and again.stdout.count(": skipped (") == 4
+    assert "beit-tiny" in report and "swinv2-tiny" in report  # the families part
