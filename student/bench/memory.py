@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pipeline.bench import parser as bench_parser
 from pipeline.model.depth_anything import depth_anything_config
 from pipeline.model.dpt_families import dpt_config
-from student.bench.train import STUDENTS, TINY
+from student.bench.train import STUDENTS, TINY, add_student_option
 from student.families import family_of
 
 GIB = 2**30
@@ -128,13 +128,7 @@ def training_memory(config: Any, batch: int, view: int = VIEW, device: str = "me
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__name__, __doc__)
-    parser.add_argument(
-        "--student",
-        action="append",
-        choices=[*STUDENTS, *TINY],
-        default=None,
-        help="default: every full-size student (every tiny one with --smoke)",
-    )
+    add_student_option(parser, "default: every full-size student (every tiny one with --smoke)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--smoke", action="store_true", help="the tiny students at 112 px views")
     args = parser.parse_args(argv)

@@ -239,15 +239,16 @@ def chosen_students(students: list[str] | None, sizes: list[str] | None, smoke: 
     return list(dict.fromkeys(chosen or (SMOKE if smoke else DEFAULT)))
 
 
+def add_student_option(parser: Any, default: str) -> None:
+    """`--student NAME` (repeatable) of `STUDENTS` and `TINY`; `default` says what none means."""
+    parser.add_argument(
+        "--student", action="append", choices=[*STUDENTS, *TINY], default=None, help=default
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__name__, __doc__)
-    parser.add_argument(
-        "--student",
-        action="append",
-        choices=[*STUDENTS, *TINY],
-        default=None,
-        help=f"default: {' '.join(DEFAULT)} ({' '.join(SMOKE)} with --smoke)",
-    )
+    add_student_option(parser, f"default: {' '.join(DEFAULT)} ({' '.join(SMOKE)} with --smoke)")
     parser.add_argument(
         "--size",
         action="append",

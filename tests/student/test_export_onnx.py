@@ -9,15 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from train_helpers import runner  # noqa: E402
+from train_helpers import checkpoint_run, onnx_difference, runner  # noqa: E402
+from train_helpers import export_onnx as export  # noqa: E402
 
 from student.cli import app  # noqa: E402
-from student.export import load_run_student  # noqa: E402
 from student.onnx_export import onnx_session, run_onnx  # noqa: E402
 
 SIZES = [(1, 56, 70), (2, 84, 112), (1, 518, 518)]
@@ -31,22 +30,9 @@ FP16_TOLERANCE = 1e-2  # float16 encoder and neck: measured about 1e-3
 def run_dir(tmp_path_factory) -> Path:
     """A run directory with one checkpoint of a tiny Depth Anything (as tests/test_file_modes)."""
     from labelgen.teachers import write_tiny_checkpoint
-    from student.checkpoint import save_checkpoint
-    from student.model import load_student
-    from student.rundir import RunDir
 
     root = tmp_path_factory.mktemp("onnx")
-    init = write_tiny_checkpoint("depth-anything-v2", root / "init", seed=3)
-    run = root / "run"
-    RunDir(run).write_config({"init": str(init)})
-    save_checkpoint(run, 1, {"model": load_student(init, frozen_encoder=False).model.state_dict()})
-    return run
-
-
-def export(run: Path, out: Path, *extra: str) -> Path:
-    result = runner.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(out), *extra])
-    assert result.exit_code == 0, result.output
-    return out
+    return checkpoint_run(root, write_tiny_checkpoint("depth-anything-v2", root / "init", seed=3))
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +42,7 @@ def fp32_dir(run_dir, tmp_path_factory) -> Path:
 
 def max_relative_difference(run: Path, model_dir: Path) -> float:
     """The largest `max |onnx - torch| / (torch max - torch min)` over `SIZES`."""
-    student = load_run_student(run)[0]
-    session = onnx_session(model_dir)
-    worst = 0.0
-    for i, (b, h, w) in enumerate(SIZES):
-        x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(i))
-        with torch.no_grad():
-            expected = student(x)["pred"].numpy()
-        got = run_onnx(session, x.numpy())
-        assert got.shape == (b, 1, h, w) and got.dtype == np.float32
-        spread = float(expected.max() - expected.min())
-        assert spread > 0
-        worst = max(worst, float(np.abs(got - expected).max()) / spread)
-    return worst
+    return onnx_difference(run, model_dir, SIZES)
 
 
 def test_onnx_runs_at_other_sizes_and_matches_pytorch(run_dir, fp32_dir):

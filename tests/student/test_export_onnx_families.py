@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from train_helpers import runner  # noqa: E402
+from train_helpers import checkpoint_run, onnx_difference, runner  # noqa: E402
+from train_helpers import export_onnx as export  # noqa: E402
 
 from student.cli import app  # noqa: E402
-from student.export import load_run_student  # noqa: E402
 from student.onnx_export import check_input, onnx_session, preprocessing, run_onnx  # noqa: E402
 
 FP32_TOLERANCE = 1e-4  # times the range of the PyTorch output (measured below 1e-5)
@@ -33,21 +32,8 @@ ALL = [*SIZES, pytest.param("tiny-swinv2", marks=SLOW)]
 def make_run(root: Path, size: str) -> Path:
     """A run directory with one checkpoint of a tiny random DPT checkpoint of `size`."""
     from labelgen.teachers import write_checkpoint
-    from student.checkpoint import save_checkpoint
-    from student.model import load_student
-    from student.rundir import RunDir
 
-    init = write_checkpoint("dpt", root / "init", size, seed=3)
-    run = root / "run"
-    RunDir(run).write_config({"init": str(init)})
-    save_checkpoint(run, 1, {"model": load_student(init, frozen_encoder=False).model.state_dict()})
-    return run
-
-
-def export(run: Path, out: Path, *extra: str) -> Path:
-    result = runner.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(out), *extra])
-    assert result.exit_code == 0, result.output
-    return out
+    return checkpoint_run(root, write_checkpoint("dpt", root / "init", size, seed=3))
 
 
 def allowed_sizes(spec: dict) -> list[tuple[int, int, int]]:
@@ -59,19 +45,7 @@ def allowed_sizes(spec: dict) -> list[tuple[int, int, int]]:
 
 
 def max_relative_difference(run: Path, model_dir: Path, spec: dict) -> float:
-    student = load_run_student(run)[0]
-    session = onnx_session(model_dir)
-    worst = 0.0
-    for i, (b, h, w) in enumerate(allowed_sizes(spec)):
-        x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(i))
-        with torch.no_grad():
-            expected = student(x)["pred"].numpy()
-        got = run_onnx(session, x.numpy())
-        assert got.shape == (b, 1, h, w) and got.dtype == np.float32
-        spread = float(expected.max() - expected.min())
-        assert spread > 0 and np.isfinite(got).all()
-        worst = max(worst, float(np.abs(got - expected).max()) / spread)
-    return worst
+    return onnx_difference(run, model_dir, allowed_sizes(spec))
 
 
 @pytest.mark.parametrize("size", ALL)
