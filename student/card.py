@@ -7,9 +7,11 @@ weights' identity (their label columns' manifests), the dataset (image count, pl
 training settings and the steps trained (continuations included), and the evaluation results of
 the `evaluation run` directories given to `student export --eval`.
 
-Everything is read from the run directory (`config.yaml`, `continued.yaml`, `env.json`), the
-dataset it names (if that moved, the card says so) and each `summary.json`, read as plain JSON
-(the student never imports `evaluation`).
+Everything is read from the run directory (`config.yaml`, `continued.yaml`, `env.json`,
+`inputs.json` when the run wrote one), the dataset it names (if that moved, the card says so) and
+each `summary.json` (`student.card_evaluation`, which checks it scored this model). The card
+states what ran (the precision of the device that trained, the warm-up the schedule really had)
+and holds no absolute local path: it is meant for the Hub.
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from typing import Any
 
 import yaml
 
-from pipeline.dataset.info import DatasetInfo, load_dataset
-from pipeline.labels.column import LabelColumn
-from pipeline.model.source import is_local_dir, looks_like_path
+from pipeline.model.source import is_local_dir
 from pipeline.toolkit.config import to_dict
+from student.card_evaluation import evaluation_section, read_summaries
+from student.card_inputs import (
+    dataset_section,
+    is_hub_id,
+    load_info,
+    read_inputs,
+    source_name,
+    teachers_section,
+)
 from student.families import trained_on
+from student.optim import lr_factor
 from student.rundir import Job, RunDir, checkpoint_name
 
 PAPER = "https://arxiv.org/abs/2502.19204"
-METRICS = ("abs_rel", "delta1", "delta2", "delta3")
-"""The metrics the card shows, labelled as each `summary.json` says (`metrics`: the evaluation's
-one table of metrics); a summary written before it carried them shows the keys."""
 INIT_WEIGHTS_TEXT = {
     "full": "all weights (encoder, neck and head)",
     "encoder": "the encoder only (neck and head newly initialised)",
@@ -49,7 +56,7 @@ def model_card(
     exported as `fmt` (`hf` or `onnx`); `evals`: `evaluation run` directories (or their
     `summary.json`) of this model."""
     run = RunDir(Path(run_dir))
-    summaries = [read_summary(Path(p)) for p in evals]
+    summaries = read_summaries(evals, run.root, step)
     job = _job(run)
     title = f"# {run.root.resolve().name}"
     if job is None:  # a config.yaml that records only the init (made by hand or by a test)
@@ -57,16 +64,16 @@ def model_card(
         metadata = card_metadata(init, fmt, license_id)
         sections = [title, _intro(fmt, precision), _bare_training(run, init, step)]
     else:
-        info, problem = _dataset(job.dataset)
+        (info, problem), inputs = load_info(job.dataset), read_inputs(run)
         metadata = card_metadata(job.init, fmt, license_id)
         sections = [
             title,
             _intro(fmt, precision),
             _training(job, run, step),
-            _teachers(job, info, problem),
-            _dataset_section(job, info, problem),
+            teachers_section(job, info, problem, inputs),
+            dataset_section(job, info, problem, inputs),
         ]
-    sections.append(_evaluation(summaries))
+    sections.append(evaluation_section(summaries))
     if job is not None:
         sections.append(_settings(job))
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
@@ -83,9 +90,9 @@ def _job(run: RunDir) -> Job | None:
 
 def _bare_training(run: RunDir, init: str, step: int) -> str:
     return (
-        f"## Training\n\n- Initial checkpoint (`--init`): `{init}`\n- Steps trained: {step} "
-        f"(checkpoint `{checkpoint_name(step)}`)\n- `{run.config}` records no dataset, teachers "
-        "or settings: they are not described here."
+        f"## Training\n\n- Initial checkpoint (`--init`): `{source_name(init)}`\n- Steps "
+        f"trained: {step} (checkpoint `{checkpoint_name(step)}`)\n- The run's `config.yaml` "
+        "records no dataset, teachers or settings: they are not described here."
     )
 
 
@@ -100,17 +107,13 @@ def card_metadata(init: str, fmt: str, license_id: str | None = None) -> dict[st
         meta["library_name"] = "transformers"
     meta["pipeline_tag"] = "depth-estimation"
     meta["tags"] = tags
-    if _is_hub_id(init):
+    if is_hub_id(init):
         meta["base_model"] = init
         meta["base_model_relation"] = "finetune"
     license_id = license_id or _init_license(init)
     if license_id:
         meta["license"] = license_id
     return meta
-
-
-def _is_hub_id(init: str) -> bool:
-    return not is_local_dir(init) and not looks_like_path(init)
 
 
 def _init_license(init: str) -> str | None:
@@ -165,7 +168,7 @@ def _training(job: Job, run: RunDir, step: int) -> str:
     lines = [
         "## Training",
         "",
-        f"- Initial checkpoint (`--init`): `{job.init}`; kept "
+        f"- Initial checkpoint (`--init`): `{source_name(job.init)}`; kept "
         f"{INIT_WEIGHTS_TEXT.get(s.init_weights, s.init_weights)} (`init_weights: "
         f"{s.init_weights}`)",
         f"- Steps trained: {step} (checkpoint `{checkpoint_name(step)}`; "
@@ -189,16 +192,59 @@ def _training(job: Job, run: RunDir, step: int) -> str:
     per_step = s.batch_size * s.optim.accumulate * (ranks or 1)
     lines += [
         f"- Batch: {s.batch_size} per rank × {ranks or '?'} rank(s) × {s.optim.accumulate} "
-        f"accumulation = {per_step} image(s) per step; input side {s.data.size}; {s.precision}",
+        f"accumulation = {per_step} image(s) per step; input side {s.data.size}; "
+        f"{ran_precision(run, s.precision)}",
         f"- Data mode `{s.data.mode}`; losses: shared-context {_on(s.loss.shared_context)} "
         f"(`{s.loss.norm_sc}`), local-global {_on(s.loss.local_global)} (λ {s.loss.lambda_lg}, "
         f"`{s.loss.norm_lg}`), feature alignment λ {s.loss.lambda_feat} (margin "
         f"{s.loss.feat_margin}), gradient λ {s.loss.lambda_grad} (`{s.loss.norm_grad}`)",
-        f"- AdamW: decoder lr {s.optim.lr}, encoder × {s.optim.encoder_lr_ratio}, warm-up "
-        f"{s.optim.warmup_steps} steps, poly power {s.optim.poly_power}, weight decay "
+        f"- AdamW: decoder lr {s.optim.lr}, encoder × {s.optim.encoder_lr_ratio}, "
+        f"{_warmup(job)}, poly power {s.optim.poly_power}, weight decay "
         f"{s.optim.weight_decay}; seed {s.seed}",
     ]
     return "\n".join(lines)
+
+
+def warmup_steps(job: Job) -> int:
+    """The warm-up steps the run's schedule had (`student.optim.lr_factor`: the first step's
+    factor is 1 / warm-up)."""
+    o = job.settings.optim
+    return round(1 / lr_factor(0, job.schedule_steps, o.warmup_steps, o.poly_power))
+
+
+def _warmup(job: Job) -> str:
+    warm, asked = warmup_steps(job), job.settings.optim.warmup_steps
+    text = f"linear warm-up {warm} step{'s' if warm != 1 else ''}"
+    if warm != asked:
+        text += f" (`warmup_steps: {asked}`, capped at a tenth of the run's steps)"
+    return text
+
+
+def _env(run: RunDir) -> dict[str, Any]:
+    try:
+        env = json.loads((run.root / "env.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def ran_precision(run: RunDir, setting: str) -> str:
+    """The precision the run's sessions computed in: `setting` as autocast on a GPU, fp32 on
+    a CPU (`env.json` records each session's device; older runs' only whether torch had CUDA)."""
+    env = _env(run)
+    sessions = [env, *[r for r in env.get("resumes", []) if isinstance(r, dict)]]
+    devices = {d.get("device") for d in sessions if d.get("device")}
+    if not devices and env and env.get("cuda") is None:
+        devices = {"cpu"}  # a torch without CUDA runs on the CPU
+    if setting == "fp32":
+        return "fp32"
+    if devices and "cuda" not in devices:
+        return f"fp32 (on a CPU; `precision: {setting}` applies on a GPU)"
+    if devices == {"cuda"}:
+        return f"{setting} autocast (GPU)"
+    if devices:
+        return f"{setting} autocast on a GPU, fp32 in the sessions that ran on a CPU"
+    return f"{setting} autocast on a GPU, fp32 on a CPU (the run did not record its device)"
 
 
 def _on(flag: bool) -> str:
@@ -211,105 +257,6 @@ def _world_size(run: RunDir) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
-
-
-def _dataset(root: Path) -> tuple[DatasetInfo | None, str | None]:
-    """The run's dataset, or why it cannot be read now."""
-    if not Path(root).is_dir():
-        return None, f"The dataset directory `{root}` did not exist when this model was exported"
-    try:
-        return load_dataset(root), None
-    except (OSError, ValueError, KeyError) as e:
-        return None, f"The dataset `{root}` could not be read when this model was exported ({e})"
-
-
-def _teachers(job: Job, info: DatasetInfo | None, problem: str | None) -> str:
-    head = "## Teachers\n\n"
-    if info is None:
-        names = ", ".join(f"`{t}`" for t in job.teachers)
-        return f"{head}Label columns {names}. {problem}: their provenance is not recorded here."
-    rows = [
-        "| column | teacher | adapter | weights | weights sha256 | output | precision | shards "
-        "labelled |",
-        "|---" * 8 + "|",
-    ]
-    for name in job.teachers:
-        try:
-            m = LabelColumn(info, name).manifest
-        except (OSError, ValueError) as e:
-            rows.append(f"| `{name}` | manifest unreadable: {e} |" + " |" * 6)
-            continue
-        done = sum(m.is_done(shard.name) for shard in info.shards)
-        source = f"`{m.weights.get('source')}`"
-        if m.weights.get("commit"):
-            source += f" (revision `{m.weights['commit']}`)"
-        rows.append(
-            f"| `{name}` | {m.teacher} | {m.adapter} | {source} | `{m.weights.get('sha256')}` | "
-            f"{m.output_kind} ({m.invariance}) | {m.precision} | {done}/{len(info.shards)} |"
-        )
-    return head + "\n".join(rows)
-
-
-def _dataset_section(job: Job, info: DatasetInfo | None, problem: str | None) -> str:
-    if info is None:
-        return f"## Dataset\n\n{problem}: its image count and plan hash are not recorded here."
-    params = info.raw.get("plan_params", {})
-    plan = ", ".join(f"{k} {v}" for k, v in params.items())
-    return (
-        f"## Dataset\n\n- Path: `{job.dataset}`\n- Images: {info.num_samples} in "
-        f"{len(info.shards)} shards\n- Crop plan hash: `{info.plan_hash}`\n- Plan: {plan}"
-    )
-
-
-def read_summary(path: Path) -> dict[str, Any]:
-    """An `evaluation run` / `score` `summary.json` (a directory or the file) as plain JSON."""
-    file = path / "summary.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"--eval {path}: no summary.json (write one with `evaluation run --model MODEL "
-            "--out DIR` and pass DIR)"
-        )
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"--eval {file}: not readable JSON ({e})") from e
-    if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
-        raise ValueError(f"--eval {file}: not an evaluation summary (no 'datasets')")
-    return data
-
-
-def _number(value: Any) -> str:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f"{value:.4f}" if ok else "–"
-
-
-def _evaluation(summaries: list[dict[str, Any]]) -> str:
-    head = "## Evaluation\n\n"
-    if not summaries:
-        return (
-            f"{head}Not evaluated at export (pass `evaluation run` directories with "
-            "`student export --eval DIR`)."
-        )
-    labels = {k: k for k in (*METRICS, "rmse")}
-    for summary in summaries:
-        recorded = summary.get("metrics") or {}
-        labels.update({k: v["label"] for k, v in recorded.items() if k in labels and "label" in v})
-    columns = " | ".join(labels[key] for key in METRICS)
-    head_row = f"| model | dataset | samples | {columns} | {labels['rmse']} |"
-    rows = [head_row, "|---" * (4 + len(METRICS)) + "|"]
-    alignments = set()
-    for summary in summaries:
-        model = summary.get("model") or {}
-        name = model.get("name", "?")
-        for dataset, entry in summary["datasets"].items():
-            values = " | ".join(_number(entry.get(key)) for key in METRICS)
-            scored = entry.get("scored", entry.get("samples", "?"))
-            rows.append(
-                f"| {name} | {dataset} | {scored} | {values} | {_number(entry.get('rmse'))} |"
-            )
-            alignments.add((entry.get("protocol") or {}).get("alignment"))
-    how = "; ".join(sorted(a for a in alignments if a)) or "as recorded in each summary.json"
-    return f"{head}Zero-shot, Marigold protocol ({how}); `evaluation run`:\n\n" + "\n".join(rows)
 
 
 def _settings(job: Job) -> str:

@@ -92,7 +92,12 @@ def train(
 @user_errors
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory of `student train`."),
-    out: Path = typer.Option(..., "--out", help="Directory to write."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Directory to write (published whole when complete; a non-empty one must be an "
+        "export of this run, unless --overwrite).",
+    ),
     step: int = typer.Option(None, help="Checkpoint step (default: the newest)."),
     format_: str = typer.Option(
         "hf",
@@ -119,13 +124,19 @@ def export(
         help="License id for the card's metadata, e.g. apache-2.0 (default: the local init's "
         "card's license, if any).",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace --out even when it holds other files (everything in it is replaced).",
+    ),
 ) -> None:
     """Write the run's student with a model card (README.md: init, teachers, dataset, steps,
     settings, results). hf: a directory transformers.pipeline('depth-estimation', model=DIR)
     loads; onnx: a model ONNX Runtime and TensorRT run (see preprocessing.json)."""
     from student.export import export_run
 
-    written = export_run(run_dir, out, step, format_, precision, list(eval_ or []), license_)
+    evals = list(eval_ or [])
+    written = export_run(run_dir, out, step, format_, precision, evals, license_, overwrite)
     typer.echo(f"exported {run_dir} to {written}")
 
 
@@ -133,7 +144,11 @@ def export(
 @user_errors
 @settings_command
 def predict(
-    model: Path = typer.Argument(..., help="An exported HF directory or a run directory."),
+    model: Path = typer.Argument(
+        ...,
+        help="A run directory, an exported HF directory, or an ONNX export (runs on the CPU "
+        "with onnxruntime).",
+    ),
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
     launch: Launch = SettingsOptions(Launch, fields=("device",)),

@@ -1,9 +1,18 @@
 """`student export` and `student predict`: a run's checkpoint as a Hugging Face directory or an
-ONNX model (`student.onnx_export`), each with a model card (`student.card`), and disparity maps
-for image files."""
+ONNX model (`student.onnx_export`), each with a model card (`student.card`) and `export.json`
+(`student.export_record`), and disparity maps for image files (from a run, a Hugging Face
+directory or an ONNX export).
+
+An export is written into a temporary directory next to `--out` and renamed into place when
+complete, so `--out` never holds a partial export; what a killed export left there is removed by
+the next one. A non-empty `--out` that is not an export of the same run is refused unless
+`--overwrite`.
+"""
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +21,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.images.decode import encode_png
-from pipeline.toolkit.atomic import follow_umask, publishing, write_bytes
+from pipeline.toolkit.atomic import (
+    follow_umask,
+    is_disk_full,
+    publishing,
+    publishing_dir,
+    read_json,
+    write_bytes,
+    write_json,
+)
 from pipeline.toolkit.colormap import colorize_robust
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
+from student.export_record import EXPORT_FILE, check_out, export_record
 from student.model import Student, load_student, save_hf, student_from_architecture
+from student.onnx_export import MODEL_FILE, PREPROCESSING_FILE
 from student.rundir import RunDir
 
 FORMATS = ("hf", "onnx")
@@ -62,14 +81,42 @@ def export_run(
     precision: str = "fp32",
     evals: list[Path] | None = None,
     license_id: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the run's student (at `step`, default: newest) to `out` as a Hugging Face
     directory (`fmt="hf"`) or as `model.onnx` + `preprocessing.json` (`fmt="onnx"`, `precision`
     fp32 or fp16), with a model card `README.md` (`student.card.model_card`: `evals` are
-    `evaluation run` directories of this model, `license_id` its license). Files get the mode
-    the umask gives new files (safetensors writes them 0600)."""
+    `evaluation run` directories of this model, `license_id` its license) and `export.json`.
+
+    Published atomically (see the module); a non-empty `out` that is not an export of this run
+    is refused unless `overwrite`. Files get the mode the umask gives new files (safetensors
+    writes them 0600). A full disk is an `OSError(ENOSPC)` naming `out` and the fix."""
     from student.card import model_card
 
+    _check_format(fmt, precision)
+    out = Path(out)
+    check_out(out, run_dir, overwrite)
+    trained = step_of(checkpoint_path(run_dir, step))
+    card = model_card(run_dir, trained, fmt, precision, evals or [], license_id)
+    student, init = load_run_student(run_dir, trained)
+    try:
+        with publishing_dir(out) as tmp:
+            _write_model(student, init, tmp, fmt, precision)
+            write_bytes(tmp / "README.md", card.encode())
+            write_json(tmp / EXPORT_FILE, export_record(run_dir, trained, fmt, precision))
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on the device of {out.parent} for the export (nothing was written "
+            "to --out): free space there or choose another --out",
+            str(out),
+        ) from e
+    return out
+
+
+def _check_format(fmt: str, precision: str) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "hf" and precision != "fp32":
@@ -80,10 +127,9 @@ def export_run(
         require_onnx()
         if precision not in PRECISIONS:
             raise ValueError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    trained = step_of(checkpoint_path(run_dir, step))
-    card = model_card(run_dir, trained, fmt, precision, evals or [], license_id)
-    student, init = load_run_student(run_dir, trained)
-    out = Path(out)
+
+
+def _write_model(student: Student, init: str, out: Path, fmt: str, precision: str) -> None:
     if fmt == "hf":
         save_hf(student, out, processor_source=init)
         for weights in out.glob("*.safetensors"):
@@ -93,8 +139,6 @@ def export_run(
 
         export_onnx(student, out, precision)
         write_preprocessing(out, student, precision)
-    write_bytes(out / "README.md", card.encode())
-    return out
 
 
 def input_size(
@@ -125,12 +169,72 @@ def predict_image(student: Student, rgb: np.ndarray, device: str) -> np.ndarray:
     family, config = student.family, student.model.config
     short = family.default_processor_side(config)
     size = input_size(h, w, short, family.multiple, family.square_only(config))
+    return _predict_at(lambda x: student(x)["pred"], rgb, size, device)
+
+
+def _predict_at(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    device: str,
+) -> np.ndarray:
+    """`forward` of the image resized to `size` (bilinear, antialiased), resized back."""
+    h, w = rgb.shape[:2]
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    pred = student(x)["pred"].float()
+    pred = forward(x).float()
     return (
         F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
     )
+
+
+def is_onnx_export(model: Path) -> bool:
+    return (Path(model) / MODEL_FILE).is_file()
+
+
+class OnnxExport:
+    """An ONNX export (`student export --format onnx`) run by ONNX Runtime on the CPU, fed as
+    its `preprocessing.json` says: what `student predict` does with one."""
+
+    def __init__(self, directory: Path) -> None:
+        from student.onnx_export import onnx_session, session_rule
+
+        spec = Path(directory) / PREPROCESSING_FILE
+        if not spec.is_file():
+            raise FileNotFoundError(
+                f"{spec} not found: {directory} is an incomplete ONNX export; export it again "
+                "with `student export RUN --format onnx --out DIR`"
+            )
+        resize = read_json(spec).get("resize", {})
+        self.short = int(resize.get("short_side", SHORT_SIDE))
+        self.square = bool(resize.get("square", False))
+        self.session = onnx_session(directory)
+        self.rule = session_rule(self.session)
+
+    def size(self, h: int, w: int) -> tuple[int, int]:
+        """The input size of an `h` x `w` image (the export's fixed side, or `input_size`)."""
+        if self.rule.fixed is not None:
+            return self.rule.fixed, self.rule.fixed
+        return input_size(h, w, self.short, self.rule.multiple, self.square)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from student.onnx_export import run_onnx
+
+        return torch.from_numpy(run_onnx(self.session, x.cpu().numpy()))
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """Disparity `[H, W]` float32 of an RGB uint8 image, as `predict_image`."""
+        return _predict_at(self, rgb, self.size(*rgb.shape[:2]), "cpu")
+
+
+def image_predictor(model: Path, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """RGB uint8 `[H, W, 3]` -> disparity `[H, W]` of a run directory, a Hugging Face
+    directory or hub id, or an ONNX export (on the CPU, needs onnxruntime)."""
+    if is_onnx_export(model):
+        export = OnnxExport(Path(model))
+        return export.predict
+    student = load_any(model).to(device)
+    return lambda rgb: predict_image(student, rgb, device)
 
 
 def _output_stems(images: list[Path]) -> list[str]:
@@ -152,7 +256,7 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
     """Write `STEM.npy` (disparity, float32, the image's size) and a colour `STEM.png` per image
     into `out`; returns the paths written."""
     stems = _output_stems(images)
-    student = load_any(model).to(device)
+    predict = image_predictor(model, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -161,7 +265,7 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
             rgb = np.array(Image.open(path).convert("RGB"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: cannot read the image ({e})") from e
-        disparity = predict_image(student, rgb, device)
+        disparity = predict(rgb)
         with publishing(out / f"{stem}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, disparity.astype(np.float32))
         write_bytes(out / f"{stem}.png", encode_png(colorize_robust(disparity)))

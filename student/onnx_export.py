@@ -283,9 +283,20 @@ def check_input(images: np.ndarray, multiple: int = MULTIPLE, fixed: int | None 
         raise ValueError(f"input must be float32 RGB in [0, 1], got {images.dtype}")
 
 
+def require_runtime(directory: Path) -> None:
+    """A one-line ValueError naming the install command when onnxruntime is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ValueError(
+            f"{directory} is an ONNX export: running it needs onnxruntime: pip install "
+            f"onnxruntime (or the onnx extra: {ONNX_EXTRA})"
+        )
+
+
 def onnx_session(directory: Path):
-    """An ONNX Runtime CPU session of `directory/model.onnx`."""
-    require_onnx()
+    """An ONNX Runtime CPU session of `directory/model.onnx` (needs only onnxruntime)."""
+    require_runtime(directory)
     import onnxruntime
 
     path = Path(directory) / MODEL_FILE

@@ -8,13 +8,18 @@ lets them), whatever the writing library chose (`tempfile` and safetensors write
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pipeline.toolkit.faults import name_the_file
 
 
 def fsync_dir(path: Path) -> None:
@@ -86,9 +91,10 @@ def is_temporary(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def publishing(path: Path, mode: int | None = None) -> Iterator[Path]:
-    """Yield a temporary path to fill; on success set its mode (`follow_umask`: by default
-    what the umask gives), fsync it and rename it onto `path`.
+def publishing(path: Path, mode: int | None = None, tmp: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to fill (`tmp`, default: a `temporary_sibling`); on success set
+    its mode (`follow_umask`: by default what the umask gives), fsync it and rename it onto
+    `path`.
 
     Works for files and directories. On error the temporary is removed and `path` is untouched.
     A directory that already exists is first renamed aside (a hidden temporary name) and deleted
@@ -97,7 +103,7 @@ def publishing(path: Path, mode: int | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
+    tmp = temporary_sibling(path) if tmp is None else Path(tmp)
     old = None
     try:
         yield tmp
@@ -114,7 +120,8 @@ def publishing(path: Path, mode: int | None = None) -> Iterator[Path]:
         fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
+        name_the_file(e, path)  # a full disk while writing: say which file
         if old is not None and old.exists() and not path.exists():
             os.replace(old, path)  # put the previous tree back
         if tmp.is_dir():
@@ -122,6 +129,84 @@ def publishing(path: Path, mode: int | None = None) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname()) or "host"
+
+
+def owned_temporary(path: Path) -> Path:
+    """A new empty temporary directory next to `path` whose name says which process of which
+    host fills it (`.NAME.pPID-HOST-XXXX.tmp`), so that `remove_stale_temporaries` leaves it
+    alone while that process runs."""
+    prefix = f".{path.name}.p{os.getpid()}-{_host()}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries left next to `path` by writers that were killed (any but those
+    an `owned_temporary` names as a running process of this host); returns what was removed."""
+    path = Path(path)
+    own = re.compile(rf"^\.{re.escape(path.name)}\.([^.]+)\.tmp$")
+    removed = []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        token = own.match(tmp.name)
+        if token is None:
+            continue  # another name's temporary (`NAME.v2`)
+        owner = re.match(r"^p(\d+)-([A-Za-z0-9_]+)-", token.group(1))
+        if owner and owner.group(2) == _host() and _alive(int(owner.group(1))):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """`name` with the characters glob treats specially escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+@contextlib.contextmanager
+def publishing_dir(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """`publishing` for a directory: first remove what killed writers left next to `path`
+    (`remove_stale_temporaries`), then yield an empty `owned_temporary` directory to fill; on
+    success it replaces `path` (an existing directory is swapped out in two renames)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    with publishing(path, mode, tmp=owned_temporary(path)) as tmp:
+        yield tmp
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
+"""How a full disk shows in errors that are no OSError (safetensors writes Rust's I/O error)."""
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """True when `error` or an error it was raised from is a full disk or an exceeded quota."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return True
+        if any(text in str(error) for text in DISK_FULL_TEXT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
