@@ -37,6 +37,7 @@ from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import progress_bar
+from pipeline.toolkit.workers import exit_with_parent
 
 PREDICTIONS_JSON = "predictions.json"
 SCHEMA = 1
@@ -172,6 +173,7 @@ def predict_dataset(
         batch_size=None,
         num_workers=auto_workers(launch.workers) if len(todo) > 1 else 0,
         collate_fn=no_collate,
+        worker_init_fn=exit_with_parent(),
     )
     start = time.perf_counter()
     shown = bool(todo) and launch.progress

@@ -57,6 +57,7 @@ from pipeline.toolkit.devices import resolve_device
 from pipeline.toolkit.environment import environment
 from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import progress_bar
+from pipeline.toolkit.workers import exit_with_parent
 
 SCATTER_POINTS_PER_SAMPLE = 20_000
 CSV_COLUMNS = (
@@ -242,6 +243,7 @@ def score_dataset(
         batch_size=None,
         num_workers=auto_workers(launch.workers) if len(items) > 1 else 0,
         collate_fn=no_collate,
+        worker_init_fn=exit_with_parent(),
     )
     rows, points = [], []
     start = time.perf_counter()

@@ -34,6 +34,7 @@ from pipeline.images.shards import ImageShardReader
 from pipeline.labels.manifest import ShardSummary
 from pipeline.labels.store import open_writer
 from pipeline.toolkit.cpus import auto_workers
+from pipeline.toolkit.workers import exit_with_parent
 
 
 class ShardViews(Dataset):
@@ -193,6 +194,7 @@ def label_shard(
         collate_fn=_identity,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=exit_with_parent(),
     )
     batcher = OrderedBatcher(settings.predict, settings.batch_size)
     keys = list(job.plan)

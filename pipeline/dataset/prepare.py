@@ -45,6 +45,7 @@ from pipeline.toolkit import tario
 from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
+from pipeline.toolkit.workers import exit_with_parent
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def decoding(
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (tqdm, user code)
     n = min(workers, len(items))
-    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent()) as pool:
         yield _in_order(pool, items, params, n * AHEAD)
 
 

@@ -31,6 +31,7 @@ from pipeline.images.decode import encode_png
 from pipeline.toolkit.atomic import read_json, write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
+from pipeline.toolkit.workers import exit_with_parent
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, GENERATOR, SPLITS, make_scene
 from pipeline.world.render import render
 from pipeline.world.scene import Scene
@@ -206,7 +207,7 @@ def render_world(
                 bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-            with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent()) as pool:
                 for _ in pool.map(render_image, [out] * len(todo), [settings] * len(todo), todo):
                     bar.update(1)
     write_json(out / WORLD_JSON, {**record, "images": max(images, int(record.get("images", 0)))})

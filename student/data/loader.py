@@ -10,7 +10,8 @@ and the zarr label reader reopens arrays in a new process, so the platform defau
 Linux; fast to start) is safe; pass `multiprocessing_context="forkserver"` (or "spawn") when the
 main process holds state that must not be forked (e.g. zarr arrays opened by the caller in
 threads). Persistent workers are off by default: they keep the epoch they started with, so
-`stream.set_epoch` would not reach them.
+`stream.set_epoch` would not reach them. Workers exit when the training process dies
+(`pipeline.toolkit.workers`), guarded from the thread that iterates the loader.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
+from pipeline.toolkit.workers import ExitWithParent, exit_with_parent
 from student.data.stream import DistillStream
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ class DistillLoader(DataLoader):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         stream = self.dataset
         stream.begin_iteration()  # type: ignore[attr-defined]
+        if isinstance(self.worker_init_fn, WorkerInit):  # workers start in this thread
+            self.worker_init_fn = WorkerInit(exit_with_parent())
         for batch in super().__iter__():
             stream.note_batch(batch)  # type: ignore[attr-defined]
             yield batch
@@ -51,6 +56,17 @@ def seed_worker(worker_id: int) -> None:
     random.seed(int(state[0]))
     np.random.seed(int(state[0]))
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+@dataclass(frozen=True)
+class WorkerInit:
+    """`worker_init_fn` of the loader: exit with the training process, then `seed_worker`."""
+
+    guard: ExitWithParent
+
+    def __call__(self, worker_id: int) -> None:
+        self.guard()
+        seed_worker(worker_id)
 
 
 def make_loader(
@@ -88,7 +104,7 @@ def make_loader(
             persistent_workers=persistent_workers,
             prefetch_factor=prefetch_factor,
             multiprocessing_context=multiprocessing_context,
-            worker_init_fn=seed_worker,
+            worker_init_fn=WorkerInit(exit_with_parent()),
         )
     return DistillLoader(
         stream,
