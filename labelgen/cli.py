@@ -7,11 +7,13 @@ from its fields (`pipeline.toolkit.options`): their defaults and help live there
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
 import typer
 
+from labelgen.missing import DEFAULT_MAX_ARRAY
 from labelgen.settings import LAUNCH_DEFAULTS, RunSettings
 from pipeline.toolkit.cliutil import user_errors
 from pipeline.toolkit.launch import Launch
@@ -50,7 +52,8 @@ def _specs(teacher: list[str] | None, teachers_file: Path | None) -> list:
 
 EXIT_NOT_COMPLETE = 3
 """`labelgen run`'s exit status when the column is not complete yet: shards held by other
-`--claim` workers (distinct from 1, a failed shard, and 2, a user error)."""
+`--claim` workers (distinct from 1, a failed shard, and 2, a user error); `labelgen missing`'s
+when shards are left to label."""
 
 ESTIMATE_FIELDS = ("format", "codec", "batch_size")
 """What `labelgen estimate` takes of `RunSettings`: the rest concerns a whole run (claims,
@@ -79,10 +82,18 @@ def run(
         help="Relabel these shards of every given teacher even if done, e.g. one `pipeline "
         "verify` found corrupt: SHARD[,SHARD...] or FIRST-LAST (repeatable).",
     ),
+    shards: list[str] = typer.Option(
+        None,
+        "--shards",
+        help="Label only these shards (done ones are skipped), split between the workers in "
+        "this order: SHARD[,SHARD...] or FIRST-LAST (repeatable); what `labelgen missing` "
+        "prints.",
+    ),
 ) -> None:
     """Label every (teacher, shard) item not yet done; safe to kill and re-run.
 
-    Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim.
+    Work is split by RANK/WORLD_SIZE (torchrun) or SLURM variables, or claimed with --claim;
+    --tasks-per-job N makes each process run the shares of N workers one after another.
 
     Exit status: 0 done; 1 a shard failed (recorded; a re-run redoes it); 2 bad input (one
     `error:` line); 3 not complete yet: with --claim, shards are held by other workers (run
@@ -92,12 +103,46 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     specs = _specs(teacher, teachers_file)
-    reports = run_labels(dataset, specs, settings, redo=redo or None, launch=launch)
+    reports = run_labels(
+        dataset, specs, settings, redo=redo or None, launch=launch, shards=shards or None
+    )
     for report in reports:
         typer.echo(report.summary())
     if any(r.shards_failed for r in reports):
         raise typer.Exit(1)
     if any(r.shards_held for r in reports):
+        raise typer.Exit(EXIT_NOT_COMPLETE)
+
+
+@app.command(epilog=TEACHER_EXAMPLE)
+@user_errors
+def missing(
+    dataset: Path = typer.Option(..., help="A prepared dataset directory."),
+    teacher: list[str] = TEACHER_OPTION,
+    teachers_file: Path = typer.Option(None, help="YAML list of teachers."),
+    verify: bool = typer.Option(
+        False, help="Also checksum every done shard, as `pipeline verify` does (reads them all)."
+    ),
+    max_array: int = typer.Option(
+        DEFAULT_MAX_ARRAY,
+        help="Most tasks of the printed SLURM array; a longer list runs several shards per task "
+        "(--tasks-per-job).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """List, per teacher column, the shards missing, failed or damaged, and print the
+    `labelgen run --shards ...` command and the SLURM array (`sbatch --array=...
+    docker/slurm_labelgen.sbatch`) that label exactly those.
+
+    Exit status: 0 nothing left to label; 3 shards left (a job script can resubmit and loop);
+    2 bad input.
+    """
+    from labelgen.missing import find_missing
+
+    specs = _specs(teacher, teachers_file)
+    report = find_missing(dataset, specs, None if teacher else teachers_file, verify, max_array)
+    typer.echo(json.dumps(report.as_dict(), indent=2) if json_out else report.format())
+    if not report.complete:
         raise typer.Exit(EXIT_NOT_COMPLETE)
 
 

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -31,10 +31,12 @@ from pipeline.labels.identity import ColumnIdentity
 from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, expires_in, try_claim, worker_id
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import WorkerInfo, my_share, worker_info
+from pipeline.toolkit.faults import disk_fault
 from pipeline.toolkit.launch import Launch
 from pipeline.toolkit.progress import Progress, progress_bar
 
 log = logging.getLogger("labelgen")
+T = TypeVar("T")
 RUN_LOCK_TTL = 60.0
 """Seconds a plain run's column lock (`_run_lock`) outlives its last refresh (every 15 s)."""
 
@@ -48,6 +50,7 @@ class _Context:
     device: torch.device
     owner: str
     redo: set[str] = field(default_factory=set)  # shards relabelled even if done (--redo)
+    only: set[str] | None = None  # the shards this run may label (--shards; None: all)
 
 
 @dataclass
@@ -116,6 +119,8 @@ def _label_or_fail(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) 
         _record_failure(item, shard, str(e))
         raise
     except Exception as e:  # noqa: BLE001 - recorded in the manifest, the job goes on
+        if disk_fault(e) is not None:  # a full or read-only disk fails every shard: stop
+            raise
         log.exception("%s shard %s failed", item.column.name, shard.name)
         error = f"{type(e).__name__}: {e}"
         _record_failure(item, shard, error)
@@ -165,10 +170,27 @@ def _run_lock(ctx: _Context, column: LabelColumn) -> Claim | None:
     return held
 
 
+def job_share(items: list[T], worker: WorkerInfo, tasks_per_job: int = 1) -> list[T]:
+    """The items of `worker` (rank t of T) when each of the T processes plays `tasks_per_job` (N)
+    workers of a static split into T*N: the shares of workers t, t+T, ..., t+(N-1)T, in that
+    order. Over all T processes, every item once."""
+    world = worker.world_size * tasks_per_job
+    ranks = range(worker.rank, world, worker.world_size)
+    return [x for r in ranks for x in my_share(items, WorkerInfo(r, world, worker.source))]
+
+
+def _candidates(ctx: _Context) -> list[ShardInfo]:
+    """The shards this run may label (`--shards` and `--redo`; all when neither restricts), in
+    dataset order; split between the workers in the order of this list."""
+    if ctx.only is None:
+        return list(ctx.info.shards)
+    return [shard for shard in ctx.info.shards if shard.name in ctx.only | ctx.redo]
+
+
 def _todo(ctx: _Context, item: _Item, warn: bool = True) -> list[ShardInfo]:
     """This worker's shards of the column that are not done (or are redone, `--redo`)."""
-    s, info = ctx.settings, ctx.info
-    candidates = info.shards if s.claim else my_share(info.shards, ctx.worker)
+    s, shards = ctx.settings, _candidates(ctx)
+    candidates = shards if s.claim else job_share(shards, ctx.worker, s.tasks_per_job)
     done = _done_shards(item, s.overwrite, {shard.name for shard in candidates}, warn)
     todo = [shard for shard in candidates if shard.name in ctx.redo or shard.name not in done]
     item.report.shards_skipped = len(candidates) - len(todo)
@@ -228,12 +250,15 @@ def run(
     env: dict[str, str] | None = None,
     redo: list[str] | None = None,
     launch: Launch | None = None,
+    shards: list[str] | None = None,
 ) -> list[ColumnReport]:
     """Label every (teacher, shard) item of this worker's share that is not done yet, on
     `launch.device` in `launch.precision` (default: `labelgen.settings.LAUNCH_DEFAULTS`).
 
     `redo`: shards (`--redo` syntax, see `pipeline.labels.commands.parse_shard_ranges`) relabelled
-    even if done, e.g. one that `pipeline verify` found corrupt.
+    even if done, e.g. one that `pipeline verify` found corrupt. `shards` (same syntax): label
+    only these (and the `redo` ones), split between the workers in their order (what `labelgen
+    missing` prints); None: every shard of the dataset.
     """
     launch = labelling_launch(launch)
     if not specs:
@@ -246,5 +271,6 @@ def run(
     use_device(device)
     info = load_dataset(dataset)
     redo_set = parse_shard_ranges(redo, info)
-    ctx = _Context(info, settings, launch, worker, device, worker_id(), redo_set)
+    only = None if shards is None else parse_shard_ranges(shards, info, "--shards")
+    ctx = _Context(info, settings, launch, worker, device, worker_id(), redo_set, only)
     return [_run_teacher(ctx, spec) for spec in specs]

@@ -41,6 +41,10 @@ class RunSettings:
     overwrite: bool = False
     """Replace a column whose teacher weights, options, precision, codec or backend changed
     (redo its shards)."""
+    tasks_per_job: int = 1
+    """N: each process runs the shares of N workers of an N-times larger static split, one after
+    another with the teacher loaded once: array task t of T labels the shares of workers t, t+T,
+    ..., t+(N-1)T of T*N (for SLURM arrays capped by MaxArraySize)."""
 
     def __post_init__(self) -> None:
         """Settings that exist are valid (checked again by `dataclasses.replace`)."""
@@ -48,6 +52,8 @@ class RunSettings:
         get_codec(self.codec)
         if self.batch_size < 1 or self.claim_ttl <= 0:
             raise ValueError("--batch-size must be ≥ 1 and --claim-ttl > 0")
+        if self.tasks_per_job < 1:
+            raise ValueError(f"--tasks-per-job must be ≥ 1, got {self.tasks_per_job}")
         if self.encode_threads < 1:
             raise ValueError(f"--encode-threads must be ≥ 1, got {self.encode_threads}")
 

@@ -81,9 +81,12 @@ def shard_ranges(names: list[str]) -> str:
     return ",".join(out)
 
 
-def parse_shard_ranges(values: list[str] | None, info: DatasetInfo) -> set[str]:
-    """`--redo` values (`000003`, `3`, `000001-000004`, comma-separated, repeatable; what
-    `shard_ranges` writes) -> names of shards of the dataset; an unknown shard is an error."""
+def parse_shard_ranges(
+    values: list[str] | None, info: DatasetInfo, option: str = "--redo"
+) -> set[str]:
+    """`--redo` (or `--shards`: `option`, named in errors) values (`000003`, `3`, `000001-000004`,
+    comma-separated, repeatable; what `shard_ranges` writes) -> names of shards of the dataset;
+    an unknown shard is an error."""
     known = sorted(shard.name for shard in info.shards)
     out: set[str] = set()
     for part in (p.strip() for value in values or [] for p in value.split(",")):
@@ -94,10 +97,10 @@ def parse_shard_ranges(values: list[str] | None, info: DatasetInfo) -> set[str]:
             lo, hi = int(first), int(last if sep else first)
         except ValueError:
             raise ValueError(
-                f"--redo {part!r}: expected shard numbers such as 000003 or 000001-000004"
+                f"{option} {part!r}: expected shard numbers such as 000003 or 000001-000004"
             ) from None
         if lo > hi or shard_name(lo) not in known or shard_name(hi) not in known:
             have = f"{known[0]} to {known[-1]}" if known else "none"
-            raise ValueError(f"--redo {part!r}: no such shard in this dataset (it has {have})")
+            raise ValueError(f"{option} {part!r}: no such shard in this dataset (it has {have})")
         out |= {name for name in known if lo <= int(name) <= hi}
     return out
