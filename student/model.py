@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.precision import keep_float32
+from pipeline.model.quiet import quiet_loading
 from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 from student.config import INIT_WEIGHTS
@@ -55,7 +56,9 @@ def _load_hf(source: str | Path, who: str) -> tuple[nn.Module, Family, Path]:
     except ValueError as e:
         raise ValueError(f"{source!r}: {e}; {INIT_HELP}") from None
     try:
-        return family.model_class().from_pretrained(str(directory)), family, Path(directory)
+        with quiet_loading():
+            model = family.model_class().from_pretrained(str(directory))
+        return model, family, Path(directory)
     except OSError as e:
         raise FileNotFoundError(
             f"cannot load a {family.title} student from {source!r} ({first_line(e)}); {INIT_HELP}"
@@ -236,8 +239,9 @@ def save_hf(student: Student, out_dir: Path, processor_source: str | Path | None
     """Write a directory that `AutoModelForDepthEstimation.from_pretrained` and
     `transformers.pipeline("depth-estimation", model=DIR)` load."""
     out_dir = Path(out_dir)
-    student.model.save_pretrained(out_dir)
-    image_processor(processor_source, student.model.config).save_pretrained(out_dir)
+    with quiet_loading():
+        student.model.save_pretrained(out_dir)
+        image_processor(processor_source, student.model.config).save_pretrained(out_dir)
     return out_dir
 
 
@@ -245,7 +249,8 @@ def image_processor(source: str | Path | None, config: Any):
     """The image processor of `source`, else its family's: Depth Anything's (518, keep aspect,
     multiple of 14, ImageNet's mean and std) or MiDaS's (the pretraining side, else 384, keep
     aspect, multiple of 32, mean and std 0.5)."""
-    from transformers import AutoImageProcessor, DPTImageProcessor
+    with quiet_loading():  # without torchvision, transformers warns it uses the PIL processor
+        from transformers import AutoImageProcessor, DPTImageProcessor
 
     try:
         if source is None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import torch
 
 from labelgen.teachers.spec import TeacherSpec
+from pipeline.model.quiet import quiet_loading
 from pipeline.model.source import identity_files, is_local_dir, looks_like_path, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 from pipeline.toolkit.hashing import sha256_file
@@ -106,7 +107,8 @@ class Checkpoint:
         checkpoint the loader cannot read is a `FileNotFoundError` naming the teacher and
         source."""
         try:
-            return loader(str(self.directory), **kwargs)
+            with quiet_loading():
+                return loader(str(self.directory), **kwargs)
         except OSError as err:
             hub = None if self.commit is None else self.directory
             raise FileNotFoundError(missing_message(self.spec, first_line(err), hub)) from err
