@@ -47,6 +47,7 @@ class ColumnTodo:
     flags: list[str] = field(default_factory=list)
     """`labelgen run` flags the column's shards were made with (backend, codec, precision,
     batch size; `--overwrite` for a column made for another crop plan)."""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def todo(self) -> list[str]:
@@ -54,9 +55,10 @@ class ColumnTodo:
 
     def describe(self, total: int) -> str:
         if not self.todo:
-            return f"{self.spec.name}: complete ({total} shards)"
+            return "\n".join([f"{self.spec.name}: complete ({total} shards)", *self.notes])
         parts = [f"{s} {shard_ranges(n)}" for s, n in self.states.items() if n]
-        return f"{self.spec.name}: {len(self.todo)} of {total} shards to label: " + "; ".join(parts)
+        line = f"{self.spec.name}: {len(self.todo)} of {total} shards to label: " + "; ".join(parts)
+        return "\n".join([line, *self.notes])
 
 
 @dataclass
@@ -126,7 +128,9 @@ class MissingReport:
             "dataset": str(self.root),
             "shards": self.total,
             "complete": self.complete,
-            "columns": {c.spec.name: {**c.states, "todo": c.todo} for c in self.columns},
+            "columns": {
+                c.spec.name: {**c.states, "todo": c.todo, "notes": c.notes} for c in self.columns
+            },
             "resubmit": [r.as_dict(self.root) for r in self.resubmissions],
         }
 
@@ -161,10 +165,24 @@ def column_todo(info: DatasetInfo, spec: TeacherSpec, verify: bool = False) -> C
     states = {s: [n for n, e in shards.items() if e["status"] == s] for s in TODO_STATES}
     if verify:
         states["corrupt"] = _corrupt(column, shards)
-    flags = shlex.split(relabel_command(column))[6:]  # after `labelgen run --dataset D --teacher T`
+    args = shlex.split(relabel_command(column))  # labelgen run --dataset D --teacher T FLAGS
     if column.other_plan():
-        flags.append("--overwrite")
-    return ColumnTodo(spec, states, flags)
+        args.append("--overwrite")
+    return ColumnTodo(spec, states, args[6:], _teacher_notes(spec, args[5]))
+
+
+def _teacher_notes(spec: TeacherSpec, recorded: str) -> list[str]:
+    """A note when the column was made by another teacher than `spec` (as its manifest records
+    it): `labelgen run` would refuse the printed command."""
+    from labelgen.teachers.spec import parse_spec_text
+
+    if "=ADAPTER:SOURCE" in recorded or parse_spec_text(recorded) == spec:
+        return []
+    return [
+        f"{spec.name}: note: the column was made by teacher {recorded}, not {spec}; "
+        "`labelgen run` refuses another teacher, options or weights (pass the recorded one, or "
+        "a new name, or add --overwrite to relabel the whole column)"
+    ]
 
 
 def _teacher_args(specs: list[TeacherSpec], teachers_file: Path | None, all_specs: list) -> list:

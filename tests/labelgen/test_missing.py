@@ -75,7 +75,7 @@ def test_lists_exactly_the_failed_and_damaged_shards(damaged, ckpt):
     assert states["failed"] == ["000002"]
     assert states["damaged"] == ["000001", "000003"]
     assert states["missing"] == states["foreign"] == states["corrupt"] == []
-    assert states["todo"] == ["000001", "000002", "000003"]
+    assert states["todo"] == ["000001", "000002", "000003"] and states["notes"] == []
     (resubmit,) = out["resubmit"]
     command = shlex.split(resubmit["command"])
     assert command[command.index("--shards") + 1] == "000001-000003"
@@ -164,3 +164,25 @@ def test_bad_input_is_a_one_line_error(damaged, ckpt, tmp_path):
         app, ["run", "--dataset", str(damaged), "--teacher", spec, "--shards", "7", *EXTRA]
     )
     check_user_error(result, "--shards '7': no such shard")
+
+
+def test_another_teacher_than_the_columns_is_noted(damaged, ckpt):
+    """The printed command would be refused (`labelgen run` keeps a column's teacher): said."""
+    result = missing(damaged, "--teacher", spec_str("dav", ckpt, full_size=None))
+    assert result.exit_code == 3
+    note = result.output.splitlines()[1]
+    assert note.startswith(f"dav: note: the column was made by teacher {spec_str('dav', ckpt)}")
+
+
+def test_a_column_for_another_crop_plan_is_relabelled_whole(five_labelled, ckpt, tmp_path):
+    ds = copy_dataset(five_labelled, tmp_path / "ds")
+    path = ds / "labels" / "dav" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["plan_sha256"] = "0" * 64  # as if copied from another preparation of the images
+    path.write_text(json.dumps(manifest))
+    result = missing(ds, "--teacher", spec_str("dav", ckpt), "--json")
+    assert result.exit_code == 3, result.output
+    out = json.loads(result.output)
+    assert out["columns"]["dav"]["foreign"] == [f"{i:06d}" for i in range(SHARDS)]
+    (resubmit,) = out["resubmit"]
+    assert "--overwrite" in shlex.split(resubmit["command"])
