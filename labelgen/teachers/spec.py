@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pipeline.toolkit.cliutil import parse_options
+from pipeline.toolkit.config import yaml_problem
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 SPEC_FORMAT = "NAME=ADAPTER:SOURCE[,key=value...]"
@@ -111,7 +112,10 @@ def read_specs_yaml(path: Path | str, check: Check = _unchecked) -> list[Teacher
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
+        why = f"not valid YAML ({yaml_problem(err)}); fix the file"
+        raise ValueError(f"{path}: cannot read teacher list: {why}") from err
+    except OSError as err:
         raise ValueError(f"{path}: cannot read teacher list: {err}") from err
     if isinstance(data, dict) and set(data) == {"teachers"}:
         data = data["teachers"]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import typer
 
+from pipeline.toolkit.faults import disk_fault, fault_message
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Errors that carry a message meant for the user (a bad file, a bad flag, a refused action).
@@ -21,17 +23,31 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def user_message(error: Exception) -> str | None:
+    """What `user_errors` prints for `error`, or None for a bug (a traceback): a user error's own
+    message (one raised while handling a disk fault explains it better), else the disk fault
+    under it (`pipeline.toolkit.faults`)."""
+    fault = disk_fault(error)
+    if isinstance(error, USER_ERRORS) and fault is not error:
+        return str(error)
+    return fault_message(fault) if fault is not None else None
+
+
 def user_errors(fn: F) -> F:
-    """Print `error: <message>` and exit 2 on a user error; set PIPELINE_DEBUG=1 for tracebacks."""
+    """Print `error: <message>` and exit 2 on a user error or a fault of the machine's disks
+    (`pipeline.toolkit.faults`: full, read-only, not permitted); PIPELINE_DEBUG=1 for tracebacks."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            if os.environ.get("PIPELINE_DEBUG"):
+        except (typer.Exit, typer.Abort):  # a command's own exit status
+            raise
+        except Exception as e:
+            message = user_message(e)
+            if message is None or os.environ.get("PIPELINE_DEBUG"):
                 raise
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

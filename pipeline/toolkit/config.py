@@ -17,7 +17,35 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
-_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """YAML as settings are read: also `1e-4` and `1.0e4` are floats (YAML 1.1, PyYAML's
+    dialect, reads them as text), in a file, a list or a `--set` value alike."""
+
+
+_SettingsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$"),
+    list("+-0123456789."),
+)
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error (PyYAML's run to five, with a caret under a copy of the line):
+    where (line and column, 1-based) and what."""
+    mark = getattr(error, "problem_mark", None)
+    what = getattr(error, "problem", None) or getattr(error, "context", None)
+    if what is None:
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark else what
+
+
+def _read_yaml(text: str, where: str, fix: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_SettingsLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid YAML ({yaml_problem(e)}); {fix}") from e
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -100,13 +128,13 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`a.b=c` -> ("a.b", c parsed as YAML, so 3 -> int, 1e-4 -> float, [1, 2] -> list)."""
-    if "=" not in text:
+    """`a.b=c` -> ("a.b", c parsed as YAML, so 3 -> int, 1e-4 -> float, [1, 2] -> list); a value
+    that is no YAML is a one-line ValueError naming the `--set` argument."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
         raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.lambda_lg=0.5")
-    key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):  # YAML 1.1 reads 1e-4 as text
-        value = float(value)
+    fix = "write the value as YAML, e.g. a list as [0.5, 0.5], text with ':' or '#' in quotes"
+    value = _read_yaml(raw, f"--set {text!r}", fix) if raw.strip() else ""
     return key.strip(), value
 
 
@@ -121,10 +149,7 @@ def load_config(
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from e
+        loaded = _read_yaml(path.read_text(), str(path), "fix the file") or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of settings at the top level")
         tree = loaded

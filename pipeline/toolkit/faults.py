@@ -1,0 +1,63 @@
+"""Faults of the machine, not of the input: a full disk, a read-only file system, a file the user
+may not touch. Every command reports them in one line that names the file and the fix
+(`pipeline.toolkit.cliutil.user_errors`), however deep they were raised: in a writer thread, a
+worker process, or under another error that was raised while handling them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+FREE_SPACE = "free space on its file system or choose another location"
+MAKE_WRITABLE = "make it writable for this user or choose another location"
+DISK_FAULTS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on device", FREE_SPACE),
+    errno.EDQUOT: ("disk quota exceeded", FREE_SPACE),
+    errno.EROFS: ("read-only file system", MAKE_WRITABLE),
+    errno.EACCES: ("permission denied", MAKE_WRITABLE),
+    errno.EPERM: ("operation not permitted", MAKE_WRITABLE),
+}
+"""errno -> (what happened, what to do)."""
+
+
+def disk_fault(error: BaseException | None) -> OSError | None:
+    """The first OSError with one of `DISK_FAULTS`' errnos in `error`'s chain (the error itself,
+    then what it was raised from or while handling), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FAULTS:
+            return error
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
+
+
+def name_the_file(error: BaseException, path: Path | str) -> None:
+    """Give a disk fault raised without a file name (a write to an open file, e.g. by `tarfile`)
+    the name of the file being written, so that the one-line report can name it."""
+    if isinstance(error, OSError) and error.errno in DISK_FAULTS and error.filename is None:
+        error.filename = str(path)
+
+
+def published_name(path: str) -> str:
+    """`path` with each temporary name of `pipeline.toolkit.atomic` (`.NAME.XXXX.tmp`) replaced by
+    the NAME it was to be published as: the name the user gave, not one that is already gone."""
+    parts = Path(path).parts
+    names = [p[1:-4].rsplit(".", 1)[0] if _temporary(p) else p for p in parts]
+    return str(Path(*names)) if names else path
+
+
+def _temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp") and "." in name[1:-4]
+
+
+def fault_message(error: OSError) -> str:
+    """One line: the file, what happened, what to do."""
+    what, fix = DISK_FAULTS[error.errno]  # type: ignore[index]
+    if error.filename is None or isinstance(error.filename, int):
+        where = "a file (PIPELINE_DEBUG=1 shows which)"
+    else:
+        where = published_name(os.fsdecode(error.filename))
+    return f"{where}: {what}; {fix}"
