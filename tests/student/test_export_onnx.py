@@ -1,6 +1,7 @@
 """`student export --format onnx`: ONNX Runtime (CPU) runs the model at sizes other than the
 traced one and agrees with the PyTorch student; preprocessing.json says what to feed it; bad
-inputs, formats and a missing extra get clear errors."""
+inputs, formats and a missing extra get clear errors; `student predict` runs the export and
+writes what it writes for the run."""
 
 from __future__ import annotations
 
@@ -118,3 +119,51 @@ def test_fp16_runs_on_cpu_onnx_runtime_within_a_looser_tolerance(run_dir, tmp_pa
     assert onnx.TensorProto.FLOAT16 in types
     assert json.loads((out / "preprocessing.json").read_text())["format"]["precision"] == "fp16"
     assert max_relative_difference(run_dir, out) <= FP16_TOLERANCE
+
+
+def write_images(folder: Path) -> list[Path]:
+    """Two RGB images of sizes that are not multiples of 14, one landscape, one portrait."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, (h, w) in {"wide": (61, 97), "tall": (90, 47)}.items():
+        path = folder / f"{name}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_runs_an_onnx_export_as_it_runs_the_run(run_dir, fp32_dir, tmp_path):
+    images = write_images(tmp_path / "images")
+    for model, out in ((run_dir, "from-run"), (fp32_dir, "from-onnx")):
+        args = ["predict", str(model), *map(str, images), "--out", str(tmp_path / out)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    for path in images:
+        expected = np.load(tmp_path / "from-run" / f"{path.stem}.npy")
+        got = np.load(tmp_path / "from-onnx" / f"{path.stem}.npy")
+        assert got.shape == expected.shape and got.dtype == np.float32
+        spread = float(expected.max() - expected.min())
+        assert spread > 0 and float(np.abs(got - expected).max()) <= FP32_TOLERANCE * spread
+        assert (tmp_path / "from-onnx" / f"{path.stem}.png").is_file()
+
+
+def test_predict_on_an_onnx_export_without_onnxruntime_says_what_to_install(
+    fp32_dir, tmp_path, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name)
+    )
+    image = write_images(tmp_path / "images")[0]
+    result = runner.invoke(
+        app, ["predict", str(fp32_dir), str(image), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "is an ONNX export" in lines[0]
+    assert "pip install onnxruntime" in lines[0]
