@@ -90,6 +90,7 @@ def column_status(
     states = list(shards.values())
     return {
         "teacher": manifest.teacher,
+        "adapter": manifest.adapter,
         "codec": manifest.codec,
         "backend": manifest.backend,
         **{state: sum(e["status"] == state for e in states) for state in _STATE_NAMES},
@@ -113,6 +114,17 @@ def column_status(
 
 
 _STATE_NAMES = ("done", "failed", "missing", "foreign", "damaged")
+WORLD_ADAPTER = "world"
+"""The adapter of a column `pipeline world labels` wrote (`pipeline.world.labels.ADAPTER`)."""
+SKY = " (sky: the world's invalid depth)"
+"""What an `inf` map flag of a world column is: the sky, where depth is infinite by design."""
+
+
+def _flagged(col: dict[str, Any]) -> str:
+    """The flagged maps of `col`, an `inf` flag of a world column named as the sky."""
+    parts = col["maps"]["flagged"].split(", ")
+    world = col.get("adapter") == WORLD_ADAPTER
+    return ", ".join(p + SKY if world and p.startswith("inf ") else p for p in parts)
 
 
 def dataset_status(root: Path | str, max_unusable: float = DEFAULT_MAX_UNUSABLE) -> dict[str, Any]:
@@ -160,7 +172,7 @@ def _column_lines(name: str, col: dict[str, Any]) -> list[str]:
     if col["unusable_problem"]:  # names the flagged maps too
         lines.append(f"{name}: UNUSABLE: {col['unusable_problem']}")
     elif col["maps"]["flagged"] != "none":
-        lines.append(f"{name}: flagged maps: {col['maps']['flagged']}")
+        lines.append(f"{name}: flagged maps: {_flagged(col)}")
     return lines
 
 

@@ -181,3 +181,25 @@ def test_verify_says_how_to_repair_a_bad_image_or_plan_shard(dataset):
     assert "relabel shard 000001 of every column made from it" in image
     assert image.endswith("--teacher alpha=fake:none --precision fp32 --redo 000001")
     assert "the plan is corrupt" in plan and "relabel" not in plan
+
+
+def test_status_of_a_world_column_names_its_infinite_depth_as_the_sky(tmp_path):
+    """The world's depth is infinite in the sky by construction: status says so rather than
+    leaving `inf` maps to look like a labelling fault; a teacher's `inf` stays unexplained."""
+    from pipeline.dataset.prepare import PrepareSettings, prepare
+    from pipeline.dataset.status import SKY, _flagged
+    from pipeline.world.files import WorldSettings, render_world
+    from pipeline.world.labels import write_world_column
+
+    world = tmp_path / "world"
+    render_world(world, 2, WorldSettings(seed=5, height=120, width=180), workers=1, progress=False)
+    plan = PrepareSettings(tile=48, min_region=72, shard_size=2)
+    dataset = prepare([str(world)], tmp_path / "ds", plan, progress=False).out
+    write_world_column(dataset, world, "world-exact", progress=False)
+    status = dataset_status(dataset)
+    col = status["columns"]["world-exact"]
+    assert col["maps"]["map_flags"].get("inf"), col["maps"]  # the scenes show some sky
+    (line,) = [ln for ln in format_status(status).splitlines() if "flagged maps" in ln]
+    assert line.startswith("world-exact: flagged maps: inf ") and line.endswith(SKY), line
+    teacher = {**col, "adapter": "depth-anything-v2"}
+    assert SKY not in _flagged(teacher) and _flagged(teacher).startswith("inf ")
