@@ -46,6 +46,7 @@ from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
 from pipeline.toolkit.workers import exit_with_parent
+from pipeline.world.origin import ORIGIN_KEY, origin_record
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ def dataset_record(
     skipped: Skipped,
 ) -> dict[str, Any]:
     params = settings.plan_params()
+    world = origin_record(inputs)  # the world split the images come from, if they do
     return {
         "schema": SCHEMA_VERSION,
         "code_version": pipeline.__version__,
@@ -319,6 +321,7 @@ def dataset_record(
             ({"origin": r.origin, "reason": r.reason} for r in rejected),
             key=lambda r: (r["origin"], r["reason"]),
         ),
+        **({ORIGIN_KEY: world} if world else {}),
     }
 
 

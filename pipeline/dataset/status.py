@@ -26,6 +26,7 @@ from pipeline.labels.column import (
 )
 from pipeline.labels.commands import relabel_command, shard_ranges
 from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
+from pipeline.world.origin import column_origin_problem
 
 STATES = {
     USABLE: "done",
@@ -67,6 +68,8 @@ def _notes(column: LabelColumn, shards: dict[str, dict[str, Any]]) -> list[str]:
             f"{name}: foreign shards {shard_ranges(foreign)} (labelled from other images than "
             f"this dataset's); relabel them: {relabel_command(column, foreign)}"
         )
+    if wrong := column_origin_problem(info.raw, info.layout.root, column.manifest, name):
+        notes.append(wrong)
     if damaged := [s for s, e in shards.items() if e["status"] == "damaged"]:
         notes.append(
             f"{name}: damaged shards {shard_ranges(damaged)} (listed as done, but the file is "

@@ -1,10 +1,12 @@
 """`pipeline verify`: re-read every shard and prove it is what the manifests say.
 
-Checks, per image shard: checksum, keys, plan file checksum and plan keys; per label shard of each
-column: the rule every command applies (`LabelColumn.check_shard`: done, present with the recorded
-size, labelled from the current images), then checksum, plan hash, keys equal to the image shard
-in the same order, and a full decode of every stored map. Any single flipped byte in a shard is
-caught by the checksums.
+Checks, per image shard: checksum, keys, plan file checksum and plan keys; the counts dataset.json
+records (`num_samples`, `num_listed`, `num_rejected`, `num_skipped`) against the shards and its own
+lists; that a world column was labelled from the split the dataset was prepared from; per label
+shard of each column: the rule every command applies (`LabelColumn.check_shard`: done, present
+with the recorded size, labelled from the current images), then checksum, plan hash, keys equal
+to the image shard in the same order, and a full decode of every stored map. Any single flipped
+byte in a shard is caught by the checksums.
 
 A label shard the manifest records as failed is a problem too (with its recorded error), and so is
 a column whose maps are mostly unusable (`pipeline.labels.quality`: more than `max_unusable` of
@@ -38,6 +40,7 @@ from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE, check_max_unusable
 from pipeline.labels.store import open_reader
 from pipeline.toolkit.hashing import sha256_file
 from pipeline.toolkit.progress import Progress, progress_bar
+from pipeline.world.origin import column_origin_problem
 
 
 @dataclass
@@ -88,6 +91,31 @@ def _check_plan(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]])
         raise ValueError("checksum differs from dataset.json: the plan is corrupt")
     if shard.index in keys and list(load_plan_shard(plan_path)) != keys[shard.index]:
         raise ValueError("keys differ from the image shard's")
+
+
+def _count_problems(info: DatasetInfo, keys: dict[int, list[str]]) -> list[str]:
+    """Each count dataset.json records that differs from what the shards (keys read, else the
+    shard's recorded count) and dataset.json's own lists hold."""
+    raw, held = info.raw, sum(len(keys.get(s.index, [])) or s.count for s in info.shards)
+    rejected = len(raw.get("rejected", []))
+    skipped = raw.get("skipped") or {}
+    actual = {
+        "num_samples": (held, "images in the shards"),
+        "num_rejected": (rejected, "entries under 'rejected'"),
+        "num_listed": (held + rejected, "images in the shards and rejected"),
+        "num_skipped": (
+            sum((skipped.get("extension") or {}).values())
+            + sum(int(skipped.get(k, 0)) for k in ("hidden", "linked_folders", "special")),
+            "entries under 'skipped'",
+        ),
+    }
+    return [
+        f"{info.layout.dataset_json}: {name} is {raw[name]!r} but there are {n} {what}; the file "
+        f"was edited or is corrupt: restore it, or re-create the dataset with "
+        f"`{prepare_command(info)}`"
+        for name, (n, what) in actual.items()
+        if name in raw and raw[name] != n and (name != "num_skipped" or "skipped" in raw)
+    ]
 
 
 def prepare_command(info: DatasetInfo) -> str:
@@ -178,6 +206,8 @@ def _check_column(
     if column is None:
         bar.update(len(info.shards))
         return
+    if wrong := column_origin_problem(info.raw, info.layout.root, column.manifest, name):
+        report.problems.append(wrong)
     not_labelled = []
     for shard in info.shards:
         check = column.check_shard(shard)
@@ -264,6 +294,7 @@ def verify_dataset(
                 fix = functools.partial(_image_fix, info, shard, what)
                 _guarded(report, path, check, info, shard, keys, fix=fix)
             bar.update()
+        report.problems += _count_problems(info, keys)
         for column in chosen:
             _check_column(info, column, keys, report, bar, max_unusable)
     return report

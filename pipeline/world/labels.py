@@ -8,6 +8,9 @@ student sees) and `r{k}.t{j}` (the tiles at tile x tile: native resolution). Eac
 exact z-depth of the ray through the label pixel's centre, rendered again from the image's
 scene (`NNNNNN.json` beside the PNG): no resampling of a stored map.
 
+`--world` must be the split the dataset was prepared from (`pipeline.world.origin`): another
+split, even with the same file names, is refused before anything is written.
+
 The column is an ordinary label column (manifest, codec, checksums, the dataset's plan): `student
 train --teacher NAME` reads it like any other. What it holds:
 
@@ -47,8 +50,10 @@ from pipeline.images.shards import ImageShardReader
 from pipeline.labels.codecs import DEFAULT_CODEC, get_codec
 from pipeline.labels.column import LabelColumn
 from pipeline.labels.store import DEFAULT_BACKEND, open_writer
+from pipeline.toolkit.atomic import read_json
 from pipeline.world.degradation import Degradation, resize, rng_for, smooth_field
-from pipeline.world.files import RECORD_SUFFIX, load_scene, read_world
+from pipeline.world.files import RECORD_SUFFIX, read_world
+from pipeline.world.origin import check_image, check_record, check_world_origin, identity
 from pipeline.world.render import render
 from pipeline.world.scene import Scene
 
@@ -106,15 +111,18 @@ def image_labels(
     return maps
 
 
-def _scene_for(world: Path, key: str, size: list[int]) -> Scene:
-    """The scene of image `key` (`WORLD/<key>.json`), checked against the prepared image size."""
+def _scene_for(world: Path, key: str, size: list[int], split: dict[str, Any]) -> Scene:
+    """The scene of image `key` (`WORLD/<key>.json`), its record checked against the split's
+    identity `split` and the prepared image size."""
     path = world / f"{key}{RECORD_SUFFIX}"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no scene record for image {key!r}; --world must be the split folder the "
             "dataset was prepared from"
         )
-    scene = load_scene(path)
+    record = read_json(path)
+    check_record(record, path, key, split)
+    scene = Scene.from_json(record["scene"])
     if [scene.camera.height, scene.camera.width] != list(size):
         raise ValueError(
             f"{path}: the scene renders {scene.camera.height}x{scene.camera.width}, the dataset's "
@@ -152,10 +160,14 @@ def _write_shard(
 ) -> None:
     info = column.info
     plan = load_plan_shard(info.layout.plan_shard(shard.index))
+    split = identity(read_world(world))
     with ImageShardReader(info.layout.image_shard(shard.index)) as images:
         keys = list(images.keys)
-    if list(plan) != list(keys):
-        raise ValueError(f"{info.layout.plan_shard(shard.index)}: keys differ from the images")
+        if list(plan) != list(keys):
+            raise ValueError(f"{info.layout.plan_shard(shard.index)}: keys differ from the images")
+        scenes = {k: _scene_for(world, k, e["size"], split) for k, e in plan.items()}
+        for key in keys:  # before any label is written: the same images, not the same names
+            check_image(images.rgb(key), world, key, info.layout.root)
     codec = column.manifest.codec["name"]
     column.clear_stale_temporaries(shard)
     path = column.shard_path(shard.index)
@@ -164,10 +176,8 @@ def _write_shard(
         path, codec=codec, keys=keys, plan_sha256=shard.plan_sha256, extra_meta=meta
     ) as writer:
         for key, entry in plan.items():
-            scene = _scene_for(world, key, entry["size"])
-            writer.write(
-                key, image_labels(scene, entry, info.plan_params.tile, full_side, deg, key)
-            )
+            labels = image_labels(scenes[key], entry, info.plan_params.tile, full_side, deg, key)
+            writer.write(key, labels)
     done = writer.summary.manifest_entry()
     done["weights_sha256"] = column.manifest.weights["sha256"]
     done["image_sha256"] = shard.image_sha256
@@ -192,6 +202,7 @@ def write_world_column(
     info = as_dataset(dataset)
     world = Path(world)
     side = info.plan_params.tile if full_side is None else full_side
+    check_world_origin(info.raw, info.layout.root, world)  # before the column is touched
     col = LabelColumn(info, column)
     prov = provenance(info, world, degradation, side, codec)
     col.open({"column": column, **prov}, overwrite)  # refuses other parameters, or drops them
