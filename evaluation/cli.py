@@ -61,7 +61,11 @@ def _datasets(texts: list[str] | None):
 
     if not texts:
         raise ValueError("give at least one --dataset, e.g. --dataset middlebury")
-    return [open_dataset(text) for text in texts]
+    datasets = [open_dataset(text) for text in texts]
+    for ds in datasets:  # e.g. a world train split (evaluation.datasets.world)
+        if getattr(ds, "warning", None):
+            typer.echo(f"warning: {ds.warning}", err=True)
+    return datasets
 
 
 def _predict(

@@ -4,7 +4,9 @@ DIR is a folder written by `pipeline world render --split test --out DIR` (or an
 of it): `world.json`, and per image `NNNNNN.png`, `NNNNNN.depth.npy` (float32 z-depth in metres,
 0 where invalid) and `NNNNNN.mask.npy` (bool validity: sky and hits beyond the scene's far
 distance are invalid). Keys are the image stems (`000000`, ...), in order. The depth is exact,
-so a perfect depth prediction scores AbsRel 0.
+so a perfect depth prediction scores AbsRel 0. A train split is read too, with a `warning` (in
+`describe()`, so in predictions.json and summary.json; the CLI prints it on stderr): a model
+trained on the world may have trained on its images.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ class WorldDataset(BenchmarkDataset):
         self.prefix = self._find_prefix()
         self.world = self._read_world()
         self._keys = self._list_keys()
+        self.warning = self._train_split_warning()
+
+    def _train_split_warning(self) -> str | None:
+        """For a train split: a model trained on the world may have trained on these images."""
+        if self.world.get("split") == "test":
+            return None
+        return (
+            f"{self.root} is the world's {self.world.get('split')} split (seed "
+            f"{self.world.get('seed')}): a model trained on this world may have trained on these "
+            "images; score on a test split (`pipeline world render --split test`)"
+        )
 
     def _find_prefix(self) -> str:
         """The folder (ending in '/', or '') holding the one world.json of the archive."""
@@ -157,4 +170,5 @@ class WorldDataset(BenchmarkDataset):
             "options": dict(self.options_used),
             "inference_long_side": self.inference_long_side,
             "world": {**settings, "generator": self.world.get("generator")},
+            **({"warning": self.warning} if self.warning else {}),
         }

@@ -116,3 +116,20 @@ def test_verify_checks_the_counts_dataset_json_records(splits, tmp_path, field, 
     assert result.exit_code == 1, result.output
     wrong = [line for line in result.output.splitlines() if "dataset.json: " in line]
     assert len(wrong) == 1 and f"{field} is {value} but there are" in wrong[0]
+
+
+def test_evaluation_on_a_world_train_split_warns_and_records_it(splits, tmp_path):
+    from evaluation.cli import app as evaluation_app
+    from evaluation.datasets import open_dataset
+    from labelgen.teachers import write_tiny_checkpoint
+
+    _, train, test = splits
+    assert "warning" not in open_dataset(f"world={test}").describe()
+    model = f"depth-anything-v2:{write_tiny_checkpoint('depth-anything-v2', tmp_path / 'm')}"
+    args = ["run", "--model", model, "--dataset", f"world={train}", "--out", str(tmp_path / "ev")]
+    result = runner.invoke(evaluation_app, [*args, "--workers", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "world's train split (seed 3)" in warned[0]
+    entry = json.loads((tmp_path / "ev" / "summary.json").read_text())["datasets"]["world"]
+    assert "may have trained on these images" in entry["dataset"]["warning"]
