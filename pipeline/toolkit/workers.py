@@ -14,7 +14,8 @@ watchdog below instead, as do other systems: a daemon thread that polls the pare
 `POLL_SECONDS` and ends the worker when the parent is gone.
 
 The parent is the process that built the guard; with a `forkserver` context the direct parent is
-the fork server (which ends with its owner), so the worker watches both.
+the fork server (which ends with its owner), so the worker watches both. A parent that is PID 1
+(a container's entry point) is a parent like any other.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _set_pdeathsig(sig: int) -> bool:
 
 def _alive(parent: int, direct: int) -> bool:
     """Whether this process still has the parent it was started with and `parent` lives."""
-    if os.getppid() != direct or os.getppid() == 1:
+    if os.getppid() != direct:
         return False  # re-parented to init or a subreaper: the parent is gone
     if parent == direct or os.name != "posix":
         return True

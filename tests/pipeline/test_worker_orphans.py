@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.toolkit import workers
 from pipeline.toolkit.workers import exit_with_parent
 
 GONE_WITHIN = 8.0  # seconds a worker may take to notice (the watchdog polls every second)
@@ -146,6 +147,12 @@ def test_worker_whose_parent_died_before_the_guard_exits(tmp_path):
         assert not ready.exists(), "the worker went on after finding its parent gone"
     finally:
         _kill([child])
+
+
+def test_a_parent_that_is_pid_1_is_alive(monkeypatch):
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # e.g. `python` as a container's entry point
+    assert workers._alive(1, 1)
+    assert not workers._alive(1, 77)  # re-parented: the direct parent is gone
 
 
 def test_pools_started_from_other_threads_use_the_watchdog():
