@@ -35,7 +35,11 @@ TRAIN_FLAGS = SettingsOptions(TrainSettings, fields=("steps", "batch_size"), ove
 @settings_command
 def train(
     out: Path = typer.Option(..., "--out", help="Run directory (config, metrics, checkpoints)."),
-    dataset: Path = typer.Option(None, help="A dataset directory with the teachers' columns."),
+    dataset: Path = typer.Option(
+        None,
+        help="A dataset directory with the teachers' columns (with --resume: where the run's "
+        "dataset moved; its images, plan and columns must be the ones RUN/inputs.json records).",
+    ),
     teacher: list[str] = typer.Option(
         None, "--teacher", help="Label column to learn from (repeatable)."
     ),
@@ -62,7 +66,6 @@ def train(
     settings = None
     if resume:
         given = {
-            "--dataset": dataset,
             "--teacher": teacher,
             "--init": init,
             **{TRAIN_FLAGS.flag(n): v for n, v in flags.items() if n != "steps"},

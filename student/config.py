@@ -131,6 +131,31 @@ class OptimSettings:
     """Gradient-accumulation micro-batches per optimizer step."""
 
 
+@dataclass
+class CheckpointSettings:
+    """Which published checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`) a run keeps."""
+
+    keep_last: int | None = None
+    """Keep only the newest N checkpoints: an older one is deleted once a newer one is published
+    (unless keep_every keeps it). Unset (None): keep every checkpoint."""
+    keep_every: int | None = None
+    """With keep_last: also keep every checkpoint whose step is a multiple of this (e.g. 5000 for
+    a learning curve). Unset (None): none beyond keep_last."""
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise ValueError(f"checkpoint.{name} must be ≥ 1 or unset, got {value!r}")
+
+    def keeps(self, step: int, newest: list[int]) -> bool:
+        """Whether the checkpoint of `step` is kept, `newest` the steps of the newest
+        `keep_last` published checkpoints."""
+        if self.keep_last is None or step in newest:
+            return True
+        return self.keep_every is not None and step % self.keep_every == 0
+
+
 INIT_WEIGHTS = ("full", "encoder")
 """What `--init` loads: every weight (`full`), or only the DINOv2 encoder with the DPT neck and
 head initialised at random as a new model of that architecture is (`encoder`: the paper's
@@ -160,7 +185,8 @@ class TrainSettings:
     (Depth Anything) or 32 (DPT, Swin V2), or the pretraining side of a BEiT (512 or 384), whose
     position bias degrades at other sides."""
     checkpoint_every: int = 1000
-    """Steps between checkpoints (the last step is always saved)."""
+    """Steps between checkpoints (the last step is always saved; checkpoint.keep_last bounds
+    how many are kept)."""
     log_every: int = 10
     """Steps between metric records in metrics.jsonl."""
     max_bad_steps: int = 20
@@ -181,6 +207,7 @@ class TrainSettings:
     data: DataSettings = field(default_factory=DataSettings)
     loss: LossSettings = field(default_factory=LossSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     def validate(self) -> None:
         if self.init_weights not in INIT_WEIGHTS:

@@ -1,9 +1,16 @@
 """A training run directory and the job it records: `config.yaml` (dataset, teachers, init and
 resolved settings), `continued.yaml` (each `--resume --steps N`: from which step to which
-total), `env.json`, `metrics.jsonl`, `model/` and `checkpoints/`.
+total), `inputs.json` (the identity of every input, `student.inputs`), `env.json`,
+`metrics.jsonl`, `model/`, `checkpoints/` and, while a process trains it, `train.lock`.
 
 `metrics.jsonl` is written by `student.metrics`, the checkpoints by `student.checkpoint`; their
-names (`checkpoints/step_NNNNNNN.pt`) are `RunDir`'s, the one place that spells the layout.
+names (`checkpoints/step_NNNNNNN.pt` and its checksum `step_NNNNNNN.pt.sha256`) are `RunDir`'s,
+the one place that spells the layout.
+
+One process owns a run directory at a time: `RunDir.lock` holds `train.lock` (the shared
+`pipeline.toolkit.claims` lock: owner host, pid and PID namespace, refreshed while held); a
+second `student train` on it is refused naming the holder, and the lock of a process of this host
+that is gone (killed) is taken over at once.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.toolkit.atomic import write_bytes
+from pipeline.toolkit.atomic import is_temporary, write_bytes
+from pipeline.toolkit.claims import Claim, LockInfo, claim_or_wait, worker_id
 from pipeline.toolkit.config import from_dict, to_dict
 from pipeline.toolkit.environment import environment as pipeline_environment
 from student.config import TrainSettings
@@ -60,6 +68,10 @@ class Job:
 
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.pt$")
+CHECKSUM_SUFFIX = ".sha256"
+LOCK_TTL = 60.0
+"""Seconds the run lock outlives its last refresh (every 15 s) when its holder is on another host
+(one of this host that is gone is taken over at once)."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -97,6 +109,46 @@ class RunDir:
             return []
         found = [p for p in self.checkpoints.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name)]
         return sorted(found, key=lambda p: int(CHECKPOINT_NAME.match(p.name).group(1)))
+
+    def checksum(self, checkpoint: Path) -> Path:
+        """The sha256 of `checkpoint`, in `sha256sum`'s format: `step_NNNNNNN.pt.sha256`."""
+        return Path(checkpoint).with_name(Path(checkpoint).name + CHECKSUM_SUFFIX)
+
+    def leftovers(self) -> list[Path]:
+        """Files of `checkpoints/` no checkpoint needs: the temporary files of a write that was
+        killed (each as large as a checkpoint) and the checksums of deleted checkpoints."""
+        if not self.checkpoints.is_dir():
+            return []
+        published = {p.name for p in self.checkpoint_files()}
+        return [
+            p
+            for p in sorted(self.checkpoints.iterdir())
+            if is_temporary(p)
+            or (
+                p.name.endswith(CHECKSUM_SUFFIX)
+                and p.name[: -len(CHECKSUM_SUFFIX)] not in published
+            )
+        ]
+
+    @property
+    def inputs(self) -> Path:
+        """`inputs.json`: the identity of every input (`student.inputs`)."""
+        return self.root / "inputs.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "train.lock"
+
+    def lock(self) -> Claim:
+        """Own the run directory until `release()`: a live holder is refused in one line naming
+        it (one on another host only once its lock stops being refreshed, `LOCK_TTL`)."""
+        held = claim_or_wait(self.root, self.lock_path.stem, worker_id(), LOCK_TTL)
+        if isinstance(held, LockInfo):
+            raise FileExistsError(
+                f"{self.root} is in use by another student train process ({held.describe()}); "
+                "let it finish or stop it, then run again (a second run needs another --out)"
+            )
+        return held
 
     @property
     def tensorboard(self) -> Path:
@@ -150,6 +202,12 @@ class RunDir:
         entry = {"at_step": at_step, "steps": steps, "previous_steps": previous}
         entry["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_bytes(self.continuations, yaml.safe_dump([*entries, entry], sort_keys=False).encode())
+
+    def move_dataset(self, dataset: Path) -> None:
+        """Record in `config.yaml` that the run's dataset is now at `dataset` (rank 0)."""
+        config = self.read_config()
+        config["dataset"] = str(dataset)
+        self.write_config(config)
 
     def write_config(self, run: dict[str, Any]) -> None:
         write_bytes(self.config, yaml.safe_dump(run, sort_keys=False).encode())

@@ -7,6 +7,11 @@ world size), `metrics.jsonl` (every loss term, learning rate, data and step time
 `checkpoints/`. `--resume` continues from the newest checkpoint with the run's own config (a
 finished run says so and does nothing).
 
+One process owns the run directory for the whole run (`holding`: rank 0 holds its lock), and
+`inputs.json` records what it trains on (`student.inputs`): `--resume` refuses a changed input and
+follows a moved dataset (`--resume --dataset NEW`). A continuation is recorded before anything
+else, and what a killed checkpoint write left is removed before training starts.
+
 Reproducibility: a run pins its intra-op thread count (`threads`, recorded in config.yaml) and,
 on CPU (on GPU with `deterministic=true`), uses deterministic kernels only, so that two runs of
 the same settings give the same metrics whatever else the machine is doing (`reproducible`).
@@ -32,8 +37,9 @@ from pipeline.toolkit.cpus import rank_threads
 from pipeline.toolkit.devices import resolve_device, use_device
 from pipeline.toolkit.distributed import worker_info
 from pipeline.toolkit.launch import Launch
-from student.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
+from student.checkpoint import checkpoint_step, clear_leftovers, latest_checkpoint, load_checkpoint
 from student.config import TrainSettings
+from student.inputs import check_resume, run_inputs, write_inputs
 from student.metrics import truncate_metrics
 from student.model import save_architecture
 from student.rundir import Job, RunDir
@@ -53,31 +59,84 @@ def setup_device(name: str = "auto") -> tuple[torch.device, int, int]:
 
 
 def run_training(job: Job, resume: bool = False, launch: Launch | None = None) -> Path:
-    """Train (or resume) the run in `job.run_dir`; returns the run directory."""
+    """Train (or resume) the run in `job.run_dir`, owning it (`holding`); returns the run
+    directory."""
     launch = launch or Launch()
     device, rank, world = setup_device(launch.device)
     run = RunDir(Path(job.run_dir))
     job.settings.validate()
-    job = with_threads(job.resolved())  # once, when the run starts; config.yaml records them
-    if not resume:
-        _refuse_existing(run, world)
-    with reproducible(job.settings, device):
-        trainer = Trainer(job, device, rank, world, progress=launch.progress)  # checks inputs
-        if not resume:
-            _start_run(run, job, world)  # only once every input has been checked
-        ckpt_path = latest_checkpoint(run.root) if resume else None
-        if ckpt_path is not None:
-            trainer.restore(load_checkpoint(ckpt_path))
-            log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
+    with holding(run, rank, world, device):
+        if resume and rank == 0:
+            _record_continuation(run, job)  # first: a kill from here on still continues
+        job = with_threads(job.resolved())  # once, when the run starts; config.yaml records them
+        if resume:
+            inputs, record = check_resume(run, job)  # every rank: the same files, one verdict
+        else:
+            _refuse_existing(run, world)
         if rank == 0:
-            if resume:
-                truncate_metrics(run, trainer.step)
-                _record_continuation(run, job)
-            run.write_env(world, resumed_at=trainer.step if resume else None)
-        trainer.fit(run)
+            clear_leftovers(run.root)
+        with reproducible(job.settings, device):
+            trainer = Trainer(job, device, rank, world, progress=launch.progress)  # checks inputs
+            if not resume:
+                _start_run(run, job, world)  # only once every input has been checked
+            elif record and rank == 0:
+                _record_inputs(run, job, inputs)
+            _train(run, job, trainer, resume)
     if world > 1:
         dist.barrier()
     return run.root
+
+
+def _train(run: RunDir, job: Job, trainer: Trainer, resume: bool) -> None:
+    """Restore the newest checkpoint (with `resume`) and train to the job's total."""
+    ckpt_path = latest_checkpoint(run.root) if resume else None
+    if ckpt_path is not None:
+        trainer.restore(load_checkpoint(ckpt_path))
+        log.info("resumed from %s (step %d)", ckpt_path, trainer.step)
+    if trainer.rank == 0:
+        if resume:
+            truncate_metrics(run, trainer.step)
+        run.write_env(trainer.world, resumed_at=trainer.step if resume else None)
+    trainer.fit(run)
+
+
+@contextlib.contextmanager
+def holding(run: RunDir, rank: int, world: int, device: torch.device) -> Iterator[None]:
+    """Own the run directory for the whole run: rank 0 holds its lock (`RunDir.lock`); when it
+    is refused, every rank stops. A directory the lock created and nothing else filled (a new run
+    refused for a bad input) is removed with it."""
+    lock, refused, existed = None, None, run.root.exists()
+    if rank == 0:
+        try:
+            lock = run.lock()
+        except FileExistsError as e:
+            refused = e
+    if world > 1:
+        flag = torch.tensor([float(refused is not None)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and refused is None:
+            refused = FileExistsError(
+                f"{run.root}: in use by another student train process (rank 0 names it)"
+            )
+    if refused is not None:
+        raise refused
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+            if not existed:
+                with contextlib.suppress(OSError):
+                    run.root.rmdir()  # only when empty
+
+
+def _record_inputs(run: RunDir, job: Job, inputs: dict) -> None:
+    """Record the inputs of a resumed run: its moved dataset's place (config.yaml too), or the
+    first record of a run started before inputs were recorded."""
+    if str(job.dataset) != str(run.read_config()["dataset"]):
+        run.move_dataset(job.dataset)
+        log.info("%s: the dataset is now %s (same images, plan and labels)", run.root, job.dataset)
+    write_inputs(run, inputs)
 
 
 def _record_continuation(run: RunDir, job: Job) -> None:
@@ -162,9 +221,10 @@ def _refuse_existing(run: RunDir, world: int) -> None:
 
 
 def _start_run(run: RunDir, job: Job, world: int) -> None:
-    """Write the run's config and the init's architecture (rank 0)."""
+    """Write the run's config, its inputs' identity and the init's architecture (rank 0)."""
     if worker_info().is_main:
         run.root.mkdir(parents=True, exist_ok=True)
+        write_inputs(run, run_inputs(job.dataset, job.teachers))
         run.write_job(job)
         save_architecture(job.init, run.architecture)
     if world > 1:
@@ -181,10 +241,12 @@ def prepare_job(
     steps: int | None = None,
 ) -> Job:
     """The job of a new run from the flags, or, with `resume`, from the run's own config;
-    `steps` (with `resume`): continue the run to that many steps in all (`continue_job`)."""
+    `steps` (with `resume`): continue the run to that many steps in all (`continue_job`);
+    `dataset` (with `resume`): the run's dataset moved there (`student.inputs.check_resume`)."""
     run = RunDir(Path(run_dir))
     if resume:
-        return continue_job(run.read_job(), steps)
+        job = continue_job(run.read_job(), steps)
+        return dataclasses.replace(job, dataset=Path(dataset).resolve()) if dataset else job
     if dataset is None or not teachers or init is None or settings is None:
         raise ValueError("a new run needs --dataset, at least one --teacher and --init")
     # Recorded absolute, so `--resume`, `student export` and `predict` work from any directory;

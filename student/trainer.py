@@ -1,6 +1,7 @@
 """The step loop of `student train` on one rank: micro-batches from the stream, forward under
 autocast, the objective, backward (no DDP sync until the last micro-batch of a step), one
-optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint. Each step
+optimizer step, the step's record and, every `checkpoint_every` steps, a checkpoint (the ones
+`checkpoint.keep_last` / `keep_every` do not keep are then deleted). Each step
 rank 0 records also measures its prediction's scale (`student.diagnostics`), and warns once when
 it drifts or collapses.
 
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.model.precision import PRECISIONS
 from pipeline.toolkit.progress import Progress, progress_bar
-from student.checkpoint import save_checkpoint, set_rng_states
+from student.checkpoint import prune_checkpoints, save_checkpoint, set_rng_states
 from student.console import RunningTerms
 from student.data.loader import make_loader
 from student.data.stream import DistillStream
@@ -281,9 +282,11 @@ class Trainer:
         )
 
     def checkpoint(self, run: RunDir) -> None:
-        """Save this step's checkpoint (rank 0; every rank waits for it)."""
+        """Save this step's checkpoint, then delete those `checkpoint.keep_last` / `keep_every`
+        do not keep (rank 0; every rank waits for it)."""
         if self.rank == 0:
             save_checkpoint(run.root, self.step, self.state())
+            prune_checkpoints(run.root, self.s.checkpoint)
             if self.metrics is not None:
                 self.metrics.flush()
         if self.world > 1:

@@ -67,3 +67,28 @@ def test_continuing_to_no_more_than_the_checkpoint_is_refused(train_setup, tmp_p
     assert done.exit_code == 2, done.output
     assert "newest checkpoint" in done.output and "at step 3" in done.output
     assert not (run / "continued.yaml").exists()
+
+
+def test_a_continuation_killed_while_it_starts_is_still_continued(
+    train_setup, tmp_path, monkeypatch
+):
+    """The intent to continue is durable before anything else: a `--resume --steps N` killed
+    right after it (here: the next step raises) leaves a run that a plain `--resume` takes to N
+    steps, not one that says it is already finished."""
+    import student.train
+
+    dataset, init = train_setup
+    run = tmp_path / "run"
+    train(run, dataset, init, "--steps", "2", "--batch-size", "1")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(student.train, "check_resume", killed)
+        runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4"])
+    (entry,) = yaml.safe_load((run / "continued.yaml").read_text())
+    assert (entry["at_step"], entry["steps"]) == (2, 4)
+    done = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert done.exit_code == 0 and "already finished" not in done.output, done.output
+    assert [m["step"] for m in read_metrics(run)] == [1, 2, 3, 4]
