@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.toolkit.atomic import write_bytes
+from pipeline.toolkit.faults import name_the_file
 from student.diagnostics import SCALE_FIELDS
 from student.rundir import RunDir
 
@@ -92,9 +93,18 @@ class MetricsLog:
                 self.board.add_scalar(tag, value, record["step"])
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record to `metrics.jsonl` (a skipped step's, for instance)."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        """Append one record to `metrics.jsonl` (a skipped step's, for instance): the whole line
+        or, when the disk is full, nothing (the error names the file)."""
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with open(self.path, "ab", buffering=0) as f:
+            end = f.tell()
+            try:
+                while line:
+                    line = line[f.write(line) :]
+            except OSError as e:
+                f.truncate(end)  # no half line for a reader to choke on
+                name_the_file(e, self.path)
+                raise
 
     def flush(self) -> None:
         """Make what was recorded so far visible (with each checkpoint)."""

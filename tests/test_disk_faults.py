@@ -280,3 +280,19 @@ def test_student_train_and_export_into_a_full_or_read_only_out(inputs, mounts, t
     assert student_train(run, inputs).exit_code == 0
     result = runner.invoke(student_app, ["export", str(run), "--out", str(ro / "hf")])
     check_fault(result, ro / "hf", "read-only file system")
+
+
+def test_a_metrics_line_is_written_whole_or_not_at_all(mounts):
+    from student.metrics import MetricsLog
+    from student.rundir import RunDir
+
+    full = mounts.tmpfs("full", "8k")
+    log = MetricsLog(RunDir(full / "run"), 0)
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    log.append({"step": 1})
+    with pytest.raises(OSError) as info:
+        for step in range(2, 10_000):
+            log.append({"step": step, "note": "x" * 100})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(log.path)
+    lines = log.path.read_text().splitlines(keepends=True)
+    assert all(line.endswith("}\n") for line in lines) and len(lines) > 10
