@@ -113,3 +113,21 @@ def test_changes_name_the_plan_and_the_image_shards(train_setup):
     assert said[0].startswith("the crop plan (plan_sha256 ") and "→ 222222222222" in said[0]
     assert said[1].startswith("the image shards (shard 000001 ")
     assert "shard 000002 missing" in said[1]
+
+
+def test_a_run_from_before_inputs_were_recorded_resumes_and_records_them(train_setup, tmp_path):
+    """A run directory of an older version (no inputs.json, no checkpoint settings in its
+    config.yaml) resumes, and its first resume records its inputs."""
+    dataset, init = train_setup
+    run = tmp_path / "run"
+    train(run, dataset, init, "--steps", "1", "--batch-size", "1")
+    recorded = json.loads((run / "inputs.json").read_text())
+    (run / "inputs.json").unlink()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["settings"]["checkpoint"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    moved = _resume(run, "--steps", "2", "--dataset", str(_copy(dataset, tmp_path / "ds")))
+    assert moved.exit_code == 2 and "cannot be checked" in moved.output, moved.output
+    done = _resume(run, "--steps", "2")
+    assert done.exit_code == 0, done.output
+    assert json.loads((run / "inputs.json").read_text()) == recorded
