@@ -257,11 +257,16 @@ def test_world_render_workers_on_a_full_disk(tmp_path, mounts):
     assert "no space left on device" in result.output and not temporaries(full)
 
 
-def test_evaluation_run_into_a_read_only_out(inputs, mounts):
-    ro = mounts.tmpfs("ro", "1m", read_only=True)
+def test_evaluation_run_into_a_read_only_or_full_out(inputs, mounts):
+    """A full disk under numpy's `tofile` (a short write, no errno) is a full disk too."""
+    ro, full = mounts.tmpfs("ro", "1m", read_only=True), mounts.tmpfs("full", "200k")
     args = ["run", "--model", f"depth-anything-v2:{inputs[2]}", "--dataset", "middlebury"]
     result = runner.invoke(evaluation_app, [*args, "--out", str(ro / "eval"), "--no-progress"])
     check_fault(result, ro / "eval", "read-only file system")
+    result = runner.invoke(evaluation_app, [*args, "--out", str(full / "eval"), "--no-progress"])
+    npy = full / "eval" / "predictions" / "middlebury" / "motorcycle.npy"
+    check_fault(result, npy, "no space left on device")
+    assert not temporaries(full) and not npy.exists()
 
 
 def student_train(out: Path, inputs, *extra: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 FREE_SPACE = "free space on its file system or choose another location"
@@ -36,9 +37,26 @@ def disk_fault(error: BaseException | None) -> OSError | None:
 
 def name_the_file(error: BaseException, path: Path | str) -> None:
     """Give a disk fault raised without a file name (a write to an open file, e.g. by `tarfile`)
-    the name of the file being written, so that the one-line report can name it."""
-    if isinstance(error, OSError) and error.errno in DISK_FAULTS and error.filename is None:
+    the name of the file being written, so that the one-line report can name it. A short write
+    with no errno (numpy's `tofile`: "N requested and M written") on a file system with less
+    room left than it missed is the full disk it is, ENOSPC."""
+    if not isinstance(error, OSError):
+        return
+    if error.errno is None and _short_write_on_a_full_disk(error, Path(path)):
+        error.errno, error.strerror = errno.ENOSPC, os.strerror(errno.ENOSPC)
+    if error.errno in DISK_FAULTS and error.filename is None:
         error.filename = str(path)
+
+
+def _short_write_on_a_full_disk(error: OSError, path: Path) -> bool:
+    short = re.fullmatch(r"(\d+) requested and (\d+) written", str(error))
+    if short is None:
+        return False
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < int(short[1]) - int(short[2])
 
 
 def published_name(path: str) -> str:
