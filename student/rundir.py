@@ -219,11 +219,15 @@ class RunDir:
             )
         return yaml.safe_load(self.config.read_text())
 
-    def write_env(self, world_size: int, resumed_at: int | None = None) -> None:
-        """Record the environment in `env.json`. A resumed session keeps the first session's
-        record and appends its own, with the step it resumed from, to the `resumes` list."""
+    def write_env(
+        self, world_size: int, resumed_at: int | None = None, device: str | None = None
+    ) -> None:
+        """Record the environment in `env.json`, with the `device` type the session trains on
+        (what the model card reads the precision that ran from). A resumed session keeps the
+        first session's record and appends its own, with the step it resumed from, to the
+        `resumes` list."""
         path = self.root / "env.json"
-        env = environment(world_size)
+        env = environment(world_size) | ({"device": device} if device else {})
         if resumed_at is not None and path.is_file():
             first = json.loads(path.read_text())
             first.setdefault("resumes", []).append({"step": resumed_at, **env})

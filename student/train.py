@@ -96,7 +96,7 @@ def _train(run: RunDir, job: Job, trainer: Trainer, resume: bool) -> None:
     if trainer.rank == 0:
         if resume:
             truncate_metrics(run, trainer.step)
-        run.write_env(trainer.world, resumed_at=trainer.step if resume else None)
+        run.write_env(trainer.world, trainer.step if resume else None, trainer.device.type)
     trainer.fit(run)
 
 

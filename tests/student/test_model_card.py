@@ -177,6 +177,14 @@ def test_card_states_the_precision_and_warm_up_that_ran(run, tmp_path, env, says
     assert "warm-up 500" not in text
 
 
+def test_a_run_records_its_device_and_its_card_says_what_ran_there(run):
+    from pipeline.toolkit.devices import resolve_device
+
+    device = resolve_device("auto").type  # what the run trained on (no --device given)
+    assert json.loads((run / "env.json").read_text())["device"] == device
+    assert (CPU_FP32 if device == "cpu" else "; bf16 autocast (GPU)") in model_card(run, 2)
+
+
 def test_eval_of_another_model_or_step_is_refused(run, tmp_path):
     scored = tmp_path / "eval"
     scored.mkdir()
