@@ -42,7 +42,8 @@ def provenance(column: LabelColumn, requested: ColumnIdentity, teacher: Teacher)
     """The column's manifest header (`ColumnManifest` fields) for the loaded `teacher`, with the
     `requested` identity (`requested_identity`)."""
     resolved, prov = teacher.resolved, teacher.provenance()
-    weights = {"source": resolved.spec.source, "sha256": requested.weights_sha256}
+    source = resolved.spec.source if resolved.commit else str(resolved.directory.resolve())
+    weights = {"source": source, "sha256": requested.weights_sha256}  # relabelling from anywhere
     if resolved.commit:
         weights["commit"] = resolved.commit
     header: dict[str, Any] = {

@@ -133,7 +133,7 @@ def _flagged(col: dict[str, Any]) -> str:
 def dataset_status(root: Path | str, max_unusable: float = DEFAULT_MAX_UNUSABLE) -> dict[str, Any]:
     """Everything `pipeline status --json` prints."""
     check_max_unusable(max_unusable)
-    info = load_dataset(root)
+    info = load_dataset(Path(root).resolve())  # the commands it prints work from anywhere
     return {
         "dataset": str(info.layout.root),
         "shards": len(info.shards),

@@ -275,7 +275,7 @@ def verify_dataset(
     """Verify image shards, plan shards and the chosen label columns (default: all); a column
     with more than `max_unusable` of its maps unusable is a problem."""
     check_max_unusable(max_unusable)
-    info = load_dataset(root)
+    info = load_dataset(Path(root).resolve())  # the commands it prints work from anywhere
     report = VerifyReport()
     known = info.layout.columns()
     for c in columns or []:

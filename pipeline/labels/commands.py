@@ -33,7 +33,7 @@ class Column(Protocol):
 
 def label_command(column: Column) -> str:
     """The generic `labelgen run` command that creates or finishes the column."""
-    return LABEL_COMMAND.format(root=column.info.layout.root, column=column.name)
+    return LABEL_COMMAND.format(root=column.info.layout.root.resolve(), column=column.name)
 
 
 def relabel_command(column: Column, shards: list[str] | None = None) -> str:
@@ -47,7 +47,7 @@ def relabel_command(column: Column, shards: list[str] | None = None) -> str:
         teacher += "".join(f",{k}={v}" for k, v in options.items())
     else:
         teacher = f"{column.name}=ADAPTER:SOURCE"
-    root = str(column.info.layout.root)
+    root = str(column.info.layout.root.resolve())  # works from any directory
     args = ["labelgen", "run", "--dataset", root, "--teacher", teacher]
     if m.backend != DEFAULT_BACKEND:
         args += ["--format", m.backend]

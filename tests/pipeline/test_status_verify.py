@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from dataset_helpers import prepare_small, write_fake_column
@@ -203,3 +204,37 @@ def test_status_of_a_world_column_names_its_infinite_depth_as_the_sky(tmp_path):
     assert line.startswith("world-exact: flagged maps: inf ") and line.endswith(SKY), line
     teacher = {**col, "adapter": "depth-anything-v2"}
     assert SKY not in _flagged(teacher) and _flagged(teacher).startswith("inf ")
+
+
+def test_verify_prints_a_relabel_command_that_works_from_another_directory(tmp_path, monkeypatch):
+    """A column labelled with relative paths (`--dataset ds --teacher t=...:ckpt`): the command
+    verify prints for a damaged shard names both absolutely, so it runs from anywhere."""
+    import shlex
+
+    from dataset_helpers import scene_image
+    from PIL import Image
+
+    from labelgen.cli import app as labelgen_app
+    from labelgen.teachers import write_tiny_checkpoint
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (here / "photos").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.fromarray(scene_image(120, 160, 0)).save(here / "photos" / "p.png")
+    write_tiny_checkpoint("depth-anything-v2", here / "ckpt")
+    monkeypatch.chdir(here)
+    prepare_small(Path("photos"), Path("ds"), shard_size=1)
+    label = ["run", "--dataset", "ds", "--teacher", "t=depth-anything-v2:ckpt"]
+    label += ["--device", "cpu", "--workers", "0", "--no-progress"]
+    assert runner.invoke(labelgen_app, label).exit_code == 0
+    _flip_byte(here / "ds" / "labels" / "t" / "000000.tar")
+    monkeypatch.chdir(elsewhere)
+    result = runner.invoke(app, ["verify", "../here/ds", "--no-progress"])
+    assert result.exit_code != 0
+    (line,) = [ln for ln in result.output.splitlines() if "labelgen run" in ln]
+    command = line[line.index("labelgen run") :]
+    args = shlex.split(command)
+    assert args[:2] == ["labelgen", "run"] and args[-2:] == ["--redo", "000000"], command
+    relabel = runner.invoke(labelgen_app, [*args[1:], "--device", "cpu", "--workers", "0"])
+    assert relabel.exit_code == 0, relabel.output
+    assert verify_dataset(here / "ds", progress=False).problems == []
