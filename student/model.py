@@ -49,19 +49,19 @@ def _load_hf(source: str | Path, who: str) -> tuple[nn.Module, Family, Path]:
         config = AutoConfig.from_pretrained(str(directory))
     except OSError as e:
         raise FileNotFoundError(
-            f"cannot load a student from {source!r} ({first_line(e)}); {INIT_HELP}"
+            f"cannot load a student from {source} ({first_line(e)}); {INIT_HELP}"
         ) from e
     try:
         family = family_of(config)
     except ValueError as e:
-        raise ValueError(f"{source!r}: {e}; {INIT_HELP}") from None
+        raise ValueError(f"{source}: {e}; {INIT_HELP}") from None
     try:
         with quiet_loading():
             model = family.model_class().from_pretrained(str(directory))
         return model, family, Path(directory)
     except OSError as e:
         raise FileNotFoundError(
-            f"cannot load a {family.title} student from {source!r} ({first_line(e)}); {INIT_HELP}"
+            f"cannot load a {family.title} student from {source} ({first_line(e)}); {INIT_HELP}"
         ) from e
 
 

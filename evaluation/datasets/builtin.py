@@ -34,7 +34,7 @@ class MiddleburyDataset(BenchmarkDataset):
 
     def __init__(self, path: str | None = None, **options: str) -> None:
         if path:
-            raise DatasetError(f"middlebury is built in and takes no path (got {path!r})")
+            raise DatasetError(f"middlebury is built in and takes no path (got {path})")
         self.options_used = self.check_options(options)
         self.root = ""
 

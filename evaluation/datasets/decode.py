@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from evaluation.datasets.base import DatasetError
+from pipeline.toolkit.messages import plain
 
 COLOUR_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr")
 
@@ -17,7 +18,7 @@ def _open_image(data: bytes, where: str, expected: str) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DatasetError(f"{where}: cannot decode ({e}); expected {expected}") from e
+        raise DatasetError(f"{where}: cannot decode ({plain(e)}); expected {expected}") from e
     return img
 
 

@@ -30,6 +30,7 @@ from evaluation.datasets.base import (
 from evaluation.datasets.decode import check_same_size, depth_from_u16
 from evaluation.datasets.marigold import SHOWN, Entry
 from evaluation.datasets.release import ReleaseDataset
+from pipeline.toolkit.messages import plain
 
 DEPTH_SCALE = 65535.0 / 50.0  # stored value per metre: 65535 is 50 m
 IMAGE_LIST = "imagelist.txt"
@@ -43,7 +44,7 @@ def decode_mask(data: bytes, where: str) -> np.ndarray:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DatasetError(f"{where}: cannot decode ({e}); expected {expected}") from e
+        raise DatasetError(f"{where}: cannot decode ({plain(e)}); expected {expected}") from e
     if img.format != "PNG" or img.mode not in MASK_MODES:
         raise DatasetError(f"{where}: {img.format} image of mode {img.mode}; expected {expected}")
     return np.asarray(img) != 0

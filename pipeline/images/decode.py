@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
+from pipeline.toolkit.messages import plain
+
 PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS; our default limit too
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8"
@@ -220,7 +222,7 @@ def _open(data: bytes, origin: str, params: DecodeParams) -> Image.Image | Rejec
     except Image.UnidentifiedImageError:
         return Rejected(origin, "not an image (no decoder recognises the bytes)")
     except Exception as e:  # PIL plugins raise many types on malformed headers
-        return Rejected(origin, f"unreadable image header ({type(e).__name__}: {e})")
+        return Rejected(origin, f"unreadable image header ({type(e).__name__}: {plain(e)})")
     too_big = params.too_many_pixels(*img.size)
     if too_big:
         return Rejected(origin, too_big)
@@ -229,7 +231,7 @@ def _open(data: bytes, origin: str, params: DecodeParams) -> Image.Image | Rejec
     except Image.DecompressionBombError as e:  # a frame or tile larger than the image
         return Rejected(origin, f"decompression bomb guard: {e} (--max-pixels)")
     except Exception as e:
-        return Rejected(origin, f"truncated or corrupt image data ({type(e).__name__}: {e})")
+        return Rejected(origin, f"truncated or corrupt image data ({type(e).__name__}: {plain(e)})")
     return img
 
 
