@@ -41,10 +41,33 @@ TEACHERS = {"dav2": "depth-anything-v2", "genpercept": "genpercept", "dpt": "dpt
 PANEL_KEY = "motorcycle_left"
 """The photo of the panel: the Middlebury scene the evaluation scores, too."""
 PANEL_HEIGHT = 240
+EVALUATED = ("dav2", "genpercept", "student")
+"""The models the demo scores on the Middlebury sample."""
+STEPS = 1 + len(TEACHERS) + 2 + 1 + 3 + len(EVALUATED) + 1
+"""prepare, a tiny checkpoint per teacher, label two teachers then the third, train, export,
+predict, panel, score each of `EVALUATED`, report: each numbered once, `[k/STEPS]`."""
 REAL = (
     "--teacher dav2=depth-anything-v2:depth-anything/Depth-Anything-V2-Large-hf "
     "--teacher genpercept=genpercept:/models/genpercept-disparity"
 )
+
+
+class Steps:
+    """The demo's step numbers, `k/n`, each given once."""
+
+    def __init__(self, total: int = STEPS) -> None:
+        self.total, self.given = total, 0
+
+    def next(self) -> str:
+        """The number of the next step."""
+        self.given += 1
+        return f"{self.given}/{self.total}"
+
+
+def _skip(step: str, args: list[str], why: str = "done before, skipped") -> None:
+    """Say that step `step` (the command `args`) does not run this time, and why."""
+    stage, *rest = args
+    typer.echo(f"\n[{step}] $ {stage} {shlex.join(rest)} ({why})")
 
 
 def _run(step: str, args: list[str]) -> None:
@@ -88,19 +111,19 @@ def _describe_plan(dataset: Path) -> str:
     return "\n".join(lines)
 
 
-def _evaluate(eval_dir: Path, teachers: dict[str, str], student: Path) -> str:
+def _evaluate(steps: Steps, eval_dir: Path, teachers: dict[str, str], student: Path) -> str:
     """Score the teachers and the student on the built-in Middlebury sample; the report text."""
     models = {name: spec.split("=", 1)[1] for name, spec in teachers.items()}
     models["student"] = str(student)
     for name, model in models.items():
         _run(
-            "7/8",
+            steps.next(),
             ["evaluation", "run", "--model", model, "--name", name, "--dataset", "middlebury",
              "--out", str(eval_dir / name), "--device", "cpu", "--workers", "0"],
         )  # fmt: skip
     report = eval_dir / "report.md"
     dirs = [str(eval_dir / name) for name in models]
-    _run("8/8", ["evaluation", "report", *dirs, "--out", str(report)])
+    _run(steps.next(), ["evaluation", "report", *dirs, "--out", str(report)])
     table = report.read_text().split("\n## ", 1)[0].strip()
     return f"{table}\n(how each number was computed: {report})"
 
@@ -147,47 +170,48 @@ def _panel(out: Path, dataset: Path, photo: Path, preds: Path) -> Path:
     return write_panel(out / "panel.png", rgb, maps)
 
 
-def _prepare(out: Path, dataset: Path) -> list[Path]:
+def _prepare(steps: Steps, out: Path, dataset: Path) -> list[Path]:
     images = write_sample_images(out / "samples")
-    typer.echo(f"[1/8] {len(images)} bundled photos (scikit-image) in {out / 'samples'}")
     typer.echo(
-        f"[1/8] $ pipeline prepare --images {out / 'samples'} --out {dataset} --shard-size 4"
+        f"[{steps.next()}] $ pipeline prepare --images {out / 'samples'} --out {dataset} "
+        f"--shard-size 4\n    {len(images)} bundled photos (scikit-image) in {out / 'samples'}"
     )
     result = prepare([str(out / "samples")], dataset, PrepareSettings(shard_size=4), progress=False)
     typer.echo(f"    {result.summary()}\n{_describe_plan(dataset)}")
     return images
 
 
-def _label(dataset: Path, ckpts: Path, device: str) -> dict[str, str]:
+def _label(steps: Steps, dataset: Path, ckpts: Path, device: str) -> dict[str, str]:
     """Tiny checkpoints, two teachers, then a third; the teacher specs."""
     for name, adapter in TEACHERS.items():
-        if not (ckpts / name).is_dir():
-            _run("2/8", ["labelgen", "tiny-checkpoint", adapter, str(ckpts / name)])
+        args = ["labelgen", "tiny-checkpoint", adapter, str(ckpts / name)]
+        (_skip if (ckpts / name).is_dir() else _run)(steps.next(), args)
     spec = {n: f"{n}={a}:{ckpts / n}" for n, a in TEACHERS.items()}
     common = ["--dataset", str(dataset), "--device", device, "--workers", "0", "--no-progress"]
     _run(
-        "3/8",
+        steps.next(),
         ["labelgen", "run", *common, "--teacher", spec["dav2"], "--teacher", spec["genpercept"]],
     )
     _run(
-        "4/8", ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]]
+        steps.next(),
+        ["labelgen", "run", *common, *[a for n in TEACHERS for a in ("--teacher", spec[n])]],
     )
     return spec
 
 
-def _train(dataset: Path, init: Path, run_dir: Path, steps: int = 24) -> None:
+def _train(steps: Steps, dataset: Path, init: Path, run_dir: Path, train_steps: int = 24) -> None:
     """Train the student, or continue a run an interruption left unfinished."""
     if not (run_dir / "config.yaml").exists():
         _run(
-            "5/8",
+            steps.next(),
             ["student", "train", "--dataset", str(dataset), "--teacher", "dav2",
              "--teacher", "genpercept", "--init", str(init), "--out", str(run_dir),
-             "--steps", str(steps), "--batch-size", "2", "--set", "data.size=280",
-             "--set", "data.workers=0", "--set", f"checkpoint_every={steps}",
+             "--steps", str(train_steps), "--batch-size", "2", "--set", "data.size=280",
+             "--set", "data.workers=0", "--set", f"checkpoint_every={train_steps}",
              "--set", "log_every=4", "--set", "optim.lr=5e-4"],
         )  # fmt: skip
     else:  # an interrupted run continues; a finished one says so and does nothing
-        _run("5/8", ["student", "train", "--out", str(run_dir), "--resume"])
+        _run(steps.next(), ["student", "train", "--out", str(run_dir), "--resume"])
 
 
 def run_demo(out: Path, device: str = "cpu") -> None:
@@ -199,15 +223,20 @@ def run_demo(out: Path, device: str = "cpu") -> None:
         out / "runs" / "student",
         out / "student-hf",
     )
-    images = _prepare(out, dataset)
-    spec = _label(dataset, ckpts, device)
-    _train(dataset, ckpts / "dav2", run_dir)
-    _run("6/8", ["student", "export", str(run_dir), "--out", str(hf)])
+    steps = Steps()
+    images = _prepare(steps, out, dataset)
+    spec = _label(steps, dataset, ckpts, device)
+    _train(steps, dataset, ckpts / "dav2", run_dir)
+    _run(steps.next(), ["student", "export", str(run_dir), "--out", str(hf)])
     photo, preds = out / "samples" / f"{PANEL_KEY}.png", out / "preds"
-    _run("6/8", ["student", "predict", str(hf), str(photo), "--out", str(preds)])
+    _run(steps.next(), ["student", "predict", str(hf), str(photo), "--out", str(preds)])
     panel = _panel(out, dataset, photo, preds)
-    typer.echo(f"[6/8] panel: the photo, each teacher's label, the student's prediction: {panel}")
-    report = _evaluate(out / "eval", {n: spec[n] for n in ("dav2", "genpercept")}, run_dir)
+    typer.echo(
+        f"\n[{steps.next()}] panel: the photo, each teacher's label, the student's prediction: "
+        f"{panel}"
+    )
+    teachers = {n: spec[n] for n in EVALUATED if n in spec}
+    report = _evaluate(steps, out / "eval", teachers, run_dir)
     typer.echo("\n" + report)
     typer.echo("\n" + format_status(dataset_status(dataset)))
     other = next(p for p in images if p != photo)

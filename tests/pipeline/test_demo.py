@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PIL import Image
 from typer.testing import CliRunner
@@ -96,10 +97,41 @@ def test_demo_rerun_continues_the_student_run_with_resume(tmp_path, monkeypatch)
     def training_calls() -> list[list[str]]:
         calls.clear()
         demo.run_demo(out)
-        return [args for step, args in calls if step == "5/8"]
+        return [args for step, args in calls if args[:2] == ["student", "train"]]
 
     (first,) = training_calls()
     assert first[:2] == ["student", "train"] and "--resume" not in first
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("{}")  # killed before its final checkpoint
     assert training_calls() == [["student", "train", "--out", str(run_dir), "--resume"]]
+
+
+def test_demo_numbers_each_step_once_and_says_which_it_skips(tmp_path, monkeypatch, capsys):
+    """Every step has its own `[k/n]`; on a second run, the tiny checkpoints already written are
+    listed as skipped rather than left out silently. The commands are recorded, not run."""
+    import re
+    import subprocess
+
+    import pipeline.demo as demo
+
+    def run(args, **kw):
+        command = args[3:]  # python -m STAGE.cli ...
+        if command[0] == "tiny-checkpoint":
+            Path(command[2]).mkdir(parents=True)
+        if command[0] == "report":
+            Path(command[-1]).parent.mkdir(parents=True, exist_ok=True)
+            Path(command[-1]).write_text("| model |\n")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(demo.subprocess, "run", run)
+    monkeypatch.setattr(demo, "_panel", lambda out, *args: out / "panel.png")
+    out = tmp_path / "demo"
+    SKIPPED_CHECKPOINT = r"^\[\d+/\d+\] \$ labelgen tiny-checkpoint .*\(done before, skipped\)$"
+    for attempt in range(2):
+        demo.run_demo(out)
+        text = capsys.readouterr().out
+        numbers = re.findall(r"^\[(\d+)/(\d+)\]", text, flags=re.MULTILINE)
+        assert [int(k) for k, _ in numbers] == list(range(1, demo.STEPS + 1)), text
+        assert {int(n) for _, n in numbers} == {demo.STEPS}
+        skipped = re.findall(SKIPPED_CHECKPOINT, text, flags=re.MULTILINE)
+        assert len(skipped) == (0 if attempt == 0 else len(demo.TEACHERS)), text
