@@ -24,7 +24,7 @@ from labelgen.cli import app as labelgen_app
 from labelgen.teachers import write_tiny_checkpoint
 from pipeline.cli import app as pipeline_app
 from pipeline.toolkit import tario
-from pipeline.toolkit.atomic import is_temporary, write_bytes
+from pipeline.toolkit.atomic import is_temporary, publishing, write_bytes
 from pipeline.toolkit.cliutil import user_message
 from pipeline.toolkit.faults import published_name
 from student.cli import app as student_app
@@ -62,6 +62,23 @@ def test_fault_under_another_error_is_reported_and_a_user_message_wins():
     assert user_message(explained) == str(explained)
     assert user_message(RuntimeError("a bug")) is None
     assert user_message(OSError(errno.EIO, "I/O error", "/x")) is None  # not the user's to fix
+
+
+def test_a_rust_io_error_on_a_full_disk_names_the_file_being_published(tmp_path):
+    """safetensors reports a full disk as `SafetensorError: ... (os error 28)`, no OSError."""
+
+    class SafetensorError(Exception):
+        pass
+
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(SafetensorError) as info, publishing(target):
+        raise SafetensorError("Error while serializing: I/O error: No space left (os error 28)")
+    assert user_message(info.value) == (
+        f"{target}: no space left on device; free space on its file system or choose another "
+        "location"
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert user_message(SafetensorError("header too large")) is None
 
 
 def test_a_temporary_name_is_reported_as_the_file_it_was_to_become():

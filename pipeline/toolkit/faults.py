@@ -23,32 +23,47 @@ DISK_FAULTS: dict[int, tuple[str, str]] = {
 """errno -> (what happened, what to do)."""
 
 
+RUST_IO_ERROR = re.compile(r"\(os error (\d+)\)")
+"""How an I/O error of a Rust library (safetensors) quotes its errno in an error that is no
+OSError."""
+
+
+def _errno(error: BaseException) -> int | None:
+    if isinstance(error, OSError):
+        return error.errno
+    rust = RUST_IO_ERROR.search(str(error))
+    return int(rust[1]) if rust else None
+
+
 def disk_fault(error: BaseException | None) -> OSError | None:
-    """The first OSError with one of `DISK_FAULTS`' errnos in `error`'s chain (the error itself,
-    then what it was raised from or while handling), or None."""
+    """The first error with one of `DISK_FAULTS`' errnos in `error`'s chain (the error itself,
+    then what it was raised from or while handling), as an OSError; or None."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in DISK_FAULTS:
-            return error
+        number = _errno(error)
+        if number in DISK_FAULTS:
+            if isinstance(error, OSError):
+                return error
+            return OSError(number, os.strerror(number), getattr(error, "filename", None))
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return None
 
 
 def name_the_file(error: BaseException, path: Path | str) -> None:
-    """Give a disk fault raised without a file name (a write to an open file, e.g. by `tarfile`)
-    the name of the file being written, so that the one-line report can name it. A short write
-    with no errno (numpy's `tofile`: "N requested and M written") on a file system with less
-    room left than it missed is the full disk it is, ENOSPC."""
-    if not isinstance(error, OSError):
-        return
-    if error.errno is None and _short_write_on_a_full_disk(error, Path(path)):
-        error.errno, error.strerror = errno.ENOSPC, os.strerror(errno.ENOSPC)
-    if error.errno in DISK_FAULTS and error.filename is None:
-        error.filename = str(path)
+    """Give a disk fault raised without a file name (a write to an open file, e.g. by `tarfile`,
+    or safetensors' I/O error) the name of the file being written, so that the one-line report
+    can name it. A short write with no errno (numpy's `tofile`: "N requested and M written") on
+    a file system with less room left than it missed is the full disk it is, ENOSPC."""
+    if _short_write_on_a_full_disk(error, Path(path)):
+        error.errno, error.strerror = errno.ENOSPC, os.strerror(errno.ENOSPC)  # type: ignore
+    if _errno(error) in DISK_FAULTS and getattr(error, "filename", None) is None:
+        error.filename = str(path)  # type: ignore[attr-defined]
 
 
-def _short_write_on_a_full_disk(error: OSError, path: Path) -> bool:
+def _short_write_on_a_full_disk(error: BaseException, path: Path) -> bool:
+    if not isinstance(error, OSError) or error.errno is not None:
+        return False
     short = re.fullmatch(r"(\d+) requested and (\d+) written", str(error))
     if short is None:
         return False
