@@ -318,3 +318,32 @@ def test_a_metrics_line_is_written_whole_or_not_at_all(mounts):
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(log.path)
     lines = log.path.read_text().splitlines(keepends=True)
     assert all(line.endswith("}\n") for line in lines) and len(lines) > 10
+
+
+def test_every_command_reports_errors_in_one_line():
+    """Each command's callback is wrapped by `user_errors` (the benchmarks run as processes of
+    their own)."""
+    from typer.main import get_command
+
+    unwrapped, seen = [], []
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+        wrapped = getattr(getattr(command, "callback", None), "reports_user_errors", False)
+        if not hasattr(command, "commands") and path[1:2] != ["bench"]:
+            seen.append(" ".join(path))
+            if not wrapped:
+                unwrapped.append(seen[-1])
+
+    for name, app in [
+        ("pipeline", pipeline_app),
+        ("labelgen", labelgen_app),
+        ("student", student_app),
+        ("evaluation", evaluation_app),
+    ]:
+        walk(get_command(app), [name])
+    assert {"pipeline prepare", "pipeline world labels", "labelgen run", "student train"} <= set(
+        seen
+    ) and {"evaluation run", "student export"} <= set(seen), seen
+    assert not unwrapped

@@ -50,6 +50,7 @@ def user_errors(fn: F) -> F:
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(2) from None
 
+    wrapper.reports_user_errors = True  # type: ignore[attr-defined]  # checked by the tests
     return wrapper  # type: ignore[return-value]
 
 
