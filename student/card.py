@@ -202,6 +202,11 @@ def _training(job: Job, run: RunDir, step: int) -> str:
         f"{_warmup(job)}, poly power {s.optim.poly_power}, weight decay "
         f"{s.optim.weight_decay}; seed {s.seed}",
     ]
+    if s.optim.ema:
+        lines.append(
+            f"- Weights: the exponential moving average of the trained weights (decay "
+            f"{s.optim.ema}, `optim.ema`), not the last step's"
+        )
     return "\n".join(lines)
 
 

@@ -129,6 +129,10 @@ class OptimSettings:
     """Gradient-norm clipping; 0 disables it."""
     accumulate: int = 1
     """Gradient-accumulation micro-batches per optimizer step."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights kept beside them (e.g. 0.999), saved
+    in each checkpoint; `student export` and `evaluation run --model RUN` then use the average.
+    0: off."""
 
 
 @dataclass
@@ -223,6 +227,8 @@ class TrainSettings:
         if self.input_side is not None and self.input_side < 14:
             raise ValueError(f"input_side must be ≥ 14 pixels or unset, got {self.input_side}")
         check_precision_name(self.precision, "precision")
+        if not 0 <= self.optim.ema < 1:
+            raise ValueError(f"optim.ema must be in [0, 1) (0: off), got {self.optim.ema}")
         if self.optim.accumulate < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
         if self.data.mode == "baseline" and self.loss.local_global:

@@ -32,6 +32,7 @@ from pipeline.toolkit.atomic import (
 )
 from pipeline.toolkit.colormap import colorize_robust
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
+from student.ema import averaged_weights
 from student.export_record import EXPORT_FILE, check_out, export_record
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.onnx_export import MODEL_FILE, PREPROCESSING_FILE
@@ -69,7 +70,7 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
         student, source = student_from_architecture(run.architecture), str(run.architecture)
     else:
         student, source = load_student(config["init"], frozen_encoder=False), config["init"]
-    student.model.load_state_dict(load_checkpoint(path)["model"])
+    student.model.load_state_dict(averaged_weights(load_checkpoint(path)))
     return student.eval(), source
 
 

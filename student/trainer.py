@@ -30,6 +30,7 @@ from student.console import RunningTerms
 from student.data.loader import make_loader
 from student.data.stream import DistillStream
 from student.diagnostics import SCALE_FIELDS, ScaleWatch, prediction_scale
+from student.ema import WeightAverage
 from student.metrics import MetricsLog, step_record
 from student.model import Student, load_student
 from student.objective import Objective, collapse_warning
@@ -97,6 +98,9 @@ class Trainer:
         self.optimization = Optimization.for_student(
             self.student, s.optim, job.schedule_steps, fp16, job.continued
         )
+        self.ema = (  # rank 0 saves the checkpoints, and the weights are the same on every rank
+            WeightAverage(self.student.model, s.optim.ema) if s.optim.ema and rank == 0 else None
+        )
         self.model = (
             DistributedDataParallel(
                 self.student, device_ids=[device] if device.type == "cuda" else None
@@ -131,10 +135,13 @@ class Trainer:
             **self.optimization.state_dict(),
             "data": self.stream.state_dict(),
             "epoch": self.stream.state_dict()["epoch"],
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.student.model.load_state_dict(ckpt["model"])
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimization.load_state_dict(ckpt)
         self.stream.load_state_dict(ckpt["data"])
         set_rng_states(ckpt["rng"])
@@ -231,6 +238,8 @@ class Trainer:
             if grad_norm is None:
                 self.skip_bad_step(keys, NON_FINITE_GRADIENT)
                 continue
+            if self.ema is not None:
+                self.ema.update(self.student.model)
             self.bad_in_a_row = 0
             self.step += 1
             if self.logs(self.step):

@@ -81,3 +81,35 @@ def test_bad_decays_and_other_architectures_are_refused():
     state = WeightAverage(nn.Linear(2, 2), decay=0.9).state_dict()
     with pytest.raises(ValueError, match="another architecture"):
         WeightAverage(nn.Linear(2, 3, bias=False), decay=0.9).load_state_dict(state)
+
+
+def test_a_run_keeps_resumes_and_exports_its_average(train_setup, tmp_path):
+    from train_helpers import runner, train
+    from transformers import AutoModelForDepthEstimation
+
+    from student.checkpoint import load_checkpoint
+    from student.cli import app
+
+    dataset, init = train_setup
+    run = tmp_path / "run"
+    args = ("--steps", "4", "--batch-size", "2", "--set", "checkpoint_every=2")
+    train(run, dataset, init, *args, "--set", "optim.ema=0.5")
+    last = run / "checkpoints" / "step_0000004.pt"
+    straight = load_checkpoint(last)
+    assert straight["ema"]["updates"] == 4 and straight["ema"]["decay"] == 0.5
+    last.unlink()  # as if killed after step 3: the average resumes from step 2's
+    assert runner.invoke(app, ["train", "--out", str(run), "--resume"]).exit_code == 0
+    resumed = load_checkpoint(last)
+    for name, value in straight["ema"]["average"].items():
+        assert torch.allclose(resumed["ema"]["average"][name], value, rtol=1e-5, atol=1e-7), name
+
+    out = tmp_path / "export"
+    assert runner.invoke(app, ["export", str(run), "--out", str(out)]).exit_code == 0
+    exported = AutoModelForDepthEstimation.from_pretrained(out).state_dict()
+    name = next(k for k in exported if k.endswith("head.conv1.weight"))
+    assert torch.equal(exported[name], averaged_weights(resumed)[name])
+    assert not torch.equal(exported[name], resumed["model"][name])  # the average, not the last
+    assert (
+        "exponential moving average of the trained weights (decay 0.5"
+        in (out / "README.md").read_text()
+    )
