@@ -205,7 +205,7 @@ def crop_analysis(
         Path("crop-analysis"), "--out", help="Directory for predictions and crop_analysis.json."
     ),
     settings: PredictSettings = SettingsOptions(PredictSettings, fields=CROP_FIELDS),
-    launch: Launch = SettingsOptions(Launch, fields=("device", "workers")),
+    launch: Launch = SettingsOptions(Launch, fields=("device", "workers", "progress")),
 ) -> None:
     """The paper's Figure 2: global vs local least squares on the central (w/2, h/2) crop."""
     from evaluation.crop_analysis import analyse_crops
@@ -213,7 +213,7 @@ def crop_analysis(
 
     datasets = _predict(model, dataset, out, settings, launch, None)
     pred_space = read_predictions_json(out)["pred_space"]
-    result = analyse_crops(out, datasets, pred_space)
+    result = analyse_crops(out, datasets, pred_space, launch.progress)
     typer.echo(f"{'dataset':<11} {'global AbsRel':>13} {'local AbsRel':>12} {'local better':>12}")
     for name, entry in result["datasets"].items():
         g, loc = entry["global"]["abs_rel"], entry["local"]["abs_rel"]

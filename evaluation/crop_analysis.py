@@ -81,14 +81,18 @@ def summarize_crops(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def analyse_crops(out: Path, datasets: list[BenchmarkDataset], pred_space: str) -> dict[str, Any]:
+def analyse_crops(
+    out: Path, datasets: list[BenchmarkDataset], pred_space: str, progress: bool = True
+) -> dict[str, Any]:
     """Global vs local alignment on the central crop for every sample of `datasets`, from the
-    prediction files in `out` (see `evaluation.predict`); writes `out/crop_analysis.json`."""
+    prediction files in `out` (see `evaluation.predict`); writes `out/crop_analysis.json`.
+    `progress`: show it (`--progress/--no-progress`)."""
     crop = "central (h/2, w/2)"
     result: dict[str, Any] = {"pred_space": pred_space, "crop": crop, "datasets": {}}
     for ds in datasets:
         rows = []
-        with progress_bar(len(ds.keys()), f"crop-analysis {ds.name}", "img") as bar:
+        bar = progress_bar(len(ds.keys()), f"crop-analysis {ds.name}", "img", enabled=progress)
+        with bar:
             for key in bar.iterate(ds.keys()):
                 sample = ds.load(key, rgb=False)
                 pred = load_prediction(prediction_path(out, ds.name, key), sample.depth.shape)

@@ -1,7 +1,7 @@
 """Every long job takes the shared `--no-progress` and, when its output is not a terminal (a
 pipe, a log), draws no bar: no carriage return, whether progress is on (plain lines) or off
 (nothing). Through the commands a user runs: world render and labels, labelgen run, student
-train, evaluation run and predict (prepare, verify and score: tests/pipeline/test_progress.py)."""
+train, evaluation run, predict and crop-analysis (prepare, verify and score: tests/pipeline/test_progress.py)."""
 
 from __future__ import annotations
 
@@ -84,5 +84,6 @@ def test_evaluation_run_and_predict(labelled, tmp_path):
     common += ["--workers", "0"]
     _quiet(evaluation_app, ["predict", *common, "--out", str(tmp_path / "p")])
     _quiet(evaluation_app, ["run", *common, "--out", str(tmp_path / "r")])
+    _quiet(evaluation_app, ["crop-analysis", *common, "--out", str(tmp_path / "c")])
     shown = ["run", *common, "--out", str(tmp_path / "shown")]
     _shown(evaluation_app, shown, "predict middlebury: 1/1 img (100%)")
