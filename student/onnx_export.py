@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.quiet import quiet_loading
 from pipeline.toolkit.atomic import follow_umask, write_bytes
 from student.model import Student
 
@@ -169,16 +170,17 @@ def export_onnx(student: Student, out: Path, precision: str = "fp32") -> Path:
         example = torch.rand(2, 3, 4 * m, 5 * m)  # not 1 or square: nothing specializes
     else:
         example = torch.rand(2, 3, rule.fixed, rule.fixed)
-    program = torch.onnx.export(
-        graph.eval(),
-        (example,),
-        dynamo=True,
-        dynamic_shapes=shapes,
-        input_names=["images"],
-        output_names=["disparity"],
-        opset_version=OPSET,
-        verbose=False,
-    )
+    with quiet_loading(export=True):  # not the exporter's notes on torchvision operators
+        program = torch.onnx.export(
+            graph.eval(),
+            (example,),
+            dynamo=True,
+            dynamic_shapes=shapes,
+            input_names=["images"],
+            output_names=["disparity"],
+            opset_version=OPSET,
+            verbose=False,
+        )
     program.model.metadata_props.update(
         {"family": family.name, "multiple_of": str(m), "fixed_side": str(rule.fixed or "")}
     )

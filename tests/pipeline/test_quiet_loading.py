@@ -7,6 +7,8 @@ import io
 import logging
 import warnings
 
+import pytest
+
 from pipeline.model.quiet import quiet_loading
 
 LOGGERS = ("transformers", "torch.onnx")
@@ -82,3 +84,26 @@ def test_known_noise_is_hidden_only_within_a_load_and_real_messages_still_show()
         lines[1] == "torchvision is not installed. Skipping torchvision::nms"
     )  # shown unless exporting
     assert [str(w.message) for w in warned] == ["a real warning"]
+
+
+@pytest.mark.slow
+def test_an_onnx_export_prints_nothing_of_the_exporter(tmp_path, capsys):
+    """The exporter's four notes that torchvision is missing and its FutureWarning (an export
+    takes 15 to 40 s on 2 cores)."""
+    pytest.importorskip("onnxscript")
+    from labelgen.teachers import write_tiny_checkpoint
+    from student.model import load_student
+    from student.onnx_export import export_onnx
+
+    student = load_student(write_tiny_checkpoint("depth-anything-v2", tmp_path / "dav2"))
+    capsys.readouterr()
+    log, handler = _capture_logs()
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            export_onnx(student, tmp_path / "onnx")
+    finally:
+        _release(handler)
+    out, err = capsys.readouterr()
+    assert (out, err, log.getvalue()) == ("", "", "")
+    assert [str(w.message) for w in warned if "LeafSpec" in str(w.message)] == []
