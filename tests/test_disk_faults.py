@@ -81,6 +81,35 @@ def test_a_rust_io_error_on_a_full_disk_names_the_file_being_published(tmp_path)
     assert user_message(SafetensorError("header too large")) is None
 
 
+def reraised_by_a_dataloader(error: Exception) -> Exception:
+    """`error` as torch's DataLoader re-raises a worker's error in the main process."""
+    from torch._utils import ExceptionWrapper
+
+    try:
+        raise error
+    except Exception:
+        wrapper = ExceptionWrapper(where="in DataLoader worker process 0")
+    try:
+        wrapper.reraise()
+    except Exception as reraised:
+        return reraised
+
+
+def test_errors_of_dataloader_workers_are_one_line():
+    """torch re-raises a worker's OSError without errno and file, its traceback as message."""
+    shard = "/data/ds/labels/a/000001.tar"
+    denied = reraised_by_a_dataloader(PermissionError(errno.EACCES, "Permission denied", shard))
+    assert user_message(denied) == (
+        f"{shard}: permission denied; give this user access to it (chmod, chown) or choose "
+        "another location"
+    )
+    full = reraised_by_a_dataloader(OSError(errno.ENOSPC, "No space left on device"))
+    assert user_message(full).startswith("a file (PIPELINE_DEBUG=1 shows which): no space left")
+    damaged = reraised_by_a_dataloader(ValueError(f"{shard}: damaged; relabel it\nsecond"))
+    assert user_message(damaged) == f"{shard}: damaged; relabel it"
+    assert user_message(reraised_by_a_dataloader(RuntimeError("a bug"))) is None
+
+
 def test_a_temporary_name_is_reported_as_the_file_it_was_to_become():
     assert published_name("out/.exp.p123-host-k2j3.tmp/model.safetensors") == (
         "out/exp/model.safetensors"
@@ -214,8 +243,8 @@ def test_prepare_into_a_full_or_read_only_disk(inputs, mounts):
         [sys.executable, "-m", "pipeline.cli", "prepare", *args], capture_output=True, text=True
     )
     assert done.returncode == 2 and done.stderr.splitlines() == [
-        f"error: {ro / 'ds'}: read-only file system; make it writable for this user or choose "
-        "another location"
+        f"error: {ro / 'ds'}: read-only file system; make it writable (remount it read-write) "
+        "or choose another location"
     ], done.stderr
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from pipeline.toolkit.faults import disk_fault, fault_message
+from pipeline.toolkit.faults import disk_fault, fault_message, fault_of, worker_error_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,12 +24,14 @@ def first_line(error: BaseException) -> str:
 
 
 def user_message(error: Exception) -> str | None:
-    """What `user_errors` prints for `error`, or None for a bug (a traceback): a user error's own
-    message (one raised while handling a disk fault explains it better), else the disk fault
-    under it (`pipeline.toolkit.faults`)."""
-    fault = disk_fault(error)
-    if isinstance(error, USER_ERRORS) and fault is not error:
-        return str(error)
+    """What `user_errors` prints for `error`, or None for a bug (a traceback): a disk fault
+    (`pipeline.toolkit.faults`), else a user error's own message (one raised while handling a
+    disk fault explains it better; one a DataLoader worker raised is its first line), else the
+    disk fault it was raised from or while handling."""
+    fault = fault_of(error)
+    if fault is None and isinstance(error, USER_ERRORS):
+        return worker_error_line(error) or str(error)
+    fault = fault or disk_fault(error)
     return fault_message(fault) if fault is not None else None
 
 

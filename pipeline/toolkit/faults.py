@@ -12,13 +12,14 @@ import re
 from pathlib import Path
 
 FREE_SPACE = "free space on its file system or choose another location"
-MAKE_WRITABLE = "make it writable for this user or choose another location"
+MAKE_WRITABLE = "make it writable (remount it read-write) or choose another location"
+GIVE_ACCESS = "give this user access to it (chmod, chown) or choose another location"
 DISK_FAULTS: dict[int, tuple[str, str]] = {
     errno.ENOSPC: ("no space left on device", FREE_SPACE),
     errno.EDQUOT: ("disk quota exceeded", FREE_SPACE),
     errno.EROFS: ("read-only file system", MAKE_WRITABLE),
-    errno.EACCES: ("permission denied", MAKE_WRITABLE),
-    errno.EPERM: ("operation not permitted", MAKE_WRITABLE),
+    errno.EACCES: ("permission denied", GIVE_ACCESS),
+    errno.EPERM: ("operation not permitted", GIVE_ACCESS),
 }
 """errno -> (what happened, what to do)."""
 
@@ -26,26 +27,53 @@ DISK_FAULTS: dict[int, tuple[str, str]] = {
 RUST_IO_ERROR = re.compile(r"\(os error (\d+)\)")
 """How an I/O error of a Rust library (safetensors) quotes its errno in an error that is no
 OSError."""
+WORKER_ERROR = re.compile(r"Caught (\w+) in [^\n]*\nOriginal Traceback")
+"""How torch's DataLoader re-raises a worker's error: the type, with the worker's traceback as
+the message (an OSError loses its errno and file name on the way)."""
+ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] ([^:]+)(?:: '(.*)')?")
+
+
+def worker_error_line(error: BaseException) -> str | None:
+    """The first line of the message of the error a DataLoader worker raised, from the text it
+    was re-raised with in the main process; None for an error that did not come that way."""
+    caught = WORKER_ERROR.match(str(error))
+    if caught is None:
+        return None
+    own = re.compile(rf"^(?:\w+\.)*{caught[1]}: (.*)$")
+    lines = [m[1] for m in map(own.match, str(error).splitlines()) if m]
+    return lines[-1] if lines else None
 
 
 def _errno(error: BaseException) -> int | None:
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) and error.errno is not None:
         return error.errno
     rust = RUST_IO_ERROR.search(str(error))
     return int(rust[1]) if rust else None
 
 
+def fault_of(error: BaseException) -> OSError | None:
+    """`error` as an OSError when it is one of `DISK_FAULTS`: itself, or one made from a Rust
+    I/O error or a DataLoader worker's OSError; else None."""
+    worker = ERRNO_TEXT.match(worker_error_line(error) or "")
+    if worker is not None and int(worker[1]) in DISK_FAULTS:
+        return OSError(int(worker[1]), worker[2], worker[3])
+    number = _errno(error)
+    if number not in DISK_FAULTS:
+        return None
+    if isinstance(error, OSError):
+        return error
+    return OSError(number, os.strerror(number), getattr(error, "filename", None))
+
+
 def disk_fault(error: BaseException | None) -> OSError | None:
-    """The first error with one of `DISK_FAULTS`' errnos in `error`'s chain (the error itself,
-    then what it was raised from or while handling), as an OSError; or None."""
+    """The first of `DISK_FAULTS` in `error`'s chain (the error itself, then what it was raised
+    from or while handling), as an OSError (`fault_of`); or None."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        number = _errno(error)
-        if number in DISK_FAULTS:
-            if isinstance(error, OSError):
-                return error
-            return OSError(number, os.strerror(number), getattr(error, "filename", None))
+        fault = fault_of(error)
+        if fault is not None:
+            return fault
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return None
 
