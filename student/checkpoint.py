@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.toolkit import faults
 from pipeline.toolkit.atomic import publishing, write_bytes
 from pipeline.toolkit.hashing import sha256_file
 from student.config import CheckpointSettings
@@ -35,7 +36,7 @@ log = logging.getLogger("student")
 
 DISK_FULL_FREE = 64 << 20
 """A failed write with less free space than this (bytes) left on its file system was a full disk."""
-WRITE_FAILED = ("unexpected pos", "file write failed", "No space left")
+WRITE_FAILED = ("unexpected pos", "file write failed")
 """What torch's checkpoint writer says when a write fails."""
 
 
@@ -78,7 +79,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
 
 def is_disk_full(error: BaseException, directory: Path) -> bool:
     """Whether a failed write into `directory` failed for want of space."""
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    if faults.is_disk_full(error):
         return True
     said = str(error)
     return (

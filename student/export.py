@@ -23,7 +23,6 @@ from PIL import Image
 from pipeline.images.decode import encode_png
 from pipeline.toolkit.atomic import (
     follow_umask,
-    is_disk_full,
     publishing,
     publishing_dir,
     read_json,
@@ -31,6 +30,7 @@ from pipeline.toolkit.atomic import (
     write_json,
 )
 from pipeline.toolkit.colormap import colorize_robust
+from pipeline.toolkit.faults import is_disk_full
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
 from student.ema import averaged_weights
 from student.export_record import EXPORT_FILE, check_out, export_record

@@ -8,7 +8,6 @@ lets them), whatever the writing library chose (`tempfile` and safetensors write
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -189,24 +188,6 @@ def publishing_dir(path: Path, mode: int | None = None) -> Iterator[Path]:
     remove_stale_temporaries(path)
     with publishing(path, mode, tmp=owned_temporary(path)) as tmp:
         yield tmp
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
-"""How a full disk shows in errors that are no OSError (safetensors writes Rust's I/O error)."""
-
-
-def is_disk_full(error: BaseException | None) -> bool:
-    """True when `error` or an error it was raised from is a full disk or an exceeded quota."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in DISK_FULL:
-            return True
-        if any(text in str(error) for text in DISK_FULL_TEXT):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -47,8 +47,21 @@ def worker_error_line(error: BaseException) -> str | None:
 def _errno(error: BaseException) -> int | None:
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno
-    rust = RUST_IO_ERROR.search(str(error))
-    return int(rust[1]) if rust else None
+    said = str(error)
+    rust = RUST_IO_ERROR.search(said)
+    if rust:
+        return int(rust[1])
+    return next((n for n in DISK_FULL if os.strerror(n) in said), None)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether `error`'s chain holds a full disk or an exceeded quota (`disk_fault`), an errno
+    or only its words ("No space left on device") in a library's own error."""
+    fault = disk_fault(error)
+    return fault is not None and fault.errno in DISK_FULL
 
 
 def fault_of(error: BaseException) -> OSError | None:

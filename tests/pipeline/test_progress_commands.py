@@ -1,7 +1,8 @@
 """Every long job takes the shared `--no-progress` and, when its output is not a terminal (a
 pipe, a log), draws no bar: no carriage return, whether progress is on (plain lines) or off
 (nothing). Through the commands a user runs: world render and labels, labelgen run, student
-train, evaluation run, predict and crop-analysis (prepare, verify and score: tests/pipeline/test_progress.py)."""
+train, evaluation run, predict and crop-analysis (prepare, verify and score:
+tests/pipeline/test_progress.py)."""
 
 from __future__ import annotations
 
