@@ -154,15 +154,17 @@ def predict(
     ),
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
-    launch: Launch = SettingsOptions(Launch, fields=("device",)),
+    launch: Launch = SettingsOptions(Launch, fields=("device", "progress")),
 ) -> None:
     """Predict disparity for each image: `.npy` (float32, input size) and a colour `.png`."""
     from pipeline.toolkit.devices import resolve_device
+    from pipeline.toolkit.progress import progress_bar
     from student.export import predict_files
 
     device = str(resolve_device(launch.device))
-    for path in predict_files(model, images, out, device):
-        typer.echo(f"wrote {path}")
+    with progress_bar(len(images), "predict", "images", enabled=launch.progress) as bar:
+        written = predict_files(model, images, out, device, done=lambda _: bar.update(1))
+    typer.echo(f"wrote {len(written) // 2} prediction(s) (.npy and .png) to {out}")
 
 
 if __name__ == "__main__":

@@ -253,9 +253,15 @@ def _output_stems(images: list[Path]) -> list[str]:
     return list(seen)
 
 
-def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu") -> list[Path]:
+def predict_files(
+    model: Path,
+    images: list[Path],
+    out: Path,
+    device: str = "cpu",
+    done: Callable[[Path], None] | None = None,
+) -> list[Path]:
     """Write `STEM.npy` (disparity, float32, the image's size) and a colour `STEM.png` per image
-    into `out`; returns the paths written."""
+    into `out`, calling `done(image)` after each; returns the paths written."""
     stems = _output_stems(images)
     predict = image_predictor(model, device)
     out = Path(out)
@@ -271,4 +277,6 @@ def predict_files(model: Path, images: list[Path], out: Path, device: str = "cpu
             np.save(f, disparity.astype(np.float32))
         write_bytes(out / f"{stem}.png", encode_png(colorize_robust(disparity)))
         written += [out / f"{stem}.npy", out / f"{stem}.png"]
+        if done is not None:
+            done(path)
     return written

@@ -1,7 +1,7 @@
 """Every long job takes the shared `--no-progress` and, when its output is not a terminal (a
 pipe, a log), draws no bar: no carriage return, whether progress is on (plain lines) or off
 (nothing). Through the commands a user runs: world render and labels, labelgen run, student
-train, evaluation run, predict and crop-analysis (prepare, verify and score:
+train and predict, evaluation run, predict and crop-analysis (prepare, verify and score:
 tests/pipeline/test_progress.py)."""
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def test_labelgen_run_and_student_train(labelled, tmp_path):
     train += ["--set", "data.workers=0", "--set", "log_every=1"]
     _quiet(student_app, [*train, "--out", str(tmp_path / "quiet")])
     _shown(student_app, [*train, "--out", str(tmp_path / "shown")], "train: 2/2 steps (100%)")
+    photo = dataset.parent / "photos" / "p.png"
+    predict = ["predict", str(tmp_path / "shown"), str(photo), "--device", "cpu"]
+    _quiet(student_app, [*predict, "--out", str(tmp_path / "pq")])
+    _shown(student_app, [*predict, "--out", str(tmp_path / "ps")], "predict: 1/1 images (100%)")
+    assert (tmp_path / "ps" / "p.npy").is_file()
 
 
 def test_evaluation_run_and_predict(labelled, tmp_path):
