@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -251,6 +252,13 @@ def _leftovers_only(layout: DatasetLayout) -> bool:
     return True
 
 
+def absolute_inputs(inputs: list[str]) -> list[str]:
+    """The inputs as dataset.json records them: absolute (folders, tars, files or glob patterns
+    joined to the working directory), so the commands `pipeline verify` prints to re-create the
+    dataset work from any directory."""
+    return [os.path.abspath(i) for i in inputs]
+
+
 def check_out(layout: DatasetLayout, inputs: list[str], settings: PrepareSettings) -> dict | None:
     """Refuse an `--out` that holds something else; return its dataset.json if it is a re-run."""
     root = layout.root
@@ -258,8 +266,10 @@ def check_out(layout: DatasetLayout, inputs: list[str], settings: PrepareSetting
         raise ValueError(f"--out {root}: exists and is not a directory; choose a new directory")
     if layout.dataset_json.exists():
         old = read_json(layout.dataset_json)
-        mine = {"inputs": list(inputs), **settings.recorded()}
+        mine = {"inputs": absolute_inputs(inputs), **settings.recorded()}
         theirs = {k: old.get(k) for k in mine} if isinstance(old, dict) else {}
+        if isinstance(theirs.get("inputs"), list):  # recorded as typed by older versions
+            theirs["inputs"] = absolute_inputs(theirs["inputs"])
         changed = [k for k in mine if theirs.get(k) != mine[k]]
         if changed:
             raise ValueError(
@@ -307,7 +317,7 @@ def dataset_record(
     return {
         "schema": SCHEMA_VERSION,
         "code_version": pipeline.__version__,
-        "inputs": list(inputs),
+        "inputs": absolute_inputs(inputs),
         **settings.recorded(),
         "plan_hash": plan_hash([s["plan_sha256"] for s in shards], params),
         "listing_sha256": listing_sha256(items),

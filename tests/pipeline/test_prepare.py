@@ -63,7 +63,7 @@ def test_prepare_writes_shards_plan_and_dataset_json(photos: str, tmp_path: Path
     )
     record = json.loads((tmp_path / "ds/dataset.json").read_text())
     assert record["schema"] == SCHEMA_VERSION and record["code_version"] == __version__
-    assert record["inputs"] == ["photos"] and record["shard_size"] == 3
+    assert record["inputs"] == [str(tmp_path / "photos")] and record["shard_size"] == 3
     assert record["num_samples"] == n and record["plan_params"] == PlanParams().to_json()
     assert [r["origin"] for r in record["rejected"]] == [
         "photos/bad/empty.jpg",

@@ -238,3 +238,19 @@ def test_verify_prints_a_relabel_command_that_works_from_another_directory(tmp_p
     relabel = runner.invoke(labelgen_app, [*args[1:], "--device", "cpu", "--workers", "0"])
     assert relabel.exit_code == 0, relabel.output
     assert verify_dataset(here / "ds", progress=False).problems == []
+
+
+def test_the_prepare_command_verify_prints_works_from_any_directory(tmp_path, monkeypatch):
+    from dataset_helpers import write_photos
+
+    from pipeline.dataset import load_dataset
+    from pipeline.dataset.verify import prepare_command
+
+    monkeypatch.chdir(tmp_path)
+    write_photos(tmp_path / "photos")
+    dataset = prepare_small(Path("photos"), tmp_path / "ds")  # the inputs typed relative
+    command = prepare_command(load_dataset(dataset))
+    assert f"--images {tmp_path / 'photos'} " in command
+    monkeypatch.chdir(tmp_path / "ds")  # elsewhere: the same inputs and settings are accepted
+    again = prepare_small(tmp_path / "photos", tmp_path / "ds")
+    assert again == dataset
