@@ -69,8 +69,17 @@ def _datasets(texts: list[str] | None):
 
 
 def _predict(
-    model: str, dataset, out: Path, settings: PredictSettings, launch: Launch, name: str | None
+    model: str,
+    dataset,
+    out: Path,
+    settings: PredictSettings,
+    launch: Launch,
+    name: str | None,
+    alignment: str | None = None,
 ):
+    """Predict; with `alignment` (`evaluation run`) refuse one the model cannot be scored with
+    before predicting anything."""
+    from evaluation.alignment import check_alignment
     from evaluation.models import load_predictor
     from evaluation.predict import predict
     from pipeline.toolkit.devices import resolve_device
@@ -78,6 +87,9 @@ def _predict(
     datasets = _datasets(dataset)
     device = str(resolve_device(launch.device))
     predictor = load_predictor(model, device, launch.precision, name)
+    if alignment is not None:
+        kind = predictor.teacher.output_kind
+        check_alignment(alignment, predictor.pred_space, kind, predictor.name)
     record = predict(predictor, datasets, out, settings, launch)
     for ds_name, entry in record["datasets"].items():
         for bad in entry.get("unreadable", ()):
@@ -98,14 +110,15 @@ def _score(out, datasets, settings: ScoreSettings, launch: Launch) -> None:
             f"{'-' if delta1 is None else f'{delta1:.4f}':>6}"
             + (f"  ({entry['unreadable']} unreadable, skipped)" if entry.get("unreadable") else "")
         )
-    typer.echo(f"wrote {Path(out) / 'summary.json'} and per_sample.csv")
+    alignment = summary["settings"]["alignment"]
+    typer.echo(f"wrote {Path(out) / 'summary.json'} and per_sample.csv (alignment {alignment})")
 
 
 OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
 MODEL_OPT = typer.Option(..., "--model", help=MODEL_HELP)
 DATASET_OPT = typer.Option(None, "--dataset", help=dataset_option_help())  # see _DatasetCommand
 NAME_OPT = typer.Option(None, "--name", help="Method name in reports (default: from the model).")
-RUN_SCORE_FIELDS = ("score_space", "figures", "name")
+RUN_SCORE_FIELDS = ("score_space", "alignment", "figures", "name")
 """What `evaluation run` takes of `ScoreSettings`; the prediction space is the one just written,
 and --skip-bad-samples (of `PredictSettings`) and the launch options serve both steps."""
 CROP_FIELDS = ("processing_res",)
@@ -174,7 +187,8 @@ def run(
     """Predict and score: per-sample predictions, per_sample.csv and summary.json in --out.
 
     --workers, --device and --skip-bad-samples serve both steps."""
-    datasets = _predict(model, dataset, out, predict_settings, launch, score_settings.name)
+    name, alignment = score_settings.name, score_settings.alignment
+    datasets = _predict(model, dataset, out, predict_settings, launch, name, alignment)
     skip = predict_settings.skip_bad_samples
     _score(out, datasets, dataclasses.replace(score_settings, skip_bad_samples=skip), launch)
 

@@ -1,8 +1,9 @@
 """The protocol's `score` on torch tensors, for scoring on the GPU next to the model.
 
 Same steps and numbers as `evaluation.protocol.score` (valid range, crop, extra mask,
-least-squares fit in the prediction's space in float64, clipping, metric sums); the tests check
-the two agree. On a GPU a 24 MP ETH3D sample costs milliseconds instead of half a second of CPU.
+least-squares fit in the prediction's space in float64 by the same `--alignment`, clipping,
+metric sums); the tests check the two agree. On a GPU a 24 MP ETH3D sample costs milliseconds
+instead of half a second of CPU.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evaluation.alignment import DEFAULT_ALIGNMENT, solve
 from evaluation.boundary import si_boundary_f1
 from evaluation.protocol import (
     DATASETS,
@@ -22,7 +24,6 @@ from evaluation.protocol import (
     depth_range,
     metrics_from_sums,
     scoring_mask,
-    solve_scale_shift,
 )
 from labelgen.teachers.base import resize
 
@@ -47,12 +48,13 @@ def score_tensor(
     pred_space: str,
     valid_mask: Tensor | None = None,
     score_space: str = "depth",
+    alignment: str = DEFAULT_ALIGNMENT,
 ) -> dict[str, Any]:
     """`evaluation.protocol.score` for `[H, W]` tensors on any device (same result dict)."""
     import numpy as np
 
     rules = DATASETS.get(dataset)
-    check_inputs(pred, gt, pred_space, score_space)
+    check_inputs(pred, gt, pred_space, score_space, alignment)
     mask = scoring_mask(gt, rules, valid_mask)
     if not bool(mask.any()):
         return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
@@ -65,7 +67,7 @@ def score_tensor(
         fp, ft = p[use], 1.0 / g[use]
     p = torch.where(finite, p, 0.0)
     sums = (fp.numel(), float(fp.sum()), float(ft.sum()), float(fp @ fp), float(fp @ ft))
-    a, b, degenerate = solve_scale_shift(*sums)
+    a, b, degenerate = solve(alignment, *sums)
     est = a * p + b
     if pred_space != "depth":
         est = 1.0 / est.clamp_min(DISPARITY_FLOOR)

@@ -4,6 +4,8 @@
 least-squares scale and shift in the prediction's space (disparity models are fitted in
 disparity, depth models in depth), clipping, then AbsRel, δ1-3 and RMSE in depth. A dataset's
 score is the mean of its per-sample scores. See `reference/eval-protocol.md` for the sources.
+`alignment='scale'` fits a scale only, `'none'` takes a depth prediction as metric depth
+(`evaluation.alignment`).
 
 A benchmark's rules (`DatasetRules`: range, crop, clip, ...) live on its loader class in
 `evaluation.datasets`; `DATASETS.get(name)` looks them up there.
@@ -17,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.alignment import (
+    DEFAULT_ALIGNMENT,
+    alignment_text,
+    check_alignment,
+    solve,
+    solve_scale_shift,
+)
 from evaluation.boundary import si_boundary_f1
 from evaluation.datasets.base import DATASETS, DatasetRules
 from evaluation.metrics import DETAIL_METRICS, METRICS
@@ -42,17 +51,6 @@ def scoring_mask(gt: Any, rules: DatasetRules, extra: Any | None) -> Any:
     return mask
 
 
-def solve_scale_shift(
-    n: float, sp: float, st: float, spp: float, spt: float
-) -> tuple[float, float, bool]:
-    """Scale, shift and degeneracy from the sums of the 2×2 normal equations (n, Σp, Σt, Σp²,
-    Σpt); a singular system gives (1, 0, True), never NaN."""
-    det = n * spp - sp * sp
-    if n < 2 or not np.isfinite(det) or abs(det) <= 1e-12 * max(1.0, n * spp):
-        return 1.0, 0.0, True
-    return float((n * spt - sp * st) / det), float((spp * st - sp * spt) / det), False
-
-
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Least squares `min_{a,b} sum (a·pred + b − target)²` by the 2×2 normal equations;
     a singular system gives (1, 0) with a warning, never NaN."""
@@ -70,13 +68,16 @@ PRED_SPACES = ("disparity", "depth")
 SCORE_SPACES = ("depth", "disparity")
 
 
-def fit(pred: np.ndarray, gt: np.ndarray, pred_space: str) -> tuple[float, float, bool]:
+def fit(
+    pred: np.ndarray, gt: np.ndarray, pred_space: str, alignment: str = DEFAULT_ALIGNMENT
+) -> tuple[float, float, bool]:
     """Scale, shift and whether the fit was degenerate, for 1-D `pred` and `gt` (> 0, finite).
 
     Disparity predictions are fitted to 1/GT on pixels with pred > 0; depth predictions to GT.
+    `alignment` 'scale' fits no shift, 'none' gives (1, 0).
     """
     p, t = _fit_pixels(np.asarray(pred, np.float64), np.asarray(gt, np.float64), pred_space)
-    return solve_scale_shift(p.size, p.sum(), t.sum(), p @ p, p @ t)
+    return solve(alignment, p.size, p.sum(), t.sum(), p @ p, p @ t)
 
 
 def apply_fit(
@@ -119,9 +120,12 @@ def check_spaces(pred_space: str, score_space: str) -> None:
         raise ValueError("score_space='disparity' needs a disparity prediction")
 
 
-def check_inputs(pred: Any, gt: Any, pred_space: str, score_space: str) -> None:
+def check_inputs(
+    pred: Any, gt: Any, pred_space: str, score_space: str, alignment: str = DEFAULT_ALIGNMENT
+) -> None:
     """The argument checks of `score` (numpy) and `device_score.score_tensor` (torch)."""
     check_spaces(pred_space, score_space)
+    check_alignment(alignment, pred_space)
     if tuple(pred.shape) != tuple(gt.shape):
         raise ValueError(
             f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape"
@@ -129,14 +133,18 @@ def check_inputs(pred: Any, gt: Any, pred_space: str, score_space: str) -> None:
 
 
 def align(
-    pred: np.ndarray, gt: np.ndarray, rules: DatasetRules, pred_space: str
+    pred: np.ndarray,
+    gt: np.ndarray,
+    rules: DatasetRules,
+    pred_space: str,
+    alignment: str = DEFAULT_ALIGNMENT,
 ) -> tuple[np.ndarray, bool]:
     """Aligned depth of the scored pixels (1-D `pred`, `gt`) and whether the fit was degenerate.
 
     Disparity predictions are fitted to 1/GT on pixels with GT > 0 and pred > 0 and pixels left
     out of the fit are still scored; depth predictions are fitted to GT (see `fit`, `apply_fit`).
     """
-    a, b, degenerate = fit(pred, gt, pred_space)
+    a, b, degenerate = fit(pred, gt, pred_space, alignment)
     return apply_fit(pred, a, b, rules, pred_space), degenerate
 
 
@@ -204,6 +212,7 @@ def score(
     pred_space: str,
     valid_mask: np.ndarray | None = None,
     score_space: str = "depth",
+    alignment: str = DEFAULT_ALIGNMENT,
 ) -> dict[str, Any]:
     """Score one sample. `pred`, `gt`: `[H, W]`, `gt` metric depth as the loader yields it.
 
@@ -214,9 +223,10 @@ def score(
     `score_space='disparity'` scores the aligned disparity against 1/GT instead (the Depth
     Anything convention; only for disparity predictions). Same numbers as `align` + `metrics`
     on the masked pixels, computed in two streaming passes over cache-sized blocks.
+    `alignment` (`evaluation.alignment`): 'scale-shift' (default), 'scale' or 'none'.
     """
     rules = DATASETS.get(dataset)
-    check_inputs(pred, gt, pred_space, score_space)
+    check_inputs(pred, gt, pred_space, score_space, alignment)
     mask = scoring_mask(gt, rules, valid_mask)
     if not mask.any():
         return {"status": "empty_mask", "valid_pixels": 0, "nonfinite_pixels": 0}
@@ -228,7 +238,7 @@ def score(
             p, g = p[finite], g[finite]
         fp, ft = _fit_pixels(p, g, pred_space)
         fit_sums += (fp.size, fp.sum(), ft.sum(), fp @ fp, fp @ ft)
-    a, b, degenerate = solve_scale_shift(*fit_sums)
+    a, b, degenerate = solve(alignment, *fit_sums)
     sums, nonfinite = np.zeros(6), 0
     for p, g in _blocks(mask, pred, gt):
         finite = np.isfinite(p)
@@ -284,6 +294,7 @@ def aligned_depth(
     dataset: str,
     pred_space: str,
     valid_mask: np.ndarray | None = None,
+    alignment: str = DEFAULT_ALIGNMENT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The whole prediction aligned as `score` aligns it (fit on the scored pixels, applied to
     every pixel), and the scored mask; for figures. Degenerate fits give scale 1, shift 0."""
@@ -293,7 +304,7 @@ def aligned_depth(
     a, b = 1.0, 0.0
     gt_max = float(gt[mask].max()) if mask.any() else 0.0
     if fitted.any():
-        a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space)
+        a, b, _ = fit(pred[fitted], gt[fitted].astype(np.float64), pred_space, alignment)
     return aligned_map(pred, gt, a, b, rules, pred_space, gt_max), mask
 
 
@@ -316,12 +327,15 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def protocol_description(dataset: str, pred_space: str, score_space: str = "depth") -> dict:
-    """What a result records about how it was computed."""
+def protocol_description(
+    dataset: str, pred_space: str, score_space: str = "depth", alignment: str = DEFAULT_ALIGNMENT
+) -> dict:
+    """What a result records about how it was computed (`alignment_mode`: the `--alignment`)."""
     return {
         "dataset": asdict(DATASETS.get(dataset)),
         "pred_space": pred_space,
-        "alignment": f"least squares scale and shift in {pred_space} space",
+        "alignment": alignment_text(alignment, pred_space),
+        "alignment_mode": alignment,
         "score_space": score_space,
         "disparity_floor": DISPARITY_FLOOR,
         "depth_floor": DEPTH_FLOOR,

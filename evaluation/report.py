@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.alignment import DEFAULT_ALIGNMENT
 from evaluation.datasets.base import dataset_title
 from evaluation.metrics import METRIC_TABLE
 
@@ -33,7 +34,12 @@ COUNTS = {
 ABSENT_COUNTS = {"unreadable": 0}
 """Counts a summary may lack: written before samples could be skipped, it skipped none."""
 # Protocol keys that follow from the model's output space; differing values are expected.
-_MODEL_KEYS = ("pred_space", "alignment")
+_MODEL_KEYS = ("pred_space", "alignment", "alignment_mode")
+ALIGNMENT_NOTES = {
+    "scale-shift": "least squares scale and shift (the protocol for relative models)",
+    "scale": "least squares scale only",
+    "none": "no fit, the prediction taken as metric depth",
+}
 
 
 @dataclass
@@ -87,14 +93,31 @@ def _read_summary(path: Path) -> dict[str, Any]:
     return data
 
 
+def alignment_of(summary: dict[str, Any]) -> str:
+    """The `--alignment` a summary (or a method's `Table.details`) was scored with: its
+    settings, else its datasets' protocol, else the default (written before the setting)."""
+    recorded = (summary.get("settings") or {}).get("alignment")
+    for result in (summary.get("datasets") or {}).values():
+        recorded = recorded or ((result or {}).get("protocol") or {}).get("alignment_mode")
+    return recorded or DEFAULT_ALIGNMENT
+
+
+def mixes_alignments(summaries: list[dict[str, Any]]) -> bool:
+    return len({alignment_of(s) for s in summaries}) > 1
+
+
 def load_summaries(dirs: list[Path]) -> list[dict[str, Any]]:
     """Read `summary.json` from each directory (or the file itself), in order.
 
     Each summary gets `source` (its directory) and `label` (its row name): the model name, or
     `name (dirname)` when several summaries share a model name (then ` #k` if still equal).
+    When the summaries mix alignments, every name is followed by its alignment (`name · none`),
+    so a metric model scored both ways has a row per alignment.
     """
     summaries = [_read_summary(Path(d)) for d in dirs]
     names = [s["model"]["name"] for s in summaries]
+    if mixes_alignments(summaries):
+        names = [f"{n} · {alignment_of(s)}" for n, s in zip(names, summaries, strict=True)]
     labels = [
         f"{n} ({Path(s['source']).name})" if names.count(n) > 1 else n
         for n, s in zip(names, summaries, strict=True)
@@ -329,6 +352,15 @@ def _not_zero_shot_lines(table: Table) -> list[str]:
     ]
 
 
+def _alignment_lines(table: Table) -> list[str]:
+    """When methods were aligned differently: what each alignment named in the rows means."""
+    used = list(dict.fromkeys(alignment_of(d) for d in table.details))
+    if len(used) < 2:
+        return []
+    notes = "; ".join(f"`{a}`: {ALIGNMENT_NOTES.get(a, a)}" for a in used)
+    return [f"Rows name the alignment each was scored with ({notes}).", ""]
+
+
 def report_markdown(table: Table) -> str:
     """The table, then what each number is: methods, settings, counts and protocol per dataset."""
     datasets = list(dict.fromkeys(d for d, _ in table.columns))
@@ -342,6 +374,7 @@ def report_markdown(table: Table) -> str:
         " over the columns a method has a value for; `-`: no value (not ranked).",
         "",
         *_not_zero_shot_lines(table),
+        *_alignment_lines(table),
         *_method_lines(table),
         "",
     ]

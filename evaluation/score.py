@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluation.alignment import check_alignment
 from evaluation.datasets import BenchmarkDataset
 from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.metrics import DETAIL_METRICS, METRIC_TABLE, METRICS
@@ -77,6 +78,10 @@ class ScoreSettings:
     """`disparity` or `depth`; unset (None) = what predictions.json records."""
     score_space: str = "depth"
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
+    alignment: str = "scale-shift"
+    """How the prediction meets the ground truth: `scale-shift` (least squares scale and shift in
+    the prediction's space, the protocol for relative models), `scale` (least squares scale
+    only, same space) or `none` (no fit: the prediction is metric depth; metric models only)."""
     figures: bool = False
     """Write per-sample panels and a scatter per dataset under OUT/figures."""
     name: str | None = None
@@ -157,7 +162,8 @@ class _Scored(torch.utils.data.Dataset):
             return sample, pred
         pred = resize_bilinear(pred, sample.depth.shape)
         args = (self.ds.name, self.pred_space, sample.valid_mask, self.settings.score_space)
-        return self.finish(score(pred, sample.depth, *args), sample, pred)
+        row = score(pred, sample.depth, *args, alignment=self.settings.alignment)
+        return self.finish(row, sample, pred)
 
     def finish(self, row: dict[str, Any], sample: Any, pred: np.ndarray) -> tuple[Any, ...]:
         """The CSV row and, with --figures, the written panel's scatter points."""
@@ -172,7 +178,8 @@ class _Scored(torch.utils.data.Dataset):
         mask = None if mask is None else mask.to(device)
         pred = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
         pred = resize_tensor(pred, tuple(sample.depth.shape))
-        row = score_tensor(pred, gt, self.ds.name, self.pred_space, mask, self.settings.score_space)
+        args = (self.ds.name, self.pred_space, mask, self.settings.score_space)
+        row = score_tensor(pred, gt, *args, alignment=self.settings.alignment)
         figure_pred = pred.cpu().numpy() if self.settings.figures else raw
         return self.finish(row, sample, figure_pred)
 
@@ -181,7 +188,12 @@ class _Scored(torch.utils.data.Dataset):
         from evaluation.figures import edge_panel, sample_panel, save_png
 
         depth, mask = aligned_depth(
-            pred, sample.depth, self.ds.name, self.pred_space, sample.valid_mask
+            pred,
+            sample.depth,
+            self.ds.name,
+            self.pred_space,
+            sample.valid_mask,
+            self.settings.alignment,
         )
         panel = sample_panel(depth, sample.depth, mask)
         save_png(panel, self.out / "figures" / self.ds.name / f"{key}.png")
@@ -262,7 +274,9 @@ def score_dataset(
         **summarize(rows),
         "samples": len(rows) + len(unreadable),
         "unreadable": len(unreadable),
-        "protocol": protocol_description(ds.name, pred_space, settings.score_space),
+        "protocol": protocol_description(
+            ds.name, pred_space, settings.score_space, settings.alignment
+        ),
         "dataset": ds.describe(),
         "score_seconds_per_sample": round(seconds / max(1, len(rows)), 4),
     }
@@ -316,11 +330,17 @@ def score_all(
     model.setdefault("spec", None)
     model["name"] = settings.name or model.get("name") or out.name
     model["pred_space"] = pred_space
+    kind = (model.get("teacher") or {}).get("output_kind")
+    check_alignment(settings.alignment, pred_space, kind, model["name"])
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {
         "schema": SCHEMA,
         "model": model,
-        "settings": {"score_space": settings.score_space, "pred_space": pred_space},
+        "settings": {
+            "score_space": settings.score_space,
+            "pred_space": pred_space,
+            "alignment": settings.alignment,
+        },
         "versions": environment(),
         "metrics": {
             k: {"label": m.label, "lower_is_better": m.lower_is_better}
@@ -337,7 +357,8 @@ def score_all(
         summary["datasets"][ds.name] = entry
         rows += ds_rows
     write_bytes(out / "per_sample.csv", rows_csv(rows).encode())
-    write_json(out / "per_sample.json", {"schema": SCHEMA, "samples": rows})
+    per_sample = {"schema": SCHEMA, "alignment": settings.alignment, "samples": rows}
+    write_json(out / "per_sample.json", per_sample)
     write_json(out / "summary.json", summary)
     return summary
 
