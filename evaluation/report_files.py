@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.datasets.base import dataset_title
-from evaluation.report import LOWER_IS_BETTER, Table, report_markdown
+from evaluation.report import LOWER_IS_BETTER, Table, alignment_of, report_markdown
 from pipeline.toolkit.atomic import write_bytes
 
 
@@ -29,6 +29,7 @@ def table_json(table: Table) -> dict[str, Any]:
     return {
         "schema": 1,
         "rows": table.methods,
+        "alignments": [alignment_of(d) for d in table.details],
         "columns": [
             {
                 "dataset": d,

@@ -169,6 +169,8 @@ def test_score_records_the_alignment_and_a_report_shows_both(tmp_path):
     assert set(rows) == {"metric · none", "metric · scale-shift"}
     assert "1.000" in rows["metric · none"] and "0.000" in rows["metric · scale-shift"]
     assert "`none`: no fit" in report.read_text()
+    table = json.loads(report.with_suffix(".json").read_text())
+    assert table["alignments"] == ["none", "scale-shift"]
 
 
 def test_score_refuses_none_for_a_relative_model(tmp_path):
