@@ -67,6 +67,14 @@ class DatasetLayout:
     def plan_shard(self, index: int) -> Path:
         return self.plan_dir / f"{shard_name(index)}.json"
 
+    @property
+    def camera_dir(self) -> Path:
+        return self.root / "camera"
+
+    def camera_shard(self, index: int) -> Path:
+        """Intrinsics of the images of shard `index` that have them (`pipeline.dataset.camera`)."""
+        return self.camera_dir / f"{shard_name(index)}.json"
+
     def column_dir(self, column: str) -> Path:
         return self.labels_dir / check_column_name(column)
 

@@ -16,37 +16,30 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import multiprocessing
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pipeline
+from pipeline.dataset.camera import (
+    CameraFinder,
+    camera_shard_bytes,
+    file_record,
+    read_intrinsics_file,
+)
+from pipeline.dataset.decoding import accepted_only, decoding
 from pipeline.dataset.layout import SCHEMA_VERSION, DatasetLayout, shard_name
 from pipeline.dataset.plan import PlanParams, plan_hash, plan_image, plan_shard_bytes
-from pipeline.images.decode import (
-    PIL_MAX_IMAGE_PIXELS,
-    Accepted,
-    DecodeParams,
-    Rejected,
-    prepare_image,
-)
+from pipeline.images.decode import PIL_MAX_IMAGE_PIXELS, Accepted, DecodeParams, Rejected
 from pipeline.images.folders import Skipped, display_name
 from pipeline.images.shards import ImageShardWriter
 from pipeline.images.sources import Item, list_items, listing_sha256
-from pipeline.toolkit import tario
 from pipeline.toolkit.atomic import is_temporary, read_json, write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
-from pipeline.toolkit.workers import exit_with_parent
 from pipeline.world.origin import ORIGIN_KEY, origin_record
 
 
@@ -73,6 +66,9 @@ class PrepareSettings:
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
     """Reject images with more pixels, as possible decompression bombs (the one limit: PIL's own
     follows it, so it may be raised above PIL's default)."""
+    intrinsics: str = ""
+    """A CSV or JSON file of camera intrinsics per image (README, "Cameras"); images it does not
+    name take the world renderer's camera or EXIF's 35 mm focal length, if any."""
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -98,6 +94,7 @@ class PrepareSettings:
             "shard_size": self.shard_size,
             "decode": {"min_side": self.min_side, "max_pixels": self.max_pixels},
             "plan_params": self.plan_params().to_json(),
+            "intrinsics": os.path.abspath(self.intrinsics) if self.intrinsics else "",
         }
 
 
@@ -113,6 +110,8 @@ class PrepareResult:
     plan_hash: str = ""
     seconds: float = 0.0
     skipped: Skipped = field(default_factory=Skipped)
+    cameras: dict[str, int] = field(default_factory=dict)
+    """Images with intrinsics, per source (`pipeline.dataset.camera`)."""
 
     @property
     def num_rejected(self) -> int:
@@ -128,101 +127,52 @@ class PrepareResult:
         else:
             text += f"{self.num_rejected} rejected (see {where}, key 'rejected')"
         skipped = self.skipped.describe()
-        return text + (f"; skipped {skipped} (see key 'skipped')" if skipped else "")
-
-
-def process_item(item: Item, params: DecodeParams) -> Accepted | Rejected:
-    """Load and decode one item (runs in a worker process); never raises for bad input."""
-    try:
-        data = item.load()
-    except (OSError, tario.ShardError) as e:
-        return Rejected(item.origin, f"cannot read the file ({e})")
-    return prepare_image(data, item.origin, params)
-
-
-CHUNK = 4  # items per task sent to a decoding process
-AHEAD = 16  # tasks in flight per process (bounds memory for millions of items)
-
-
-def process_chunk(items: list[Item], params: DecodeParams) -> list[Accepted | Rejected]:
-    return [process_item(item, params) for item in items]
-
-
-@contextmanager
-def decoding(
-    items: list[Item], params: DecodeParams, workers: int
-) -> Iterator[Iterator[Accepted | Rejected]]:
-    """Results of `process_item` in item order, from `workers` processes (1: in this process).
-
-    A process that dies (killed for memory, or a crash inside an image decoder) stops the run
-    with a message saying so, instead of waiting forever for its results.
-    """
-    work: Callable[[Item], Accepted | Rejected] = partial(process_item, params=params)
-    if workers <= 1 or len(items) <= 1:
-        yield map(work, items)
-        return
-    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (tqdm, user code)
-    n = min(workers, len(items))
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=exit_with_parent()) as pool:
-        yield _in_order(pool, items, params, n * AHEAD)
-
-
-def _in_order(
-    pool: ProcessPoolExecutor, items: list[Item], params: DecodeParams, ahead: int
-) -> Iterator[Accepted | Rejected]:
-    pending: deque[tuple[list[Item], Future]] = deque()
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
-        pending.append((chunk, pool.submit(process_chunk, chunk, params)))
-        if len(pending) >= ahead:
-            yield from _results(*pending.popleft())
-    while pending:
-        yield from _results(*pending.popleft())
-
-
-def _results(chunk: list[Item], future: Future) -> list[Accepted | Rejected]:
-    try:
-        return future.result()
-    except BrokenProcessPool as e:
-        raise RuntimeError(
-            "a decoding worker process died (killed for lack of memory, or a crash in an image "
-            f"decoder) while decoding one of {', '.join(item.origin for item in chunk)}; re-run "
-            "with fewer --workers, or move the file that causes it aside"
-        ) from e
-
-
-def accepted_only(
-    items: Iterable[Item], results: Iterable[Accepted | Rejected], rejected: list[Rejected]
-) -> Iterator[tuple[Item, Accepted]]:
-    """Pair items with their results, diverting rejections into `rejected`."""
-    for item, result in zip(items, results, strict=True):
-        if isinstance(result, Rejected):
-            rejected.append(result)
-        else:
-            yield item, result
+        text += f"; skipped {skipped} (see key 'skipped')" if skipped else ""
+        cameras = ", ".join(f"{n} from {source}" for source, n in self.cameras.items())
+        return text + (f"; intrinsics: {cameras} (see camera/)" if cameras else "")
 
 
 def write_shard(
-    layout: DatasetLayout, index: int, samples: Iterable[tuple[Item, Accepted]], params: PlanParams
+    layout: DatasetLayout,
+    index: int,
+    samples: Iterable[tuple[Item, Accepted]],
+    params: PlanParams,
+    finder: CameraFinder,
 ) -> dict[str, Any]:
-    """Write image shard `index`, then its plan shard; return its dataset.json entry."""
+    """Write image shard `index`, then its plan shard and, if some image has intrinsics, its
+    camera shard; return its dataset.json entry."""
     plans: dict[str, Any] = {}
+    cameras = {}
     with ImageShardWriter(layout.image_shard(index)) as writer:
         for item, acc in samples:
             writer.add(item.key, acc.ext, acc.data, item.origin, acc.height, acc.width)
             plans[item.key] = plan_image(item.key, acc.height, acc.width, params)
+            path = item.path if item.offset < 0 else ""
+            found = finder.find(item.key, item.origin, path, acc.height, acc.width, acc.focal35)
+            if found is not None:
+                cameras[item.key] = found
     plan_bytes = plan_shard_bytes(plans)
     write_bytes(layout.plan_shard(index), plan_bytes)
-    return {
+    entry = {
         "name": shard_name(index),
         "count": writer.count,
         "image_sha256": writer.sha256,
         "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
     }
+    if cameras:
+        camera_bytes = camera_shard_bytes(cameras)
+        write_bytes(layout.camera_shard(index), camera_bytes)
+        entry["camera_sha256"] = hashlib.sha256(camera_bytes).hexdigest()
+    else:
+        layout.camera_shard(index).unlink(missing_ok=True)
+    return entry
 
 
 def write_shards(
-    layout: DatasetLayout, samples: Iterator[tuple[Item, Accepted]], settings: PrepareSettings
+    layout: DatasetLayout,
+    samples: Iterator[tuple[Item, Accepted]],
+    settings: PrepareSettings,
+    finder: CameraFinder,
 ) -> list[dict[str, Any]]:
     """Cut the accepted stream into shards of `shard_size` and write each as it fills."""
     params = settings.plan_params()
@@ -232,19 +182,24 @@ def write_shards(
         first = next(chunk, None)
         if first is None:
             return shards
-        shards.append(write_shard(layout, len(shards), itertools.chain([first], chunk), params))
+        samples_i = itertools.chain([first], chunk)
+        shards.append(write_shard(layout, len(shards), samples_i, params, finder))
 
 
 def _is_shard_file(path: Path, suffix: str) -> bool:
     return path.suffix == suffix and path.stem.isdigit() and len(path.stem) == 6
 
 
+def _shard_folders(layout: DatasetLayout) -> tuple[tuple[Path, str], ...]:
+    return ((layout.images_dir, ".tar"), (layout.plan_dir, ".json"), (layout.camera_dir, ".json"))
+
+
 def _leftovers_only(layout: DatasetLayout) -> bool:
     """Whether a directory without dataset.json holds only what an interrupted prepare leaves."""
     for path in layout.root.iterdir():
-        if path.name not in ("images", "plan") or not path.is_dir():
+        if path.name not in ("images", "plan", "camera") or not path.is_dir():
             return False
-    for folder, suffix in ((layout.images_dir, ".tar"), (layout.plan_dir, ".json")):
+    for folder, suffix in _shard_folders(layout):
         if folder.is_dir():
             for path in folder.iterdir():
                 if not (_is_shard_file(path, suffix) or is_temporary(path)):
@@ -267,7 +222,12 @@ def check_out(layout: DatasetLayout, inputs: list[str], settings: PrepareSetting
     if layout.dataset_json.exists():
         old = read_json(layout.dataset_json)
         mine = {"inputs": absolute_inputs(inputs), **settings.recorded()}
-        theirs = {k: old.get(k) for k in mine} if isinstance(old, dict) else {}
+        mine["intrinsics_sha256"] = intrinsics_sha256(settings)
+        theirs = (
+            {k: old.get(k, "" if "intrinsics" in k else None) for k in mine}
+            if isinstance(old, dict)
+            else {}
+        )
         if isinstance(theirs.get("inputs"), list):  # recorded as typed by older versions
             theirs["inputs"] = absolute_inputs(theirs["inputs"])
         changed = [k for k in mine if theirs.get(k) != mine[k]]
@@ -298,7 +258,7 @@ def check_labels_still_match(layout: DatasetLayout, old: dict | None, listing: s
 
 def remove_stale_shards(layout: DatasetLayout, num_shards: int) -> None:
     """Delete shard files numbered past the new end (left by an earlier, larger run)."""
-    for folder, suffix in ((layout.images_dir, ".tar"), (layout.plan_dir, ".json")):
+    for folder, suffix in _shard_folders(layout):
         for path in sorted(folder.glob(f"*{suffix}")):
             if _is_shard_file(path, suffix) and int(path.stem) >= num_shards:
                 path.unlink()
@@ -311,9 +271,11 @@ def dataset_record(
     rejected: list[Rejected],
     items: list[Item],
     skipped: Skipped,
+    finder: CameraFinder,
 ) -> dict[str, Any]:
     params = settings.plan_params()
     world = origin_record(inputs)  # the world split the images come from, if they do
+    cameras = finder.record() if settings.intrinsics or any(finder.counts.values()) else None
     return {
         "schema": SCHEMA_VERSION,
         "code_version": pipeline.__version__,
@@ -332,7 +294,21 @@ def dataset_record(
             key=lambda r: (r["origin"], r["reason"]),
         ),
         **({ORIGIN_KEY: world} if world else {}),
+        **({"intrinsics_sha256": intrinsics_sha256(settings)} if settings.intrinsics else {}),
+        **({"cameras": cameras} if cameras else {}),
     }
+
+
+def camera_finder(settings: PrepareSettings) -> CameraFinder:
+    """The finder of each image's intrinsics, with `--intrinsics` read (and checked) first."""
+    if not settings.intrinsics:
+        return CameraFinder()
+    return CameraFinder(read_intrinsics_file(settings.intrinsics), settings.intrinsics)
+
+
+def intrinsics_sha256(settings: PrepareSettings) -> str:
+    """SHA-256 of the `--intrinsics` file ('' without one): a re-run must give the same."""
+    return file_record(settings.intrinsics)["sha256"] if settings.intrinsics else ""
 
 
 def _no_images_error(rejected: list[Rejected]) -> ValueError:
@@ -355,6 +331,7 @@ def prepare(
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     start = time.perf_counter()
     layout = DatasetLayout(Path(out))
+    finder = camera_finder(settings)
     old = check_out(layout, inputs, settings)
     skipped = Skipped()
     items = list_items(list(inputs), skipped)
@@ -364,10 +341,11 @@ def prepare(
         bar = progress_bar(len(items), "prepare", "img", enabled=progress)
         with bar:
             counted = bar.iterate(results)
-            shards = write_shards(layout, accepted_only(items, counted, rejected), settings)
+            accepted = accepted_only(items, counted, rejected)
+            shards = write_shards(layout, accepted, settings, finder)
     if not shards:
         raise _no_images_error(rejected)
-    record = dataset_record(inputs, settings, shards, rejected, items, skipped)
+    record = dataset_record(inputs, settings, shards, rejected, items, skipped, finder)
     write_json(layout.dataset_json, record)
     remove_stale_shards(layout, len(shards))
     return PrepareResult(
@@ -379,4 +357,5 @@ def prepare(
         plan_hash=record["plan_hash"],
         seconds=time.perf_counter() - start,
         skipped=skipped,
+        cameras={k: n for k, n in finder.counts.items() if n},
     )

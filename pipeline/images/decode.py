@@ -13,7 +13,8 @@ bilevel and CMYK go through PIL's `convert("RGB")`; transparency (RGBA, LA, pale
 transparent colour) is composited on white; 16-bit and 32-bit integer images are scaled by their
 bit depth (`v * 255 / (2**bits - 1)`, never clipped); float images in [0, 1] are scaled by 255,
 other float ranges are stretched min..max. ICC profiles are ignored. Multi-frame files (TIFF, WebP,
-PNG animations) keep their first frame.
+PNG animations) keep their first frame. EXIF `FocalLengthIn35mmFilm` is read into
+`Accepted.focal35` (the image's camera, `pipeline.dataset.camera`); no other metadata is kept.
 
 `DecodeParams.max_pixels` (`--max-pixels`) is the one limit on image size: the header's size is
 checked against it before any pixel is decoded, and PIL's own decompression-bomb limit
@@ -39,6 +40,7 @@ PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS; our d
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8"
 ORIENTATION_TAG = 0x0112
+EXIF_IFD, FOCAL_35MM_TAG = 0x8769, 0xA405
 # start-of-frame markers (C4 DHT, C8 JPG and CC DAC are not frames)
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 BASELINE_SOF = 0xC0
@@ -80,6 +82,8 @@ class Accepted:
     data: bytes
     height: int
     width: int
+    focal35: float = 0.0
+    """EXIF `FocalLengthIn35mmFilm` in mm; 0 when absent or unreadable (`focal_35mm`)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,18 @@ def orientation(img: Image.Image) -> int:
     except Exception:  # corrupt EXIF does not make the pixels unusable
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def focal_35mm(img: Image.Image) -> float:
+    """EXIF `FocalLengthIn35mmFilm` (mm, in the Exif IFD or, from some writers, in IFD0); 0.0
+    when absent, 0 (unknown by the standard), invalid or unreadable."""
+    try:
+        exif = img.getexif()
+        value = exif.get_ifd(EXIF_IFD).get(FOCAL_35MM_TAG, exif.get(FOCAL_35MM_TAG, 0))
+        value = float(value[0] if isinstance(value, tuple) and value else value)
+    except Exception:  # corrupt EXIF does not make the pixels unusable
+        return 0.0
+    return value if 0 < value < 1e5 else 0.0
 
 
 def full_scale(img: Image.Image, values: np.ndarray) -> int:
@@ -257,14 +273,15 @@ def _prepare(data: bytes, origin: str, params: DecodeParams) -> Accepted | Rejec
                 f"too small: {width}x{height} pixels, the short side is under {params.min_side} "
                 "(--min-side)",
             )
+        focal = focal_35mm(img)
         if keep_original(img, data, turn):
-            return Accepted("jpg", data, height, width)
+            return Accepted("jpg", data, height, width, focal)
         if turn != 1:
             img = ImageOps.exif_transpose(img)
         rgb = to_rgb(img)
     except Exception as e:  # an unsupported mode or a plugin failure is a bad image, not a crash
         return Rejected(origin, f"cannot convert to RGB ({type(e).__name__}: {e})")
-    return Accepted("png", encode_png(rgb), rgb.shape[0], rgb.shape[1])
+    return Accepted("png", encode_png(rgb), rgb.shape[0], rgb.shape[1], focal)
 
 
 def decode_rgb(data: bytes) -> np.ndarray:

@@ -9,7 +9,8 @@
 Only the PNGs are images to `pipeline prepare --images DIR` (it lists .png/.jpg/...; `.npy` and
 `.json` are not image names), so a train split is a folder `prepare` takes as it is, with keys
 `000000`, `000001`, ... The scene in each record redraws any view of the image exactly
-(`load_scene` + `pipeline.world.render.render`).
+(`load_scene` + `pipeline.world.render.render`); `rendered_camera` gives `pipeline prepare` the
+camera of each image (its intrinsics, `pipeline.dataset.camera`).
 
 Every file is published atomically and the record is written last, so a record whose settings
 match marks a complete image: `render_world` skips those and renders the rest (resume).
@@ -32,6 +33,7 @@ from pipeline.toolkit.atomic import read_json, write_bytes, write_json
 from pipeline.toolkit.cpus import auto_workers
 from pipeline.toolkit.progress import progress_bar
 from pipeline.toolkit.workers import exit_with_parent
+from pipeline.world.camera import Camera
 from pipeline.world.generate import DEFAULT_HEIGHT, DEFAULT_WIDTH, GENERATOR, SPLITS, make_scene
 from pipeline.world.render import render
 from pipeline.world.scene import Scene
@@ -122,6 +124,26 @@ def load_scene(record_path: Path) -> Scene:
     """The scene of an image record (`DIR/000000.json`) or of a bare scene JSON."""
     obj = read_json(Path(record_path))
     return Scene.from_json(obj.get("scene", obj))
+
+
+def rendered_camera(image: Path) -> Camera | None:
+    """The camera image file `DIR/000000.png` was rendered with, from its record beside it, or
+    None when it is not an image of a world split (no world.json, no record, or a record of
+    another split or index)."""
+    image = Path(image)
+    record_path = image.with_name(image.name.removesuffix(RGB_SUFFIX) + RECORD_SUFFIX)
+    if image.suffix != RGB_SUFFIX or not (image.parent / WORLD_JSON).is_file():
+        return None
+    try:
+        world, record = read_world(image.parent), read_json(record_path)
+        settings = record["settings"]
+        if record["index"] != int(image.stem) or any(
+            world.get(k) != v for k, v in settings.items()
+        ):
+            return None
+        return Camera.from_json(record["scene"]["camera"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def read_world(folder: Path) -> dict[str, Any]:
