@@ -66,9 +66,10 @@ class PrepareSettings:
     max_pixels: int = PIL_MAX_IMAGE_PIXELS
     """Reject images with more pixels, as possible decompression bombs (the one limit: PIL's own
     follows it, so it may be raised above PIL's default)."""
-    intrinsics: str = ""
-    """A CSV or JSON file of camera intrinsics per image (README, "Cameras"); images it does not
-    name take the world renderer's camera or EXIF's 35 mm focal length, if any."""
+    intrinsics: str | None = None
+    """A CSV or JSON file of camera intrinsics per image (README, "Preparing a dataset", Cameras);
+    unset (None), or for images it does not name: the world renderer's camera or EXIF's 35 mm
+    focal length, if any."""
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:

@@ -19,6 +19,7 @@ from pipeline.dataset.camera import Intrinsics, planned_intrinsics, view_intrins
 from pipeline.dataset.layout import DatasetLayout
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.dataset.prepare import PrepareSettings, prepare
+from pipeline.dataset.verify import prepare_command
 from pipeline.world.camera import Camera
 from pipeline.world.files import WorldSettings, image_paths, load_scene, render_world
 from pipeline.world.render import render
@@ -141,6 +142,7 @@ def test_an_intrinsics_file_names_images_by_key_or_path_and_wins_over_exif(tmp_p
     assert info.intrinsics("c") is None
     assert info.raw["cameras"]["unmatched"] == 1 and info.raw["cameras"]["e.g."] == ["gone"]
     assert info.raw["intrinsics"] == str(csv.resolve())
+    assert f"--intrinsics {csv.resolve()}" in prepare_command(info)  # pipeline verify's advice
     # JSON, by the image's path as the input was written
     doc = {str(tmp_path / "in/c.jpg"): {"fx": 90, "fy": 90, "cx": 48, "cy": 48}}
     (tmp_path / "cams.json").write_text(json.dumps(doc))
