@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ DERIVED += [  # a settings instance: the command's defaults
 
 def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
     """First flag -> its row of `COMMAND --help` at 80 columns (an option's wrapped lines joined,
-    whitespace collapsed)."""
+    whitespace collapsed, a word wrapped at its hyphen whole again)."""
     monkeypatch.setenv("COLUMNS", "80")
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
@@ -133,7 +134,9 @@ def _help_rows(app: typer.Typer, command: str, monkeypatch) -> dict[str, str]:
             flag = line.split()[0]
             rows[flag] = " ".join(line.split())
         elif flag and line.startswith("   "):
-            rows[flag] += " " + " ".join(line.split())
+            # the help is wrapped after a hyphen too (`scale-` / `shift`): no space is added there
+            glue = "" if re.search(r"\w-$", rows[flag]) else " "
+            rows[flag] += glue + " ".join(line.split())
         else:
             flag = None
     return rows
