@@ -94,6 +94,7 @@ def _label_item(ctx: _Context, item: _Item, shard: ShardInfo, bar: Progress) -> 
         codec=s.codec,
         tile=ctx.info.plan_params.tile,
         meta={"column": column.name, "shard": shard.name},
+        cameras=ctx.info.shard_intrinsics(shard.index),
     )
     summary, batcher = label_shard(job, item.how, report.counter(bar))
     entry = summary.manifest_entry()

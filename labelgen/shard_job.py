@@ -28,7 +28,8 @@ from labelgen.batching import (
     is_broken_device,
 )
 from labelgen.settings import RunSettings
-from labelgen.views import FullSize, build_views
+from labelgen.views import FullSize, build_views, view_cameras
+from pipeline.dataset.camera import Intrinsics
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
 from pipeline.labels.manifest import ShardSummary
@@ -86,8 +87,14 @@ class OrderedWriter:
     """Encodes finished images in a thread pool and writes them in key order from a background
     thread, so the device never waits for compression or disk."""
 
-    def __init__(self, writer: Any, record_extra: dict[str, Any], threads: int = 4) -> None:
-        self.writer, self.record_extra = writer, record_extra
+    def __init__(
+        self,
+        writer: Any,
+        record_extra: dict[str, Any],
+        threads: int = 4,
+        key_extra: Callable[[str], dict[str, Any]] = lambda key: {},
+    ) -> None:
+        self.writer, self.record_extra, self.key_extra = writer, record_extra, key_extra
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="label-encode")
         self._queue: queue.Queue[Future | None] = queue.Queue(maxsize=4 * max(1, threads))
         self._error: BaseException | None = None
@@ -115,7 +122,8 @@ class OrderedWriter:
                 raise device_failure(f"{type(e).__name__}: {e}") from None
             raise
         maps = {name: np.asarray(m) for name, m in done.maps.items()}
-        return self.writer.prepare(done.key, maps, self.record_extra, done.error)
+        extra = {**self.record_extra, **self.key_extra(done.key)}
+        return self.writer.prepare(done.key, maps, extra, done.error)
 
     def join(self) -> None:
         self._queue.put(None)
@@ -137,6 +145,9 @@ class ShardJob:
     codec: str
     tile: int
     meta: dict[str, Any]
+    cameras: dict[str, Intrinsics] = field(default_factory=dict)
+    """Source intrinsics of the shard's images that have them (`DatasetInfo.shard_intrinsics`):
+    their records carry every view's (`labelgen.views.view_cameras`)."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +217,12 @@ def label_shard(
         plan_sha256=job.plan_sha256,
         extra_meta=job.meta,
     ) as writer:
-        out = OrderedWriter(writer, settings.record_extra, settings.encode_threads)
+
+        def key_extra(key: str) -> dict[str, Any]:
+            camera = job.cameras.get(key)
+            return view_cameras(camera, job.plan[key], job.tile, settings.full_size)
+
+        out = OrderedWriter(writer, settings.record_extra, settings.encode_threads, key_extra)
         try:
             for key, views, error in loader:
                 for done in batcher.add(key, views, error):

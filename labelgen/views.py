@@ -6,6 +6,11 @@ tile side with PIL's antialiased bilinear filter, whatever the teacher (they are
 student is shown the same views); regular tiles are native-resolution crops. The full view is the
 teacher's own: its size and its resampling (`Teacher.interpolation`, e.g. bicubic where the image
 processor says so, as that processor resizes a whole image) are the teacher's input rule.
+
+When the dataset knows an image's camera, each key's label record carries every view's effective
+intrinsics (`view_cameras`, from `pipeline.dataset.camera.planned_intrinsics`): `full` at the
+teacher's full-view size, the other views at the tile side. Without a camera the record is as
+before.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.dataset.camera import Intrinsics, planned_intrinsics
 from pipeline.dataset.plan import views as planned_views
 
 FullSize = Callable[[int, int], tuple[int, int]]
+CAMERAS_FIELD = "intrinsics"
+"""The label record's field holding `{view name: intrinsics}` (`view_cameras`)."""
 # `Teacher.interpolation` -> PIL filter (bilinear, bicubic: antialiased when shrinking, as the
 # image processors resize with PIL).
 PIL_FILTERS = {
@@ -62,3 +70,16 @@ def build_views(
     for name, box in planned_views(plan_entry):
         out[name] = _to_tensor(_crop_resized(img, box, tile))
     return out
+
+
+def view_cameras(
+    camera: Intrinsics | None, plan_entry: Mapping[str, Any], tile: int, full_size: FullSize
+) -> dict[str, Any]:
+    """The label record's fields for one image's camera: `{"intrinsics": {view name: {"fx",
+    "fy", "cx", "cy", "width", "height", "source"}}}` for every view `build_views` makes (the
+    same sizes), or `{}` when the camera is unknown (records stay as they were)."""
+    if camera is None:
+        return {}
+    height, width = plan_entry["size"]
+    views = planned_intrinsics(camera, plan_entry, tile, full_size(height, width))
+    return {CAMERAS_FIELD: {name: cam.to_json() for name, cam in views.items()}}

@@ -1,6 +1,7 @@
 """`pipeline verify`: re-read every shard and prove it is what the manifests say.
 
-Checks, per image shard: checksum, keys, plan file checksum and plan keys; the counts dataset.json
+Checks, per image shard: checksum, keys, plan file checksum and plan keys, the camera sidecar's
+checksum where dataset.json lists one (`camera_sha256`); the counts dataset.json
 records (`num_samples`, `num_listed`, `num_rejected`, `num_skipped`) against the shards and its own
 lists; that a world column was labelled from the split the dataset was prepared from; per label
 shard of each column: the rule every command applies (`LabelColumn.check_shard`: done, present
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset import DatasetInfo, ShardInfo, load_dataset
+from pipeline.dataset.camera import load_camera_shard
 from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings
 from pipeline.images.shards import shard_keys
@@ -91,6 +93,18 @@ def _check_plan(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]])
         raise ValueError("checksum differs from dataset.json: the plan is corrupt")
     if shard.index in keys and list(load_plan_shard(plan_path)) != keys[shard.index]:
         raise ValueError("keys differ from the image shard's")
+
+
+def _check_camera(info: DatasetInfo, shard: ShardInfo, keys: dict[int, list[str]]) -> None:
+    """The camera sidecar, when dataset.json lists one: present, its checksum, readable."""
+    if not shard.camera_sha256:
+        return
+    path = info.layout.camera_shard(shard.index)
+    if not path.is_file():
+        raise ValueError("missing, but dataset.json lists it")
+    if sha256_file(path) != shard.camera_sha256:
+        raise ValueError("checksum differs from dataset.json: the camera shard is corrupt")
+    load_camera_shard(path)
 
 
 def _count_problems(info: DatasetInfo, keys: dict[int, list[str]]) -> list[str]:
@@ -290,6 +304,7 @@ def verify_dataset(
             for check, path, what in (
                 (_check_images, info.layout.image_shard(shard.index), "image"),
                 (_check_plan, info.layout.plan_shard(shard.index), "plan"),
+                (_check_camera, info.layout.camera_shard(shard.index), "camera"),
             ):
                 fix = functools.partial(_image_fix, info, shard, what)
                 _guarded(report, path, check, info, shard, keys, fix=fix)

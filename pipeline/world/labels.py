@@ -30,6 +30,10 @@ train --teacher NAME` reads it like any other. What it holds:
   - `noise n`: per-pixel multiplicative noise `exp(n·N(0, 1))`.
   Random draws are a pure function of (`seed`, key, view), so a column is reproducible.
 
+Each key's label record carries every view's intrinsics (`intrinsics`: `{view name: {"fx", "fy",
+"cx", "cy", "width", "height", "source": "world"}}`, `pipeline.dataset.camera.planned_intrinsics`
+of the scene's own camera), as `labelgen run` writes them for images with a known camera.
+
 Each degradation and its parameters are recorded in the manifest (`extra.options`, part of the
 column's identity: a changed parameter is refused unless `overwrite`, like a teacher's options).
 """
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 
 import pipeline
+from pipeline.dataset.camera import planned_intrinsics, world_intrinsics
 from pipeline.dataset.info import DatasetInfo, ShardInfo, as_dataset
 from pipeline.dataset.plan import load_plan_shard, views
 from pipeline.images.shards import ImageShardReader
@@ -111,6 +116,14 @@ def image_labels(
     return maps
 
 
+def image_cameras(scene: Scene, entry: dict[str, Any], tile: int, full_side: int) -> dict:
+    """The record's `intrinsics` of every view `image_labels` renders, from the scene's camera."""
+    height, width = entry["size"]
+    source = world_intrinsics(scene.camera, height, width)
+    views = planned_intrinsics(source, entry, tile, full_shape(height, width, full_side))
+    return {"intrinsics": {name: cam.to_json() for name, cam in views.items()}}
+
+
 def _scene_for(world: Path, key: str, size: list[int], split: dict[str, Any]) -> Scene:
     """The scene of image `key` (`WORLD/<key>.json`), its record checked against the split's
     identity `split` and the prepared image size."""
@@ -176,8 +189,9 @@ def _write_shard(
         path, codec=codec, keys=keys, plan_sha256=shard.plan_sha256, extra_meta=meta
     ) as writer:
         for key, entry in plan.items():
-            labels = image_labels(scenes[key], entry, info.plan_params.tile, full_side, deg, key)
-            writer.write(key, labels)
+            tile, scene = info.plan_params.tile, scenes[key]
+            labels = image_labels(scene, entry, tile, full_side, deg, key)
+            writer.write(key, labels, image_cameras(scene, entry, tile, full_side))
     done = writer.summary.manifest_entry()
     done["weights_sha256"] = column.manifest.weights["sha256"]
     done["image_sha256"] = shard.image_sha256

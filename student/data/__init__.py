@@ -25,6 +25,7 @@ A batch (`collate`, B samples, S = `size`, Tmax = the largest tile count in the 
 | `tile_count` | [B] | int64 | real tiles per sample (0 in baseline mode) |
 | `region` | [B] | int64 | region k of the plan (-1 in baseline mode) |
 | `flip` | [B] | bool | horizontally flipped |
+| `focal` | [B, 2] | float32 | the S×S view's focal length (fx', fy') in pixels; NaN: unknown |
 | `teacher_index` | [B] | int64 | index into `teachers` (-1: fused, `teacher_mix=average`) |
 | `key`, `teacher` | list[str] | | image keys and teacher (column) names |
 | `epoch`, `step` | int | | position: rank-local batch `step` of `epoch` |

@@ -15,6 +15,9 @@ A horizontal flip mirrors image, labels and tile boxes together (`flip_boxes`: `
 x0/x1 swapped). Photometric augmentation changes `image_aug` only. Non-finite label pixels are
 NaN; `valid` marks the finite pixels of `sc`. Only the label maps used are decoded (`read` is
 called for them). `collate` pads the tiles of a batch (`pad_tiles`).
+
+`focal` is the effective focal length (fx', fy') in pixels of the S×S view the student sees, from
+the image's camera and the plan (`view_focal`; a flip leaves it unchanged); NaN when unknown.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import get_worker_info
 
+from pipeline.dataset.camera import Intrinsics, planned_intrinsics
 from student.data.augment import AugmentSettings, photometric
 
 BoxesLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
@@ -36,6 +40,22 @@ ReadLabel = Callable[[str], np.ndarray]
 """`read(map name) -> float32 (H, W)` disparity of one view of the current key and teacher."""
 
 BASELINE_REGION = -1
+UNKNOWN_FOCAL = (float("nan"), float("nan"))
+
+
+def view_focal(
+    camera: Intrinsics | None, entry: Mapping[str, Any], region: int, size: int
+) -> tuple[float, float]:
+    """(fx', fy') of the student's S×S view: region `region`'s `r{k}.sc` resized to `size`, or
+    with `region` = -1 the whole image squashed to `size` (`planned_intrinsics`); NaN, NaN when
+    the camera is unknown."""
+    if camera is None:
+        return UNKNOWN_FOCAL
+    if region == BASELINE_REGION:
+        view = planned_intrinsics(camera, entry, size, (size, size))["full"]
+    else:
+        view = planned_intrinsics(camera, entry, size)[f"r{region}.sc"]
+    return view.fx, view.fy
 
 
 def region_views(entry: Mapping[str, Any], k: int) -> tuple[list[int], list[list[int]]]:
@@ -150,9 +170,11 @@ def cross_context_sample(
     teacher: str = "",
     reduction: int = 1,
     tile_indices: Sequence[int] | None = None,
+    focal: tuple[float, float] = UNKNOWN_FOCAL,
 ) -> dict[str, Any]:
     """The sample of region `region`: image/image_aug [3,S,S], sc/valid [1,S,S], tiles [T,S,S],
-    tile_boxes [T,4] (float32; valid bool), plus key, teacher, region, flip.
+    tile_boxes [T,4] (float32; valid bool), plus key, teacher, region, flip and `focal` (fx', fy')
+    of the view (`view_focal`; NaN: unknown).
 
     `rgb` is the stored image decoded at 1/`reduction` of its size (`shards.decode_reduced`);
     `tile_indices` selects a subset of the region's tiles (default: all, in plan order).
@@ -163,7 +185,7 @@ def cross_context_sample(
     sc = _label(read, f"r{region}.sc", size, flip)
     tile_maps = [_label(read, f"r{region}.t{j}", size, flip) for j in chosen]
     boxes = map_tile_boxes(box, [tiles[j] for j in chosen], size, flip)
-    meta = {"key": key, "teacher": teacher, "region": region, "flip": bool(flip)}
+    meta = {"key": key, "teacher": teacher, "region": region, "flip": bool(flip), "focal": focal}
     return _finish(rgb_s, sc, tile_maps, boxes, rng, augment or AugmentSettings(), meta)
 
 
@@ -179,6 +201,7 @@ def baseline_sample(
     teacher: str = "",
     reduction: int = 1,
     image_size: Sequence[int] | None = None,
+    focal: tuple[float, float] = UNKNOWN_FOCAL,
 ) -> dict[str, Any]:
     """The whole-image sample: the image and the `full` label squashed to S×S; no tiles (T = 0).
     Same keys as `cross_context_sample`; region is -1. With `reduction` > 1, `image_size` is the
@@ -191,6 +214,7 @@ def baseline_sample(
     rgb_s = _flip(resize_rgb(rgb, size, box), flip)
     sc = _label(read, "full", size, flip)
     meta = {"key": key, "teacher": teacher, "region": BASELINE_REGION, "flip": bool(flip)}
+    meta["focal"] = focal
     boxes = np.zeros((0, 4), np.float32)
     return _finish(rgb_s, sc, [], boxes, rng, augment or AugmentSettings(), meta)
 
@@ -249,6 +273,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out.update(zip(("tiles", "tile_boxes", "tile_count"), tiles, strict=True))
     out["region"] = torch.tensor([s["region"] for s in samples], dtype=torch.int64)
     out["flip"] = torch.tensor([s["flip"] for s in samples], dtype=torch.bool)
+    focal = [s.get("focal", UNKNOWN_FOCAL) for s in samples]
+    out["focal"] = torch.tensor(focal, dtype=torch.float32).reshape(len(samples), 2)
     out["key"] = [s["key"] for s in samples]
     out["teacher"] = [s["teacher"] for s in samples]
     return out

@@ -30,6 +30,7 @@ from pipeline.labels.reader import ShardReader
 from pipeline.labels.store import open_reader
 from pipeline.toolkit import tario
 from student.data.columns import to_disparity
+from student.data.samples import view_focal
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class OpenShard:
         plan_path = layout.plan_shard(index)
         self.plans = load_plan_shard(plan_path)
         check_lockstep(shard.name, self.image_path, self.keys, plan_path, list(self.plans))
+        self.cameras = info.shard_intrinsics(index)  # {key: source intrinsics}, known ones only
         self.columns = dict(columns)
         self.readers: dict[str, ShardReader] = {}
         try:
@@ -134,6 +136,11 @@ class OpenShard:
         except BaseException:
             self.close()
             raise
+
+    def focal(self, key: str, region: int, size: int) -> tuple[float, float]:
+        """(fx', fy') of the student's `size`² view of region `region` of `key` (-1: the whole
+        image; `samples.view_focal`), NaN when the image's camera is unknown."""
+        return view_focal(self.cameras.get(key), self.plans[key], region, size)
 
     def errors(self, key: str) -> dict[str, str]:
         """`{teacher: error}` for the teachers whose label record of `key` has an error."""

@@ -65,6 +65,7 @@ from student.data.columns import (
     usable_counts,
 )
 from student.data.samples import (
+    BASELINE_REGION,
     baseline_sample,
     collate,
     cross_context_sample,
@@ -353,6 +354,7 @@ class DistillStream(IterableDataset):
         if self.mode == "baseline":
             flip = bool(rng.random() < self.augment.flip_p)
             rgb, d = shard.image(key, self._request(width, height, width, height))
+            common["focal"] = shard.focal(key, BASELINE_REGION, self.size)
             return baseline_sample(
                 rgb, read, flip=flip, rng=rng, reduction=d, image_size=(height, width), **common
             )
@@ -373,6 +375,7 @@ class DistillStream(IterableDataset):
             rng=rng,
             reduction=d,
             tile_indices=chosen,
+            focal=shard.focal(key, region, self.size),
             **common,
         )
 
