@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pipeline.dataset.camera import Intrinsics
 from pipeline.toolkit.registry import Registry
 
 
@@ -62,6 +63,10 @@ class BenchmarkSample:
     """float32 `[H, W]` metric depth in metres; invalid pixels are 0 or +inf."""
     valid_mask: np.ndarray | None = None
     """bool `[H, W]` from the dataset's own mask file (DIODE), else None."""
+    intrinsics: Intrinsics | None = None
+    """fx, fy, cx, cy in pixels of `rgb` as returned (crops and resizes applied; `cx = width / 2`
+    is the image centre, `evaluation.datasets.intrinsics`), or None where unknown. The loader's
+    `intrinsics_source` says where they come from."""
 
 
 class BenchmarkDataset:
@@ -79,6 +84,8 @@ class BenchmarkDataset:
     """What the protocol does on this benchmark; `rules.name` is `name`."""
     inference_long_side: ClassVar[int | None] = None
     """The protocol's inference size: None = native resolution, else the long side in px."""
+    intrinsics_source: ClassVar[str] = "unknown"
+    """Where the samples' `intrinsics` come from (a calibration file, published constants, ...)."""
     needs_path: ClassVar[bool] = True
     options: ClassVar[dict[str, tuple[str, ...] | None]] = {}
     default_options: ClassVar[dict[str, str]] = {}

@@ -13,6 +13,7 @@ from evaluation.datasets.base import (
     DatasetError,
     DatasetRules,
 )
+from evaluation.datasets.intrinsics import MOTORCYCLE_FULL, MOTORCYCLE_FULL_SIZE, centred
 from evaluation.middlebury import load_motorcycle
 
 KEY = "motorcycle"
@@ -27,6 +28,10 @@ class MiddleburyDataset(BenchmarkDataset):
     title = "Middlebury"
     rules = DatasetRules("middlebury", 1e-3, float("inf"), sharp_boundaries=True)
     needs_path = False
+    intrinsics_source = (
+        "published constants: Motorcycle-perfect/calib.txt of Middlebury 2014 (cam0, full size), "
+        "scaled to scikit-image's quarter-size copy"
+    )
 
     @classmethod
     def expected_layout(cls) -> str:
@@ -45,7 +50,11 @@ class MiddleburyDataset(BenchmarkDataset):
         if key != KEY:
             raise DatasetError(f"{key!r} is not a sample of middlebury; its one key is {KEY!r}")
         rgb, depth = load_motorcycle()
-        return BenchmarkSample(KEY, rgb.astype(np.uint8), depth.astype(np.float32))
+        full = centred(*MOTORCYCLE_FULL, MOTORCYCLE_FULL_SIZE)
+        intrinsics = full.resized(*rgb.shape[:2])
+        return BenchmarkSample(
+            KEY, rgb.astype(np.uint8), depth.astype(np.float32), None, intrinsics
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -62,4 +71,5 @@ class MiddleburyDataset(BenchmarkDataset):
             "skipped": [],
             "options": {},
             "inference_long_side": self.inference_long_side,
+            "intrinsics_source": self.intrinsics_source,
         }

@@ -6,10 +6,11 @@
     mask_invalid/<name>.png   nonzero where the depth is valid
     mask_transp/<name>.png    nonzero where no transparent or mirroring surface is
     imagelist.txt             the 100 names, one a line (optional: else every rgb/*.png)
+    calib/<name>.txt          the image's 3x3 camera matrix (optional: its `intrinsics`)
 
 The mask semantics are the official evaluation script's (`evaluate_ibims.py`, which multiplies
 `mask_invalid`, `mask_transp` and depth != 0). The `.mat` variant (`ibims1_core_mat.zip`) holds
-the same data and is not read; `calib/`, `edges/` and the plane masks are not needed.
+the same data and is not read; `edges/` and the plane masks are not needed.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from evaluation.datasets.base import (
     DatasetRules,
 )
 from evaluation.datasets.decode import check_same_size, depth_from_u16
+from evaluation.datasets.intrinsics import fitted, parse_ibims_calib
 from evaluation.datasets.marigold import SHOWN, Entry
 from evaluation.datasets.release import ReleaseDataset
+from pipeline.dataset.camera import Intrinsics
 from pipeline.toolkit.messages import plain
 
 DEPTH_SCALE = 65535.0 / 50.0  # stored value per metre: 65535 is 50 m
@@ -74,6 +77,10 @@ class IbimsDataset(ReleaseDataset):
     )
     expected_count = 100
     options = {}
+    intrinsics_source = (
+        "calibration file: calib/<name>.txt (for the 640x480 frames), scaled to the image's size; "
+        "None where the layout has none"
+    )
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         name = match["name"]
@@ -118,6 +125,15 @@ class IbimsDataset(ReleaseDataset):
     def _transparent(self, entry: Entry) -> str:
         stem = posixpath.basename(entry.rgb)
         return posixpath.join(posixpath.dirname(posixpath.dirname(entry.rgb)), "mask_transp", stem)
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        # No published constant checked: without the file, unknown.
+        stem = posixpath.splitext(posixpath.basename(entry.rgb))[0]
+        name = posixpath.join(posixpath.dirname(posixpath.dirname(entry.rgb)), "calib", stem)
+        name += ".txt"
+        if name not in self.archive:
+            return None
+        return fitted(parse_ibims_calib(self.read(name), self.where(name)), height, width)
 
     def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
         rgb_where, where = self.where(entry.rgb), self.where(entry.depth)

@@ -7,6 +7,7 @@ DIODE's `.npy` depth plus its mask file.
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 import numpy as np
@@ -23,9 +24,23 @@ from evaluation.datasets.decode import (
     decode_raw_f32,
     depth_from_u16,
 )
+from evaluation.datasets.intrinsics import (
+    DIODE,
+    DIODE_SIZE,
+    NYU_RGB,
+    NYU_SIZE,
+    centred,
+    colmap_image_cameras,
+    fitted,
+    parse_colmap_cameras,
+    parse_kitti_cam_to_cam,
+    parse_scannet_intrinsic,
+)
 from evaluation.datasets.marigold import Entry, MarigoldDataset
+from pipeline.dataset.camera import Intrinsics, view_intrinsics
 
 KB_HEIGHT, KB_WIDTH = 352, 1216  # the KITTI benchmark crop
+CAM_TO_CAM = "calib_cam_to_cam.txt"
 
 
 class _U16Dataset(MarigoldDataset):
@@ -52,6 +67,13 @@ class NyuDataset(_U16Dataset):
     rgb_hint = "test/<scene>/rgb_XXXX.png"
     split_hint = "RGB DEPTH FILLED"
     expected_count = 654
+    intrinsics_source = (
+        "published constants: the NYU Depth V2 toolbox's camera_params.m (RGB, 640x480), "
+        "scaled to the image's size"
+    )
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        return fitted(centred(*NYU_RGB, NYU_SIZE), height, width)
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         return [f"test/{match['scene']}/depth_{match['id']}.png"], None
@@ -68,9 +90,20 @@ class ScanNetDataset(_U16Dataset):
     rgb_pattern = r"(?P<scene>scene\d{4}_\d{2})/color/(?P<frame>\d+)\.jpg"
     rgb_hint = "sceneXXXX_XX/color/XXXXXX.jpg"
     expected_count = 800
+    intrinsics_source = (
+        "calibration file: sceneXXXX_XX/intrinsic/intrinsic_color.txt (for the 1296x968 colour "
+        "frames), scaled to the image's size; None where the layout has none (Marigold's tar)"
+    )
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         return [f"{match['scene']}/depth/{match['frame']}.png"], None
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        scene_dir = posixpath.dirname(posixpath.dirname(entry.rgb))
+        name = posixpath.join(scene_dir, "intrinsic", "intrinsic_color.txt")
+        if name not in self.archive:
+            return None  # ScanNet's intrinsics differ per scene: no constant to fall back on
+        return fitted(parse_scannet_intrinsic(self.read(name), self.where(name)), height, width)
 
 
 def kitti_benchmark_crop(image: np.ndarray) -> np.ndarray:
@@ -97,6 +130,22 @@ class KittiDataset(_U16Dataset):
     skip_missing_gt = True
     expected_count = 652
     scale = 256.0
+    intrinsics_source = (
+        "calibration file: <date>/calib_cam_to_cam.txt, P_rect_02 (per recording date), shifted "
+        "by the benchmark crop; None where the layout has none (Marigold's tar)"
+    )
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        # The files only: the per-date constants were not all checked against a source.
+        drive_dir = posixpath.dirname(posixpath.dirname(posixpath.dirname(entry.rgb)))
+        name = posixpath.join(posixpath.dirname(drive_dir), CAM_TO_CAM)
+        if name not in self.archive:
+            return None
+        calib = fitted(parse_kitti_cam_to_cam(self.read(name), self.where(name)), height, width)
+        top, left = height - KB_HEIGHT, (width - KB_WIDTH) // 2
+        return view_intrinsics(
+            calib, (left, top, left + KB_WIDTH, top + KB_HEIGHT), KB_HEIGHT, KB_WIDTH
+        )
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         return [f"{match['drive']}/proj_depth/groundtruth/image_02/{match['frame']}.png"], None
@@ -132,16 +181,45 @@ class Eth3dDataset(MarigoldDataset):
     rgb_pattern = r"rgb/(?P<scene>[^/]+)/images/dslr_images/(?P<file>[^/]+\.(?:JPG|jpg|JPEG|jpeg))"
     rgb_hint = "rgb/<scene>/images/dslr_images/DSC_XXXX.JPG"
     expected_count = 454
+    intrinsics_source = (
+        "calibration file: rgb/<scene>/dslr_calibration_undistorted/cameras.txt (or "
+        "dslr_calibration_jpg/, distortion dropped), COLMAP format, scaled to the image's size; "
+        "None where the layout has none (Marigold's tar)"
+    )
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         scene, tail = match["scene"], f"ground_truth_depth/dslr_images/{match['file']}"
         return [f"depth/{scene}/{tail}", f"depth/{scene}_dslr_depth/{scene}/{tail}"], None
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        scene_dir = posixpath.dirname(posixpath.dirname(posixpath.dirname(entry.rgb)))
+        for folder in ETH3D_CALIBRATIONS:
+            name = posixpath.join(scene_dir, folder, "cameras.txt")
+            if name in self.archive:
+                return fitted(self._camera(entry, name), height, width)
+        return None  # each scene has its own calibration: no constant to fall back on
+
+    def _camera(self, entry: Entry, name: str) -> Intrinsics:
+        cameras = parse_colmap_cameras(self.read(name), self.where(name))
+        if len(cameras) == 1:
+            return next(iter(cameras.values()))
+        images = posixpath.join(posixpath.dirname(name), "images.txt")
+        ids = colmap_image_cameras(self.read(images)) if images in self.archive else {}
+        found = cameras.get(ids.get(posixpath.basename(entry.rgb), ""))
+        if found is None:
+            raise DatasetError(
+                f"{self.where(name)}: {len(cameras)} cameras and no images.txt entry naming "
+                f"{posixpath.basename(entry.rgb)}; expected one camera or an images.txt beside it"
+            )
+        return found
 
     def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
         depth = decode_raw_f32(self.read(entry.depth), self.where(entry.depth), rgb.shape[:2])
         return BenchmarkSample(entry.key, rgb, depth)
 
 
+# ETH3D's per-scene COLMAP calibrations, the undistorted (pinhole) one first.
+ETH3D_CALIBRATIONS = ("dslr_calibration_undistorted", "dslr_calibration_jpg")
 DIODE_EXPECTED = {"all": 771, "indoors": 325, "outdoor": 446}
 
 
@@ -160,6 +238,13 @@ class DiodeDataset(MarigoldDataset):
     split_columns = 3
     options = {"split": None, "subset": tuple(DIODE_EXPECTED)}
     default_options = {"subset": "all"}
+    intrinsics_source = (
+        "published constants: diode-devkit's intrinsics.txt (1024x768), scaled to the image's size"
+    )
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        constants = Intrinsics(*DIODE, DIODE_SIZE[1], DIODE_SIZE[0], "dataset")
+        return fitted(constants, height, width)
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         stem = f"{match['subset']}/{match['dir']}/{match['stem']}"

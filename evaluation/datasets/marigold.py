@@ -31,6 +31,7 @@ import numpy as np
 from evaluation.datasets.archive import Archive, open_archive
 from evaluation.datasets.base import BenchmarkDataset, BenchmarkSample, DatasetError
 from evaluation.datasets.decode import decode_rgb, rgb_shape_only
+from pipeline.dataset.camera import Intrinsics
 
 MAX_SPLIT_BYTES = 16 << 20
 SHOWN = 5  # missing files listed in an error
@@ -120,6 +121,11 @@ class MarigoldDataset(BenchmarkDataset):
     def prepare_rgb(self, entry: Entry, rgb: np.ndarray) -> np.ndarray:
         """The image as `load` returns it (KITTI crops); unchanged by default."""
         return rgb
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        """The intrinsics of `entry`'s image as `load` returns it, given the size of the image
+        file (`height` x `width`); None (unknown) by default."""
+        return None
 
     # --- listing --------------------------------------------------------------------------
 
@@ -306,7 +312,10 @@ class MarigoldDataset(BenchmarkDataset):
     def load(self, key: str, rgb: bool = True) -> BenchmarkSample:
         entry = self._entry(key)
         decode = decode_rgb if rgb else rgb_shape_only
-        sample = self.make_sample(entry, decode(self.read(entry.rgb), self.where(entry.rgb)))
+        image = decode(self.read(entry.rgb), self.where(entry.rgb))
+        sample = self.make_sample(entry, image)
+        if sample.intrinsics is None:  # else make_sample read them (Middlebury's calib.txt)
+            sample.intrinsics = self.intrinsics(entry, *image.shape[:2])
         if not rgb:
             sample.rgb = None
         return sample
@@ -330,4 +339,5 @@ class MarigoldDataset(BenchmarkDataset):
             "skipped": list(self.skipped),
             "options": dict(self.options_used),
             "inference_long_side": self.inference_long_side,
+            "intrinsics_source": self.intrinsics_source,
         }

@@ -24,6 +24,7 @@ from evaluation.datasets.base import (
     DatasetRules,
 )
 from evaluation.datasets.decode import check_same_size
+from evaluation.datasets.intrinsics import centred
 from evaluation.datasets.marigold import Entry
 from evaluation.datasets.release import ReleaseDataset
 
@@ -63,7 +64,8 @@ def decode_pfm(data: bytes, where: str) -> np.ndarray:
 
 
 def parse_calib(data: bytes, where: str) -> dict[str, float]:
-    """`f`, `doffs`, `baseline` (mm) and, when the file gives them, `width` and `height`."""
+    """`f`, `cx`, `cy` (cam0), `doffs`, `baseline` (mm) and, when the file gives them, `width` and
+    `height`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -85,7 +87,7 @@ def parse_calib(data: bytes, where: str) -> dict[str, float]:
             f"{where}: cam0 {fields['cam0']!r}, baseline {fields['baseline']!r}; expected "
             f"{CALIB_LAYOUT} with f > 0 and baseline > 0"
         )
-    return {"f": float(matrix[0, 0]), **out}
+    return {"f": float(matrix[0, 0]), "cx": float(matrix[0, 2]), "cy": float(matrix[1, 2]), **out}
 
 
 def depth_from_disparity(disparity: np.ndarray, calib: dict[str, float]) -> np.ndarray:
@@ -111,6 +113,7 @@ class Middlebury2014Dataset(ReleaseDataset):
     rgb_pattern = r"(?P<scene>[^/]+)-perfect/im0\.png"
     rgb_hint = "<Scene>-perfect/im0.png, disp0.pfm and calib.txt"
     expected_count = SCENES_WITH_GT
+    intrinsics_source = "calibration file: <Scene>-perfect/calib.txt, cam0 (left view)"
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         return [f"{match['scene']}-perfect/disp0.pfm"], None
@@ -132,4 +135,7 @@ class Middlebury2014Dataset(ReleaseDataset):
                 f"{calib_where}: width {size[1]:g}, height {size[0]:g}; expected the size of "
                 f"{rgb_where} ({rgb.shape[1]}x{rgb.shape[0]})"
             )
-        return BenchmarkSample(entry.key, rgb, depth_from_disparity(disparity, calib))
+        sample = BenchmarkSample(entry.key, rgb, depth_from_disparity(disparity, calib))
+        f, cx, cy = calib["f"], calib["cx"], calib["cy"]
+        sample.intrinsics = centred(f, f, cx, cy, rgb.shape[:2])
+        return sample

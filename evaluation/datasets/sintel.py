@@ -23,8 +23,10 @@ from evaluation.datasets.base import (
     DatasetRules,
 )
 from evaluation.datasets.decode import check_same_size
+from evaluation.datasets.intrinsics import parse_sintel_cam
 from evaluation.datasets.marigold import Entry
 from evaluation.datasets.release import ReleaseDataset
+from pipeline.dataset.camera import Intrinsics
 
 DPT_TAG = 202021.25
 DPT_HEADER = 12  # tag, width, height
@@ -76,6 +78,10 @@ class SintelDataset(ReleaseDataset):
     expected_count = TRAINING_FRAMES
     options = {"split": None, "render_pass": RENDER_PASSES}
     default_options = {"render_pass": "final"}
+    intrinsics_source = (
+        "calibration file: training/camdata_left/<scene>/frame_XXXX.cam (the depth release's "
+        "per-frame camera); None where the layout has none"
+    )
 
     def partners(self, match: re.Match) -> tuple[list[str], list[str] | None]:
         return [f"training/depth/{match['scene']}/{match['frame']}.dpt"], None
@@ -89,6 +95,13 @@ class SintelDataset(ReleaseDataset):
                 f"is of the {render} pass; choose render_pass={'|'.join(RENDER_PASSES)}"
             )
         return kept
+
+    def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
+        # The camera varies per frame (focal length changes within scenes): no constant.
+        name = entry.depth.replace("training/depth/", "training/camdata_left/")[:-4] + ".cam"
+        if name not in self.archive:
+            return None
+        return parse_sintel_cam(self.read(name), self.where(name), (height, width))
 
     def make_sample(self, entry: Entry, rgb: np.ndarray) -> BenchmarkSample:
         where = self.where(entry.depth)

@@ -26,7 +26,16 @@ from evaluation.datasets.base import (
     DatasetRules,
 )
 from evaluation.datasets.decode import check_same_size, decode_npy, decode_rgb, rgb_shape_only
-from pipeline.world.files import DEPTH_SUFFIX, FORMAT, MASK_SUFFIX, RGB_SUFFIX, WORLD_JSON
+from pipeline.dataset.camera import Intrinsics, world_intrinsics
+from pipeline.world.camera import Camera
+from pipeline.world.files import (
+    DEPTH_SUFFIX,
+    FORMAT,
+    MASK_SUFFIX,
+    RECORD_SUFFIX,
+    RGB_SUFFIX,
+    WORLD_JSON,
+)
 
 SHOWN = 5  # incomplete images named in an error
 
@@ -44,6 +53,10 @@ class WorldDataset(BenchmarkDataset):
     # error there is a depth error of several times the depth, so a few such pixels per image
     # decided the mean AbsRel.
     rules = DatasetRules("world", 1e-3, 80.0, sharp_boundaries=True)
+    intrinsics_source = (
+        "the world's own camera: the scene camera in each image's record (NNNNNN.json), "
+        "exactly as rendered; None for an image without its record"
+    )
 
     @classmethod
     def expected_layout(cls) -> str:
@@ -142,7 +155,24 @@ class WorldDataset(BenchmarkDataset):
             raise DatasetError(f"{where}: dtype {depth.dtype}; expected float32 metres")
         for suffix, array in ((DEPTH_SUFFIX, depth), (MASK_SUFFIX, mask)):
             check_same_size(image, rgb_where, array, self.archive.where(self._name(key, suffix)))
-        return BenchmarkSample(key, image if rgb else None, depth, mask != 0)
+        intrinsics = self._intrinsics(key, *image.shape[:2])
+        return BenchmarkSample(key, image if rgb else None, depth, mask != 0, intrinsics)
+
+    def _intrinsics(self, key: str, height: int, width: int) -> Intrinsics | None:
+        """The camera the image was rendered with, from its record beside it (None without)."""
+        name = self._name(key, RECORD_SUFFIX)
+        if name not in self.archive:
+            return None
+        where = self.archive.where(name)
+        try:
+            record = json.loads(self.archive.read(name).decode("utf-8"))
+            camera = Camera.from_json(record["scene"]["camera"])
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise DatasetError(
+                f"{where}: cannot read the image's camera ({e!r}); expected the record "
+                "`pipeline world render` writes (run it again to rewrite the split)"
+            ) from e
+        return world_intrinsics(camera, height, width)
 
     def _array(self, key: str, suffix: str, expected: str) -> np.ndarray:
         name = self._name(key, suffix)
@@ -169,6 +199,7 @@ class WorldDataset(BenchmarkDataset):
             "skipped": [],
             "options": dict(self.options_used),
             "inference_long_side": self.inference_long_side,
+            "intrinsics_source": self.intrinsics_source,
             "world": {**settings, "generator": self.world.get("generator")},
             **({"warning": self.warning} if self.warning else {}),
         }

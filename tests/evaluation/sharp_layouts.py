@@ -59,6 +59,15 @@ def dpt_bytes(depth: np.ndarray) -> bytes:
     return struct.pack("<fii", 202021.25, w, h) + depth.astype("<f4").tobytes()
 
 
+SINTEL_K = (30.0, 31.0, 15.5, 11.5)  # fx, fy, cx, cy of every frame's .cam (first pixel at 0)
+
+
+def cam_bytes(fx: float, fy: float, cx: float, cy: float) -> bytes:
+    """A Sintel `.cam` file: tag 202021.25, intrinsic 3x3 and extrinsic 3x4 float64."""
+    m = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "<f8")
+    return struct.pack("<f", 202021.25) + m.tobytes() + np.eye(3, 4, dtype="<f8").tobytes()
+
+
 def pfm_bytes(values: np.ndarray, little_endian: bool = True) -> bytes:
     """A greyscale PFM: `Pf`, width height, scale (negative = little-endian), rows bottom-up."""
     h, w = values.shape
@@ -98,7 +107,7 @@ def make_sintel(root: Path, as_tar: bool = False, top: str = "", seed: int = 0) 
         depth[:2] = SINTEL_SKY  # far sky: outside the protocol's range
         files[f"training/depth/{scene}/{frame}.dpt"] = dpt_bytes(depth)
         files[f"training/depth_viz/{scene}/{frame}.png"] = png_bytes(_rgb(rng))
-        files[f"training/camdata_left/{scene}/{frame}.cam"] = b"\x00" * 204
+        files[f"training/camdata_left/{scene}/{frame}.cam"] = cam_bytes(*SINTEL_K)
         files[f"training/albedo/{scene}/{frame}.png"] = png_bytes(_rgb(rng))
         for render in samples:
             rgb = _rgb(rng)
