@@ -136,7 +136,10 @@ class KittiDataset(_U16Dataset):
     )
 
     def intrinsics(self, entry: Entry, height: int, width: int) -> Intrinsics | None:
-        # The files only: the per-date constants were not all checked against a source.
+        # The files only. The one per-date table found (the "DeepLidar" intrinsics copied into
+        # depth-completion loaders, already cut to 1216x352) shifts cx by the crop for 2011_09_26
+        # but not for 2011_09_28 or 2011_09_30 (against their P_rect_02 values quoted in public
+        # calibration files), so it is not used: without the file, None.
         drive_dir = posixpath.dirname(posixpath.dirname(posixpath.dirname(entry.rgb)))
         name = posixpath.join(posixpath.dirname(drive_dir), CAM_TO_CAM)
         if name not in self.archive:
