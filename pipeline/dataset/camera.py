@@ -3,7 +3,8 @@
 Pixel convention (the world renderer's, `pipeline.world.camera`): the image plane's coordinates
 run from 0 at the left/top edge of the image to `width`/`height` at the right/bottom edge, so pixel
 column j covers `[j, j+1)` and its centre is `j + 0.5`; `cx = width / 2` is the image centre.
-(OpenCV and COLMAP put the centre of the first pixel at 0: add 0.5 to their cx and cy.)
+(OpenCV puts the centre of the first pixel at 0: add 0.5 to its cx and cy. COLMAP already counts
+from the image edge, as here.)
 
 In this convention the plan's views transform intrinsics exactly. A view cuts the box
 `(x0, y0, x1, y1)` and resizes it to `width` x `height` with a resampler whose pixel centres follow
