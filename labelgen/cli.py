@@ -173,14 +173,17 @@ def estimate(
 @app.command("tiny-checkpoint")
 @user_errors
 def tiny_checkpoint(
-    adapter: str = typer.Argument(..., help="depth-anything-v2, dpt, genpercept, marigold or hf."),
+    adapter: str = typer.Argument(
+        ..., help="depth-anything-v2, dpt, genpercept, marigold, zoedepth, depth-pro or hf."
+    ),
     out_dir: Path = typer.Argument(..., help="Directory to write the checkpoint to."),
     seed: int = typer.Option(0, help="Seed of the random initialisation (same seed, same bytes)."),
     size: str = typer.Option(
         "tiny",
         help="Architecture size: tiny (tests, demo), mini (studies), small, large, full; dpt"
         " families: tiny-hybrid, hybrid, tiny-beit, beit-large-512, beit-large-384, beit-base-384,"
-        " tiny-swinv2, swinv2-tiny-256, swinv2-base-384, swinv2-large-384.",
+        " tiny-swinv2, swinv2-tiny-256, swinv2-base-384, swinv2-large-384; metric Depth Anything:"
+        " tiny-metric-indoor, tiny-metric-outdoor (also small-, large-).",
     ),
 ) -> None:
     """Write a randomly initialised checkpoint of the adapter's real architecture (tiny by

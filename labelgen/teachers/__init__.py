@@ -1,6 +1,7 @@
 """Teacher registry and adapters: `load_teacher(parse_teacher_spec("NAME=ADAPTER:SOURCE"))`.
 
-Adapters (registry names): `depth-anything-v2`, `dpt`, `genpercept`, `marigold`, `hf`.
+Adapters (registry names): `depth-anything-v2` (relative and metric), `dpt`, `genpercept`,
+`marigold`, `zoedepth` and `depth-pro` (metric), `hf`.
 Importing this package registers all of them in `TEACHERS`.
 
 Modules, from the leaves up: `spec` (the spec value and its syntax), `source` (where weights
@@ -10,7 +11,15 @@ registry, resolves and loads it) and `checkpoints` (random checkpoints of each a
 architecture, at every size).
 """
 
-from labelgen.teachers import depth_anything, dpt, genpercept, hf, marigold  # noqa: F401  (register)
+from labelgen.teachers import (  # noqa: F401  (register)
+    depth_anything,
+    depth_pro,
+    dpt,
+    genpercept,
+    hf,
+    marigold,
+    zoedepth,
+)
 from labelgen.teachers.base import TEACHERS, Teacher
 from labelgen.teachers.checkpoints import (
     WRITERS,

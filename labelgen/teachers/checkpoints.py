@@ -10,7 +10,9 @@ near-degenerate maps: good for shapes, kinds, flags and throughput, not for dept
 Depth Anything V2 (also the `hf` adapter's test model) is written by
 `pipeline.model.depth_anything.write_depth_anything` and every DPT family (`dpt`: plain ViT,
 hybrid, BEiT, Swin V2; `DPT_SIZES`) by `pipeline.model.dpt_families.write_dpt`, both shared with
-the student; this module has the other architectures, each with a table of sizes.
+the student; the metric ones (Depth Anything V2 metric as `depth-anything-v2` sizes such as
+`tiny-metric-indoor`, ZoeDepth, Depth Pro) by `pipeline.model.metric`; this module has the other
+architectures, each with a table of sizes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from labelgen.teachers.genpercept import CONFIG_FILE, EMBEDDING_FILE, EMBEDDING_
 from pipeline.model import depth_anything
 from pipeline.model.depth_anything import write_depth_anything
 from pipeline.model.dpt_families import DPT_SIZES, dpt_config, write_dpt  # noqa: F401 (dpt_config)
+from pipeline.model.metric import (
+    DA_METRIC_SIZES,
+    DEPTH_PRO_SIZES,
+    ZOEDEPTH_SIZES,
+    sizes_of,
+    write_depth_anything_metric,
+    write_depth_pro,
+    write_zoedepth,
+)
 from pipeline.model.random_init import seeded
 from pipeline.toolkit.atomic import follow_umask
 
@@ -203,9 +214,21 @@ def write_marigold(out_dir: Path, size: str, seed: int = 0) -> None:
     pipe.save_pretrained(out_dir)
 
 
+def write_any_depth_anything(out_dir: Path, size: str, seed: int = 0) -> Path:
+    """A relative Depth Anything V2 (`SIZES`) or a metric one (`DA_METRIC_SIZES`)."""
+    if size in DA_METRIC_SIZES:
+        return write_depth_anything_metric(out_dir, size, seed)
+    return write_depth_anything(out_dir, size, seed)
+
+
 # adapter -> (writer(out_dir, size, seed), its sizes)
 WRITERS: dict[str, tuple[Callable[[Path, str, int], Any], tuple[str, ...]]] = {
-    "depth-anything-v2": (write_depth_anything, tuple(depth_anything.SIZES)),
+    "depth-anything-v2": (
+        write_any_depth_anything,
+        tuple(depth_anything.SIZES) + tuple(DA_METRIC_SIZES),
+    ),
+    "zoedepth": (write_zoedepth, sizes_of(ZOEDEPTH_SIZES)),
+    "depth-pro": (write_depth_pro, sizes_of(DEPTH_PRO_SIZES)),
     "dpt": (write_dpt, tuple(DPT_SIZES)),
     "genpercept": (write_genpercept, tuple(DIFFUSION_SIZES)),
     "marigold": (write_marigold, tuple(DIFFUSION_SIZES)),

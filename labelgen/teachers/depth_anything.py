@@ -1,5 +1,8 @@
 """`depth-anything-v2`: any `DepthAnythingForDepthEstimation` checkpoint (Depth Anything V1/V2,
-Distill Any Depth `-hf`). Relative disparity, affine invariant, ≥ 0.
+Distill Any Depth `-hf`). Relative disparity, affine invariant, ≥ 0; a metric checkpoint
+(`config.json` `depth_estimation_type: "metric"`, e.g. `Depth-Anything-V2-Metric-Indoor-*-hf`)
+outputs metric depth in metres, in (0, `max_depth`) (20 indoor, 80 outdoor), recorded in the input
+rule with `camera` (not used: the model takes no intrinsics).
 
 Input: ImageNet mean/std, sides rounded up to a multiple of the patch size (14): 560 views go in
 at 560. Full view: short side 518 (the processor's size, or `full_size=`), keep aspect. Resampling
@@ -13,6 +16,7 @@ from typing import Any
 
 from labelgen.teachers.base import TEACHERS
 from labelgen.teachers.hf import (
+    CAMERA_UNUSED,
     InputRule,
     TransformersTeacher,
     processor_mean_std,
@@ -39,16 +43,20 @@ class DepthAnythingTeacher(TransformersTeacher):
 
     @classmethod
     def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
-        if config is not None and getattr(config, "depth_estimation_type", "relative") == "metric":
-            raise ValueError(
-                f"teacher {spec.name!r}: {spec.source} is a metric Depth Anything checkpoint; "
-                f"use {spec.name}=hf:{spec.source},kind=metric_depth"
-            )
-        return "disparity"
+        """`metric_depth` for a metric checkpoint, else `disparity` (also before loading)."""
+        return "metric_depth" if is_metric(config) else "disparity"
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
         mean, std = processor_mean_std(proc, (IMAGENET_MEAN, IMAGENET_STD))
         multiple = int(getattr(config, "patch_size", 14))
         full = option_int(spec, "full_size", processor_short_side(proc, 518), minimum=multiple)
-        return InputRule(mean, std, multiple, full)
+        extra = ()
+        if is_metric(config):
+            extra = (("max_depth", float(config.max_depth)), ("camera", CAMERA_UNUSED))
+        return InputRule(mean, std, multiple, full, extra=extra)
+
+
+def is_metric(config: Any) -> bool:
+    """True for a metric Depth Anything (`depth_estimation_type: "metric"`)."""
+    return config is not None and getattr(config, "depth_estimation_type", None) == "metric"

@@ -37,6 +37,8 @@ from pipeline.model.precision import PRECISIONS, keep_float32
 # LANCZOS has no torch kernel: bicubic, as transformers' own torchvision backend falls back to on
 # CUDA. BOX and HAMMING have no near equivalent and are refused.
 PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic"}
+# How a metric model that takes no intrinsics uses the camera (recorded in its input rule).
+CAMERA_UNUSED = "not used: metric scale learnt from its training cameras"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class InputRule:
     """The model only accepts square inputs: non-square ones are squashed to the short side."""
     interpolation: str = "bilinear"
     """How the input is resampled (`base.INTERPOLATIONS`): the image processor's `resample`."""
+    extra: tuple[tuple[str, Any], ...] = ()
+    """More `(key, value)` pairs for the recorded rule, e.g. a metric model's `max_depth` and
+    how it uses the camera."""
 
     def model_input_size(self, h: int, w: int) -> tuple[int, int]:
         """The `(h, w)` the model runs at for an `h`×`w` input."""
@@ -81,6 +86,7 @@ class InputRule:
             "mean": list(self.mean) if self.mean else None,
             "std": list(self.std) if self.std else None,
             "interpolation": self.interpolation,
+            **dict(self.extra),
         }
 
 
@@ -315,4 +321,5 @@ class HFTeacher(TransformersTeacher):
         multiple = user_multiple or (multiple if multiple > 1 else 32)
         fixed = size if size and not proc.get("keep_aspect_ratio") and not user_multiple else None
         full = option_int(spec, "full_size", processor_short_side(proc, 518), minimum=1)
-        return InputRule(mean, std, 1 if fixed else multiple, full, fixed=fixed)
+        extra = (("camera", CAMERA_UNUSED),) if spec.options.get("kind") == "metric_depth" else ()
+        return InputRule(mean, std, 1 if fixed else multiple, full, fixed=fixed, extra=extra)

@@ -36,7 +36,15 @@ def test_full_sizes_have_the_published_parameter_counts():
 
 
 def test_every_adapter_has_a_tiny_and_a_full_size():
-    assert sorted(WRITERS) == ["depth-anything-v2", "dpt", "genpercept", "hf", "marigold"]
+    assert sorted(WRITERS) == [
+        "depth-anything-v2",
+        "depth-pro",
+        "dpt",
+        "genpercept",
+        "hf",
+        "marigold",
+        "zoedepth",
+    ]
     assert all(sizes[0] == "tiny" and len(sizes) > 1 for _, sizes in WRITERS.values())
 
 

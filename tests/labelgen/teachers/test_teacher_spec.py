@@ -29,8 +29,16 @@ def test_parse_options_and_round_trip():
     assert parse_teacher_spec(str(spec)) == spec
 
 
-def test_the_five_teacher_adapters_are_registered():
-    assert TEACHERS.names() == ["depth-anything-v2", "dpt", "genpercept", "hf", "marigold"]
+def test_the_seven_teacher_adapters_are_registered():
+    assert TEACHERS.names() == [
+        "depth-anything-v2",
+        "depth-pro",
+        "dpt",
+        "genpercept",
+        "hf",
+        "marigold",
+        "zoedepth",
+    ]
 
 
 @pytest.mark.parametrize("name", ["Dav2", "da.v2", "-x", "a b", "dä"])
@@ -46,7 +54,8 @@ def test_malformed_spec_shows_format(text):
 
 
 def test_unknown_adapter_lists_valid_ones():
-    with pytest.raises(ValueError, match="depth-anything-v2, dpt, genpercept, hf, marigold"):
+    valid = "depth-anything-v2, depth-pro, dpt, genpercept, hf, marigold, zoedepth"
+    with pytest.raises(ValueError, match=valid):
         parse_teacher_spec("x=midas-v9:/tmp/x")
 
 

@@ -195,7 +195,7 @@ def test_hub_id_loads_from_the_hf_cache(tiny_dir, tmp_path, monkeypatch):
 
 
 def test_tiny_writer_refuses_unknown_adapter_and_non_empty_dir(tmp_path):
-    with pytest.raises(ValueError, match="valid: depth-anything-v2, dpt"):
+    with pytest.raises(ValueError, match="valid: depth-anything-v2, depth-pro, dpt"):
         write_tiny_checkpoint("midas-v9", tmp_path / "x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "file").write_text("x")
