@@ -37,6 +37,8 @@ from pipeline.model.precision import PRECISIONS, keep_float32
 # LANCZOS has no torch kernel: bicubic, as transformers' own torchvision backend falls back to on
 # CUDA. BOX and HAMMING have no near equivalent and are refused.
 PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic"}
+# `model_type`s whose `predicted_depth` is no depth map the generic adapter could store as it is.
+NOT_RAW_DEPTH = ("depth_pro",)
 # How a metric model that takes no intrinsics uses the camera (recorded in its input rule).
 CAMERA_UNUSED = "not used: metric scale learnt from its training cameras"
 
@@ -311,6 +313,18 @@ class HFTeacher(TransformersTeacher):
     @classmethod
     def load_kwargs(cls, spec: TeacherSpec) -> dict[str, Any]:
         return {"trust_remote_code": option_bool(spec, "trust_remote_code", False)}
+
+    @classmethod
+    def check(cls, checkpoint: Checkpoint) -> None:
+        """Depth Pro's raw output is inverse depth before its focal-length scaling: refused here,
+        naming the `depth-pro` adapter that labels it."""
+        spec = checkpoint.spec
+        if checkpoint.read_json("config.json").get("model_type") in NOT_RAW_DEPTH:
+            raise ValueError(
+                f"teacher {spec.name!r}: {spec.source} is a Depth Pro model, whose raw output is "
+                f"inverse depth before its focal-length scaling; use "
+                f"{spec.name}=depth-pro:{spec.source}"
+            )
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:

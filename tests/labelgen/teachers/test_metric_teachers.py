@@ -240,3 +240,8 @@ def test_full_metric_sizes_have_the_published_parameter_counts():
         )
     assert round(zoe / 1e6) == 345  # Intel/zoedepth-nyu-kitti
     assert round(pro / 1e6) == 952  # apple/DepthPro-hf
+
+
+def test_the_generic_adapter_refuses_depth_pro_naming_its_adapter(metric_dir):
+    with pytest.raises(ValueError, match=r"inverse depth .*use dp=depth-pro:"):
+        load_teacher(f"dp=hf:{metric_dir('depth-pro')},kind=metric_depth")
