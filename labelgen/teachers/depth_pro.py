@@ -36,6 +36,7 @@ from labelgen.teachers.hf import (
     processor_size,
 )
 from labelgen.teachers.spec import TeacherSpec, option_int
+from pipeline.model.precision import keep_float32
 
 HALF = (0.5, 0.5, 0.5)
 DEPTH_PRO_SIZE = 1536
@@ -105,6 +106,16 @@ class DepthProTeacher(TransformersTeacher):
             ("camera", CAMERA_FOCAL if fov_head else CAMERA_NO_FOV),
         )
         return InputRule(mean, std, 1, full, fixed=tuple(side), extra=extra)
+
+    @classmethod
+    def from_checkpoint(cls, resolved, device, precision):
+        """As every transformers teacher, and the field-of-view head kept in float32 too (a
+        bf16 angle is off by up to 0.25 degrees, its focal length by ~1%)."""
+        teacher = super().from_checkpoint(resolved, device, precision)
+        fov_model = getattr(teacher.model, "fov_model", None)
+        if fov_model is not None:
+            keep_float32(fov_model.head)
+        return teacher
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Canonical inverse depth `[B,1,h,w]` (not scaled by any focal length)."""
