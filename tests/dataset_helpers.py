@@ -102,3 +102,12 @@ def write_fake_column(dataset: Path, column: str, backend: str = "wds", shards=N
         entry = writer.summary.manifest_entry()
         entry["weights_sha256"] = "0" * 64
         record_shard(column_dir, shard.name, entry)
+
+
+def read_plan(dataset: Path) -> dict[str, dict]:
+    """The whole crop plan of a prepared dataset: image key -> its plan entry."""
+    info = load_dataset(dataset)
+    plan: dict[str, dict] = {}
+    for shard in info.shards:
+        plan.update(load_plan_shard(info.layout.plan_shard(shard.index)))
+    return plan

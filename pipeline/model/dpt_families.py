@@ -48,8 +48,9 @@ def _vit(hidden: int, layers: int, heads: int, out: list[int], neck: list[int], 
     }
 
 
-def _beit(hidden: int, layers: int, heads: int, side: int, out: list[int], **more) -> dict:
-    # as transformers' convert_dpt_beit_to_hf.py: patch 16, relative position bias per layer
+def beit_backbone(hidden: int, layers: int, heads: int, side: int, out: list[int], **more) -> dict:
+    """A `BeitConfig`'s fields for a DPT backbone, as transformers' convert_dpt_beit_to_hf.py:
+    patch 16, relative position bias per layer, stages `out` as features."""
     return {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -127,7 +128,9 @@ DPT_SIZES: dict[str, DPTSize] = {
             "fusion_hidden_size": 16,
             "initializer_range": TINY_INIT,
         },
-        _beit(32, 4, 2, 64, [1, 2, 3, 4], intermediate_size=64, initializer_range=TINY_INIT),
+        beit_backbone(
+            32, 4, 2, 64, [1, 2, 3, 4], intermediate_size=64, initializer_range=TINY_INIT
+        ),
         side=64,
         keep_aspect=True,
     ),
@@ -135,20 +138,20 @@ DPT_SIZES: dict[str, DPTSize] = {
     "beit-large-512": DPTSize(
         "beit",
         {"neck_hidden_sizes": [256, 512, 1024, 1024]},
-        _beit(1024, 24, 16, 512, [6, 12, 18, 24]),
+        beit_backbone(1024, 24, 16, 512, [6, 12, 18, 24]),
         side=512,
         keep_aspect=True,
     ),
     "beit-large-384": DPTSize(
         "beit",
         {"neck_hidden_sizes": [256, 512, 1024, 1024]},
-        _beit(1024, 24, 16, 384, [6, 12, 18, 24]),
+        beit_backbone(1024, 24, 16, 384, [6, 12, 18, 24]),
         keep_aspect=True,
     ),
     "beit-base-384": DPTSize(
         "beit",
         {"neck_hidden_sizes": [96, 192, 384, 768]},
-        _beit(768, 12, 12, 384, [3, 6, 9, 12]),
+        beit_backbone(768, 12, 12, 384, [3, 6, 9, 12]),
         keep_aspect=True,
     ),
     "tiny-swinv2": DPTSize(

@@ -22,6 +22,7 @@ from pipeline.model.depth_anything import (
     SIZES,
     depth_anything_config,
 )
+from pipeline.model.dpt_families import beit_backbone
 from pipeline.model.random_init import save_dpt_processor, seeded
 
 HALF = [0.5, 0.5, 0.5]  # ZoeDepth's and Depth Pro's processors normalize with mean = std = 0.5
@@ -56,21 +57,6 @@ def write_depth_anything_metric(out_dir: Path | str, size: str, seed: int = 0) -
     return out_dir
 
 
-def _beit(hidden: int, layers: int, heads: int, side: int, out: list[int], **more) -> dict:
-    return {
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": 4 * hidden,
-        "image_size": side,
-        "patch_size": 16,
-        "use_relative_position_bias": True,
-        "reshape_hidden_states": False,
-        "out_features": [f"stage{i}" for i in out],
-        **more,
-    }
-
-
 NYU_KITTI = [
     {"name": "nyu", "n_bins": 64, "min_depth": 0.001, "max_depth": 10.0},
     {"name": "kitti", "n_bins": 64, "min_depth": 0.001, "max_depth": 80.0},
@@ -94,7 +80,7 @@ ZOEDEPTH_SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]
             "patch_transformer_num_attention_heads": 4,
             "initializer_range": 0.1,
         },
-        _beit(32, 4, 2, 64, [1, 2, 3, 4], intermediate_size=64, initializer_range=0.1),
+        beit_backbone(32, 4, 2, 64, [1, 2, 3, 4], intermediate_size=64, initializer_range=0.1),
         (64, 96),
     ),
     # Intel/zoedepth-nyu-kitti: BEiT-L/16 at 384, bins for NYU (10 m) and KITTI (80 m)
@@ -107,7 +93,7 @@ ZOEDEPTH_SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]
             "patch_transformer_intermediate_size": 1024,
             "patch_transformer_num_attention_heads": 4,
         },
-        _beit(1024, 24, 16, 384, [6, 12, 18, 24]),
+        beit_backbone(1024, 24, 16, 384, [6, 12, 18, 24]),
         (384, 512),
     ),
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_helpers import read_plan
 from lgrun_helpers import label, spec_str, write_photos
 from typer.testing import CliRunner
 
@@ -16,7 +17,6 @@ from labelgen.teachers import load_teacher, resolve_teacher
 from pipeline.cli import app
 from pipeline.dataset import load_dataset
 from pipeline.dataset.camera import planned_intrinsics, world_intrinsics
-from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.labels.store import open_reader
 from pipeline.world.files import WorldSettings, load_scene, render_world
@@ -33,14 +33,6 @@ def _records(dataset: Path, column: str) -> dict[str, dict]:
     for shard in info.shards:
         with open_reader(info.layout.column_dir(column) / f"{shard.name}.tar") as reader:
             out.update({key: reader.record(key) for key in reader.keys})
-    return out
-
-
-def _plan(dataset: Path) -> dict[str, dict]:
-    info = load_dataset(dataset)
-    out = {}
-    for shard in info.shards:
-        out.update(load_plan_shard(info.layout.plan_shard(shard.index)))
     return out
 
 
@@ -66,7 +58,7 @@ def labelled(tmp_path_factory, ckpt) -> tuple[Path, Path]:
 
 def test_labelgen_records_carry_every_views_planned_intrinsics(labelled, ckpt):
     _, cams = labelled
-    records, plan, info = _records(cams, "dav"), _plan(cams), load_dataset(cams)
+    records, plan, info = _records(cams, "dav"), read_plan(cams), load_dataset(cams)
     teacher = load_teacher(resolve_teacher(spec_str("dav", ckpt)))
     entry = plan["a"]
     camera = info.intrinsics("a")
@@ -111,7 +103,7 @@ def world_dataset(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_world_labels_records_carry_the_scenes_view_intrinsics(world_dataset):
     dataset, world = world_dataset
-    info, records, plan = load_dataset(dataset), _records(dataset, "exact"), _plan(dataset)
+    info, records, plan = load_dataset(dataset), _records(dataset, "exact"), read_plan(dataset)
     assert len(records) == 3
     for key, record in records.items():
         height, width = plan[key]["size"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from data_helpers import write_column
+from dataset_helpers import read_plan
 
 from pipeline.dataset import load_dataset
 from pipeline.dataset.camera import planned_intrinsics
-from pipeline.dataset.plan import load_plan_shard
 from pipeline.dataset.prepare import PrepareSettings, prepare
 from pipeline.world.files import WorldSettings, load_scene, render_world
 from pipeline.world.labels import write_world_column
@@ -67,18 +67,10 @@ def _batches(dataset: Path, teacher: str, mode: str) -> list[dict]:
     return list(stream)
 
 
-def _plan(dataset: Path) -> dict[str, dict]:
-    info = load_dataset(dataset)
-    out = {}
-    for shard in info.shards:
-        out.update(load_plan_shard(info.layout.plan_shard(shard.index)))
-    return out
-
-
 @pytest.mark.parametrize("mode", ["cross_context", "baseline"])
 def test_the_batch_carries_each_views_focal_length_after_the_students_resize(world, mode):
     dataset, world_dir, _ = world
-    info, plan = load_dataset(dataset), _plan(dataset)
+    info, plan = load_dataset(dataset), read_plan(dataset)
     batches = _batches(dataset, "exact", mode)
     seen = 0
     for batch in batches:
