@@ -23,7 +23,7 @@ from pipeline.model.depth_anything import (
     depth_anything_config,
 )
 from pipeline.model.dpt_families import beit_backbone
-from pipeline.model.random_init import save_dpt_processor, seeded
+from pipeline.model.random_init import conv_output_on_noise, save_dpt_processor, seeded
 
 HALF = [0.5, 0.5, 0.5]  # ZoeDepth's and Depth Pro's processors normalize with mean = std = 0.5
 MAX_DEPTH = {"indoor": 20, "outdoor": 80}  # Depth-Anything-V2-Metric-{Indoor,Outdoor}-*-hf
@@ -181,13 +181,8 @@ def _affine_output(model: torch.nn.Module, conv: torch.nn.Conv2d, side: int, low
     """Scale and shift `conv`'s weights so its output on four fixed random images starts at `low`
     and spreads by `spread` (its minimum and median mapped there): a random head's raw outputs
     are otherwise in the thousands, or negative (exact zeros after a ReLU)."""
-    seen: dict[str, torch.Tensor] = {}
-    hook = conv.register_forward_hook(lambda mod, args, out: seen.setdefault("out", out))
-    generator = torch.Generator().manual_seed(0)
+    out = conv_output_on_noise(model, conv, 4, side)
     with torch.no_grad():
-        model(pixel_values=torch.randn(4, 3, side, side, generator=generator))
-        hook.remove()
-        out = seen["out"].flatten().float()
         lo, mid = out.min(), out.median()
         scale = spread / (mid - lo).abs().clamp_min(1e-6)
         conv.weight *= scale

@@ -27,13 +27,25 @@ def lift_final_relu(
     """Shift the bias of the conv before the final ReLU so ~95% of its outputs are positive on a
     fixed random `side`×`side` image (random-init heads otherwise output mostly exact zeros;
     DPT-Hybrid only runs at its own `image_size`)."""
+    out = conv_output_on_noise(model, conv, 1, side)
+    with torch.no_grad():
+        conv.bias -= torch.quantile(out, quantile)
+
+
+def conv_output_on_noise(
+    model: torch.nn.Module, conv: torch.nn.Conv2d, images: int, side: int
+) -> torch.Tensor:
+    """`conv`'s output values (flat, float32) when `model` runs on `images` fixed random
+    `side`x`side` images (seed 0), without gradient."""
     seen: dict[str, torch.Tensor] = {}
     hook = conv.register_forward_hook(lambda mod, args, out: seen.setdefault("out", out))
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        model(pixel_values=torch.randn(1, 3, side, side, generator=generator))
+    try:
+        with torch.no_grad():
+            model(pixel_values=torch.randn(images, 3, side, side, generator=generator))
+    finally:
         hook.remove()
-        conv.bias -= torch.quantile(seen["out"].flatten().float(), quantile)
+    return seen["out"].flatten().float()
 
 
 def save_dpt_processor(
