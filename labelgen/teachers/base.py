@@ -158,6 +158,23 @@ class Teacher(ABC):
         # outside inference mode: a normal tensor that callers may modify in place
         return out.to(images.device, copy=True)
 
+    takes_focal: ClassVar[bool] = False
+    """Whether the teacher's output depends on the image's focal length, given to
+    `predict_with_focal` (Depth Pro, a metric student trained on canonical depth): callers that
+    know a view's camera pass its focal length in pixels of the image they give."""
+
+    def predict_with_focal(
+        self, images: torch.Tensor, f_px: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`predict`, given the focal length `f_px` in pixels of each image as given (a number,
+        one per image, or None / NaN where unknown), plus per image the focal length the output
+        was computed with (float64 `[B]`, NaN: none) and whether the model estimated (or
+        assumed) it rather than being given it (bool `[B]`). A teacher that does not take the
+        focal length (`takes_focal` False) ignores it: NaN, False."""
+        b = images.shape[0]
+        nan = torch.full((b,), float("nan"), dtype=torch.float64)
+        return self.predict(images), nan, torch.zeros(b, dtype=torch.bool)
+
     def _grad_context(self) -> contextlib.AbstractContextManager:
         return torch.no_grad() if self.use_no_grad else torch.inference_mode()
 

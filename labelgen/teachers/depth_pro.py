@@ -79,6 +79,7 @@ class DepthProTeacher(TransformersTeacher):
     view's focal length (given, or the model's estimate)."""
 
     adapter = "depth-pro"
+    takes_focal = True
     model_types = ("depth_pro",)
     default_interpolation = "bilinear"  # DepthProImageProcessor's
     options_help = {"full_size": "short side of the full view (default: the processor's, 1536)"}
