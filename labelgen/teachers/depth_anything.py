@@ -4,6 +4,15 @@ Distill Any Depth `-hf`). Relative disparity, affine invariant, ≥ 0; a metric 
 outputs metric depth in metres, in (0, `max_depth`) (20 indoor, 80 outdoor), recorded in the input
 rule with `camera` (not used: the model takes no intrinsics).
 
+A metric student (`student export` of a run with `student.output=metric`) is a metric checkpoint
+whose `config.json` also has `canonical_focal_px` f_c: its output is canonical depth, the depth
+the scene would have if the model's input had focal length f_c pixels. It takes the focal length
+(`takes_focal`): `predict_with_focal(images, f_px)` returns metres `predicted · fx_m / f_c`, with
+`fx_m = f_px · W_model / W_image` the focal length in pixels of the model's input (the image
+resized to the model's input size). Where `f_px` is unknown the canonical camera is assumed
+(`fx_m = f_c`: the output is the canonical depth), and that focal length, in pixels of the image,
+is returned as estimated; `predict` is that with every focal length unknown.
+
 Input: ImageNet mean/std, sides rounded up to a multiple of the patch size (14): 560 views go in
 at 560. Full view: short side 518 (the processor's size, or `full_size=`), keep aspect. Resampling
 (full view, and a view whose sides are not multiples of 14): the processor's `resample`, bicubic
@@ -14,7 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from labelgen.teachers.base import TEACHERS
+import torch
+
+from labelgen.teachers.base import TEACHERS, check_images, resize
+from labelgen.teachers.depth_pro import FocalLengths, known_focals
 from labelgen.teachers.hf import (
     CAMERA_UNUSED,
     InputRule,
@@ -53,8 +65,65 @@ class DepthAnythingTeacher(TransformersTeacher):
         full = option_int(spec, "full_size", processor_short_side(proc, 518), minimum=multiple)
         extra = ()
         if is_metric(config):
-            extra = (("max_depth", float(config.max_depth)), ("camera", CAMERA_UNUSED))
+            f_c = canonical_focal(config)
+            camera = CAMERA_UNUSED if f_c is None else canonical_camera_text(f_c)
+            extra = (("max_depth", float(config.max_depth)), ("camera", camera))
+            if f_c is not None:
+                extra += (("canonical_focal_px", f_c),)
         return InputRule(mean, std, multiple, full, extra=extra)
+
+    @classmethod
+    def from_checkpoint(cls, resolved, device, precision):
+        """As every transformers teacher; a metric student (`canonical_focal_px` in its config)
+        takes the focal length."""
+        teacher = super().from_checkpoint(resolved, device, precision)
+        teacher.canonical_focal_px = canonical_focal(teacher.model.config)
+        teacher.takes_focal = teacher.canonical_focal_px is not None
+        return teacher
+
+    canonical_focal_px: float | None = None
+    """f_c of a metric student (its output is canonical depth at f_c), else None."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """A metric student's: with the canonical camera assumed (see the module)."""
+        if self.canonical_focal_px is None:
+            return super().predict(images)
+        return self.predict_with_focal(images)[0]
+
+    def predict_with_focal(
+        self, images: torch.Tensor, f_px: FocalLengths = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A metric student's metres `predicted · fx_m / f_c`, the focal length used per image
+        (pixels of the image as given) and whether it was assumed (the canonical camera); any
+        other Depth Anything ignores `f_px` (`Teacher.predict_with_focal`)."""
+        f_c = self.canonical_focal_px
+        if f_c is None:
+            return super().predict_with_focal(images, f_px)
+        check_images(images)
+        b, _, h, w = images.shape
+        given = known_focals(f_px, b)
+        estimated = given.isnan()
+        if b == 0:
+            return images.new_zeros((0, 1, h, w), dtype=torch.float32), given, estimated
+        ratio = self.rule.model_input_size(h, w)[1] / w  # W_model / W_image
+        focal = torch.where(estimated, torch.full_like(given, f_c / ratio), given)
+        scale = (focal * ratio / f_c).to(torch.float32).view(-1, 1, 1, 1)
+        with self._grad_context():
+            raw = self._forward(images.to(self.device, torch.float32)).float()
+            depth = resize(raw, (h, w)) * scale.to(raw.device)
+            depth = depth.clamp_min(0.0)
+        return depth.to(images.device, copy=True), focal, estimated
+
+
+def canonical_focal(config: Any) -> float | None:
+    """f_c of a metric student's checkpoint (`canonical_focal_px`), else None."""
+    value = getattr(config, "canonical_focal_px", None) if is_metric(config) else None
+    return None if value is None else float(value)
+
+
+def canonical_camera_text(f_c: float) -> str:
+    """How a metric student uses the camera (its input rule's `camera`)."""
+    return f"canonical depth at f_c={f_c:g}px of the model input; scaled by the given focal length"
 
 
 def is_metric(config: Any) -> bool:
