@@ -154,17 +154,30 @@ def predict(
     ),
     images: list[Path] = typer.Argument(..., help="Image files."),
     out: Path = typer.Option(..., "--out", help="Where to write NAME.npy and NAME.png."),
+    focal_px: float = typer.Option(
+        None,
+        "--focal-px",
+        help="A metric student's camera: the focal length in pixels of the input images (default: "
+        "each image's EXIF 35 mm-equivalent focal length, else the canonical camera is assumed). "
+        "Relative models ignore it.",
+    ),
     launch: Launch = SettingsOptions(Launch, fields=("device", "progress")),
 ) -> None:
-    """Predict disparity for each image: `.npy` (float32, input size) and a colour `.png`."""
+    """Predict each image: `.npy` (float32, input size; disparity, or a metric student's depth
+    in metres) and a colour `.png`. A metric student says per image which focal length it used."""
     from pipeline.toolkit.devices import resolve_device
     from pipeline.toolkit.progress import progress_bar
-    from student.export import predict_files
+    from student.export import predict_files, predicts_metres
 
     device = str(resolve_device(launch.device))
+    lines: list[str] = []
     with progress_bar(len(images), "predict", "images", enabled=launch.progress) as bar:
-        written = predict_files(model, images, out, device, done=lambda _: bar.update(1))
-    typer.echo(f"wrote {len(written) // 2} prediction(s) (.npy and .png) to {out}")
+        done = lambda _: bar.update(1)  # noqa: E731
+        written = predict_files(model, images, out, device, done, focal_px, lines.append)
+    for line in lines:
+        typer.echo(line)
+    what = "metric depth in metres" if predicts_metres(model) else "disparity"
+    typer.echo(f"wrote {len(written) // 2} prediction(s) (.npy and .png, {what}) to {out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`student export` and `student predict`: a run's checkpoint as a Hugging Face directory or an
 ONNX model (`student.onnx_export`), each with a model card (`student.card`) and `export.json`
 (`student.export_record`), and disparity maps for image files (from a run, a Hugging Face
-directory or an ONNX export).
+directory or an ONNX export). A metric run exports as a metric Depth Anything checkpoint and
+predicts metres (`student.export_metric`).
 
 An export is written into a temporary directory next to `--out` and renamed into place when
 complete, so `--out` never holds a partial export; what a killed export left there is removed by
@@ -33,6 +34,15 @@ from pipeline.toolkit.colormap import colorize_robust
 from pipeline.toolkit.faults import is_disk_full
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
 from student.ema import averaged_weights
+from student.export_metric import (
+    canonical_focal_of,
+    focal_line,
+    image_focal,
+    is_metric_config,
+    metres,
+    metric_fields,
+    with_metric_head,
+)
 from student.export_record import EXPORT_FILE, check_out, export_record
 from student.model import Student, load_student, save_hf, student_from_architecture
 from student.onnx_export import MODEL_FILE, PREPROCESSING_FILE
@@ -62,7 +72,8 @@ def checkpoint_path(run_dir: Path, step: int | None = None) -> Path:
 def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, str]:
     """The student of a run at `step` (default: newest checkpoint) and where its image
     processor comes from: the run's `model/` directory, so the init checkpoint is not needed
-    (runs without one are built from their init source)."""
+    (runs without one are built from their init source). A metric run's student has the metric
+    head and its config the fields its export records (`student.export_metric`)."""
     run = RunDir(Path(run_dir))
     config = run.read_config()
     path = checkpoint_path(run.root, step)
@@ -70,6 +81,9 @@ def load_run_student(run_dir: Path, step: int | None = None) -> tuple[Student, s
         student, source = student_from_architecture(run.architecture), str(run.architecture)
     else:
         student, source = load_student(config["init"], frozen_encoder=False), config["init"]
+    fields = metric_fields(config)
+    if fields is not None:
+        student = with_metric_head(student, fields)
     student.model.load_state_dict(averaged_weights(load_checkpoint(path)))
     return student.eval(), source
 
@@ -94,6 +108,11 @@ def export_run(
     writes them 0600). A full disk is an `OSError(ENOSPC)` naming `out` and the fix."""
     from student.card import model_card
 
+    if fmt == "onnx" and metric_fields(RunDir(Path(run_dir)).read_config()) is not None:
+        raise ValueError(
+            f"{run_dir} is a metric student (student.output: metric in its config.yaml): its ONNX "
+            "export would lose the focal-length scaling; export it with --format hf"
+        )
     _check_format(fmt, precision)
     out = Path(out)
     check_out(out, run_dir, overwrite)
@@ -166,11 +185,15 @@ def load_any(model: Path) -> Student:
 def predict_image(student: Student, rgb: np.ndarray, device: str) -> np.ndarray:
     """Disparity `[H, W]` float32 for an RGB uint8 image `[H, W, 3]`, computed at its family's
     processor side (`input_size`) and resized back."""
-    h, w = rgb.shape[:2]
+    size = student_input_size(student, *rgb.shape[:2])
+    return _predict_at(lambda x: student(x)["pred"], rgb, size, device)
+
+
+def student_input_size(student: Student, h: int, w: int) -> tuple[int, int]:
+    """The size `predict_image` runs `student` at for an `h` x `w` image."""
     family, config = student.family, student.model.config
     short = family.default_processor_side(config)
-    size = input_size(h, w, short, family.multiple, family.square_only(config))
-    return _predict_at(lambda x: student(x)["pred"], rgb, size, device)
+    return input_size(h, w, short, family.multiple, family.square_only(config))
 
 
 def _predict_at(
@@ -259,24 +282,62 @@ def predict_files(
     out: Path,
     device: str = "cpu",
     done: Callable[[Path], None] | None = None,
+    focal_px: float | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Write `STEM.npy` (disparity, float32, the image's size) and a colour `STEM.png` per image
-    into `out`, calling `done(image)` after each; returns the paths written."""
+    """Write `STEM.npy` (float32, the image's size: disparity, or a metric student's depth in
+    metres) and a colour `STEM.png` per image into `out`, calling `done(image)` after each;
+    returns the paths written.
+
+    A metric student's canonical depth is scaled by each image's focal length (`focal_px`, pixels
+    of the image, else its EXIF, else the canonical camera: `student.export_metric`); `say` is
+    told, per image, which one it used, or once that `focal_px` is ignored (a relative model, or
+    a metric one blind to the camera)."""
+    say = say or (lambda _: None)
+    if focal_px is not None and not focal_px > 0:
+        raise ValueError(f"--focal-px {focal_px}: a focal length in pixels must be > 0")
     stems = _output_stems(images)
-    predict = image_predictor(model, device)
+    student = None if is_onnx_export(model) else load_any(model).to(device)
+    if student is None:
+        predict = OnnxExport(Path(model)).predict
+    else:
+        predict = lambda rgb: predict_image(student, rgb, device)  # noqa: E731
+    config = None if student is None else student.model.config
+    f_c = canonical_focal_of(config)
+    if focal_px is not None and f_c is None:
+        what = "outputs metres blind to the camera" if is_metric_config(config) else "is relative"
+        say(f"--focal-px ignored: {model} {what} (its output does not depend on the focal length)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path, stem in zip(images, stems, strict=True):
         try:
-            rgb = np.array(Image.open(path).convert("RGB"))
+            image = Image.open(path)
+            rgb = np.array(image.convert("RGB"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: cannot read the image ({e})") from e
-        disparity = predict(rgb)
+        prediction = predict(rgb)
+        if f_c is not None:
+            h, w = rgb.shape[:2]
+            ratio = student_input_size(student, h, w)[1] / w  # W_model / W_image
+            f_px, source = image_focal(image, focal_px)
+            say(focal_line(Path(path).name, f_px, source, f_c, ratio))
+            prediction = metres(prediction, f_c, f_px, ratio)
         with publishing(out / f"{stem}.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, disparity.astype(np.float32))
-        write_bytes(out / f"{stem}.png", encode_png(colorize_robust(disparity)))
+            np.save(f, prediction.astype(np.float32))
+        write_bytes(out / f"{stem}.png", encode_png(colorize_robust(prediction)))
         written += [out / f"{stem}.npy", out / f"{stem}.png"]
         if done is not None:
             done(path)
     return written
+
+
+def predicts_metres(model: Path) -> bool:
+    """Whether `model` (a run, a Hugging Face directory or an ONNX export) is a metric student,
+    without loading its weights."""
+    if is_onnx_export(model):
+        return False
+    if (Path(model) / "config.yaml").is_file():
+        return metric_fields(RunDir(Path(model)).read_config()) is not None
+    config = Path(model) / "config.json"
+    return config.is_file() and read_json(config).get("depth_estimation_type") == "metric"

@@ -1,0 +1,117 @@
+"""What `student export` and `student predict` do for a metric student.
+
+A run trained with `student.output=metric` (its `config.yaml`: `student: {output: metric,
+canonical_focal: f_c, max_depth: M}`) exports as a metric Depth Anything checkpoint: `config.json`
+gets `depth_estimation_type: "metric"`, `max_depth: M` and, when f_c is set, `canonical_focal_px:
+f_c`. Its output is then canonical depth, the depth the scene would have if the model's input had
+focal length f_c pixels; in metres
+
+    depth = predicted · fx_m / f_c,    fx_m = f_px · W_model / W_image
+
+(`fx_m`: the focal length in pixels of the model's input, the image resized to the model's input
+size). `student predict` takes `f_px` (pixels of the image) from `--focal-px`, else from the
+image's EXIF 35 mm-equivalent focal length (`pipeline.dataset.camera.exif_intrinsics`), else
+assumes the canonical camera (`fx_m = f_c`: the output as it is). Without f_c the export outputs
+metres directly (blind to the camera).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from PIL import Image
+
+from pipeline.dataset.camera import exif_intrinsics
+from pipeline.images.decode import focal_35mm
+from student.model import Student
+
+METRIC_CONFIG_KEYS = ("depth_estimation_type", "max_depth", "canonical_focal_px")
+"""The `config.json` fields a metric student's export sets."""
+FORMULA = "depth = predicted · fx_m / f_c, fx_m = f_px · W_model / W_image"
+
+
+def metric_fields(run_config: dict[str, Any]) -> dict[str, Any] | None:
+    """The `config.json` fields of a metric run's export (`METRIC_CONFIG_KEYS`; a None
+    `canonical_focal_px` is left out), or None for a relative run."""
+    student = run_config.get("student") or {}
+    if student.get("output") != "metric":
+        return None
+    f_c = student.get("canonical_focal")
+    # an int: transformers' DepthAnythingConfig declares `max_depth: int` (as the trainer sets it)
+    fields = {"depth_estimation_type": "metric", "max_depth": int(student.get("max_depth", 80))}
+    if f_c is not None:
+        fields["canonical_focal_px"] = float(f_c)
+    return fields
+
+
+def with_metric_head(student: Student, fields: dict[str, Any]) -> Student:
+    """`student` with its model's config carrying `fields` (`metric_fields`), rebuilt with the
+    metric head (sigmoid × max_depth) where its config was not metric yet; its weights are
+    loaded afterwards (the two heads have the same parameters)."""
+    config = student.model.config
+    if getattr(config, "model_type", None) != "depth_anything":
+        raise ValueError(
+            f"a metric student is a Depth Anything model; this run's is a "
+            f"{getattr(config, 'model_type', '?')!r} model: train it from a Depth Anything --init"
+        )
+    if all(getattr(config, k, None) == fields[k] for k in ("depth_estimation_type", "max_depth")):
+        _set_fields(config, fields)
+        return student
+    config = copy.deepcopy(config)
+    _set_fields(config, fields)
+    model = student.family.model_class()(config)
+    mean = tuple(student.mean.flatten().tolist())
+    std = tuple(student.std.flatten().tolist())
+    return Student(model, student.family, (mean, std), frozen_encoder=False, side=student.side)
+
+
+def _set_fields(config: Any, fields: dict[str, Any]) -> None:
+    for key in METRIC_CONFIG_KEYS:
+        if key in fields:
+            setattr(config, key, fields[key])
+        elif hasattr(config, key):  # e.g. an init that was a metric student with another f_c
+            delattr(config, key)
+
+
+def canonical_focal_of(config: Any) -> float | None:
+    """f_c of a metric student's model config (`canonical_focal_px`), else None."""
+    if getattr(config, "depth_estimation_type", None) != "metric":
+        return None
+    value = getattr(config, "canonical_focal_px", None)
+    return None if value is None else float(value)
+
+
+def is_metric_config(config: Any) -> bool:
+    return getattr(config, "depth_estimation_type", None) == "metric"
+
+
+def image_focal(image: Image.Image, given: float | None) -> tuple[float | None, str]:
+    """The focal length in pixels of `image` and where it came from: `given` (`--focal-px`),
+    else its EXIF 35 mm-equivalent focal length, else (None, "unknown")."""
+    if given is not None:
+        return float(given), "--focal-px"
+    focal35 = focal_35mm(image)
+    found = exif_intrinsics(focal35, image.height, image.width)
+    if found is not None:
+        return float(found.fx), f"EXIF {focal35:g} mm (35 mm equivalent)"
+    return None, "unknown"
+
+
+def focal_line(name: str, f_px: float | None, source: str, f_c: float, ratio: float) -> str:
+    """What `student predict` says of one image: the focal length it used and where from
+    (`ratio`: W_model / W_image)."""
+    if f_px is None:
+        return (
+            f"{name}: focal length unknown: canonical camera assumed (f_c = {f_c:g} px of the "
+            f"model input, {f_c / ratio:.1f} px of the image); pass --focal-px"
+        )
+    return f"{name}: focal length {f_px:.1f} px ({source})"
+
+
+def metres(pred: Any, f_c: float, f_px: float | None, ratio: float) -> Any:
+    """Canonical depth `pred` (array) in metres for an image of focal length `f_px` (None: the
+    canonical camera), `ratio` = W_model / W_image."""
+    if f_px is None:
+        return pred
+    return pred * (f_px * ratio / f_c)
