@@ -21,14 +21,23 @@ from torch.utils.data import DataLoader, Dataset
 
 from labelgen.batching import (
     Done,
+    FocalPredict,
     OrderedBatcher,
     Predict,
     device_failure,
+    focal_host_predictor,
     host_predictor,
     is_broken_device,
 )
 from labelgen.settings import RunSettings
-from labelgen.views import FullSize, build_views, view_cameras
+from labelgen.views import (
+    FullSize,
+    build_views,
+    focal_record,
+    view_cameras,
+    view_focals,
+    view_scales,
+)
 from pipeline.dataset.camera import Intrinsics
 from pipeline.images.decode import decode_rgb
 from pipeline.images.shards import ImageShardReader
@@ -92,7 +101,7 @@ class OrderedWriter:
         writer: Any,
         record_extra: dict[str, Any],
         threads: int = 4,
-        key_extra: Callable[[str], dict[str, Any]] = lambda key: {},
+        key_extra: Callable[[Done], dict[str, Any]] = lambda done: {},
     ) -> None:
         self.writer, self.record_extra, self.key_extra = writer, record_extra, key_extra
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="label-encode")
@@ -122,7 +131,7 @@ class OrderedWriter:
                 raise device_failure(f"{type(e).__name__}: {e}") from None
             raise
         maps = {name: np.asarray(m) for name, m in done.maps.items()}
-        extra = {**self.record_extra, **self.key_extra(done.key)}
+        extra = {**self.record_extra, **self.key_extra(done)}
         return self.writer.prepare(done.key, maps, extra, done.error)
 
     def join(self) -> None:
@@ -155,8 +164,9 @@ class LabelSettings:
     """How one teacher labels shards: its predictor and the batching, worker and encoding
     settings (the same for every shard of a run)."""
 
-    predict: Predict
-    """uint8 `[B,3,h,w]` -> float32 `[B,1,h,w]` on the host (`batching.host_predictor`)."""
+    predict: Predict | FocalPredict
+    """uint8 `[B,3,h,w]` -> float32 `[B,1,h,w]` on the host (`batching.host_predictor`); with
+    `takes_focal`, also given each view's focal length (`batching.focal_host_predictor`)."""
     full_size: FullSize
     """The size of the teacher's full view of an image (`teacher.full_view_size`)."""
     full_interpolation: str
@@ -169,6 +179,9 @@ class LabelSettings:
     """Threads compressing finished labels."""
     record_extra: dict[str, Any] = field(default_factory=dict)
     """Fields added to every key's record, e.g. `{"kind": "disparity"}`."""
+    takes_focal: bool = False
+    """Whether the teacher is given each view's focal length (`Teacher.takes_focal`); its records
+    then say what it used (`labelgen.views.focal_record`)."""
 
     @classmethod
     def of(
@@ -176,15 +189,18 @@ class LabelSettings:
     ) -> LabelSettings:
         """A loaded teacher on `device`, run with the batch and encoding settings of `labelgen
         run` and its `--workers` (None: min(4, usable CPUs)); records carry the teacher's output
-        kind."""
+        kind. A teacher that takes the focal length is given each view's."""
+        takes_focal = bool(getattr(teacher, "takes_focal", False))
+        predictor = focal_host_predictor if takes_focal else host_predictor
         return cls(
-            host_predictor(teacher, device),
+            predictor(teacher, device),
             teacher.full_view_size,
             teacher.interpolation,
             s.batch_size,
             auto_workers(workers),
             s.encode_threads,
             {"kind": teacher.output_kind},
+            takes_focal,
         )
 
 
@@ -207,7 +223,9 @@ def label_shard(
         persistent_workers=False,
         worker_init_fn=exit_with_parent(),
     )
-    batcher = OrderedBatcher(settings.predict, settings.batch_size)
+    batcher = OrderedBatcher(
+        settings.predict, settings.batch_size, takes_focal=settings.takes_focal
+    )
     keys = list(job.plan)
     with open_writer(
         job.out,
@@ -218,14 +236,24 @@ def label_shard(
         extra_meta=job.meta,
     ) as writer:
 
-        def key_extra(key: str) -> dict[str, Any]:
+        def key_extra(done: Done) -> dict[str, Any]:
+            camera, entry = job.cameras.get(done.key), job.plan[done.key]
+            extra = view_cameras(camera, entry, job.tile, settings.full_size)
+            if settings.takes_focal:
+                scales = view_scales(entry, job.tile, settings.full_size)
+                extra.update(focal_record(done.focal, scales))
+            return extra
+
+        def focals(key: str) -> dict[str, float | None] | None:
+            if not settings.takes_focal:
+                return None
             camera = job.cameras.get(key)
-            return view_cameras(camera, job.plan[key], job.tile, settings.full_size)
+            return view_focals(camera, job.plan[key], job.tile, settings.full_size)
 
         out = OrderedWriter(writer, settings.record_extra, settings.encode_threads, key_extra)
         try:
             for key, views, error in loader:
-                for done in batcher.add(key, views, error):
+                for done in batcher.add(key, views, error, focals(key)):
                     out.put(done)
                     on_image(len(done.maps))
             for done in batcher.flush():

@@ -13,7 +13,10 @@ the view's own focal length when the caller knows it (`predict(images, f_px=...)
 else the model's estimate `0.5 · W / tan(fov / 2)`; a checkpoint without the field-of-view head
 and no `f_px` given is left unscaled (`f_px = W`), as transformers does. The input rule records
 this under `camera`; `predict_with_focal` also returns the focal length used per image and whether
-it was estimated.
+it was estimated, and `predict_with_estimate` the model's own estimate besides (even where `f_px`
+was given). `labelgen run` passes each view's focal length when the dataset knows the image's
+camera (`labelgen.views.view_focals`) and records all three per view (`focal` in the label
+record).
 
 Input, as the processor: squashed to its square `size` (1536 published) bilinearly without
 antialiasing, mean/std 0.5. Full view: short side = that size (`full_size=` to change it).
@@ -40,8 +43,13 @@ from pipeline.model.precision import keep_float32
 
 HALF = (0.5, 0.5, 0.5)
 DEPTH_PRO_SIZE = 1536
-CAMERA_FOCAL = "given f_px when known, else estimated"
-CAMERA_NO_FOV = "given f_px when known, else f_px = image width (no field-of-view head)"
+CAMERA_FOCAL = (
+    "given f_px when known (labelgen run: the view's fx from the dataset's camera), else estimated"
+)
+CAMERA_NO_FOV = (
+    "given f_px when known (labelgen run: the view's fx from the dataset's camera), else f_px = "
+    "image width (no field-of-view head)"
+)
 INVERSE_CLAMP = (1e-4, 1e4)  # post_process_depth_estimation's clamp of the inverse depth
 
 FocalLengths = float | Sequence[float | None] | torch.Tensor | None
@@ -142,20 +150,30 @@ class DepthProTeacher(TransformersTeacher):
         """`predict`, plus per image the focal length in pixels the depth was scaled with
         (float64 `[B]`, NaN when neither given nor estimated) and whether the model estimated it
         (bool `[B]`)."""
+        return self.predict_with_estimate(images, f_px)[:3]
+
+    def predict_with_estimate(
+        self, images: torch.Tensor, f_px: FocalLengths = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`predict_with_focal`, plus the model's own estimate of each image's focal length in
+        pixels (float64 `[B]`, from the field-of-view head of the same forward; NaN without the
+        head), also where `f_px` was given: `labelgen run` records it per view as a quality
+        signal (`labelgen.views.focal_record`)."""
         check_images(images)
         b, _, h, w = images.shape
         given = known_focals(f_px, b)
         if b == 0:
             empty = images.new_zeros((0, 1, h, w), dtype=torch.float32)
-            return empty, given, torch.zeros(0, dtype=torch.bool)
+            return empty, given, torch.zeros(0, dtype=torch.bool), given.clone()
         with self._grad_context():
             inverse, fov = self._run(images.to(self.device, torch.float32))
             estimated = given.isnan() & (fov is not None)
-            focal = given.clone()
+            own = torch.full((b,), float("nan"), dtype=torch.float64)
             if fov is not None:
-                focal[estimated] = focal_from_fov(fov.double().cpu(), w)[estimated]
+                own = focal_from_fov(fov.double().cpu(), w)
+            focal = torch.where(estimated, own, given)
             scale = torch.where(focal.isnan(), torch.ones_like(focal), w / focal)
             inverse = inverse * scale.to(inverse.device, torch.float32).view(-1, 1, 1, 1)
             inverse = F.interpolate(inverse, size=(h, w), mode="bilinear", align_corners=False)
             depth = 1.0 / inverse.clamp(*INVERSE_CLAMP)
-        return depth.to(images.device, copy=True), focal, estimated
+        return depth.to(images.device, copy=True), focal, estimated, own
