@@ -33,6 +33,7 @@ from student.card_inputs import (
     source_name,
     teachers_section,
 )
+from student.export_metric import metric_card_section, metric_fields, metric_intro
 from student.families import trained_on
 from student.optim import lr_factor
 from student.rundir import Job, RunDir, checkpoint_name
@@ -59,20 +60,23 @@ def model_card(
     summaries = read_summaries(evals, run.root, step)
     job = _job(run)
     title = f"# {run.root.resolve().name}"
+    metric = metric_fields(run.read_config())
     if job is None:  # a config.yaml that records only the init (made by hand or by a test)
         init = str(run.read_config().get("init", "?"))
         metadata = card_metadata(init, fmt, license_id)
-        sections = [title, _intro(fmt, precision), _bare_training(run, init, step)]
+        sections = [title, _intro(fmt, precision, metric), _bare_training(run, init, step)]
     else:
         (info, problem), inputs = load_info(job.dataset), read_inputs(run)
         metadata = card_metadata(job.init, fmt, license_id)
         sections = [
             title,
-            _intro(fmt, precision),
+            _intro(fmt, precision, metric),
             _training(job, run, step),
             teachers_section(job, info, problem, inputs),
             dataset_section(job, info, problem, inputs),
         ]
+    if metric is not None:
+        sections.insert(2, metric_card_section(metric))
     sections.append(evaluation_section(summaries))
     if job is not None:
         sections.append(_settings(job))
@@ -132,12 +136,17 @@ def _init_license(init: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _intro(fmt: str, precision: str) -> str:
+def _intro(fmt: str, precision: str, metric: dict[str, Any] | None = None) -> str:
+    what = (
+        "It predicts relative disparity (affine-invariant: up to an unknown scale and shift; "
+        "larger is nearer)."
+        if metric is None
+        else metric_intro(metric)
+    )
     text = (
         "A Depth Anything V2 student (DPT head on a DINOv2 encoder) distilled from depth teachers "
         f"with the cross-context distillation of [Distill Any Depth]({PAPER}) by "
-        "`distill-any-depth-pipeline`. It predicts relative disparity (affine-invariant: up "
-        "to an unknown scale and shift; larger is nearer)."
+        f"`distill-any-depth-pipeline`. {what}"
     )
     if fmt == "onnx":
         use = (

@@ -115,3 +115,48 @@ def metres(pred: Any, f_c: float, f_px: float | None, ratio: float) -> Any:
     if f_px is None:
         return pred
     return pred * (f_px * ratio / f_c)
+
+
+def metric_intro(fields: dict[str, Any]) -> str:
+    """The model card's sentence on what a metric student predicts."""
+    top = f"metric depth in metres, in (0, {fields['max_depth']:g})"
+    if "canonical_focal_px" not in fields:
+        return f"It is a metric student: it predicts {top}, blind to the camera."
+    return (
+        f"It is a metric student: it predicts {top} as canonical depth at a focal length of "
+        f"f_c = {fields['canonical_focal_px']:g} px, turned into metres by the image's focal "
+        "length (see Metric depth)."
+    )
+
+
+def metric_card_section(fields: dict[str, Any]) -> str:
+    """The model card's `## Metric depth`: f_c, the formula, and how to pass the camera."""
+    f_c = fields.get("canonical_focal_px")
+    if f_c is None:
+        return (
+            "## Metric depth\n\nThe output is depth in metres as it is (`config.json`: "
+            f"`depth_estimation_type: metric`, `max_depth: {fields['max_depth']:g}`), learnt "
+            "without the camera's focal length (no `canonical_focal_px`): an image taken with "
+            "another lens than the training images' gets a wrongly scaled depth."
+        )
+    return (
+        "## Metric depth\n\n"
+        f"The output (`predicted_depth`) is **canonical depth**: the depth the scene would have "
+        f"if the model's input had a focal length of f_c = {f_c:g} px (`config.json`: "
+        f"`canonical_focal_px: {f_c:g}`, `depth_estimation_type: metric`, `max_depth: "
+        f"{fields['max_depth']:g}`). In metres:\n\n"
+        f"    {FORMULA}\n\n"
+        "where f_px is the image's focal length in pixels, W_image its width and W_model the "
+        "width of the model's input (the image resized by the image processor); fx_m is the "
+        "focal length of the model's input.\n\n"
+        "How to pass the camera:\n\n"
+        "- `student predict MODEL IMAGE... --out DIR --focal-px F` (F in pixels of the input "
+        "image) writes metres;\n"
+        "- without `--focal-px`, the image's EXIF 35 mm-equivalent focal length "
+        "(`FocalLengthIn35mmFilm`, read as 36 mm across the long side) is used;\n"
+        "- else the canonical camera is assumed (fx_m = f_c: the output as it is), and "
+        "`student predict` says so;\n"
+        "- `evaluation run` passes each benchmark image's focal length from its calibration;\n"
+        "- `transformers.pipeline('depth-estimation')` returns the canonical depth: multiply it "
+        "by fx_m / f_c yourself."
+    )

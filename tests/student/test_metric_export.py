@@ -17,6 +17,7 @@ from train_helpers import checkpoint_run, runner
 
 from student.cli import app
 from student.export import input_size
+from student.export_metric import FORMULA
 
 EXIF_IFD, FOCAL_35MM = 0x8769, 0xA405
 
@@ -70,6 +71,22 @@ def test_without_f_c_the_export_has_no_canonical_focal_and_a_relative_run_is_unc
     )
     config = json.loads((tmp_path / "p" / "config.json").read_text())
     assert "canonical_focal_px" not in config and config.get("depth_estimation_type") != "metric"
+
+
+def test_the_model_card_says_the_student_is_metric_with_f_c_the_formula_and_the_camera(
+    exported, inits, tmp_path
+):
+    card = (exported[1] / "README.md").read_text()
+    assert "It is a metric student" in card and "relative disparity" not in card
+    section = card.split("## Metric depth", 1)[1].split("\n## ", 1)[0]
+    assert "f_c = 300 px" in section and FORMULA in section
+    assert "--focal-px F" in section and "EXIF" in section
+    assert "canonical camera is assumed" in section
+    raw = metric_run(tmp_path / "raw", inits[1], f_c=None)
+    assert runner.invoke(app, ["export", str(raw), "--out", str(tmp_path / "r")]).exit_code == 0
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "blind to the camera" in card and "no `canonical_focal_px`" in card
+    assert FORMULA not in card
 
 
 def test_an_onnx_export_of_a_metric_run_is_refused_in_one_line(exported, tmp_path):
