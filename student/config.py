@@ -102,6 +102,16 @@ class LossSettings:
     included)."""
     feat_margin: float = 0.85
     """Tokens whose cosine similarity to the frozen encoder exceeds this contribute nothing."""
+    metric_loss: str = "silog"
+    """A metric student's term on log depth (shared-context views and tiles): silog (scale-
+    invariant log loss, with silog_lambda) or log_l1 (|log p - log t|, fully scale-aware)."""
+    silog_lambda: float = 0.85
+    """λ of silog: 0 learns the scale as strongly as the structure (RMS log error), 1 ignores a
+    global scale (a relative loss)."""
+    lambda_far: float = 0.1
+    """A metric student's weight of the far term (part of L_sc): on pixels whose label is far
+    (sky, +inf, or beyond student.max_depth) the log of the prediction is pulled up to the log
+    of 0.95 · max_depth."""
 
     def resolved(self, n_teachers: int) -> LossSettings:
         """These settings with every `auto` normalization made concrete: hybrid with several
@@ -109,6 +119,50 @@ class LossSettings:
         and its `config.yaml` records the result (so `--resume` reads concrete values)."""
         auto = "hybrid" if n_teachers > 1 else "none"
         return replace(self, **{n: auto for n in NORM_SETTINGS if getattr(self, n) == "auto"})
+
+
+OUTPUTS = ("relative", "metric")
+"""`student.output`: relative (disparity up to scale and shift, the paper's students) or metric
+depth."""
+METRIC_LOSSES = ("silog", "log_l1")
+"""`loss.metric_loss`: the scale-aware term on log depth of a metric student."""
+
+
+@dataclass
+class StudentSettings:
+    """What the student outputs."""
+
+    output: str = "relative"
+    """relative: disparity up to scale and shift (the paper's students); metric: depth in metres.
+    A metric student learns from metric teachers (their labels in metres; a relative teacher
+    feeds only its scale-and-shift invariant terms) and needs a Depth Anything model (its head
+    gets the metric activation, sigmoid × max_depth)."""
+    canonical_focal: float | None = 500.0
+    """A metric student learns canonical depth `d · f_c / fx'`: f_c (this, in pixels of the
+    model's input) over the view's effective focal length fx', so a crop resized to the view size
+    (a longer lens) is not ambiguous. Every image then needs its camera (`pipeline prepare
+    --intrinsics`, EXIF or the world). At prediction `depth = output · fx / f_c` with the image's
+    focal length (`student predict --focal-px`). Unset (null): raw metres, blind to the camera (a
+    control)."""
+    max_depth: int = 80
+    """The largest (canonical) depth a metric student can output, whole metres (the head's
+    max_depth); labels beyond it (and
+    a teacher's sky, +inf) are far: left out of the log terms, the student learns to output its
+    far depth there (`loss.lambda_far`)."""
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"student.output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.canonical_focal is not None and not self.canonical_focal > 0:
+            raise ValueError(
+                f"student.canonical_focal must be > 0 pixels or null, got {self.canonical_focal}"
+            )
+        if not self.max_depth > 0:
+            raise ValueError(f"student.max_depth must be > 0 metres, got {self.max_depth}")
+
+    @property
+    def metric(self) -> bool:
+        return self.output == "metric"
 
 
 @dataclass
@@ -212,6 +266,7 @@ class TrainSettings:
     loss: LossSettings = field(default_factory=LossSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    student: StudentSettings = field(default_factory=StudentSettings)
 
     def validate(self) -> None:
         if self.init_weights not in INIT_WEIGHTS:
@@ -233,6 +288,15 @@ class TrainSettings:
             raise ValueError("optim.accumulate, checkpoint_every and log_every must be ≥ 1")
         if self.data.mode == "baseline" and self.loss.local_global:
             raise ValueError("the baseline has no tiles: set loss.local_global=false with it")
+        if self.loss.metric_loss not in METRIC_LOSSES:
+            raise ValueError(f"loss.metric_loss must be one of {METRIC_LOSSES}")
+        if not 0 <= self.loss.silog_lambda <= 1 or self.loss.lambda_far < 0:
+            raise ValueError("loss.silog_lambda must be in [0, 1] and loss.lambda_far ≥ 0")
+        if self.student.metric and self.data.teacher_mix != "select":
+            raise ValueError(
+                "a metric student learns from one teacher's labels at a time: set "
+                "data.teacher_mix=select (averaging mixes metric and relative labels)"
+            )
         if not (self.loss.shared_context or self.loss.local_global):
             raise ValueError(
                 "no distillation term: set loss.shared_context=true and/or loss.local_global=true "

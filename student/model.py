@@ -22,9 +22,11 @@ from pipeline.model.precision import keep_float32
 from pipeline.model.quiet import quiet_loading
 from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
-from student.config import INIT_WEIGHTS
+from student.config import INIT_WEIGHTS, StudentSettings
 from student.families import Family, family_of
 
+CANONICAL_FOCAL = "canonical_focal_px"
+"""The config field of a metric student trained on canonical depth: f_c in pixels."""
 INIT_HELP = (
     "pass a Hugging Face directory or hub id of a Depth Anything, DPT / MiDaS v3.0 or MiDaS v3.1 "
     "(BEiT, Swin V2) model (e.g. depth-anything/Depth-Anything-V2-Small-hf, "
@@ -33,10 +35,46 @@ INIT_HELP = (
 )
 
 
-def _load_hf(source: str | Path, who: str) -> tuple[nn.Module, Family, Path]:
+def output_config(student: StudentSettings | None) -> dict[str, Any]:
+    """The model config fields a student's output sets: none for a relative student; for a
+    metric one the Depth Anything metric head (sigmoid × max_depth) and, when it learns
+    canonical depth, `canonical_focal_px` (f_c, pixels of the model's input: depth in metres
+    is the output × the input's focal length / f_c); None there removes a field an init
+    checkpoint had."""
+    if student is None or not student.metric:
+        return {}
+    return {
+        "depth_estimation_type": "metric",
+        "max_depth": int(student.max_depth),
+        CANONICAL_FOCAL: student.canonical_focal,
+    }
+
+
+def apply_output_config(config: Any, fields: dict[str, Any], source: Any) -> None:
+    """Set `fields` (`output_config`) on a model config; a metric output on a family without a
+    metric head is refused."""
+    if not fields:
+        return
+    if family_of(config).name != "depth-anything":
+        raise ValueError(
+            f"{source}: student.output=metric needs a Depth Anything student (its head has a "
+            f"metric form, sigmoid × max_depth); this is a {family_of(config).title} model"
+        )
+    for key, value in fields.items():
+        if value is None:
+            if hasattr(config, key):
+                delattr(config, key)
+        else:
+            setattr(config, key, value)
+
+
+def _load_hf(
+    source: str | Path, who: str, output: dict[str, Any] | None = None
+) -> tuple[nn.Module, Family, Path]:
     """The model of `source` (a directory, or a hub id downloaded first when it is not cached:
     `pipeline.model.source`), its family and its directory; a missing or unreachable source, or
-    an architecture of no family, is a user error that says what to pass instead."""
+    an architecture of no family, is a user error that says what to pass instead. `output`:
+    config fields of the student's output (`output_config`)."""
     from transformers import AutoConfig
 
     try:
@@ -55,9 +93,10 @@ def _load_hf(source: str | Path, who: str) -> tuple[nn.Module, Family, Path]:
         family = family_of(config)
     except ValueError as e:
         raise ValueError(f"{source}: {e}; {INIT_HELP}") from None
+    apply_output_config(config, output or {}, source)
     try:
         with quiet_loading():
-            model = family.model_class().from_pretrained(str(directory))
+            model = family.model_class().from_pretrained(str(directory), config=config)
         return model, family, Path(directory)
     except OSError as e:
         raise FileNotFoundError(
@@ -197,28 +236,34 @@ def load_student(
     who: str = "--init",
     weights: str = "full",
     side: int | None = None,
+    output: StudentSettings | None = None,
 ) -> Student:
     """A `Student` around the model of `source` (any family of `student.families`), or only its
     encoder (`weights="encoder"`, see `INIT_WEIGHTS`); the frozen feature-alignment copy is the
-    loaded encoder either way. `side`: see `Student`. `who` starts the message of an error (the
-    flag or argument that named `source`)."""
+    loaded encoder either way. `side`: see `Student`. `output`: what it outputs
+    (`output_config`; None: as the checkpoint). `who` starts the message of an error (the flag
+    or argument that named `source`)."""
     if weights not in INIT_WEIGHTS:
         raise ValueError(f"init_weights must be one of {', '.join(INIT_WEIGHTS)}, got {weights!r}")
-    model, family, directory = _load_hf(source, who)
+    model, family, directory = _load_hf(source, who, output_config(output))
     if weights == "encoder":
         model = encoder_only(model, family)
     return Student(model, family, processor_mean_std(directory), frozen_encoder, side)
 
 
-def save_architecture(source: str | Path, out_dir: Path) -> Path:
-    """Write the model config and image processor of `source` (no weights) to `out_dir`, so that
-    a run's checkpoints can be exported without the init checkpoint (`student_from_architecture`).
+def save_architecture(
+    source: str | Path, out_dir: Path, output: StudentSettings | None = None
+) -> Path:
+    """Write the model config (with the fields of the student's `output`, `output_config`) and
+    image processor of `source` (no weights) to `out_dir`, so that a run's checkpoints can be
+    exported without the init checkpoint (`student_from_architecture`).
     """
     from transformers import AutoConfig
 
     out_dir = Path(out_dir)
     directory = resolve_checkpoint(source, "--init")
     config = AutoConfig.from_pretrained(str(directory))
+    apply_output_config(config, output_config(output), source)
     config.save_pretrained(out_dir)
     image_processor(directory, config).save_pretrained(out_dir)
     return out_dir

@@ -20,7 +20,9 @@ from student.losses import (
     local_global_loss,
     normalized_l1,
     total_loss,
+    whole_regions,
 )
+from student.metric_terms import MetricLabels
 
 
 class Objective:
@@ -29,11 +31,23 @@ class Objective:
     `feature_width`: the student's token width, for the feature-alignment term (None: no such
     term, e.g. a caller without tokens). Student and frozen encoder share that width, so the
     alignment has no projection: it holds no parameter to train or to place on a device.
+
+    `metric`: a metric student's labels (`MetricLabels`; None: a relative student). Its samples
+    from a metric teacher feed the log terms (`student.losses.metric`) on canonical depth; those
+    from a relative teacher feed the scale-and-shift invariant terms, on the disparity `1 / p`
+    of its prediction (`terms_fed` says which).
     """
 
     def __init__(
-        self, loss: LossSettings, n_teachers: int, feature_width: int | None = None
+        self,
+        loss: LossSettings,
+        n_teachers: int,
+        feature_width: int | None = None,
+        metric: MetricLabels | None = None,
     ) -> None:
+        self.metric = metric
+        if metric is not None:
+            metric.check(loss.resolved(n_teachers))
         self.loss = loss.resolved(n_teachers)
         self.weights = {"lg": loss.lambda_lg, "feat": loss.lambda_feat, "grad": loss.lambda_grad}
         self.align = (
@@ -44,8 +58,18 @@ class Objective:
 
     def __call__(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, Any]:
         """The named loss terms of one batch and their weighted total `loss`."""
-        s = self.loss
         pred = out["pred"].float()
+        if self.metric is None:
+            terms = self.relative_terms(pred, batch)
+        else:
+            terms = self.metric.terms(self.loss, self.relative_terms, pred, batch)
+        if self.align is not None:
+            terms["feat"] = self.align(out["tokens"].float(), out["frozen_tokens"].float())
+        return total_loss(terms, self.weights)
+
+    def relative_terms(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The distillation terms (all but `feat`) on disparity labels."""
+        s = self.loss
         target, valid = batch["sc"], batch["valid"]
         terms: dict[str, torch.Tensor] = {}
         if s.shared_context:
@@ -53,18 +77,23 @@ class Objective:
         # Computed even for a batch without tiles (then 0, with a zero gradient): under DDP every
         # rank must give every parameter a gradient, whatever its batch holds.
         if s.local_global:
-            tile_args = _tile_args(pred, batch)
-            terms["lg"] = local_global_loss(pred, *tile_args, norm=s.norm_lg)
-        if self.align is not None:
-            terms["feat"] = self.align(out["tokens"].float(), out["frozen_tokens"].float())
+            tiles = tile_args(pred, batch)
+            terms["lg"] = local_global_loss(pred, *tiles, norm=s.norm_lg)
         if s.lambda_grad > 0:  # on the labels the distillation terms use
             if s.shared_context:
                 terms["grad"] = gradient_matching(pred, target, valid, norm=s.norm_grad)
             elif s.local_global:
-                terms["grad"] = local_global_gradient(pred, *tile_args, norm=s.norm_grad)
-        return total_loss(terms, self.weights)
+                terms["grad"] = local_global_gradient(pred, *tiles, norm=s.norm_grad)
+        return terms
 
     def label_pixels(self, batch: dict[str, Any]) -> torch.Tensor:
+        """How many valid label pixels the distillation terms read in `batch` (`count_pixels`;
+        a metric student's after canonicalisation: a view of unknown focal length has none)."""
+        if self.metric is not None:
+            batch = self.metric.canonical(batch)
+        return self.count_pixels(batch)
+
+    def count_pixels(self, batch: dict[str, Any]) -> torch.Tensor:
         """How many valid (finite, unmasked) label pixels the distillation terms read in `batch`:
         the shared-context labels and/or the real (not padding) tiles. 0 means the batch teaches
         nothing (its loss is 0 with no gradient): the trainer skips such a step as a bad one."""
@@ -79,12 +108,10 @@ class Objective:
         return count
 
 
-def _tile_args(pred: torch.Tensor, batch: dict[str, Any]) -> tuple[Any, ...]:
+def tile_args(pred: torch.Tensor, batch: dict[str, Any]) -> tuple[Any, ...]:
     """What the local-global terms take besides the prediction: the batch's tiles, their boxes,
     the region (the whole S×S prediction) and the tile counts."""
-    size = float(pred.shape[-1])
-    region = torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
-    return batch["tiles"], batch["tile_boxes"], region, batch["tile_count"]
+    return batch["tiles"], batch["tile_boxes"], whole_regions(pred), batch["tile_count"]
 
 
 def collapse_warning(loss: LossSettings, invariances: dict[str, str]) -> str | None:

@@ -226,7 +226,7 @@ def _start_run(run: RunDir, job: Job, world: int) -> None:
         run.root.mkdir(parents=True, exist_ok=True)
         write_inputs(run, run_inputs(job.dataset, job.teachers))
         run.write_job(job)
-        save_architecture(job.init, run.architecture)
+        save_architecture(job.init, run.architecture, job.settings.student)
     if world > 1:
         dist.barrier()
 

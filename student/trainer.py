@@ -31,6 +31,7 @@ from student.data.loader import make_loader
 from student.data.stream import DistillStream
 from student.diagnostics import SCALE_FIELDS, ScaleWatch, prediction_scale
 from student.ema import WeightAverage
+from student.metric_terms import MetricLabels, check_cameras
 from student.metrics import MetricsLog, step_record
 from student.model import Student, load_student
 from student.objective import Objective, collapse_warning
@@ -73,7 +74,9 @@ def prepared_student(job: Job, device: torch.device) -> Student:
     """The run's student on `device`: its init loaded (all weights or the encoder), computing at
     its family's side for the run's views (`input_side`), unused parameters frozen for DDP."""
     s = job.settings
-    student = load_student(job.init, frozen_encoder=s.loss.lambda_feat > 0, weights=s.init_weights)
+    student = load_student(
+        job.init, frozen_encoder=s.loss.lambda_feat > 0, weights=s.init_weights, output=s.student
+    )
     family = student.family
     if family.fp16_unstable and s.precision == "fp16" and device.type == "cuda":
         raise ValueError(f"a {family.title} student overflows in fp16: set precision=bf16")
@@ -93,7 +96,6 @@ class Trainer:
         self.progress = progress and rank == 0  # the bar (or lines) with the running loss
         torch.manual_seed(s.seed)  # identical model init on every rank
         self.student: Student = prepared_student(job, device)
-        self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size)
         fp16 = device.type == "cuda" and s.precision == "fp16"
         self.optimization = Optimization.for_student(
             self.student, s.optim, job.schedule_steps, fp16, job.continued
@@ -117,6 +119,10 @@ class Trainer:
             rank=rank,
             world=world,
             accumulate=s.optim.accumulate,
+            metric=s.student.metric,
+        )
+        self.objective = Objective(
+            s.loss, len(job.teachers), self.student.hidden_size, self.metric_labels()
         )
         self.loader = make_loader(self.stream, workers=s.data.workers)
         collapse = collapse_warning(s.loss, self.stream.invariances)
@@ -127,6 +133,22 @@ class Trainer:
         self.metrics: MetricsLog | None = None  # rank 0 during `fit`
         self.watch = ScaleWatch()  # of the steps rank 0 records, from this session's first
         self.running = RunningTerms(s.log_every)  # what the progress shows
+
+    def metric_labels(self) -> MetricLabels | None:
+        """A metric student's labels (`student.metric_terms`), checked, and said in the log;
+        None for a relative student."""
+        s = self.s
+        if not s.student.metric:
+            return None
+        metric = [self.stream.invariances[t] == "metric" for t in self.job.teachers]
+        scale = (self.student.side or s.data.size) / s.data.size
+        labels = MetricLabels(s.student, metric, scale)
+        labels.check(s.loss.resolved(len(metric)))
+        if s.student.canonical_focal is not None and any(metric):
+            check_cameras(self.stream.info)
+        if self.rank == 0:
+            log.info("%s", labels.terms_fed(self.job.teachers, s.loss.resolved(len(metric))))
+        return labels
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

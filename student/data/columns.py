@@ -23,6 +23,8 @@ a label is read (depth ≤ 0 or NaN becomes NaN, i.e. invalid; +inf becomes 0): 
 has no unknown shift, so its inverse is a disparity map up to scale, which every normalization
 except `none` removes. Affine-invariant depth `a·d + b` has an unknown shift `b`, and
 `1 / (a·d + b)` is not an affine function of disparity, so such teachers are refused for now.
+A metric student (`student.output=metric`) reads metric columns in metres instead (`depth`: +inf
+kept far as `FAR_DEPTH`), and disparity columns as disparity.
 """
 
 from __future__ import annotations
@@ -50,10 +52,15 @@ from pipeline.labels.quality import DEFAULT_MAX_UNUSABLE
 
 IDENTITY = "identity"
 INVERSE = "inverse"
+DEPTH = "depth"
+FAR_DEPTH = 1e6
+"""Metres a metric label's +inf (sky, nothing hit) is read as: far beyond any student's range."""
 
 
-def label_conversion(manifest: ColumnManifest) -> str:
-    """How a column's stored values become disparity: `identity` or `inverse` (1 / depth).
+def label_conversion(manifest: ColumnManifest, metric: bool = False) -> str:
+    """How a column's stored values become the labels the student reads: `identity`, `inverse`
+    (1 / depth: disparity), or for a metric student (`metric`) a metric column's `depth` (metres
+    kept, +inf kept far as `FAR_DEPTH`).
 
     Raises `ValueError` for affine-invariant depth (see the module docstring).
     """
@@ -61,7 +68,7 @@ def label_conversion(manifest: ColumnManifest) -> str:
     if kind == "disparity":
         return IDENTITY
     if kind == "metric_depth" or invariance == "metric":
-        return INVERSE
+        return DEPTH if metric else INVERSE
     raise ValueError(
         f"label column {manifest.column!r} holds affine-invariant depth (output_kind 'depth', "
         "invariance 'affine'); the student losses work in disparity space and 1/(a·d + b) is not "
@@ -71,11 +78,15 @@ def label_conversion(manifest: ColumnManifest) -> str:
 
 
 def to_disparity(values: np.ndarray, conversion: str) -> np.ndarray:
-    """Stored label values → disparity, float32; non-finite results (and depth ≤ 0) → NaN."""
+    """Stored label values → disparity (or metres with `depth`), float32; non-finite results
+    (and depth ≤ 0) → NaN; with `depth`, +inf (the sky) → `FAR_DEPTH`, finite, so a resize
+    keeps it far."""
     out = np.asarray(values, dtype=np.float32)
     if conversion == INVERSE:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.where(out > 0, 1.0 / out, np.nan).astype(np.float32)
+    elif conversion == DEPTH:
+        out = np.where(out > 0, np.minimum(out, FAR_DEPTH), np.nan).astype(np.float32)
     elif conversion != IDENTITY:
         raise ValueError(f"unknown label conversion {conversion!r}")
     if not np.isfinite(out).all():

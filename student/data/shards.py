@@ -40,7 +40,8 @@ class ColumnSpec:
     column: LabelColumn
     """The teacher's label column (its manifest already read): where shard i is."""
     conversion: str
-    """'identity' (disparity) or 'inverse' (metric depth → 1/d), see `columns.py`."""
+    """'identity' (disparity), 'inverse' (metric depth → 1/d) or 'depth' (metres, for a metric
+    student), see `columns.py`."""
 
     @property
     def name(self) -> str:

@@ -118,7 +118,8 @@ class DistillStream(IterableDataset):
     sample (None: all; an unbiased estimate of the local-global term that bounds label decoding
     and batch memory on large images). `reduced_decode`: let JPEG decoding shrink an image by
     2/4/8 when the crop is shrunk at least that much anyway (`shards.decode_reduced`; False:
-    always decode at full size, as `decode_rgb`).
+    always decode at full size, as `decode_rgb`). `metric`: a metric student's stream (metric
+    columns read in metres, `columns.label_conversion`).
 
     Use with `student.data.loader.make_loader` (a DataLoader with `batch_size=None`). Call
     `set_epoch(e)` before each epoch (persistent workers would not see it).
@@ -138,11 +139,12 @@ class DistillStream(IterableDataset):
         epoch: int = 0,
         max_tiles: int | None = None,
         reduced_decode: bool = True,
+        metric: bool = False,
     ) -> None:
         super().__init__()
         data = data if data is not None else DataSettings()
         _check_args(batch_size, seed, epoch, max_tiles)
-        self.max_tiles, self.reduced_decode = max_tiles, reduced_decode
+        self.max_tiles, self.reduced_decode, self.metric = max_tiles, reduced_decode, metric
         self.info = as_dataset(dataset_dir)
         self.teachers = list(teachers)
         manifests = check_columns(self.info, self.teachers, data.max_unusable)
@@ -170,7 +172,9 @@ class DistillStream(IterableDataset):
         self.stats: Counter[str] = Counter()
 
     def _spec(self, name: str, manifest: ColumnManifest) -> ColumnSpec:
-        return ColumnSpec(LabelColumn(self.info, name, manifest), label_conversion(manifest))
+        return ColumnSpec(
+            LabelColumn(self.info, name, manifest), label_conversion(manifest, self.metric)
+        )
 
     # -- epochs and resume ---------------------------------------------------------------------
     def __len__(self) -> int:

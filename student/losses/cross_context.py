@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ._common import EPS, as_bhw, compute_dtype
 from .gradient import gradient_matching
+from .metric import log_loss_per_image
 from .normalize import normalized_l1, normalized_l1_per_image
 
 TERMS = ("sc", "lg", "feat", "grad")
@@ -80,6 +81,13 @@ def _real_tiles(
             raise ValueError(f"tile_count[{b}] = {c} is not in [0, {most}]")
     keep = torch.arange(most, device=tiles.device)[None] < count[:, None]
     return tiles[keep], boxes[keep], keep.nonzero()[:, 0]
+
+
+def whole_regions(pred: Tensor) -> Tensor:
+    """Region boxes `[B, 4]` covering the whole `[..., S, S]` prediction of each sample: the
+    region boxes of training, where tile boxes are in the S×S frame of the prediction."""
+    size = float(pred.shape[-1])
+    return torch.tensor([[0.0, 0.0, size, size]]).expand(pred.shape[0], 4)
 
 
 def crop_sizes(tile_boxes: Tensor, region_boxes: Tensor, pred_hw: tuple[int, int]) -> Tensor:
@@ -222,6 +230,28 @@ def local_global_loss(
         return pred.sum() * 0
     crops, target, inside, sample = views
     per_tile, has = normalized_l1_per_image(crops, target, inside, norm, eps)
+    return _per_sample_mean(per_tile, has, sample, pred.shape[0])
+
+
+def local_global_log_loss(
+    pred_region: Tensor,
+    tiles: Tensor,
+    tile_boxes: BoxLike,
+    region_box: BoxLike,
+    tile_count: Tensor | Sequence[int],
+    kind: str = "silog",
+    lam: float = 0.85,
+) -> Tensor:
+    """`L_lg` of a metric student: each tile's label (depth, not normalized: its scale is the
+    lesson) against the crop of the student's region prediction under it, with the log loss
+    `kind` (`metric.log_loss_per_image`); tiles mapped as in `local_global_loss`, non-finite
+    label pixels ignored. Arguments as `local_global_loss`."""
+    pred, views = _tile_views(pred_region, tiles, tile_boxes, region_box, tile_count)
+    if views is None:
+        return pred.sum() * 0
+    crops, target, inside, sample = views
+    valid = inside & torch.isfinite(target)
+    per_tile, has = log_loss_per_image(crops, torch.nan_to_num(target, nan=1.0), valid, kind, lam)
     return _per_sample_mean(per_tile, has, sample, pred.shape[0])
 
 

@@ -14,16 +14,21 @@ Losses on log depth, per image over its valid pixels, then averaged over the bat
   (fully scale-aware), λ = 1 ignores a global scale (a relative loss); in between (0.85 is
   common) the scale is learnt with a smaller weight than the structure.
 - `log_l1_loss`: `mean(|log p - log t|)`, fully scale-aware and robust to outliers.
+- `far_loss`: where the label is far (sky, +inf, or beyond what the student outputs), the log
+  prediction is pulled up to a far depth (a hinge: free beyond it).
 Depths are clamped below at `MIN_DEPTH` before the logarithm.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 MIN_DEPTH = 1e-3
 """Metres (or canonical units): the floor before a logarithm."""
+LOG_LOSSES = ("silog", "log_l1")
 
 
 def canonical_depth(depth: Tensor, fx: Tensor | float, f_c: float) -> Tensor:
@@ -53,23 +58,47 @@ def _log_error(pred: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Ten
     return torch.where(valid, g, 0.0), valid.sum(1)
 
 
-def silog_loss(pred: Tensor, target: Tensor, valid: Tensor, lam: float = 0.85) -> Tensor:
-    """The scale-invariant log loss (module docstring), the mean over images with a valid
-    pixel; 0 when none has one."""
+def log_loss_per_image(
+    pred: Tensor, target: Tensor, valid: Tensor, kind: str = "silog", lam: float = 0.85
+) -> tuple[Tensor, Tensor]:
+    """Per image `[B]`: the `silog` (with λ = `lam`) or `log_l1` loss over its valid pixels, and
+    whether it has one (`[B]` bool; the loss is 0 where it has none)."""
+    if kind not in LOG_LOSSES:
+        raise ValueError(f"log loss must be one of {LOG_LOSSES}, got {kind!r}")
     if not 0 <= lam <= 1:
         raise ValueError(f"silog λ must be in [0, 1], got {lam}")
     g, n = _log_error(pred, target, valid)
     has = n > 0
     n = n.clamp(min=1)
+    if kind == "log_l1":
+        return g.abs().sum(1) / n * has, has
     mean, mean_sq = g.sum(1) / n, (g * g).sum(1) / n
     per_image = (mean_sq - lam * mean * mean).clamp(min=0)
-    per_image = torch.sqrt(per_image + 1e-12) * has
+    return torch.sqrt(per_image + 1e-12) * has, has
+
+
+def _mean_over(per_image: Tensor, has: Tensor) -> Tensor:
     return per_image.sum() / has.sum().clamp(min=1)
+
+
+def silog_loss(pred: Tensor, target: Tensor, valid: Tensor, lam: float = 0.85) -> Tensor:
+    """The scale-invariant log loss (module docstring), the mean over images with a valid
+    pixel; 0 when none has one."""
+    return _mean_over(*log_loss_per_image(pred, target, valid, "silog", lam))
 
 
 def log_l1_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     """`mean(|log p - log t|)` per image over its valid pixels, the mean over images with one."""
-    g, n = _log_error(pred, target, valid)
-    has = n > 0
-    per_image = g.abs().sum(1) / n.clamp(min=1)
-    return (per_image * has).sum() / has.sum().clamp(min=1)
+    return _mean_over(*log_loss_per_image(pred, target, valid, "log_l1"))
+
+
+def far_loss(pred: Tensor, far: Tensor, far_depth: float) -> Tensor:
+    """`mean(relu(log far_depth - log p))` over each image's `far` pixels (sky, or labels beyond
+    what the student can output), the mean over images with one: pulls the prediction up to at
+    least `far_depth` there and leaves it free beyond."""
+    b = pred.shape[0]
+    pred, far = pred.reshape(b, -1), far.reshape(b, -1)
+    short = torch.relu(math.log(far_depth) - torch.log(pred.clamp(min=MIN_DEPTH)))
+    n = far.sum(1)
+    per_image = torch.where(far, short, 0.0).sum(1) / n.clamp(min=1)
+    return _mean_over(per_image, n > 0)
