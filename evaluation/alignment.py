@@ -7,6 +7,11 @@
 - `none`: no fit, the prediction is taken as metric depth as it is (a metric model). Refused for
   a model whose output is relative (disparity, or affine-invariant depth).
 
+Several may be given at once (`none,scale-shift`): the same predictions are scored with each, the
+first being the directory's main result (`summary.json` `datasets`, `per_sample.csv`) and each
+one recorded under `by_alignment` (and `per_sample.<alignment>.csv` for the others). Unset, a
+metric model (output kind `metric_depth`) is scored `none,scale-shift`, any other `scale-shift`.
+
 `solve` turns the sums of the fit's pixels into `(scale, shift, degenerate)` for each, so the
 numpy protocol (`evaluation.protocol`) and the torch one (`evaluation.device_score`) share it.
 """
@@ -22,6 +27,25 @@ RELATIVE_KINDS = {
     "depth": "affine-invariant (relative) depth",
 }
 """Output kinds (`pipeline.labels.manifest.OUTPUT_KINDS`) that `none` cannot score."""
+
+
+METRIC_DEFAULT = ("none", "scale-shift")
+"""A metric model's alignments when `--alignment` is unset: as metres, then as the protocol."""
+
+
+def alignments_for(given: str | None, output_kind: str | None) -> list[str]:
+    """The alignments `--alignment` names (comma-separated, in order, each once), or its default
+    for a model of `output_kind` (`METRIC_DEFAULT` for `metric_depth`, else the protocol's)."""
+    if given is None or not given.strip():
+        return list(METRIC_DEFAULT) if output_kind == "metric_depth" else [DEFAULT_ALIGNMENT]
+    names = list(dict.fromkeys(part.strip() for part in given.split(",") if part.strip()))
+    for name in names:
+        if name not in ALIGNMENTS:
+            raise ValueError(
+                f"--alignment {name!r} is not one of {', '.join(ALIGNMENTS)} (several: "
+                "comma-separated, e.g. none,scale-shift)"
+            )
+    return names
 
 
 def solve_scale_shift(

@@ -76,10 +76,11 @@ def _predict(
     launch: Launch,
     name: str | None,
     alignment: str | None = None,
+    scored: bool = False,
 ):
-    """Predict; with `alignment` (`evaluation run`) refuse one the model cannot be scored with
-    before predicting anything."""
-    from evaluation.alignment import check_alignment
+    """Predict; `scored` (`evaluation run`): refuse an `alignment` the model cannot be scored
+    with before predicting anything."""
+    from evaluation.alignment import alignments_for, check_alignment
     from evaluation.models import load_predictor
     from evaluation.predict import predict
     from pipeline.toolkit.devices import resolve_device
@@ -87,13 +88,21 @@ def _predict(
     datasets = _datasets(dataset)
     device = str(resolve_device(launch.device))
     predictor = load_predictor(model, device, launch.precision, name)
-    if alignment is not None:
+    if scored:
         kind = predictor.teacher.output_kind
-        check_alignment(alignment, predictor.pred_space, kind, predictor.name)
+        for each in alignments_for(alignment, kind):
+            check_alignment(each, predictor.pred_space, kind, predictor.name)
     record = predict(predictor, datasets, out, settings, launch)
     for ds_name, entry in record["datasets"].items():
         for bad in entry.get("unreadable", ()):
             typer.echo(f"{ds_name}: skipped unreadable sample {bad['key']}: {bad['error']}")
+        focal = entry.get("focal")
+        if focal:
+            typer.echo(
+                f"{ds_name}: focal length known for {focal['known']} of "
+                f"{focal['known'] + focal['unknown']} images (the others: the model's own "
+                "assumption or estimate)"
+            )
     return datasets
 
 
@@ -101,17 +110,26 @@ def _score(out, datasets, settings: ScoreSettings, launch: Launch) -> None:
     from evaluation.score import score_all
 
     summary = score_all(out, datasets, settings, launch)
-    typer.echo(f"{'dataset':<11} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
-    for ds_name, entry in summary["datasets"].items():
-        abs_rel, delta1 = entry["abs_rel"], entry["delta1"]
-        typer.echo(
-            f"{ds_name:<11} {entry['samples']:>7} {entry['scored']:>6} "
-            f"{'-' if abs_rel is None else f'{abs_rel:.4f}':>7} "
-            f"{'-' if delta1 is None else f'{delta1:.4f}':>6}"
-            + (f"  ({entry['unreadable']} unreadable, skipped)" if entry.get("unreadable") else "")
-        )
-    alignment = summary["settings"]["alignment"]
-    typer.echo(f"wrote {Path(out) / 'summary.json'} and per_sample.csv (alignment {alignment})")
+    alignments = summary["settings"]["alignments"]
+    by_alignment = summary.get("by_alignment") or {alignments[0]: summary["datasets"]}
+    several = len(alignments) > 1
+    column = f" {'alignment':<11}" if several else ""
+    typer.echo(f"{'dataset':<11}{column} {'samples':>7} {'scored':>6} {'AbsRel':>7} {'δ1':>6}")
+    for ds_name in summary["datasets"]:
+        for alignment in alignments:
+            entry = by_alignment[alignment][ds_name]
+            abs_rel, delta1 = entry["abs_rel"], entry["delta1"]
+            shown = f" {alignment:<11}" if several else ""
+            skipped = entry.get("unreadable")
+            typer.echo(
+                f"{ds_name:<11}{shown} {entry['samples']:>7} {entry['scored']:>6} "
+                f"{'-' if abs_rel is None else f'{abs_rel:.4f}':>7} "
+                f"{'-' if delta1 is None else f'{delta1:.4f}':>6}"
+                + (f"  ({skipped} unreadable, skipped)" if skipped else "")
+            )
+    typer.echo(
+        f"wrote {Path(out) / 'summary.json'} and per_sample.csv (alignment {', '.join(alignments)})"
+    )
 
 
 OUT_OPT = typer.Option(..., "--out", help="Evaluation directory (predictions, scores).")
@@ -188,7 +206,7 @@ def run(
 
     --workers, --device and --skip-bad-samples serve both steps."""
     name, alignment = score_settings.name, score_settings.alignment
-    datasets = _predict(model, dataset, out, predict_settings, launch, name, alignment)
+    datasets = _predict(model, dataset, out, predict_settings, launch, name, alignment, True)
     skip = predict_settings.skip_bad_samples
     _score(out, datasets, dataclasses.replace(score_settings, skip_bad_samples=skip), launch)
 

@@ -61,6 +61,18 @@ class Predictor:
         adapter picks its own no-grad mode)."""
         return self.teacher.predict(images)
 
+    @property
+    def takes_focal(self) -> bool:
+        """Whether the model's output depends on the image's focal length (Depth Pro, a metric
+        student trained on canonical depth): `evaluation predict` then passes each benchmark
+        image's."""
+        return bool(getattr(self.teacher, "takes_focal", False))
+
+    def predict_with_focal(self, images: torch.Tensor, f_px: list[float | None]) -> torch.Tensor:
+        """`predict`, given each image's focal length in pixels of the image as passed (None
+        where unknown: the model assumes or estimates one)."""
+        return self.teacher.predict_with_focal(images, f_px)[0]
+
 
 def display_name(text: str) -> str:
     """A label-column-style name from a path or hub id: `runs/dad-small/` -> `dad-small`."""

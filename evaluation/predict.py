@@ -12,6 +12,12 @@ ScanNet; 756 for ETH3D; 640 for DIODE; `--processing-res` overrides) and passed 
 bilinearly to the ground truth's size, so an ETH3D prediction is 1.5 MB, not 97 MB. Files are
 published atomically; a re-run predicts only what is missing.
 
+A model whose output depends on the focal length (`Predictor.takes_focal`: Depth Pro, a metric
+student) is given each image's fx from the benchmark's intrinsics (`BenchmarkSample.intrinsics`),
+scaled to the pixels of the image as passed (after the resize to the inference size); an image
+without intrinsics gets None (the model's own assumption or estimate). predictions.json counts
+per dataset how many images had a known focal length (`focal`: known, unknown).
+
 A benchmark file that cannot be decoded stops the run with one line naming it; with
 `--skip-bad-samples` the sample is skipped instead, listed under the dataset's `unreadable` in
 predictions.json (and counted by `score`), never silently.
@@ -74,15 +80,24 @@ def resized_shape(h: int, w: int, long_side: int | None) -> tuple[int, int]:
 
 
 def predict_images(
-    predictor: Predictor, rgbs: list[np.ndarray], long_side: int | None, device: str
+    predictor: Predictor,
+    rgbs: list[np.ndarray],
+    long_side: int | None,
+    device: str,
+    focals: list[float | None] | None = None,
 ) -> list[np.ndarray]:
     """Raw predictions `[h, w]` float32 at the inference size for equally sized uint8 RGB images
-    `[H, W, 3]` (`(h, w)` = `resized_shape(H, W, long_side)`)."""
+    `[H, W, 3]` (`(h, w)` = `resized_shape(H, W, long_side)`); `focals`: each image's fx in its
+    own pixels (None: unknown), given to a model that takes the focal length in the pixels of
+    the resized image."""
     h, w = rgbs[0].shape[:2]
     x = torch.from_numpy(np.stack(rgbs)).to(device).permute(0, 3, 1, 2).float().div_(255)
     size = resized_shape(h, w, long_side)
     if size != (h, w):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    if predictor.takes_focal:
+        given = [None if f is None else f * size[1] / w for f in focals or [None] * len(rgbs)]
+        return list(predictor.predict_with_focal(x, given)[:, 0].float().cpu().numpy())
     return list(predictor.predict(x)[:, 0].float().cpu().numpy())
 
 
@@ -124,17 +139,23 @@ def check_item(item: Any, skip_bad: bool, unreadable: list[dict[str, str]]) -> b
 
 
 class _Images(torch.utils.data.Dataset):
-    """(key, rgb) of the samples still to predict, read in DataLoader workers (`Failed` for
-    a sample that cannot be read)."""
+    """(key, rgb, fx) of the samples still to predict, read in DataLoader workers (`Failed` for
+    a sample that cannot be read); fx (pixels of rgb, None where unknown) only with `focal`."""
 
-    def __init__(self, ds: BenchmarkDataset, keys: list[str]) -> None:
-        self.ds, self.keys = ds, keys
+    def __init__(self, ds: BenchmarkDataset, keys: list[str], focal: bool = False) -> None:
+        self.ds, self.keys, self.focal = ds, keys, focal
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray] | Failed:
-        return catching(lambda key: (key, self.ds.load_rgb(key)), self.keys[i])
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray, float | None] | Failed:
+        return catching(self._read, self.keys[i])
+
+    def _read(self, key: str) -> tuple[str, np.ndarray, float | None]:
+        if not self.focal:
+            return key, self.ds.load_rgb(key), None
+        sample = self.ds.load(key)  # the intrinsics come with the ground truth's record
+        return key, sample.rgb, None if sample.intrinsics is None else sample.intrinsics.fx
 
 
 def no_collate(x: Any) -> Any:
@@ -143,13 +164,13 @@ def no_collate(x: Any) -> Any:
 
 
 def _batches(items, batch_size: int):
-    """Consecutive (key, rgb) of equal image size, at most `batch_size` at a time."""
-    batch: list[tuple[str, np.ndarray]] = []
-    for key, rgb in items:
-        if batch and (len(batch) == batch_size or batch[0][1].shape != rgb.shape):
+    """Consecutive (key, rgb, fx) of equal image size, at most `batch_size` at a time."""
+    batch: list[tuple[str, np.ndarray, float | None]] = []
+    for item in items:
+        if batch and (len(batch) == batch_size or batch[0][1].shape != item[1].shape):
             yield batch
             batch = []
-        batch.append((key, rgb))
+        batch.append(item)
     if batch:
         yield batch
 
@@ -169,7 +190,7 @@ def predict_dataset(
     todo = [k for k in keys if not prediction_path(out, ds.name, k).exists()]
     long_side = long_side_for(ds, settings)
     loader = torch.utils.data.DataLoader(
-        _Images(ds, todo),
+        _Images(ds, todo, predictor.takes_focal),
         batch_size=None,
         num_workers=auto_workers(launch.workers) if len(todo) > 1 else 0,
         collate_fn=no_collate,
@@ -180,14 +201,18 @@ def predict_dataset(
     bar = progress_bar(len(todo), f"predict {ds.name}", "img", enabled=shown)
     unreadable: list[dict[str, str]] = []
     items = (item for item in loader if check_item(item, settings.skip_bad_samples, unreadable))
+    known = 0
     for batch in _batches(items, settings.batch_size):
-        preds = predict_images(predictor, [rgb for _, rgb in batch], long_side, device)
-        for (key, _), pred in zip(batch, preds, strict=True):
+        focals = [fx for _, _, fx in batch]
+        preds = predict_images(predictor, [rgb for _, rgb, _ in batch], long_side, device, focals)
+        for (key, _, _), pred in zip(batch, preds, strict=True):
             save_prediction(prediction_path(out, ds.name, key), pred)
+        known += sum(fx is not None for fx in focals)
         bar.update(len(batch))
     bar.close()
     seconds = time.perf_counter() - start
     done = len(todo) - len(unreadable)
+    focal = {"focal": {"known": known, "unknown": done - known}} if predictor.takes_focal else {}
     return {
         "dataset": ds.describe(),
         "samples": len(keys),
@@ -196,6 +221,7 @@ def predict_dataset(
         "processing_res": long_side or "native",
         "seconds": round(seconds, 3),
         "seconds_per_sample": round(seconds / done, 4) if done else None,
+        **focal,
     }
 
 
@@ -245,6 +271,10 @@ def predict(
     )
     write_json(out / PREDICTIONS_JSON, record)  # first: a killed run still names its model
     for ds in datasets:
-        record["datasets"][ds.name] = predict_dataset(predictor, ds, out, settings, launch)
+        entry = predict_dataset(predictor, ds, out, settings, launch)
+        before = (record["datasets"].get(ds.name) or {}).get("focal")
+        if "focal" in entry and before:  # a resumed run: the images predicted before count too
+            entry["focal"] = {k: entry["focal"][k] + before.get(k, 0) for k in entry["focal"]}
+        record["datasets"][ds.name] = entry
         write_json(out / PREDICTIONS_JSON, record)
     return record

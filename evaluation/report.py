@@ -102,6 +102,19 @@ def alignment_of(summary: dict[str, Any]) -> str:
     return recorded or DEFAULT_ALIGNMENT
 
 
+def per_alignment(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """`summary`, or one copy per alignment when it was scored with several (`by_alignment`):
+    each with that alignment's datasets and `settings.alignment`."""
+    by_alignment = summary.get("by_alignment")
+    if not isinstance(by_alignment, dict) or len(by_alignment) < 2:
+        return [summary]
+    copies = []
+    for alignment, datasets in by_alignment.items():
+        settings = {**(summary.get("settings") or {}), "alignment": alignment}
+        copies.append({**summary, "settings": settings, "datasets": datasets})
+    return copies
+
+
 def mixes_alignments(summaries: list[dict[str, Any]]) -> bool:
     return len({alignment_of(s) for s in summaries}) > 1
 
@@ -112,9 +125,10 @@ def load_summaries(dirs: list[Path]) -> list[dict[str, Any]]:
     Each summary gets `source` (its directory) and `label` (its row name): the model name, or
     `name (dirname)` when several summaries share a model name (then ` #k` if still equal).
     When the summaries mix alignments, every name is followed by its alignment (`name · none`),
-    so a metric model scored both ways has a row per alignment.
+    so a metric model scored both ways has a row per alignment; a summary scored with several
+    (`by_alignment`) counts as one summary per alignment.
     """
-    summaries = [_read_summary(Path(d)) for d in dirs]
+    summaries = [each for d in dirs for each in per_alignment(_read_summary(Path(d)))]
     names = [s["model"]["name"] for s in summaries]
     if mixes_alignments(summaries):
         names = [f"{n} · {alignment_of(s)}" for n, s in zip(names, summaries, strict=True)]

@@ -8,6 +8,8 @@ bilinearly to the ground truth's size as the protocol does), scores every sample
     OUT/per_sample.csv    dataset, key, status, valid pixels and every metric per sample
     OUT/per_sample.json   the same rows as JSON (`boundary_f1` only where a dataset scores it)
     OUT/summary.json      per dataset: mean metrics, counts, the full protocol, timing
+    OUT/per_sample.<alignment>.csv/.json   the rows of each further `--alignment` (several may be
+                          given: `summary.json` holds each under `by_alignment`)
     OUT/figures/          with --figures: prediction | ground truth | error per sample, a
                           predicted-vs-true scatter per dataset, and on sets with sharp edges
                           `<key>_edges.png`: ground-truth against predicted edges at t = 1.15
@@ -23,14 +25,14 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from evaluation.alignment import check_alignment
+from evaluation.alignment import alignments_for, check_alignment
 from evaluation.datasets import BenchmarkDataset
 from evaluation.device_score import resize_tensor, score_tensor
 from evaluation.metrics import DETAIL_METRICS, METRIC_TABLE, METRICS
@@ -78,10 +80,13 @@ class ScoreSettings:
     """`disparity` or `depth`; unset (None) = what predictions.json records."""
     score_space: str = "depth"
     """`depth` (Marigold convention, default) or `disparity` (Depth Anything convention)."""
-    alignment: str = "scale-shift"
+    alignment: str | None = None
     """How the prediction meets the ground truth: `scale-shift` (least squares scale and shift in
     the prediction's space, the protocol for relative models), `scale` (least squares scale
-    only, same space) or `none` (no fit: the prediction is metric depth; metric models only)."""
+    only, same space) or `none` (no fit: the prediction is metric depth; metric models only);
+    several comma-separated (e.g. none,scale-shift) score the same predictions with each, the
+    first being the main result. Unset (None): none,scale-shift for a metric model (output
+    kind metric_depth), else scale-shift."""
     figures: bool = False
     """Write per-sample panels and a scatter per dataset under OUT/figures."""
     name: str | None = None
@@ -320,8 +325,9 @@ def score_all(
     settings: ScoreSettings,
     launch: Launch | None = None,
 ) -> dict[str, Any]:
-    """Score every dataset; write per_sample.csv, per_sample.json and summary.json; return the
-    summary."""
+    """Score every dataset with each alignment (`evaluation.alignment.alignments_for`); write
+    per_sample.csv, per_sample.json and summary.json (the first alignment's, and with several
+    `by_alignment` and per_sample.<alignment>.csv/.json for the others); return the summary."""
     out = Path(out)
     record = read_predictions_json(out)
     pred_space = resolve_pred_space(out, record, settings.pred_space)
@@ -331,15 +337,17 @@ def score_all(
     model["name"] = settings.name or model.get("name") or out.name
     model["pred_space"] = pred_space
     kind = (model.get("teacher") or {}).get("output_kind")
-    check_alignment(settings.alignment, pred_space, kind, model["name"])
-    rows: list[dict[str, Any]] = []
+    alignments = alignments_for(settings.alignment, kind)
+    for alignment in alignments:
+        check_alignment(alignment, pred_space, kind, model["name"])
     summary: dict[str, Any] = {
         "schema": SCHEMA,
         "model": model,
         "settings": {
             "score_space": settings.score_space,
             "pred_space": pred_space,
-            "alignment": settings.alignment,
+            "alignment": alignments[0],
+            "alignments": alignments,
         },
         "versions": environment(),
         "metrics": {
@@ -349,16 +357,28 @@ def score_all(
         "datasets": {},
     }
     predicted = (record or {}).get("datasets", {})
+    by_alignment: dict[str, dict[str, Any]] = {a: {} for a in alignments}
+    rows: dict[str, list[dict[str, Any]]] = {a: [] for a in alignments}
     for ds in datasets:
         info = predicted.get(ds.name, {})
-        ds_rows, entry = score_dataset(ds, out, settings, pred_space, info, launch)
-        entry["processing_res"] = info.get("processing_res")
-        entry["predict_seconds_per_sample"] = info.get("seconds_per_sample")
-        summary["datasets"][ds.name] = entry
-        rows += ds_rows
-    write_bytes(out / "per_sample.csv", rows_csv(rows).encode())
-    per_sample = {"schema": SCHEMA, "alignment": settings.alignment, "samples": rows}
-    write_json(out / "per_sample.json", per_sample)
+        for alignment in alignments:
+            figures = settings.figures and alignment == alignments[0]  # one set of figures
+            each = replace(settings, alignment=alignment, figures=figures)
+            ds_rows, entry = score_dataset(ds, out, each, pred_space, info, launch)
+            entry["processing_res"] = info.get("processing_res")
+            entry["predict_seconds_per_sample"] = info.get("seconds_per_sample")
+            if "focal" in info:
+                entry["focal"] = info["focal"]
+            by_alignment[alignment][ds.name] = entry
+            rows[alignment] += ds_rows
+    summary["datasets"] = by_alignment[alignments[0]]
+    if len(alignments) > 1:
+        summary["by_alignment"] = by_alignment
+    for k, alignment in enumerate(alignments):
+        stem = "per_sample" if k == 0 else f"per_sample.{alignment}"
+        write_bytes(out / f"{stem}.csv", rows_csv(rows[alignment]).encode())
+        per_sample = {"schema": SCHEMA, "alignment": alignment, "samples": rows[alignment]}
+        write_json(out / f"{stem}.json", per_sample)
     write_json(out / "summary.json", summary)
     return summary
 
