@@ -46,6 +46,11 @@ BENCHMARKS = {
             "The paper's ablations end to end on the procedural world (exact depth).",
         ),
         Benchmark(
+            "world-metric",
+            "evaluation.bench.world_metric",
+            "A metric teacher distilled into metric students on the world: canonical vs raw depth.",
+        ),
+        Benchmark(
             "architectures",
             "evaluation.bench.architectures",
             "Depth architectures trained from scratch on the world: AbsRel and δ1 at checkpoints.",
