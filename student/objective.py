@@ -130,3 +130,26 @@ def collapse_warning(loss: LossSettings, invariances: dict[str, str]) -> str | N
         "'local-global, no normalization') reports this setting collapsing (ETH3D AbsRel 0.273); "
         "kept as an ablation, use hybrid (the default) to train a model"
     )
+
+
+def uncanonical_warning(
+    loss: LossSettings, invariances: dict[str, str], metric_student: bool
+) -> str | None:
+    """The warning for a relative student that learns metric teachers' labels with a
+    normalization of `none` (e.g. `auto` with one teacher), else None.
+
+    Such a label is `1 / d` in metres: its scale is the scene's, yet a crop resized to the
+    student's input is a longer lens, so the same pixels mean other metres from view to view.
+    `none` is meaningful on canonical labels only, which a metric student learns."""
+    metric = sorted(name for name, inv in invariances.items() if inv == "metric")
+    used = {"norm_sc": loss.shared_context, "norm_lg": loss.local_global}
+    used["norm_grad"] = loss.lambda_grad > 0
+    unnormalized = [n for n, on in used.items() if on and getattr(loss, n) == "none"]
+    if metric_student or not metric or not unnormalized:
+        return None
+    return (
+        f"{', '.join('loss.' + n for n in unnormalized)}=none with metric teachers "
+        f"{', '.join(metric)}: their labels (1/metres) are compared without normalization, but "
+        "a crop resized to the input is a longer lens, so their scale differs from view to "
+        "view; none is meaningful on canonical labels only (student.output=metric learns them)"
+    )

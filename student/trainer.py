@@ -34,7 +34,7 @@ from student.ema import WeightAverage
 from student.metric_terms import MetricLabels, check_cameras
 from student.metrics import MetricsLog, step_record
 from student.model import Student, load_student
-from student.objective import Objective, collapse_warning
+from student.objective import Objective, collapse_warning, uncanonical_warning
 from student.optim import Optimization
 from student.rundir import Job, RunDir
 
@@ -125,9 +125,13 @@ class Trainer:
             s.loss, len(job.teachers), self.student.hidden_size, self.metric_labels()
         )
         self.loader = make_loader(self.stream, workers=s.data.workers)
-        collapse = collapse_warning(s.loss, self.stream.invariances)
-        if collapse is not None and rank == 0:
-            log.warning("%s", collapse)
+        resolved = s.loss.resolved(len(job.teachers))
+        for warning in (
+            collapse_warning(s.loss, self.stream.invariances),
+            uncanonical_warning(resolved, self.stream.invariances, s.student.metric),
+        ):
+            if warning is not None and rank == 0:
+                log.warning("%s", warning)
         self.step = 0
         self.bad_in_a_row = 0
         self.metrics: MetricsLog | None = None  # rank 0 during `fit`

@@ -27,7 +27,7 @@ from student.data.augment import AugmentSettings
 from student.data.columns import FAR_DEPTH
 from student.data.stream import DistillStream
 from student.metric_terms import MetricLabels
-from student.objective import Objective
+from student.objective import Objective, uncanonical_warning
 
 TILE = SIZE = 64  # the view at the tile side: its label is the stored map, not resampled
 MODEL_SIDE = 70  # the student resizes the view to its side: one more scale
@@ -182,3 +182,14 @@ def test_student_train_metric_refuses_what_cannot_teach_it(world, tmp_path):
     dpt = write_tiny_checkpoint("dpt", tmp_path / "dpt")
     result = _train(tmp_path / "d", dataset, dpt, ["exact"], *metric)
     assert result.exit_code == 2 and "needs a Depth Anything student" in result.output
+
+
+def test_a_relative_student_is_warned_that_unnormalized_metric_labels_change_with_the_crop():
+    one = LossSettings().resolved(1)  # auto: none with one teacher
+    said = uncanonical_warning(one, {"exact": "metric"}, metric_student=False)
+    assert said is not None and "loss.norm_sc=none with metric teachers exact" in said
+    assert "meaningful on canonical labels only" in said
+    assert uncanonical_warning(one, {"exact": "metric"}, metric_student=True) is None
+    assert uncanonical_warning(one, {"dav2": "affine"}, metric_student=False) is None
+    two = LossSettings().resolved(2)  # hybrid everywhere
+    assert uncanonical_warning(two, {"exact": "metric", "dav2": "affine"}, False) is None
