@@ -251,16 +251,6 @@ class OnnxExport:
         return _predict_at(self, rgb, self.size(*rgb.shape[:2]), "cpu")
 
 
-def image_predictor(model: Path, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """RGB uint8 `[H, W, 3]` -> disparity `[H, W]` of a run directory, a Hugging Face
-    directory or hub id, or an ONNX export (on the CPU, needs onnxruntime)."""
-    if is_onnx_export(model):
-        export = OnnxExport(Path(model))
-        return export.predict
-    student = load_any(model).to(device)
-    return lambda rgb: predict_image(student, rgb, device)
-
-
 def _output_stems(images: list[Path]) -> list[str]:
     """The output name of each image (its file name without suffix); two images that would
     overwrite each other's outputs are a ValueError naming both."""
