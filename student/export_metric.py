@@ -24,61 +24,44 @@ from PIL import Image
 
 from pipeline.dataset.camera import exif_intrinsics
 from pipeline.images.decode import focal_35mm
-from student.model import Student
+from student.config import StudentSettings
+from student.model import CANONICAL_FOCAL, Student, apply_output_config, output_config
 
-METRIC_CONFIG_KEYS = ("depth_estimation_type", "max_depth", "canonical_focal_px")
-"""The `config.json` fields a metric student's export sets."""
+METRIC_CONFIG_KEYS = tuple(output_config(StudentSettings(output="metric")))
+"""The `config.json` fields a metric student's export sets (`student.model.output_config`)."""
 FORMULA = "depth = predicted · fx_m / f_c, fx_m = f_px · W_model / W_image"
 
 
 def metric_fields(run_config: dict[str, Any]) -> dict[str, Any] | None:
-    """The `config.json` fields of a metric run's export (`METRIC_CONFIG_KEYS`; a None
-    `canonical_focal_px` is left out), or None for a relative run."""
-    student = run_config.get("student") or {}
-    if student.get("output") != "metric":
-        return None
-    f_c = student.get("canonical_focal")
-    # an int: transformers' DepthAnythingConfig declares `max_depth: int` (as the trainer sets it)
-    fields = {"depth_estimation_type": "metric", "max_depth": int(student.get("max_depth", 80))}
-    if f_c is not None:
-        fields["canonical_focal_px"] = float(f_c)
-    return fields
+    """The `config.json` fields of a metric run's export (`output_config` of the run's
+    `student` settings; a null `canonical_focal_px` is left out), or None for a relative run."""
+    fields = output_config(StudentSettings(**(run_config.get("student") or {})))
+    return {k: v for k, v in fields.items() if v is not None} or None
 
 
 def with_metric_head(student: Student, fields: dict[str, Any]) -> Student:
-    """`student` with its model's config carrying `fields` (`metric_fields`), rebuilt with the
-    metric head (sigmoid × max_depth) where its config was not metric yet; its weights are
-    loaded afterwards (the two heads have the same parameters)."""
+    """`student` with its model's config carrying `fields` (`metric_fields`; the others of
+    `METRIC_CONFIG_KEYS` removed), rebuilt with the metric head (sigmoid × max_depth) where its
+    config was not metric yet; its weights are loaded afterwards (the two heads have the same
+    parameters)."""
     config = student.model.config
-    if getattr(config, "model_type", None) != "depth_anything":
-        raise ValueError(
-            f"a metric student is a Depth Anything model; this run's is a "
-            f"{getattr(config, 'model_type', '?')!r} model: train it from a Depth Anything --init"
-        )
+    every = {key: fields.get(key) for key in METRIC_CONFIG_KEYS}
     if all(getattr(config, k, None) == fields[k] for k in ("depth_estimation_type", "max_depth")):
-        _set_fields(config, fields)
+        apply_output_config(config, every, "the run's student")
         return student
     config = copy.deepcopy(config)
-    _set_fields(config, fields)
+    apply_output_config(config, every, "the run's student")
     model = student.family.model_class()(config)
     mean = tuple(student.mean.flatten().tolist())
     std = tuple(student.std.flatten().tolist())
     return Student(model, student.family, (mean, std), frozen_encoder=False, side=student.side)
 
 
-def _set_fields(config: Any, fields: dict[str, Any]) -> None:
-    for key in METRIC_CONFIG_KEYS:
-        if key in fields:
-            setattr(config, key, fields[key])
-        elif hasattr(config, key):  # e.g. an init that was a metric student with another f_c
-            delattr(config, key)
-
-
 def canonical_focal_of(config: Any) -> float | None:
     """f_c of a metric student's model config (`canonical_focal_px`), else None."""
     if getattr(config, "depth_estimation_type", None) != "metric":
         return None
-    value = getattr(config, "canonical_focal_px", None)
+    value = getattr(config, CANONICAL_FOCAL, None)
     return None if value is None else float(value)
 
 

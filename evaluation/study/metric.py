@@ -39,23 +39,23 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.study.commands import flags
-from evaluation.study.plan import FROM_SCRATCH, Scale
+from evaluation.study.metric_report import write_metric_report
+from evaluation.study.plan import (
+    ARMS,
+    FROM_SCRATCH,
+    MAX_DEPTH,
+    METRIC_PRIORS,
+    SPLITS,
+    START,
+    START_CONFIG,
+    STUDENT_CONFIG,
+    TEACHER,
+    TEACHER_CONFIG,
+    Scale,
+)
 from evaluation.study.priors import load_split
 from evaluation.study.run import Study
 from pipeline.toolkit.atomic import write_bytes
-
-TEACHER = "m1"
-START = "t2"
-TEACHER_CONFIG = "ablations/table1-shared-global.yaml"
-START_CONFIG = "ablations/table1-shared-global.yaml"
-STUDENT_CONFIG = "ablations/table2-both.yaml"
-MAX_DEPTH = 100
-"""`student.max_depth` of every metric model here: the world is scored to 80 m."""
-ARMS = {"canonical": (), "raw": ("student.canonical_focal=null",)}
-"""The students: canonical depth (the method) and raw metres (the negative control)."""
-METRIC_PRIORS = ("prior-median-depth", "prior-depth-map")
-SPLITS = ("test", "ood")
-ALIGNMENTS = ("none", "scale-shift")
 
 
 class MetricStudy(Study):
@@ -189,8 +189,6 @@ class MetricStudy(Study):
         self.parallel([lambda n=n, a=a, k=k: one(n, a, k) for n, a, k in self.student_names()])
 
     def __call__(self, until: str = "report") -> tuple[Path, bool]:
-        from evaluation.study.metric_report import write_metric_report
-
         self.out.mkdir(parents=True, exist_ok=True)
         about = {"scale": asdict(self.scale), "arms": {k: list(v) for k, v in ARMS.items()}}
         (self.out / "study.json").write_text(json.dumps(about))

@@ -11,6 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
+from evaluation.study.plan import ARMS, METRIC_PRIORS, SPLITS, TEACHER
 from pipeline.toolkit.atomic import write_bytes
 
 PRIOR_LABELS = {
@@ -58,8 +59,6 @@ def _row(label: str, results: list[dict[str, dict[str, float]] | None]) -> list[
 
 def split_table(study, split: str) -> tuple[str, dict[str, list[float]]]:
     """The Markdown table of one test split, and per arm the metric AbsRel of each seed."""
-    from evaluation.study.metric import ARMS, METRIC_PRIORS, TEACHER
-
     rows = [_row(PRIOR_LABELS[p], [_scores(study, p, split)]) for p in METRIC_PRIORS]
     rows.append(
         _row(f"teacher {TEACHER} (metric, on the exact depth)", [_scores(study, TEACHER, split)])
@@ -78,8 +77,6 @@ def split_table(study, split: str) -> tuple[str, dict[str, list[float]]]:
 def verdict(study) -> tuple[str, bool]:
     """Whether the canonical students beat the best image-blind prior (metric, test split), and
     what the negative control shows; one paragraph."""
-    from evaluation.study.metric import METRIC_PRIORS
-
     _, arms = split_table(study, "test")
     priors = [_scores(study, p, "test") for p in METRIC_PRIORS]
     best = min((r["none"]["abs_rel"] for r in priors if r and "none" in r), default=float("nan"))
@@ -118,7 +115,7 @@ def write_metric_report(study, seconds: float) -> tuple[Path, bool]:
         "",
         text,
     ]
-    for split in ("test", "ood"):
+    for split in SPLITS:
         table, _ = split_table(study, split)
         parts += ["", f"## {split}", "", table]
     path = study.path("report.md")

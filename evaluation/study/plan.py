@@ -139,3 +139,20 @@ CONTROLS = tuple(
 at random, as the paper's headline models start, v2 appendix C.1); (2) distilled from the exact
 depth (a perfect teacher) on the teachers' split, which separates the method from the teachers'
 quality."""
+
+
+# The metric study (`metric.py`, `pipeline bench world-metric`).
+TEACHER = "m1"
+"""The metric teacher, trained on the world's exact metres."""
+START = "t2"
+"""The students' start: a relative model trained as the world study's t2 (both arms load it with
+the metric head, so they start from the same weights)."""
+TEACHER_CONFIG = START_CONFIG = "ablations/table1-shared-global.yaml"
+STUDENT_CONFIG = "ablations/table2-both.yaml"
+MAX_DEPTH = 100
+"""`student.max_depth` of every metric model there: the world is scored to 80 m."""
+ARMS = {"canonical": (), "raw": ("student.canonical_focal=null",)}
+"""The metric students: canonical depth (the method) and raw metres (the negative control)."""
+METRIC_PRIORS = ("prior-median-depth", "prior-depth-map")
+"""The image-blind metric priors (`metric.write_metric_prior`)."""
+SPLITS = ("test", "ood")
