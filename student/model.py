@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from pipeline.model.precision import keep_float32
 from pipeline.model.quiet import quiet_loading
+from pipeline.model.random_init import conv_output_on_noise
 from pipeline.model.source import CheckpointUnavailable, resolve_checkpoint
 from pipeline.toolkit.cliutil import first_line
 from student.config import INIT_WEIGHTS, StudentSettings
@@ -68,6 +70,27 @@ def apply_output_config(config: Any, fields: dict[str, Any], source: Any) -> Non
             setattr(config, key, value)
 
 
+METRIC_START = 0.1
+"""A relative head turned metric starts at this fraction of `max_depth` (`start_metric_head`)."""
+
+
+def start_metric_head(model: nn.Module, family: Family) -> None:
+    """Turn the last conv of a relative Depth Anything head, now under the metric head's sigmoid,
+    into a start for metric depth: its output is disparity-like (large where near) and would
+    saturate the sigmoid at `max_depth` everywhere, where the sigmoid has no gradient. It is
+    reversed (nearer where it saw more disparity) and rescaled on fixed random images, so the
+    median starts at `METRIC_START` × max_depth and the interquartile range spans one logit."""
+    conv = model.head.conv3
+    side = family.pretraining_side(model.config) or 8 * family.multiple
+    out = conv_output_on_noise(model, conv, 2, side)
+    low, mid, high = torch.quantile(out, torch.tensor([0.25, 0.5, 0.75]))
+    k = 1.0 / (high - low).clamp_min(1e-6)
+    start = math.log(METRIC_START / (1 - METRIC_START))
+    with torch.no_grad():
+        conv.weight.mul_(-k)
+        conv.bias.copy_(-k * (conv.bias - mid) + start)
+
+
 def _load_hf(
     source: str | Path, who: str, output: dict[str, Any] | None = None
 ) -> tuple[nn.Module, Family, Path]:
@@ -93,10 +116,13 @@ def _load_hf(
         family = family_of(config)
     except ValueError as e:
         raise ValueError(f"{source}: {e}; {INIT_HELP}") from None
+    relative = getattr(config, "depth_estimation_type", None) != "metric"
     apply_output_config(config, output or {}, source)
     try:
         with quiet_loading():
             model = family.model_class().from_pretrained(str(directory), config=config)
+        if relative and output:
+            start_metric_head(model, family)
         return model, family, Path(directory)
     except OSError as e:
         raise FileNotFoundError(

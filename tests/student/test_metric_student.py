@@ -27,6 +27,7 @@ from student.data.augment import AugmentSettings
 from student.data.columns import FAR_DEPTH
 from student.data.stream import DistillStream
 from student.metric_terms import MetricLabels
+from student.model import load_student, save_hf
 from student.objective import Objective, uncanonical_warning
 
 TILE = SIZE = 64  # the view at the tile side: its label is the stored map, not resampled
@@ -193,3 +194,25 @@ def test_a_relative_student_is_warned_that_unnormalized_metric_labels_change_wit
     assert uncanonical_warning(one, {"dav2": "affine"}, metric_student=False) is None
     two = LossSettings().resolved(2)  # hybrid everywhere
     assert uncanonical_warning(two, {"exact": "metric", "dav2": "affine"}, False) is None
+
+
+def test_a_relative_init_turned_metric_starts_at_a_plausible_depth_nearer_where_it_was(
+    world, tmp_path
+):
+    init = world[3]
+    relative = load_student(init, frozen_encoder=False).eval()
+    metric = load_student(init, frozen_encoder=False, output=METRIC).eval()
+    x = torch.rand(2, 3, 56, 56, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        disparity, depth = relative(x)["pred"].flatten(), metric(x)["pred"].flatten()
+    # not saturated at max_depth (where the sigmoid has no gradient): about a tenth of it
+    assert 0.03 * METRIC.max_depth < float(depth.median()) < 0.3 * METRIC.max_depth
+    assert float(depth.max()) < 0.99 * METRIC.max_depth
+    # more disparity, nearer: the orders are reversed
+    rank = lambda v: v.argsort().argsort().float()  # noqa: E731
+    assert float(torch.corrcoef(torch.stack([rank(disparity), rank(depth)]))[0, 1]) < -0.9
+    # an init that is metric already keeps its head
+    save_hf(metric, tmp_path / "metric-init")
+    reloaded = load_student(tmp_path / "metric-init", frozen_encoder=False, output=METRIC).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(x)["pred"], metric(x)["pred"])
