@@ -44,6 +44,8 @@ from evaluation.study.plan import (
     ARMS,
     FROM_SCRATCH,
     MAX_DEPTH,
+    METRIC_LOSS,
+    METRIC_LR,
     METRIC_PRIORS,
     SPLITS,
     START,
@@ -89,6 +91,7 @@ class MetricStudy(Study):
             "student.output=metric",
             f"student.max_depth={MAX_DEPTH}",
             f"student.canonical_focal={self.canonical_focal()}",
+            *METRIC_LOSS,
         )
 
     def teachers(self) -> None:
@@ -180,8 +183,8 @@ class MetricStudy(Study):
         def one(name: str, arm: str, seed: int) -> None:
             extra = self.metric_sets() + ARMS[arm]
             self.train(
-                name, data, [TEACHER], start, STUDENT_CONFIG, s.student_steps, s.student_lr,
-                seed, export=True, extra=extra,
+                name, data, [TEACHER], start, STUDENT_CONFIG, s.student_steps,
+                s.student_lr * METRIC_LR, seed, export=True, extra=extra,
             )  # fmt: skip
             for split in SPLITS:
                 self.evaluate(name, split)

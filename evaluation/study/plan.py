@@ -151,6 +151,13 @@ TEACHER_CONFIG = START_CONFIG = "ablations/table1-shared-global.yaml"
 STUDENT_CONFIG = "ablations/table2-both.yaml"
 MAX_DEPTH = 100
 """`student.max_depth` of every metric model there: the world is scored to 80 m."""
+METRIC_LOSS = ("loss.silog_lambda=0.5", "loss.lambda_grad=0.5")
+"""The metric models' terms: SILog weighting the scale more than its default (0.85) and a lighter
+log-gradient term; a one-seed pilot at the CPU scale (BENCHMARKS.md) scored m1 0.540 metric
+AbsRel with them against 0.704 with the defaults."""
+METRIC_LR = 4.0
+"""Metric students learn at this times the scale's student learning rate: their head starts
+relative (turned metric at load) and must learn the scale."""
 ARMS = {"canonical": (), "raw": ("student.canonical_focal=null",)}
 """The metric students: canonical depth (the method) and raw metres (the negative control)."""
 METRIC_PRIORS = ("prior-median-depth", "prior-depth-map")

@@ -1,4 +1,4 @@
-"""Every GPU figure the project lacks, in one folder: labelgen, training, a reduced world study.
+"""Every GPU figure the project lacks, in one folder: labelgen, training, reduced world studies.
 
     pipeline bench gpu --out DIR [--budget-s 540]    # on a CUDA machine
     pipeline bench gpu --out DIR --smoke             # the same orchestration on CPU, tiny sizes
@@ -15,6 +15,9 @@ Parts, in order of value, each one benchmark run as `python -m MODULE` in its ow
 4. families: `pipeline bench train --student dpt-large --student beit-base-384 --student
    swinv2-tiny-256 --steps 10`, the other student families' step, loader stall and measured peak
    memory (`peak_gib`, against `pipeline bench memory`'s computed figure).
+5. world-metric: `pipeline bench world-metric --scale gpu-quick --seeds 2 --jobs 1`, a metric
+   teacher distilled into metric students learning canonical depth and raw metres (the negative
+   control), scored metric (DIR/world-metric is the study directory).
 
 A finished part leaves DIR/PART.json (its rows, wall time, command) and DIR/PART.md (its table),
 both written atomically; a part whose PART.md exists is skipped, so the same command resumes an
@@ -60,6 +63,7 @@ EXPECTED_S = {
     "train": (180, 30),
     "world": (300, 270),
     "families": (240, 45),
+    "world-metric": (300, 80),
 }
 """Rough wall seconds per part: (on one H100/H200, --smoke on a 2-core CPU VM). Estimates, not
 measurements: the GPU ones from the FLOP counts and the data each benchmark builds on the CPU
@@ -86,6 +90,8 @@ class Part:
     finished: tuple[int, ...] = (0,)
     """Exit statuses of a run that finished with a result (the world study's 3: a report whose
     teachers do not clear the bar over the prior, so it draws no conclusion)."""
+    study: bool = False
+    """A world study: its result is the report it names in its last `report: PATH` line."""
     workdir: bool = True
     """Takes `--workdir`: its temporary files go in DIR/work/NAME, removed before and after (a
     stopped benchmark cannot clean up after itself)."""
@@ -103,15 +109,19 @@ class Part:
 
 
 WORLD = ("--out", "{out}/world", "--rows", "table2", "--jobs", "1")
+METRIC = ("--out", "{out}/world-metric", "--jobs", "1")
 FAMILIES = ("--student", "dpt-large", "--student", "beit-base-384", "--student", "swinv2-tiny-256")
 PARTS = (
     Part("labelgen", "labelgen", ("gpu",), ("gpu", "--smoke")),
     Part("train", "train", ("--size", "small", "--size", "large"), ("--smoke",)),
     Part("world", "world", (*WORLD, "--scale", "gpu-quick", "--seeds", "2"),
          (*WORLD, "--scale", "smoke", "--seeds", "1"), resumable=True, finished=(0, 3),
-         workdir=False),
+         study=True, workdir=False),
     Part("families", "train", (*FAMILIES, "--steps", "10"),
          ("--smoke", "--student", "beit-tiny", "--student", "swinv2-tiny")),
+    Part("world-metric", "world-metric", (*METRIC, "--scale", "gpu-quick", "--seeds", "2"),
+         (*METRIC, "--scale", "smoke", "--seeds", "1"), resumable=True, finished=(0, 3),
+         study=True, workdir=False),
 )  # fmt: skip
 """In order of value: the parts run in this order."""
 
@@ -189,7 +199,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def world_report(log_text: str, out: Path) -> tuple[list[dict[str, Any]], str]:
-    """The world study's report (its last `report: PATH` line), its headings one level down."""
+    """A world study's report (its last `report: PATH` line), its headings one level down."""
     lines = [x for x in log_text.splitlines() if x.startswith("report: ")]
     if not lines:
         raise ValueError("the world study printed no `report: PATH` line")
@@ -231,7 +241,7 @@ def run_part(part: Part, out: Path, smoke: bool, timeout: float) -> str:
         return "failed"
     text = log.read_text()
     try:
-        if part.name == "world":
+        if part.study:
             rows, body = world_report(text, out)
         else:
             rows = last_json(text)

@@ -35,7 +35,7 @@ class FakeRunner:
         name = NAMES[argv[argv.index("-m") + 1]]
         self.calls.append(name)
         log.parent.mkdir(parents=True, exist_ok=True)
-        if name == "world":
+        if name in ("world", "world-metric"):
             report = Path(argv[argv.index("--out") + 1]) / "report" / "study.md"
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(
@@ -59,14 +59,15 @@ def fake(monkeypatch):
 
 def test_runs_every_part_in_order_and_writes_the_report(tmp_path, fake, capsys):
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
-    assert fake.calls == ["labelgen", "train", "world", "train"]  # the families run bench train
+    # the families run bench train
+    assert fake.calls == ["labelgen", "train", "world", "train", "world-metric"]
     assert "--student swinv2-tiny" in (tmp_path / "families.md").read_text()
     report = (tmp_path / "REPORT.md").read_text()
     assert "| teacher | labelgen_over_bare |" in report and "| dav2-large | 0.91 |" in report
     assert "| student | data_stall |" in report
     assert "### World study" in report and "| base | 0.4 |" in report
     assert "Command: `pipeline bench gpu --out" in report and "--smoke" in report
-    for name in ("labelgen", "train", "world", "families"):
+    for name in ("labelgen", "train", "world", "families", "world-metric"):
         assert json.loads((tmp_path / f"{name}.json").read_text())["rows"]
     out = capsys.readouterr().out
     assert "[gpu] labelgen: done in" in out and "[gpu] world: done in" in out
@@ -79,7 +80,7 @@ def test_a_second_run_skips_finished_parts_and_reruns_a_deleted_one(tmp_path, fa
     capsys.readouterr()
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
     assert fake.calls == []
-    assert capsys.readouterr().out.count(": skipped (") == 4
+    assert capsys.readouterr().out.count(": skipped (") == 5
     assert {n: (tmp_path / n).stat().st_mtime_ns for n in mtimes} == mtimes
     (tmp_path / "train.md").unlink()
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
@@ -92,17 +93,19 @@ def test_a_tiny_budget_starts_nothing_and_lists_the_parts_left(tmp_path, fake, c
     assert fake.calls == []
     out = capsys.readouterr().out
     assert "labelgen: not started" in out
-    assert "left: labelgen, train, world, families; run the same command again" in out
-    assert "Not finished: labelgen, train, world, families" in (tmp_path / "REPORT.md").read_text()
+    left = "labelgen, train, world, families, world-metric"
+    assert f"left: {left}; run the same command again" in out
+    assert f"Not finished: {left}" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_a_budget_between_parts_skips_the_long_ones_and_resumes_them_later(tmp_path, fake, capsys):
-    # smoke estimates: labelgen 90 s, train 30 s, world from MIN_SLICE_S = 60 s on, families 45 s
+    # smoke estimates: labelgen 90 s, train 30 s, world and world-metric from MIN_SLICE_S = 60 s
+    # on, families 45 s
     assert gpu.main(["--out", str(tmp_path), "--smoke", "--budget-s", "45"]) == gpu.EXIT_LEFT
     assert fake.calls == ["train"]
-    assert "left: labelgen, world, families" in capsys.readouterr().out
+    assert "left: labelgen, world, families, world-metric" in capsys.readouterr().out
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == 0
-    assert fake.calls[1:] == ["labelgen", "world", "train"]
+    assert fake.calls[1:] == ["labelgen", "world", "train", "world-metric"]
 
 
 def test_a_part_stopped_at_the_budget_or_failing_leaves_no_result(tmp_path, monkeypatch, capsys):
@@ -110,7 +113,7 @@ def test_a_part_stopped_at_the_budget_or_failing_leaves_no_result(tmp_path, monk
     monkeypatch.setattr(gpu, "run_command", runner)
     monkeypatch.setattr(gpu, "probe_machine", lambda: {"cuda": False, "torch": "-", "device": "-"})
     assert gpu.main(["--out", str(tmp_path), "--smoke"]) == gpu.EXIT_FAILED
-    assert len(runner.calls) == 4  # a failure does not stop the parts after it
+    assert len(runner.calls) == 5  # a failure does not stop the parts after it
     assert not (tmp_path / "world.md").exists() and not (tmp_path / "labelgen.md").exists()
     out = capsys.readouterr().out
     assert "world: stopped" in out and "labelgen: failed" in out and "left: world" in out
@@ -182,5 +185,6 @@ def test_the_real_smoke_run_produces_every_table(tmp_path):
     assert "### World study" in report
     assert not (out / "work" / "labelgen").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert again.returncode == 0 and again.stdout.count(": skipped (") == 4
+    assert again.returncode == 0 and again.stdout.count(": skipped (") == 5
     assert "beit-tiny" in report and "swinv2-tiny" in report  # the families part
+    assert "### Metric depth on the world: canonical vs raw labels" in report
