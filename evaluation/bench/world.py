@@ -48,12 +48,31 @@ def with_changes(scale: Scale, changes: list[str], parser: argparse.ArgumentPars
     return replace(scale, **values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__name__, __doc__)
+def study_arguments(parser: argparse.ArgumentParser, seeds: str, scale_example: str) -> None:
+    """The flags every world study takes: --out, --scale, --jobs, --seeds, --scale-set."""
     parser.add_argument("--out", type=Path, required=True, help="study directory (resumable)")
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--jobs", type=int, default=usable_cpus(), help="steps run at a time")
-    parser.add_argument("--seeds", type=int, help="seeds per student configuration")
+    parser.add_argument("--seeds", type=int, help=f"seeds per {seeds}")
+    parser.add_argument(
+        "--scale-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=f"change one size of the scale, e.g. {scale_example}",
+    )
+
+
+def study_scale(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Scale:
+    """The scale `--scale`, `--scale-set` and `--seeds` name."""
+    scale = with_changes(SCALES[args.scale], args.scale_set, parser)
+    return replace(scale, seeds=args.seeds) if args.seeds else scale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_parser(__name__, __doc__)
+    example = "teacher_steps=3000 or teacher_images=1600 (a recipe probe: with --until teachers)"
+    study_arguments(parser, "student configuration", example)
     parser.add_argument("--configs", type=Path, default=CONFIGS, help="the configs/ folder")
     parser.add_argument(
         "--controls",
@@ -77,14 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         "t1 and t2 are copied and not trained again",
     )
     parser.add_argument(
-        "--scale-set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="change one size of the scale, e.g. teacher_steps=3000 or teacher_images=1600 "
-        "(a recipe probe: with --until teachers)",
-    )
-    parser.add_argument(
         "--teacher-set",
         action="append",
         default=[],
@@ -92,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         help="one more `student train --set` of the teachers, e.g. data.mode=baseline",
     )
     args = parser.parse_args(argv)
-    scale = with_changes(SCALES[args.scale], args.scale_set, parser)
-    if args.seeds:
-        scale = replace(scale, seeds=args.seeds)
+    scale = study_scale(args, parser)
     jobs = max(1, args.jobs)
     study = Study(args.out, scale, jobs, args.configs, args.controls, args.rows, args.teachers)
     study.teacher_overrides = tuple(args.teacher_set)

@@ -13,22 +13,16 @@ about canonicalisation.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from evaluation.bench.world import NO_CONCLUSION, with_changes
+from evaluation.bench.world import NO_CONCLUSION, study_arguments, study_scale
 from evaluation.study.metric import MetricStudy
-from evaluation.study.plan import SCALES
 from pipeline.bench import parser as bench_parser
-from pipeline.toolkit.cpus import usable_cpus
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__name__, __doc__)
-    parser.add_argument("--out", type=Path, required=True, help="study directory (resumable)")
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--jobs", type=int, default=usable_cpus(), help="steps run at a time")
-    parser.add_argument("--seeds", type=int, help="seeds per student arm")
+    study_arguments(parser, "student arm", "student_steps=600")
     parser.add_argument(
         "--until",
         choices=("teachers", "report"),
@@ -40,18 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a metric study directory whose m1 and t2 are trained: copied, not trained again",
     )
-    parser.add_argument(
-        "--scale-set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="change one size of the scale, e.g. student_steps=300",
-    )
     args = parser.parse_args(argv)
-    scale = with_changes(SCALES[args.scale], args.scale_set, parser)
-    if args.seeds:
-        scale = replace(scale, seeds=args.seeds)
-    study = MetricStudy(args.out, scale, max(1, args.jobs), args.teachers)
+    study = MetricStudy(args.out, study_scale(args, parser), max(1, args.jobs), args.teachers)
     _report, beats = study(args.until)
     return 0 if beats else NO_CONCLUSION
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -192,17 +190,10 @@ class MetricStudy(Study):
         self.parallel([lambda n=n, a=a, k=k: one(n, a, k) for n, a, k in self.student_names()])
 
     def __call__(self, until: str = "report") -> tuple[Path, bool]:
-        self.out.mkdir(parents=True, exist_ok=True)
-        about = {"scale": asdict(self.scale), "arms": {k: list(v) for k, v in ARMS.items()}}
-        (self.out / "study.json").write_text(json.dumps(about))
-        started = time.perf_counter()
-        self.worlds()
-        self.teachers()
-        self.baselines()
-        if until != "teachers":
-            self.label()
-            self.students()
-        report, beats = write_metric_report(self, time.perf_counter() - started)
+        """Run the study up to `until`; the report and whether the canonical students beat the
+        image-blind priors."""
+        seconds = self.run_steps(until, {"arms": {k: list(v) for k, v in ARMS.items()}})
+        report, beats = write_metric_report(self, seconds)
         print(f"report: {report}")
         return report, beats
 

@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 
 from evaluation.study.plan import ARMS, METRIC_PRIORS, SPLITS, TEACHER
+from evaluation.study.report import mean_sd
 from pipeline.toolkit.atomic import write_bytes
 
 PRIOR_LABELS = {
@@ -40,19 +41,11 @@ def _scores(study, name: str, split: str) -> dict[str, dict[str, float]] | None:
     return world_scores(path) if path.is_file() else None
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def _row(label: str, results: list[dict[str, dict[str, float]] | None]) -> list[str]:
     found = [r for r in results if r is not None]
     cells = []
     for alignment, metric in COLUMNS:
-        cells.append(_cell([r[alignment][metric] for r in found if alignment in r]))
+        cells.append(mean_sd([r[alignment][metric] for r in found if alignment in r]))
     n = f" (n={len(found)})" if len(results) > 1 else ""
     return [label + n, *cells]
 
@@ -86,7 +79,7 @@ def verdict(study) -> tuple[str, bool]:
     mean = statistics.mean(canonical)
     beats = mean < best
     text = (
-        f"Canonical students: metric AbsRel {_cell(canonical)} against the best image-blind "
+        f"Canonical students: metric AbsRel {mean_sd(canonical)} against the best image-blind "
         f"prior's "
         f"{best:.3f}: they {'beat' if beats else 'do NOT beat'} it."
     )
@@ -97,7 +90,7 @@ def verdict(study) -> tuple[str, bool]:
         spread = max(statistics.stdev(canonical) if len(canonical) > 1 else 0.0,
                      statistics.stdev(raw) if len(raw) > 1 else 0.0)  # fmt: skip
         text += (
-            f" The negative control (raw metres) scores {_cell(raw)}: {gap:+.3f} AbsRel "
+            f" The negative control (raw metres) scores {mean_sd(raw)}: {gap:+.3f} AbsRel "
             f"({'more than' if gap > 2 * spread else 'within'} twice the larger seed spread, "
             f"{spread:.3f})."
         )

@@ -65,7 +65,8 @@ def _result(study, name: str, split: str = "test") -> dict[str, Any] | None:
     return result
 
 
-def _stats(values: list[float]) -> str:
+def mean_sd(values: list[float]) -> str:
+    """`mean ± sd` of a configuration's seeds (the value alone for one seed, `-` for none)."""
     if not values:
         return "-"
     if len(values) == 1:
@@ -128,7 +129,7 @@ def table(study, split: str = "test") -> str:
     head += ["paper ETH3D / DIODE AbsRel"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows(study, split):
-        cells = [row["name"], *[_stats(row[m]) for m in METRICS], row["margin"], row["paper"]]
+        cells = [row["name"], *[mean_sd(row[m]) for m in METRICS], row["margin"], row["paper"]]
         if "se" in row and cells[1] != "-":
             cells[1] += f" (±{row['se']:.3f} SE)"
         lines.append("| " + " | ".join(cells) + " |")

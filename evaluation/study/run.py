@@ -371,13 +371,11 @@ class Study(Commands):
 
         self.parallel([lambda st=st, k=k: one(st, k) for st, k in self.student_runs()])
 
-    def __call__(self, until: str = "report") -> tuple[Path, bool]:
-        """Run the study up to `until` (`teachers` or `report`); the report and whether t1 clears
-        the bar."""
+    def run_steps(self, until: str, about: dict) -> float:
+        """Every step up to `until` (`teachers` or `report`), with `about` (what the study is)
+        in `study.json`; the wall seconds."""
         self.out.mkdir(parents=True, exist_ok=True)
-        about = {"scale": asdict(self.scale), "teacher_overrides": list(self.teacher_overrides)}
-        about["students"] = [asdict(x) for x in self.configurations]
-        (self.out / "study.json").write_text(json.dumps(about))
+        (self.out / "study.json").write_text(json.dumps({"scale": asdict(self.scale), **about}))
         started = time.perf_counter()
         self.worlds()
         self.teachers()
@@ -385,7 +383,14 @@ class Study(Commands):
         if until != "teachers":
             self.label()
             self.students()
-        report = write_report(self, time.perf_counter() - started)
+        return time.perf_counter() - started
+
+    def __call__(self, until: str = "report") -> tuple[Path, bool]:
+        """Run the study up to `until` (`teachers` or `report`); the report and whether t1 clears
+        the bar."""
+        about = {"teacher_overrides": list(self.teacher_overrides)}
+        about["students"] = [asdict(x) for x in self.configurations]
+        report = write_report(self, self.run_steps(until, about))
         verdict = teacher_verdict(self)
         print(verdict.line)
         print(f"report: {report}")
