@@ -93,12 +93,7 @@ class MetricStudy(Study):
         )
 
     def teachers(self) -> None:
-        s, data = self.scale, self.path("data", "teachers")
-        self.run(
-            "exact labels",
-            ["pipeline", "world", "labels"]
-            + flags(dataset=data, world=self.path("world", "teachers"), column="exact"),
-        )
+        s, data = self.scale, self.exact_labels()
         self.reuse_teachers((TEACHER, START))
         jobs = []
         for k, (name, config, extra) in enumerate(

@@ -85,10 +85,11 @@ def verdict(study) -> tuple[str, bool]:
     )
     if not beats:
         return text + " No conclusion about canonicalisation is drawn.", False
-    if raw:
+    if raw and min(len(raw), len(canonical)) < 2:
+        text += f" The negative control (raw metres) scores {mean_sd(raw)}: one seed, no spread."
+    elif raw:
         gap = statistics.mean(raw) - mean
-        spread = max(statistics.stdev(canonical) if len(canonical) > 1 else 0.0,
-                     statistics.stdev(raw) if len(raw) > 1 else 0.0)  # fmt: skip
+        spread = max(statistics.stdev(canonical), statistics.stdev(raw))
         text += (
             f" The negative control (raw metres) scores {mean_sd(raw)}: {gap:+.3f} AbsRel "
             f"({'more than' if gap > 2 * spread else 'within'} twice the larger seed spread, "

@@ -75,6 +75,10 @@ SCALES = {
 few minutes of one H100 by estimate: not yet measured); `gpu` the paper's geometry (560 tiles,
 regions from 644 px)."""
 
+TEACHER_S_PER_STEP = 0.5
+"""Wall seconds per step of a cpu-scale `mini` teacher trained beside the other on 2 cores
+(BENCHMARKS.md: 1236 s for 2400 steps): the one-time cost said up front."""
+
 SEEDS = {"teachers": 1, "students": 2, "test": 3, "ood": 4}
 """The world seed of each split: no two splits share a scene."""
 

@@ -54,6 +54,7 @@ from evaluation.study.plan import (
     FROM_SCRATCH,
     ROWS,
     SEEDS,
+    TEACHER_S_PER_STEP,
     Scale,
     Student,
 )
@@ -62,10 +63,6 @@ from evaluation.study.report import teacher_verdict, write_report
 from pipeline.toolkit.cpus import usable_cpus
 from student.checkpoint import checkpoint_step
 from student.rundir import RunDir
-
-TEACHER_S_PER_STEP = 0.5
-"""Wall seconds per step of a cpu-scale `mini` teacher trained beside the other on 2 cores
-(BENCHMARKS.md: 1236 s for 2400 steps): the one-time cost said up front."""
 
 
 class Study(Commands):
@@ -127,13 +124,18 @@ class Study(Commands):
                 done=self.path("data", name, "dataset.json"),
             )
 
-    def teachers(self) -> None:
-        s, data = self.scale, self.path("data", "teachers")
+    def exact_labels(self) -> Path:
+        """`pipeline world labels`: the exact column of the teachers' split; that dataset."""
+        data = self.path("data", "teachers")
         self.run(
             "exact labels",
             ["pipeline", "world", "labels"]
             + flags(dataset=data, world=self.path("world", "teachers"), column="exact"),
         )
+        return data
+
+    def teachers(self) -> None:
+        s, data = self.scale, self.exact_labels()
         config = "ablations/table1-shared-global.yaml"  # relative depth, as real teachers learn
         names = ("t1", "t2", *self.dpt_inits())
         missing = [n for n in names if not self.path("runs", n, "export", "config.json").is_file()]
