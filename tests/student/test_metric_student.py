@@ -5,7 +5,10 @@ sees (checked against the world rendered again with each view's own camera), its
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +219,25 @@ def test_a_relative_init_turned_metric_starts_at_a_plausible_depth_nearer_where_
     reloaded = load_student(tmp_path / "metric-init", frozen_encoder=False, output=METRIC).eval()
     with torch.no_grad():
         assert torch.equal(reloaded(x)["pred"], metric(x)["pred"])
+
+
+@pytest.mark.slow
+def test_a_metric_student_with_a_relative_teacher_trains_under_torchrun(world, tmp_path):
+    """DDP (gloo), two ranks, teachers drawn per sample: a rank's batch may hold metric samples,
+    relative ones or both, and every parameter still gets its gradient; then it resumes."""
+    dataset, _, _, init = world
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["-m", "student.cli", "train", "--out", str(run), "--dataset", str(dataset)]
+    cmd += ["--teacher", "exact", "--teacher", "degraded", "--init", str(init), *FAST]
+    cmd += ["--steps", "2", "--batch-size", "2", "--set", "student.output=metric"]
+    cmd += ["--set", "data.per_sample_teacher=true", "--set", "loss.norm_sc=global"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    cmd = [*cmd[: cmd.index("--dataset")], "--resume", "--steps", "3"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
