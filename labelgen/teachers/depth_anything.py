@@ -44,14 +44,9 @@ class DepthAnythingTeacher(TransformersTeacher):
 
     adapter = "depth-anything-v2"
     model_types = ("depth_anything",)
+    model_class_name = "DepthAnythingForDepthEstimation"
     default_interpolation = "bicubic"  # DPTImageProcessor's, the processor these checkpoints use
     options_help = {"full_size": "short side of the full view (default 518, the processor's)"}
-
-    @classmethod
-    def model_class(cls) -> Any:
-        from transformers import DepthAnythingForDepthEstimation
-
-        return DepthAnythingForDepthEstimation
 
     @classmethod
     def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:

@@ -89,18 +89,10 @@ class DepthProTeacher(TransformersTeacher):
     adapter = "depth-pro"
     takes_focal = True
     model_types = ("depth_pro",)
+    model_class_name = "DepthProForDepthEstimation"
+    fixed_output_kind = "metric_depth"
     default_interpolation = "bilinear"  # DepthProImageProcessor's
     options_help = {"full_size": "short side of the full view (default: the processor's, 1536)"}
-
-    @classmethod
-    def model_class(cls) -> Any:
-        from transformers import DepthProForDepthEstimation
-
-        return DepthProForDepthEstimation
-
-    @classmethod
-    def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
-        return "metric_depth"
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:

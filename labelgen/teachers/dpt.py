@@ -38,18 +38,10 @@ class DPTTeacher(TransformersTeacher):
 
     adapter = "dpt"
     model_types = ("dpt",)
+    model_class_name = "DPTForDepthEstimation"
+    fixed_output_kind = "disparity"
     default_interpolation = "bicubic"  # DPTImageProcessor's
     options_help = {"full_size": "short side of the full view (default: processor size, 384)"}
-
-    @classmethod
-    def model_class(cls) -> Any:
-        from transformers import DPTForDepthEstimation
-
-        return DPTForDepthEstimation
-
-    @classmethod
-    def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
-        return "disparity"
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:

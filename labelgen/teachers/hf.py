@@ -205,6 +205,10 @@ class TransformersTeacher(Teacher):
     """`config.json` `model_type`s the adapter loads (empty: any depth model)."""
     default_interpolation: ClassVar[str] = "bilinear"
     """The input resampling when the checkpoint's image processor declares none."""
+    model_class_name: ClassVar[str] = ""
+    """The transformers class whose `from_pretrained` reads the checkpoint (`model_class`)."""
+    fixed_output_kind: ClassVar[str | None] = None
+    """The output kind of every checkpoint of the adapter (None: `output_kind_of` decides)."""
 
     def __init__(self, resolved: ResolvedTeacher, device, precision, *, model, rule, **kw):
         super().__init__(resolved, device, precision, input_rule=rule.to_dict(), **kw)
@@ -214,12 +218,16 @@ class TransformersTeacher(Teacher):
     @classmethod
     def model_class(cls) -> Any:
         """The transformers class whose `from_pretrained` reads the checkpoint."""
-        raise NotImplementedError
+        import transformers
+
+        return getattr(transformers, cls.model_class_name)
 
     @classmethod
     def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
-        """The output kind (fixed per adapter, or declared by the user)."""
-        raise NotImplementedError
+        """The output kind (`fixed_output_kind`, or read from the config or the spec)."""
+        if cls.fixed_output_kind is None:
+            raise NotImplementedError
+        return cls.fixed_output_kind
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
@@ -286,6 +294,7 @@ class HFTeacher(TransformersTeacher):
     """Any `AutoModelForDepthEstimation` checkpoint; the user declares what it outputs."""
 
     adapter = "hf"
+    model_class_name = "AutoModelForDepthEstimation"
     clamp_min = None  # an arbitrary model's output is stored raw, negative values included
     options_help = {
         "kind": "REQUIRED: what the model outputs, disparity|depth|metric_depth",
@@ -293,12 +302,6 @@ class HFTeacher(TransformersTeacher):
         "multiple": "round input sides up to this multiple (default: the image processor's)",
         "full_size": "short side of the full view (default: the image processor's size)",
     }
-
-    @classmethod
-    def model_class(cls) -> Any:
-        from transformers import AutoModelForDepthEstimation
-
-        return AutoModelForDepthEstimation
 
     @classmethod
     def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:

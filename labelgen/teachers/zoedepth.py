@@ -64,6 +64,8 @@ class ZoeDepthTeacher(TransformersTeacher):
 
     adapter = "zoedepth"
     model_types = ("zoedepth",)
+    model_class_name = "ZoeDepthForDepthEstimation"
+    fixed_output_kind = "metric_depth"
     default_interpolation = "bilinear"  # ZoeDepthImageProcessor's
     options_help = {"full_size": "short side of the full view (default: the processor's rule)"}
 
@@ -74,16 +76,6 @@ class ZoeDepthTeacher(TransformersTeacher):
         self.keep_aspect = bool(extra["keep_aspect_ratio"])
         self.pad = bool(extra["pad"])
         self.one_at_a_time = len(getattr(model.config, "bin_configurations", [])) > 1
-
-    @classmethod
-    def model_class(cls) -> Any:
-        from transformers import ZoeDepthForDepthEstimation
-
-        return ZoeDepthForDepthEstimation
-
-    @classmethod
-    def output_kind_of(cls, spec: TeacherSpec, config: Any) -> str:
-        return "metric_depth"
 
     @classmethod
     def input_rule_of(cls, spec: TeacherSpec, config: Any, proc: dict[str, Any]) -> InputRule:
