@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labelgen.teachers import WRITERS, write_checkpoint
+from labelgen.teachers import TEACHERS, WRITERS, write_checkpoint
 from labelgen.teachers.checkpoints import (
     clip_text_encoder,
     diffusion_unet,
@@ -36,15 +36,7 @@ def test_full_sizes_have_the_published_parameter_counts():
 
 
 def test_every_adapter_has_a_tiny_and_a_full_size():
-    assert sorted(WRITERS) == [
-        "depth-anything-v2",
-        "depth-pro",
-        "dpt",
-        "genpercept",
-        "hf",
-        "marigold",
-        "zoedepth",
-    ]
+    assert sorted(WRITERS) == TEACHERS.names()  # the seven (test_teacher_spec lists them)
     assert all(sizes[0] == "tiny" and len(sizes) > 1 for _, sizes in WRITERS.values())
 
 
