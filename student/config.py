@@ -113,6 +113,12 @@ class LossSettings:
     (sky, +inf, or beyond student.max_depth) the log of the prediction is pulled up to the log
     of 0.95 · max_depth."""
 
+    def term_norms(self) -> dict[str, str]:
+        """`{term: its normalization}` of the distillation terms these settings use, in order:
+        `sc`, `lg`, `grad`."""
+        used = {"sc": self.shared_context, "lg": self.local_global, "grad": self.lambda_grad > 0}
+        return {term: getattr(self, f"norm_{term}") for term, on in used.items() if on}
+
     def resolved(self, n_teachers: int) -> LossSettings:
         """These settings with every `auto` normalization made concrete: hybrid with several
         teachers (their scales differ), none with one. A run resolves them once, when it starts,

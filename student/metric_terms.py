@@ -67,30 +67,17 @@ class MetricLabels:
                 "or the world's exact labels); these teachers are all relative"
             )
         if not all(self.metric_teachers):
-            used = self.relative_norms(loss)
-            if "none" in used.values():
-                names = ", ".join(f"loss.{k}" for k, v in used.items() if v == "none")
+            norms = loss.term_norms()
+            if "none" in norms.values():
+                names = ", ".join(f"loss.norm_{k}" for k, v in norms.items() if v == "none")
                 raise ValueError(
                     f"a relative teacher teaches a metric student only through scale-and-shift "
                     f"invariant terms, but {names} is none: set it to global or hybrid"
                 )
 
-    @staticmethod
-    def relative_norms(loss: LossSettings) -> dict[str, str]:
-        """The normalization of each term a relative teacher feeds."""
-        used = {}
-        if loss.shared_context:
-            used["norm_sc"] = loss.norm_sc
-        if loss.local_global:
-            used["norm_lg"] = loss.norm_lg
-        if loss.lambda_grad > 0:
-            used["norm_grad"] = loss.norm_grad
-        return used
-
     def terms_fed(self, teachers: Sequence[str], loss: LossSettings) -> str:
         """One line for the log: which terms each teacher feeds, and how."""
-        names = [n for n, on in (("sc", loss.shared_context), ("lg", loss.local_global)) if on]
-        names += ["grad"] if loss.lambda_grad > 0 else []
+        names = list(loss.term_norms())
         camera = (
             f"canonical depth at f_c = {self.settings.canonical_focal:g} px"
             if self.settings.canonical_focal is not None

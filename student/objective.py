@@ -46,9 +46,9 @@ class Objective:
         metric: MetricLabels | None = None,
     ) -> None:
         self.metric = metric
-        if metric is not None:
-            metric.check(loss.resolved(n_teachers))
         self.loss = loss.resolved(n_teachers)
+        if metric is not None:
+            metric.check(self.loss)
         self.weights = {"lg": loss.lambda_lg, "feat": loss.lambda_feat, "grad": loss.lambda_grad}
         self.align = (
             FeatureAlignment(feature_width, feature_width, margin=loss.feat_margin)
@@ -142,13 +142,11 @@ def uncanonical_warning(
     student's input is a longer lens, so the same pixels mean other metres from view to view.
     `none` is meaningful on canonical labels only, which a metric student learns."""
     metric = sorted(name for name, inv in invariances.items() if inv == "metric")
-    used = {"norm_sc": loss.shared_context, "norm_lg": loss.local_global}
-    used["norm_grad"] = loss.lambda_grad > 0
-    unnormalized = [n for n, on in used.items() if on and getattr(loss, n) == "none"]
+    unnormalized = [term for term, norm in loss.term_norms().items() if norm == "none"]
     if metric_student or not metric or not unnormalized:
         return None
     return (
-        f"{', '.join('loss.' + n for n in unnormalized)}=none with metric teachers "
+        f"{', '.join('loss.norm_' + n for n in unnormalized)}=none with metric teachers "
         f"{', '.join(metric)}: their labels (1/metres) are compared without normalization, but "
         "a crop resized to the input is a longer lens, so their scale differs from view to "
         "view; none is meaningful on canonical labels only (student.output=metric learns them)"

@@ -121,14 +121,14 @@ class Trainer:
             accumulate=s.optim.accumulate,
             metric=s.student.metric,
         )
-        self.objective = Objective(
-            s.loss, len(job.teachers), self.student.hidden_size, self.metric_labels()
-        )
+        metric = self.metric_labels()
+        self.objective = Objective(s.loss, len(job.teachers), self.student.hidden_size, metric)
+        if metric is not None:
+            self.say_metric(metric)
         self.loader = make_loader(self.stream, workers=s.data.workers)
-        resolved = s.loss.resolved(len(job.teachers))
         for warning in (
             collapse_warning(s.loss, self.stream.invariances),
-            uncanonical_warning(resolved, self.stream.invariances, s.student.metric),
+            uncanonical_warning(self.objective.loss, self.stream.invariances, s.student.metric),
         ):
             if warning is not None and rank == 0:
                 log.warning("%s", warning)
@@ -139,20 +139,21 @@ class Trainer:
         self.running = RunningTerms(s.log_every)  # what the progress shows
 
     def metric_labels(self) -> MetricLabels | None:
-        """A metric student's labels (`student.metric_terms`), checked, and said in the log;
-        None for a relative student."""
+        """A metric student's labels (`student.metric_terms`; the objective checks them); None
+        for a relative student."""
         s = self.s
         if not s.student.metric:
             return None
         metric = [self.stream.invariances[t] == "metric" for t in self.job.teachers]
-        scale = (self.student.side or s.data.size) / s.data.size
-        labels = MetricLabels(s.student, metric, scale)
-        labels.check(s.loss.resolved(len(metric)))
-        if s.student.canonical_focal is not None and any(metric):
+        return MetricLabels(s.student, metric, (self.student.side or s.data.size) / s.data.size)
+
+    def say_metric(self, labels: MetricLabels) -> None:
+        """Refuse images of unknown camera when learning canonical depth; say in the log which
+        terms each teacher feeds."""
+        if self.s.student.canonical_focal is not None and any(labels.metric_teachers):
             check_cameras(self.stream.info)
         if self.rank == 0:
-            log.info("%s", labels.terms_fed(self.job.teachers, s.loss.resolved(len(metric))))
-        return labels
+            log.info("%s", labels.terms_fed(self.job.teachers, self.objective.loss))
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
