@@ -135,12 +135,14 @@ class MetricStudy(Study):
                 print(f"[teacher {name}] reused from {source}", flush=True)
 
     def baselines(self) -> None:
-        """The metric priors and the teacher, scored metric (`--alignment none`)."""
-        train = load_split(self.path("world", "teachers"))
+        """The metric priors and the teacher, scored metric (`--alignment none`). The teachers'
+        split is read only when a prior is still to be written (not on a resume)."""
+        train: list = []
         for split in SPLITS:
             for prior in METRIC_PRIORS:
                 out = self.path("eval", self.eval_name(prior, split))
                 if not (out / "summary.json").is_file():
+                    train = train or load_split(self.path("world", "teachers"))
                     write_metric_prior(out, prior, train, self.path("world", split))
                 self.run(
                     f"score {prior} {split}",
