@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.images.decode import encode_png
+from pipeline.model.depth_anything import canonical_focal, is_metric
 from pipeline.toolkit.atomic import (
     follow_umask,
     publishing,
@@ -35,10 +36,8 @@ from pipeline.toolkit.faults import is_disk_full
 from student.checkpoint import latest_checkpoint, load_checkpoint, step_of
 from student.ema import averaged_weights
 from student.export_metric import (
-    canonical_focal_of,
     focal_line,
     image_focal,
-    is_metric_config,
     metres,
     metric_fields,
     with_metric_head,
@@ -293,9 +292,9 @@ def predict_files(
     else:
         predict = lambda rgb: predict_image(student, rgb, device)  # noqa: E731
     config = None if student is None else student.model.config
-    f_c = canonical_focal_of(config)
+    f_c = canonical_focal(config)
     if focal_px is not None and f_c is None:
-        what = "outputs metres blind to the camera" if is_metric_config(config) else "is relative"
+        what = "outputs metres blind to the camera" if is_metric(config) else "is relative"
         say(f"--focal-px ignored: {model} {what} (its output does not depend on the focal length)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

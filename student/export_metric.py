@@ -25,7 +25,7 @@ from PIL import Image
 from pipeline.dataset.camera import exif_intrinsics
 from pipeline.images.decode import focal_35mm
 from student.config import StudentSettings
-from student.model import CANONICAL_FOCAL, Student, apply_output_config, output_config
+from student.model import Student, apply_output_config, output_config
 
 METRIC_CONFIG_KEYS = tuple(output_config(StudentSettings(output="metric")))
 """The `config.json` fields a metric student's export sets (`student.model.output_config`)."""
@@ -55,18 +55,6 @@ def with_metric_head(student: Student, fields: dict[str, Any]) -> Student:
     mean = tuple(student.mean.flatten().tolist())
     std = tuple(student.std.flatten().tolist())
     return Student(model, student.family, (mean, std), frozen_encoder=False, side=student.side)
-
-
-def canonical_focal_of(config: Any) -> float | None:
-    """f_c of a metric student's model config (`canonical_focal_px`), else None."""
-    if getattr(config, "depth_estimation_type", None) != "metric":
-        return None
-    value = getattr(config, CANONICAL_FOCAL, None)
-    return None if value is None else float(value)
-
-
-def is_metric_config(config: Any) -> bool:
-    return getattr(config, "depth_estimation_type", None) == "metric"
 
 
 def image_focal(image: Image.Image, given: float | None) -> tuple[float | None, str]:

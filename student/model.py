@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.depth_anything import CANONICAL_FOCAL
 from pipeline.model.precision import keep_float32
 from pipeline.model.quiet import quiet_loading
 from pipeline.model.random_init import conv_output_on_noise
@@ -27,8 +28,6 @@ from pipeline.toolkit.cliutil import first_line
 from student.config import INIT_WEIGHTS, StudentSettings
 from student.families import Family, family_of
 
-CANONICAL_FOCAL = "canonical_focal_px"
-"""The config field of a metric student trained on canonical depth: f_c in pixels."""
 INIT_HELP = (
     "pass a Hugging Face directory or hub id of a Depth Anything, DPT / MiDaS v3.0 or MiDaS v3.1 "
     "(BEiT, Swin V2) model (e.g. depth-anything/Depth-Anything-V2-Small-hf, "

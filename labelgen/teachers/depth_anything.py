@@ -35,7 +35,13 @@ from labelgen.teachers.hf import (
     processor_short_side,
 )
 from labelgen.teachers.spec import TeacherSpec, option_int
-from pipeline.model.depth_anything import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.model.depth_anything import (
+    CANONICAL_FOCAL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    canonical_focal,
+    is_metric,
+)
 
 
 @TEACHERS.register("depth-anything-v2")
@@ -64,7 +70,7 @@ class DepthAnythingTeacher(TransformersTeacher):
             camera = CAMERA_UNUSED if f_c is None else canonical_camera_text(f_c)
             extra = (("max_depth", float(config.max_depth)), ("camera", camera))
             if f_c is not None:
-                extra += (("canonical_focal_px", f_c),)
+                extra += ((CANONICAL_FOCAL, f_c),)
         return InputRule(mean, std, multiple, full, extra=extra)
 
     @classmethod
@@ -110,17 +116,6 @@ class DepthAnythingTeacher(TransformersTeacher):
         return depth.to(images.device, copy=True), focal, estimated
 
 
-def canonical_focal(config: Any) -> float | None:
-    """f_c of a metric student's checkpoint (`canonical_focal_px`), else None."""
-    value = getattr(config, "canonical_focal_px", None) if is_metric(config) else None
-    return None if value is None else float(value)
-
-
 def canonical_camera_text(f_c: float) -> str:
     """How a metric student uses the camera (its input rule's `camera`)."""
     return f"canonical depth at f_c={f_c:g}px of the model input; scaled by the given focal length"
-
-
-def is_metric(config: Any) -> bool:
-    """True for a metric Depth Anything (`depth_estimation_type: "metric"`)."""
-    return config is not None and getattr(config, "depth_estimation_type", None) == "metric"

@@ -15,6 +15,9 @@ from pipeline.model.random_init import lift_final_relu, save_dpt_processor, seed
 # default of image processors that name none).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CANONICAL_FOCAL = "canonical_focal_px"
+"""The config field of a metric student trained on canonical depth: f_c, in pixels of the model's
+input (depth in metres = its output × the input's focal length / f_c)."""
 
 # name -> (hidden, layers, heads, out_indices, neck_hidden_sizes, fusion_hidden_size)
 SIZES: dict[str, tuple[int, int, int, list[int], list[int], int]] = {
@@ -78,3 +81,14 @@ def write_depth_anything(out_dir: Path | str, size: str, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     save_dpt_processor(out_dir, 518, 14, True, IMAGENET_MEAN, IMAGENET_STD)
     return out_dir
+
+
+def is_metric(config: Any) -> bool:
+    """True for a metric Depth Anything (`depth_estimation_type: "metric"`)."""
+    return config is not None and getattr(config, "depth_estimation_type", None) == "metric"
+
+
+def canonical_focal(config: Any) -> float | None:
+    """f_c of a metric student's checkpoint (`CANONICAL_FOCAL` in a metric config), else None."""
+    value = getattr(config, CANONICAL_FOCAL, None) if is_metric(config) else None
+    return None if value is None else float(value)
